@@ -1,0 +1,46 @@
+// A model as lethe holds it on the host: its spec, shape, parameters and the dtype of
+// the file it came from (which is the dtype it is written back in).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/architecture.h"
+#include "io/array.h"
+#include "io/dataset.h"
+
+namespace lethe {
+
+struct Model {
+  Architecture arch;
+  std::vector<double> theta;  // flat parameters, order as in engine/architecture.h
+  io::DType dtype = io::DType::kF64;
+};
+
+// Reads a safetensors model. The spec comes from `spec_path` when given (the sidecar
+// wins), else from the file's "__metadata__"["lethe"]. Every tensor the spec names must
+// exist with the right shape, the widths must chain, and every tensor in the file must
+// be used; all tensors share one floating dtype.
+Model LoadModel(const std::string& path, const std::optional<std::string>& spec_path = {});
+
+// Writes the model (tensors in θ order, in model.dtype, spec embedded) atomically.
+void SaveModel(const std::string& path, const Model& model);
+
+// The output width training needs from the data: cross_entropy: the number of classes
+// (max label + 1), logistic: 1, mse: the target width.
+int64_t OutputWidthForData(LossKind loss, const io::Dataset& data);
+
+// A freshly initialised model, as PyTorch's nn.Linear default: every weight and bias
+// uniform in ±1/√in, from a 64-bit Mersenne Twister seeded with `seed` (deterministic
+// across platforms: the uniform variate is built from the raw bits, not std::uniform_*).
+Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64_t seed,
+                      io::DType dtype);
+
+// Throws lethe::Error naming data.path when the data cannot be used with the model:
+// feature width ≠ input width, labels out of range or not integers for a classifier,
+// target width ≠ output width for mse.
+void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data);
+
+}  // namespace lethe

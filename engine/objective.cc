@@ -1,0 +1,345 @@
+#include "engine/objective.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace lethe {
+
+using kernels::Op;
+
+void ObjectiveOptions::Validate() const {
+  if (batch_size < 1) Fail("ObjectiveOptions::batch_size = ", batch_size, ": must be >= 1");
+}
+
+// Buffers for one batch, allocated once: activations, backpropagated gradients and their
+// R-operator counterparts at every layer boundary (boundary l is the input of layer l).
+template <typename T>
+struct Objective<T>::Workspace {
+  std::vector<Matrix> acts, deltas, r_acts, r_deltas, sigma1, sigma2;
+  Matrix tmp, losses;
+  int64_t count = 0;  // rows of the current batch
+};
+
+template <typename T>
+Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch,
+                        DeviceData<T> data, const ObjectiveOptions& options)
+    : backend_(backend), arch_(arch), data_(std::move(data)), options_(options) {
+  options_.Validate();
+  LETHE_CHECK(data_.X.cols() == arch_.input_dim && data_.Y.rows() == data_.X.rows());
+  const int64_t B = std::max<int64_t>(1, std::min(options_.batch_size, data_.n()));
+  const size_t L = arch_.layers.size();
+  ws_ = std::make_unique<Workspace>();
+  int64_t max_width = arch_.input_dim;
+  auto width = [&](size_t l) { return l == 0 ? arch_.input_dim : arch_.layers[l - 1].out; };
+  for (size_t l = 0; l <= L; ++l) {
+    max_width = std::max(max_width, width(l));
+    ws_->acts.push_back(l == 0 ? Matrix() : backend_.Allocate(B, width(l)));
+    ws_->deltas.push_back(backend_.Allocate(B, width(l)));
+    ws_->r_acts.push_back(backend_.Allocate(B, width(l)));
+    ws_->r_deltas.push_back(backend_.Allocate(B, width(l)));
+    const bool act = l < L && !arch_.layers[l].is_linear();
+    ws_->sigma1.push_back(act ? backend_.Allocate(B, width(l)) : Matrix());
+    ws_->sigma2.push_back(act ? backend_.Allocate(B, width(l)) : Matrix());
+  }
+  ws_->tmp = backend_.Allocate(B, max_width);
+  ws_->losses = backend_.Allocate(B, 1);
+}
+
+template <typename T>
+Objective<T>::~Objective() = default;
+
+template <typename T>
+void Objective<T>::LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W,
+                               Matrix* b) const {
+  *W = theta.Block(layer.weight_offset, layer.out, layer.in);
+  *b = layer.bias_offset >= 0 ? theta.Block(layer.bias_offset, 1, layer.out) : Matrix();
+}
+
+// x_{l+1} = x_l Wᵀ + 1 bᵀ (linear) or σ(x_l) (activation).
+template <typename T>
+void Objective<T>::Forward(const Matrix& theta, int64_t begin, int64_t count) {
+  Workspace& ws = *ws_;
+  ws.count = count;
+  Matrix x = data_.X.Rows(begin, count);
+  for (size_t l = 0; l < arch_.layers.size(); ++l) {
+    const LayerShape& layer = arch_.layers[l];
+    Matrix y = ws.acts[l + 1].Rows(0, count);
+    if (layer.is_linear()) {
+      Matrix W, b;
+      LayerParams(theta, layer, &W, &b);
+      backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, W, T(0), y);
+      if (!b.empty()) backend_.AddRow(b, y);
+    } else {
+      backend_.Activate(layer.activation, 0, x, y);
+    }
+    x = y;
+  }
+  ws.acts[0] = data_.X.Rows(begin, count);
+}
+
+// Reverse mode from δ_L = ∂(scaled loss)/∂f, held in deltas[L]:
+//   linear:     ∇W += δᵀ x,  ∇b += 1ᵀ δ,  δ_in = δ W
+//   activation: δ_in = δ ⊙ σ'(x)
+template <typename T>
+void Objective<T>::Backward(const Matrix& theta, int64_t count, Matrix* grad,
+                            Matrix* per_example) {
+  Workspace& ws = *ws_;
+  for (int l = static_cast<int>(arch_.layers.size()) - 1; l >= arch_.first_linear; --l) {
+    const LayerShape& layer = arch_.layers[l];
+    Matrix delta = ws.deltas[l + 1].Rows(0, count);
+    Matrix x = ws.acts[l].Rows(0, count);
+    const bool propagate = l > arch_.first_linear;
+    Matrix delta_in = ws.deltas[l].Rows(0, count);
+    if (layer.is_linear()) {
+      Matrix W, b;
+      LayerParams(theta, layer, &W, &b);
+      if (grad) {
+        backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, x, T(1),
+                      grad->Block(layer.weight_offset, layer.out, layer.in));
+        if (!b.empty())
+          backend_.ColumnSums(T(1), delta, T(1), grad->Block(layer.bias_offset, 1, layer.out));
+      }
+      if (per_example) {
+        backend_.RowOuter(delta, x, per_example->Cols(layer.weight_offset, layer.out * layer.in));
+        if (!b.empty()) backend_.Copy(delta, per_example->Cols(layer.bias_offset, layer.out));
+      }
+      if (propagate) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, W, T(0), delta_in);
+    } else if (propagate) {
+      Matrix s1 = ws.tmp.Rows(0, count).Cols(0, layer.in);
+      backend_.Activate(layer.activation, 1, x, s1);
+      backend_.Multiply(delta, s1, T(0), delta_in);
+    }
+  }
+}
+
+template <typename T>
+double Objective<T>::ValueAndGradient(const Matrix& theta, Matrix grad) {
+  return BatchValueAndGradient(theta, 0, num_examples(), grad);
+}
+
+template <typename T>
+double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, int64_t n,
+                                           Matrix grad) {
+  LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
+  LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
+  const bool want_grad = !grad.empty();
+  if (want_grad) {
+    LETHE_CHECK(grad.rows() == 1 && grad.cols() == num_params());
+    backend_.Fill(grad, T(0));
+  }
+  const size_t L = arch_.layers.size();
+  double loss_sum = 0;
+  for (int64_t done = 0; done < n; done += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), n - done);
+    const int64_t begin = first + done;
+    Forward(theta, begin, count);
+    Matrix f = ws_->acts[L].Rows(0, count);
+    Matrix y = data_.Y.Rows(begin, count);
+    Matrix losses = ws_->losses.Rows(0, count);
+    backend_.LossValues(arch_.spec.loss, f, y, losses);
+    loss_sum += static_cast<double>(backend_.Sum(losses));
+    if (want_grad) {
+      backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, y, ws_->deltas[L].Rows(0, count));
+      Backward(theta, count, &grad, nullptr);
+    }
+  }
+  const double l2 = arch_.spec.l2;
+  if (want_grad && l2 != 0) backend_.Axpby(T(l2), theta, T(1), grad);
+  return loss_sum / static_cast<double>(n) +
+         0.5 * l2 * static_cast<double>(backend_.Dot(theta, theta));
+}
+
+// For each direction v (a row of V), with x_l, δ_l from the batch's forward and backward
+// passes and R{·} the directional derivative along v:
+//   forward   linear:     R{x_{l+1}} = R{x_l} Wᵀ + x_l V_Wᵀ + 1 v_bᵀ
+//             activation: R{x_{l+1}} = σ'(x_l) ⊙ R{x_l}
+//   output:   R{δ_L} = (1/n) ∇²_f l · R{f}
+//   backward  linear:     R{∇W} = R{δ}ᵀ x + δᵀ R{x},  R{∇b} = 1ᵀ R{δ},
+//                         R{δ_in} = R{δ} W + δ V_W
+//             activation: R{δ_in} = R{δ} ⊙ σ'(x) + δ ⊙ σ''(x) ⊙ R{x}
+// The Gauss-Newton product drops the terms with δ (they differentiate the Jacobian).
+// Finally Hv += l2 · v.
+template <typename T>
+void Objective<T>::CurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V,
+                                    Matrix out) {
+  CurvatureProductRows(curvature, theta, V, out, 0, num_examples());
+}
+
+// The loss terms carry the weight 1/n (n = rows in the range), so a minibatch gives the
+// curvature of the minibatch objective; the l2 term is added once, outside the loop.
+template <typename T>
+void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta,
+                                        const Matrix& V, Matrix out, int64_t first, int64_t n) {
+  LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
+  LETHE_CHECK(V.cols() == num_params() && out.rows() == V.rows() && out.cols() == V.cols());
+  LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
+  const bool hessian = curvature == Curvature::kHessian;
+  Workspace& ws = *ws_;
+  const int L = static_cast<int>(arch_.layers.size());
+  backend_.Fill(out, T(0));
+  for (int64_t done = 0; done < n; done += ws.losses.rows()) {
+    const int64_t count = std::min(ws.losses.rows(), n - done);
+    const int64_t begin = first + done;
+    Forward(theta, begin, count);
+    Matrix f = ws.acts[L].Rows(0, count);
+    if (hessian) {
+      backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, data_.Y.Rows(begin, count),
+                            ws.deltas[L].Rows(0, count));
+      Backward(theta, count, nullptr, nullptr);
+    }
+    for (int l = arch_.first_linear; l < L; ++l) {
+      const LayerShape& layer = arch_.layers[l];
+      if (layer.is_linear()) continue;
+      Matrix x = ws.acts[l].Rows(0, count);
+      backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
+      if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
+    }
+    for (int64_t r = 0; r < V.rows(); ++r) {
+      Matrix v = V.Row(r);
+      Matrix hv = out.Row(r);
+      // Forward R pass. Before the first linear layer R{x} = 0 (the data do not depend on θ).
+      for (int l = arch_.first_linear; l < L; ++l) {
+        const LayerShape& layer = arch_.layers[l];
+        Matrix x = ws.acts[l].Rows(0, count);
+        Matrix rx = ws.r_acts[l].Rows(0, count);
+        Matrix ry = ws.r_acts[l + 1].Rows(0, count);
+        if (layer.is_linear()) {
+          Matrix W, b, VW, vb;
+          LayerParams(theta, layer, &W, &b);
+          LayerParams(v, layer, &VW, &vb);
+          backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, VW, T(0), ry);
+          if (l > arch_.first_linear) backend_.Gemm(Op::kNone, Op::kTranspose, T(1), rx, W, T(1), ry);
+          if (!vb.empty()) backend_.AddRow(vb, ry);
+        } else {
+          backend_.Multiply(ws.sigma1[l].Rows(0, count), rx, T(0), ry);
+        }
+      }
+      Matrix rdelta_out = ws.r_deltas[L].Rows(0, count);
+      backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), f, ws.r_acts[L].Rows(0, count),
+                                  rdelta_out);
+      // Backward R pass.
+      for (int l = L - 1; l >= arch_.first_linear; --l) {
+        const LayerShape& layer = arch_.layers[l];
+        const bool propagate = l > arch_.first_linear;
+        Matrix x = ws.acts[l].Rows(0, count);
+        Matrix rx = ws.r_acts[l].Rows(0, count);
+        Matrix delta = ws.deltas[l + 1].Rows(0, count);
+        Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
+        Matrix rdelta_in = ws.r_deltas[l].Rows(0, count);
+        if (layer.is_linear()) {
+          Matrix W, b, VW, vb;
+          LayerParams(theta, layer, &W, &b);
+          LayerParams(v, layer, &VW, &vb);
+          Matrix hw = hv.Block(layer.weight_offset, layer.out, layer.in);
+          backend_.Gemm(Op::kTranspose, Op::kNone, T(1), rdelta, x, T(1), hw);
+          if (hessian && l > arch_.first_linear)
+            backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, rx, T(1), hw);
+          if (!b.empty())
+            backend_.ColumnSums(T(1), rdelta, T(1), hv.Block(layer.bias_offset, 1, layer.out));
+          if (propagate) {
+            backend_.Gemm(Op::kNone, Op::kNone, T(1), rdelta, W, T(0), rdelta_in);
+            if (hessian) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, VW, T(1), rdelta_in);
+          }
+        } else if (propagate) {
+          backend_.Multiply(rdelta, ws.sigma1[l].Rows(0, count), T(0), rdelta_in);
+          if (hessian) {
+            Matrix t = ws.tmp.Rows(0, count).Cols(0, layer.in);
+            backend_.Multiply(delta, ws.sigma2[l].Rows(0, count), T(0), t);
+            backend_.Multiply(t, rx, T(1), rdelta_in);
+          }
+        }
+      }
+    }
+  }
+  const double l2 = arch_.spec.l2;
+  if (l2 != 0) backend_.Axpby(T(l2), V, T(1), out);
+}
+
+template <typename T>
+void Objective<T>::PerExampleGradients(const Matrix& theta, int64_t begin, int64_t count,
+                                       Matrix out) {
+  LETHE_CHECK(begin >= 0 && count >= 0 && begin + count <= num_examples());
+  LETHE_CHECK(out.rows() == count && out.cols() == num_params());
+  const int L = static_cast<int>(arch_.layers.size());
+  for (int64_t done = 0; done < count; done += ws_->losses.rows()) {
+    const int64_t c = std::min(ws_->losses.rows(), count - done);
+    Forward(theta, begin + done, c);
+    backend_.LossGradient(arch_.spec.loss, T(1), ws_->acts[L].Rows(0, c),
+                          data_.Y.Rows(begin + done, c), ws_->deltas[L].Rows(0, c));
+    Matrix rows = out.Rows(done, c);
+    Backward(theta, c, nullptr, &rows);
+  }
+}
+
+template <typename T>
+void Objective<T>::PerExampleLosses(const Matrix& theta, Matrix out) {
+  LETHE_CHECK(out.rows() == num_examples() && out.cols() == 1);
+  const int L = static_cast<int>(arch_.layers.size());
+  for (int64_t begin = 0; begin < num_examples(); begin += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), num_examples() - begin);
+    Forward(theta, begin, count);
+    backend_.LossValues(arch_.spec.loss, ws_->acts[L].Rows(0, count), data_.Y.Rows(begin, count),
+                        out.Rows(begin, count));
+  }
+}
+
+template <typename T>
+void Objective<T>::Outputs(const Matrix& theta, Matrix out) {
+  LETHE_CHECK(out.rows() == num_examples() && out.cols() == arch_.output_dim);
+  const int L = static_cast<int>(arch_.layers.size());
+  for (int64_t begin = 0; begin < num_examples(); begin += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), num_examples() - begin);
+    Forward(theta, begin, count);
+    backend_.Copy(ws_->acts[L].Rows(0, count), out.Rows(begin, count));
+  }
+}
+
+template <typename T>
+Metrics Objective<T>::Evaluate(const Matrix& theta) {
+  Metrics m;
+  m.n = num_examples();
+  m.objective = ValueAndGradient(theta, Matrix());
+  m.loss = m.objective - 0.5 * l2() * static_cast<double>(backend_.Dot(theta, theta));
+  const int L = static_cast<int>(arch_.layers.size());
+  double correct = 0;
+  for (int64_t begin = 0; begin < m.n; begin += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), m.n - begin);
+    Forward(theta, begin, count);
+    Matrix right = ws_->losses.Rows(0, count);
+    backend_.Correct(arch_.spec.loss, ws_->acts[L].Rows(0, count), data_.Y.Rows(begin, count),
+                     right);
+    correct += static_cast<double>(backend_.Sum(right));
+  }
+  m.accuracy = m.n ? correct / static_cast<double>(m.n) : 0;
+  return m;
+}
+
+template <typename T>
+DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
+                         const std::vector<int64_t>& rows) {
+  const bool all = rows.empty();
+  const int64_t n = all ? data.n : static_cast<int64_t>(rows.size());
+  std::vector<T> x(static_cast<size_t>(n * data.d)), y(static_cast<size_t>(n * data.target_width));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t src = all ? i : rows[i];
+    for (int64_t j = 0; j < data.d; ++j) x[i * data.d + j] = static_cast<T>(data.X[src * data.d + j]);
+    for (int64_t j = 0; j < data.target_width; ++j)
+      y[i * data.target_width + j] = static_cast<T>(data.y[src * data.target_width + j]);
+  }
+  DeviceData<T> out;
+  out.X = backend.Allocate(n, data.d);
+  out.Y = backend.Allocate(n, data.target_width);
+  backend.Upload(x.data(), out.X);
+  backend.Upload(y.data(), out.Y);
+  return out;
+}
+
+template class Objective<float>;
+template class Objective<double>;
+template DeviceData<float> UploadData<float>(kernels::Backend<float>&, const io::Dataset&,
+                                             const std::vector<int64_t>&);
+template DeviceData<double> UploadData<double>(kernels::Backend<double>&, const io::Dataset&,
+                                               const std::vector<int64_t>&);
+
+}  // namespace lethe

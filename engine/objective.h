@@ -1,0 +1,109 @@
+// The training objective of a sequential model and its derivatives, computed in batches
+// through the kernels/ backend:
+//
+//   L(θ) = (1/n) Σᵢ l(f(xᵢ; θ), yᵢ) + (l2/2)‖θ‖²
+//
+// - ValueAndGradient: L and ∇L by reverse mode (backpropagation).
+// - CurvatureProduct: Hv for the exact Hessian H = ∇²L, by forward-over-reverse
+//   (Pearlmutter's R-operator: R{·} = d/dr (·)(θ + r v) at r = 0, pushed forward
+//   through the network and then back through the backward pass), or Gv for the
+//   Gauss-Newton matrix G = (1/n) Σ Jᵢᵀ ∇²_f lᵢ Jᵢ + l2·I (the same pass without the
+//   terms that differentiate the Jacobian: no σ'' and no δ·R{x}).
+// - PerExampleGradients: ∇_θ lᵢ for a block of examples at once (no 1/n, no l2), with
+//   one forward and one backward pass: for a linear layer ∇_W lᵢ = δᵢ xᵢᵀ, an outer
+//   product per row (Backend::RowOuter).
+//
+// Several vectors are the rows of a matrix; CurvatureProduct makes one pass over the
+// data for all of them, reusing each batch's forward and backward pass.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/architecture.h"
+#include "io/dataset.h"
+#include "kernels/backend.h"
+
+namespace lethe {
+
+enum class Curvature { kHessian, kGaussNewton };
+
+// Training data on the compute device. Y holds labels (as T) or regression targets.
+template <typename T>
+struct DeviceData {
+  kernels::Matrix<T> X;  // n × d
+  kernels::Matrix<T> Y;  // n × target width
+  int64_t n() const { return X.rows(); }
+};
+
+struct ObjectiveOptions {
+  // Examples per forward/backward pass: bounds the workspace to O(batch × max width).
+  int64_t batch_size = 2048;
+  void Validate() const;
+};
+
+struct Metrics {
+  int64_t n = 0;
+  double loss = 0;       // (1/n) Σ lᵢ
+  double objective = 0;  // loss + (l2/2)‖θ‖²
+  double accuracy = 0;   // fraction right (classification losses only)
+};
+
+template <typename T>
+class Objective {
+ public:
+  using Matrix = kernels::Matrix<T>;
+
+  Objective(kernels::Backend<T>& backend, const Architecture& arch, DeviceData<T> data,
+            const ObjectiveOptions& options = {});
+  ~Objective();
+
+  kernels::Backend<T>& backend() const { return backend_; }
+  const Architecture& arch() const { return arch_; }
+  const DeviceData<T>& data() const { return data_; }
+  int64_t num_params() const { return arch_.num_params; }
+  int64_t num_examples() const { return data_.n(); }
+  double l2() const { return arch_.spec.l2; }
+  const ObjectiveOptions& options() const { return options_; }
+
+  // θ is 1 × p. Returns L(θ); writes ∇L(θ) (1 × p) when grad is non-empty.
+  double ValueAndGradient(const Matrix& theta, Matrix grad);
+  // The same objective over rows [begin, begin+count) alone, (1/count) Σ lᵢ + (l2/2)‖θ‖²:
+  // a minibatch for stochastic optimisers.
+  double BatchValueAndGradient(const Matrix& theta, int64_t begin, int64_t count, Matrix grad);
+  // out (m × p), row r = C v_r for the rows v_r of V (m × p), C = H or G.
+  void CurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out);
+  // The same for the objective over rows [begin, begin+count) alone,
+  // (1/count) Σ lᵢ + (l2/2)‖θ‖²: the minibatch curvature stochastic solvers (LiSSA) use.
+  void CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V,
+                            Matrix out, int64_t begin, int64_t count);
+  // out (count × p): row i = ∇_θ l(f(x_{begin+i}), y_{begin+i}).
+  void PerExampleGradients(const Matrix& theta, int64_t begin, int64_t count, Matrix out);
+  // out (n × 1): lᵢ(θ).
+  void PerExampleLosses(const Matrix& theta, Matrix out);
+  // out (n × output width): f(xᵢ; θ).
+  void Outputs(const Matrix& theta, Matrix out);
+  Metrics Evaluate(const Matrix& theta);
+
+ private:
+  struct Workspace;
+  // Forward pass of rows [begin, begin+count): fills acts[0..L] (acts[0] views X).
+  void Forward(const Matrix& theta, int64_t begin, int64_t count);
+  // Backward pass from deltas[L], down to the first linear layer. With `grad`, adds
+  // each layer's gradient into it; with `per_example`, writes per-row gradients.
+  void Backward(const Matrix& theta, int64_t count, Matrix* grad, Matrix* per_example);
+  void LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W, Matrix* b) const;
+
+  kernels::Backend<T>& backend_;
+  Architecture arch_;
+  DeviceData<T> data_;
+  ObjectiveOptions options_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+// Uploads `rows` of the dataset (all rows when empty) as T.
+template <typename T>
+DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
+                         const std::vector<int64_t>& rows = {});
+
+}  // namespace lethe

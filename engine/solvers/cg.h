@@ -1,0 +1,29 @@
+// Conjugate gradient for A x = b, A symmetric positive definite, for m right-hand sides
+// at once (the rows of B): m independent CG recurrences that share each application of
+// A, i.e. one pass over the training data per iteration for all of them.
+//
+// Per right-hand side: r = b − A x, p = r; repeat
+//   α = rᵀr / pᵀAp,  x += α p,  r −= α Ap,  β = r'ᵀr' / rᵀr,  p = r' + β p
+// until ‖r‖ ≤ relative_tolerance · ‖b‖. pᵀAp ≤ 0 means A is not positive definite along
+// p: the solve stops with termination = negative-curvature instead of returning a wrong x.
+// Only the m scalars per step (rᵀr, pᵀAp) travel back to the host.
+#pragma once
+
+#include "engine/solvers/linear_operator.h"
+#include "engine/solvers/solve_summary.h"
+
+namespace lethe {
+
+struct CgOptions {
+  // Stop when ‖A x − b‖ ≤ relative_tolerance · ‖b‖ for every right-hand side.
+  double relative_tolerance = 1e-8;
+  int max_iterations = 1000;  // one operator application (for all m) per iteration
+  void Validate() const;      // throws lethe::Error naming the bad field
+};
+
+// X (m × p) holds the starting point on entry (zero for none) and the solution on exit.
+template <typename T>
+SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B,
+                               kernels::Matrix<T> X, const CgOptions& options);
+
+}  // namespace lethe

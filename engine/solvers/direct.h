@@ -1,0 +1,73 @@
+// The exact solve for small models: form A explicitly, factorise it once (Cholesky,
+// A = L Lᵀ, in double on the host) and solve for any number of right-hand sides.
+//
+// A is formed column block by column block: A · [e_i … e_{i+k−1}] for k = block_size
+// identity rows at a time, so the device never holds more than k × p values; the host
+// holds p × p doubles (20000² · 8 B = 3.2 GB at the default max_params). The formed
+// matrix is symmetrised, (A + Aᵀ)/2, to remove the rounding asymmetry of the
+// Hessian-vector products before Cholesky. When A is not positive definite the smallest
+// eigenvalue μ (Eigen's SelfAdjointEigenSolver) is reported: A + |μ|·I is singular and
+// any damping above |μ| makes it positive definite.
+//
+// Cost: p operator applications (p/k passes over the data with k vectors each),
+// p³/3 flops for the factorisation, 2p² per right-hand side.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "engine/solvers/linear_operator.h"
+#include "engine/solvers/solve_summary.h"
+
+namespace lethe {
+
+struct DirectOptions {
+  // Identity rows the operator is applied to at once while forming A (device memory
+  // block_size × p, twice); also the rows solved per host round trip.
+  int64_t block_size = 256;
+  // Refuse to form A for more parameters than this (host memory ≈ 8·p² bytes).
+  int64_t max_params = 20000;
+  void Validate() const;  // throws lethe::Error naming the bad field
+};
+
+// A factorised once and solved against many right-hand sides, e.g. all n per-example
+// training gradients for self-influence. Holds the Cholesky factor on the host.
+template <typename T>
+class DirectFactorization {
+ public:
+  DirectFactorization();
+  ~DirectFactorization();
+  DirectFactorization(DirectFactorization&&) noexcept;
+  DirectFactorization& operator=(DirectFactorization&&) noexcept;
+
+  // Forms and factorises A. Returns termination = converged, or negative-curvature with
+  // the smallest eigenvalue in the message (and in smallest_eigenvalue()); then Solve
+  // must not be called. Throws lethe::Error when A.size() > options.max_params.
+  SolveSummary Factorize(LinearOperator<T>& A, const DirectOptions& options);
+
+  bool factorized() const;
+  int64_t size() const;
+  // NaN unless Factorize found A not positive definite.
+  double smallest_eigenvalue() const;
+  // X (m × p) = A⁻¹ B for the rows of B (m × p), on the backend A lived on. X may alias B.
+  void Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Solves A X = B (rows of B are right-hand sides) by DirectFactorization. On
+// negative-curvature X is set to zero (relative residual 1).
+template <typename T>
+SolveSummary DirectSolve(LinearOperator<T>& A, const kernels::Matrix<T>& B, kernels::Matrix<T> X,
+                         const DirectOptions& options);
+
+// Fills summary->relative_residual(s) with ‖(A + damping·I) x − b‖ / ‖b‖ per row,
+// recomputed with one application of A (‖A x − b‖ itself when b = 0). Every solver
+// reports this true residual, never a recursively updated one.
+template <typename T>
+void RecomputeResiduals(LinearOperator<T>& A, double damping, const kernels::Matrix<T>& B,
+                        const kernels::Matrix<T>& X, SolveSummary* summary);
+
+}  // namespace lethe

@@ -1,0 +1,194 @@
+#include "engine/solvers/lissa.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "common/error.h"
+#include "engine/solvers/direct.h"
+#include "engine/solvers/lanczos.h"
+
+namespace lethe {
+
+void LissaOptions::Validate() const {
+  if (depth < 1) Fail("LissaOptions::depth = ", depth, ": must be >= 1");
+  if (repeats < 1) Fail("LissaOptions::repeats = ", repeats, ": must be >= 1");
+  if (batch_size < 1) Fail("LissaOptions::batch_size = ", batch_size, ": must be >= 1");
+  if (!(scale >= 0) || !std::isfinite(scale))
+    Fail("LissaOptions::scale = ", scale, ": must be > 0, or 0 for automatic");
+  if (scale_iterations < 1)
+    Fail("LissaOptions::scale_iterations = ", scale_iterations, ": must be >= 1");
+}
+
+template <typename T>
+MinibatchCurvatureOperator<T>::MinibatchCurvatureOperator(Objective<T>& objective,
+                                                          kernels::Matrix<T> theta,
+                                                          Curvature curvature, double damping,
+                                                          uint64_t seed)
+    : objective_(objective), theta_(theta), curvature_(curvature), damping_(damping) {
+  // Fisher-Yates with the raw 64-bit draws: the same order on every platform
+  // (std::shuffle's use of the generator is implementation-defined).
+  const int64_t n = objective.num_examples();
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+  kernels::Backend<T>& be = objective.backend();
+  const DeviceData<T>& data = objective.data();
+  DeviceData<T> shuffled;
+  shuffled.X = be.Allocate(n, data.X.cols());
+  shuffled.Y = be.Allocate(n, data.Y.cols());
+  be.GatherRows(data.X, order.data(), shuffled.X);
+  be.GatherRows(data.Y, order.data(), shuffled.Y);
+  shuffled_ = std::make_unique<Objective<T>>(be, objective.arch(), shuffled, objective.options());
+}
+
+template <typename T>
+MinibatchCurvatureOperator<T>::~MinibatchCurvatureOperator() = default;
+
+template <typename T>
+void MinibatchCurvatureOperator<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
+  objective_.CurvatureProduct(curvature_, theta_, V, out);
+  if (damping_ != 0) objective_.backend().Axpby(T(damping_), V, T(1), out);
+}
+
+template <typename T>
+void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V,
+                                               kernels::Matrix<T> out, int64_t begin,
+                                               int64_t count) {
+  shuffled_->CurvatureProductRows(curvature_, theta_, V, out, begin, count);
+  if (damping_ != 0) objective_.backend().Axpby(T(damping_), V, T(1), out);
+}
+
+namespace {
+
+// ‖h_j‖ ≤ (j + 1)‖b‖ holds while the recursion is stable; this much more is divergence.
+constexpr double kDivergenceFactor = 10;
+// s = margin · λ_max: Lanczos' estimate is a lower bound, and minibatch operators have
+// somewhat larger top eigenvalues than the full one.
+constexpr double kAutoScaleMargin = 1.1;
+
+std::string Num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", x);
+  return buf;
+}
+
+template <typename T>
+std::vector<double> RowNorms(kernels::Backend<T>& be, const kernels::Matrix<T>& A,
+                             kernels::Matrix<T> scratch) {
+  be.RowDots(A, A, scratch);
+  std::vector<T> host(A.rows());
+  be.Download(scratch, host.data());
+  std::vector<double> out(host.size());
+  for (size_t i = 0; i < host.size(); ++i) out[i] = std::sqrt(static_cast<double>(host[i]));
+  return out;
+}
+
+}  // namespace
+
+template <typename T>
+SolveSummary Lissa(StochasticOperator<T>& A, const kernels::Matrix<T>& B, kernels::Matrix<T> X,
+                   const LissaOptions& options) {
+  options.Validate();
+  const auto start = std::chrono::steady_clock::now();
+  kernels::Backend<T>& be = A.backend();
+  const int64_t m = B.rows(), p = B.cols(), n = A.num_examples();
+  LETHE_CHECK(p == A.size() && X.rows() == m && X.cols() == p && n >= 1);
+  SolveSummary summary;
+  summary.solver = "lissa";
+  auto finish = [&] {
+    RecomputeResiduals(A, 0.0, B, X, &summary);
+    summary.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return summary;
+  };
+  be.Fill(X, T(0));
+
+  double s = options.scale;
+  std::string scale_note = "--lissa-scale (now " + Num(s) + ")";
+  if (s == 0) {
+    const double top = EstimateLargestEigenvalue(A, options.scale_iterations, options.seed);
+    if (!(top > 0)) {
+      summary.termination = Termination::kNegativeCurvature;
+      summary.message = "the operator's largest eigenvalue is " + Num(top) +
+                        " <= 0: it is not positive definite; add damping";
+      return finish();
+    }
+    s = kAutoScaleMargin * top;
+    scale_note = "--lissa-scale (now automatic: " + Num(s) + " = " + Num(kAutoScaleMargin) +
+                 " × estimated largest eigenvalue " + Num(top) + ")";
+  }
+  const int64_t batch = std::min(options.batch_size, n);
+  // With the full data every step is the same deterministic operator: one run suffices.
+  const int repeats = batch == n ? 1 : options.repeats;
+
+  kernels::Matrix<T> H = be.Allocate(m, p), AH = be.Allocate(m, p), AH2, scalars = be.Allocate(m, 1);
+  if (batch < n) AH2 = be.Allocate(m, p);
+  const std::vector<double> b_norm = RowNorms(be, B, scalars);
+  std::mt19937_64 rng(options.seed);
+  // A minibatch is the window [start, start + batch) of the shuffled examples, wrapping
+  // around the end, with start uniform: every example is in it with probability
+  // batch/n, so E[A_batch] = A exactly and the estimate is unbiased for the full-batch
+  // iterate.
+  auto apply_batch = [&](const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
+    const int64_t first = batch == n ? 0 : static_cast<int64_t>(rng() % n);
+    const int64_t head = std::min(batch, n - first), tail = batch - head;
+    A.ApplyBatch(V, out, first, head);
+    if (tail == 0) return;
+    // The two parts are averages over head and tail examples: weight them by their size.
+    A.ApplyBatch(V, AH2, 0, tail);
+    be.Axpby(T(double(tail) / batch), AH2, T(double(head) / batch), out);
+  };
+
+  int completed = 0;
+  for (int r = 0; r < repeats && summary.termination != Termination::kDiverged; ++r) {
+    be.Copy(B, H);  // h_0 = b
+    for (int j = 1; j <= options.depth; ++j) {
+      ++summary.iterations;
+      apply_batch(H, AH);
+      be.Axpby(T(-1 / s), AH, T(1), H);  // h ← h − A_j h / s
+      be.Axpby(T(1), B, T(1), H);        //     + b
+      const std::vector<double> h_norm = RowNorms(be, H, scalars);
+      for (int64_t i = 0; i < m; ++i) {
+        if (std::isfinite(h_norm[i]) && h_norm[i] <= kDivergenceFactor * (j + 1) * b_norm[i])
+          continue;
+        summary.termination = Termination::kDiverged;
+        summary.message = "increase " + scale_note + ": the recursion diverged at step " +
+                          std::to_string(j) + " of repeat " + std::to_string(r + 1) +
+                          " (‖h‖ = " + Num(h_norm[i]) + " for right-hand side " +
+                          std::to_string(i) + "); with indefinite curvature add --damping";
+        break;
+      }
+      if (summary.termination == Termination::kDiverged) break;
+    }
+    if (summary.termination == Termination::kDiverged) break;
+    be.Axpby(T(1 / s), H, T(1), X);  // Σ_r h_J / s
+    ++completed;
+  }
+  // The average over the repeats that completed (none: X stays 0).
+  if (completed > 0) {
+    be.Copy(X, H);  // H is free now (and may hold the diverged values)
+    be.Axpby(T(1.0 / completed), H, T(0), X);
+  }
+  if (summary.termination != Termination::kDiverged) {
+    summary.termination = Termination::kConverged;
+    summary.message = "depth " + std::to_string(options.depth) + " × " +
+                      std::to_string(repeats) + " repeats, batch " + std::to_string(batch) +
+                      ", scale " + Num(s);
+  }
+  return finish();
+}
+
+#define LETHE_INSTANTIATE(T)                                                                 \
+  template class MinibatchCurvatureOperator<T>;                                              \
+  template SolveSummary Lissa<T>(StochasticOperator<T>&, const kernels::Matrix<T>&,          \
+                                 kernels::Matrix<T>, const LissaOptions&);
+LETHE_INSTANTIATE(float)
+LETHE_INSTANTIATE(double)
+#undef LETHE_INSTANTIATE
+
+}  // namespace lethe

@@ -1,0 +1,44 @@
+// Training and test data: features X [n, d], targets y and example ids.
+//
+// .npz: X [n, d...] float32/float64 (trailing dims flattened row-major); y [n] int32/int64
+// labels, or float [n] / [n, k] targets (mse); optional ids [n] int64 (unique; default
+// the row index). .csv: a header row; the label column (default "label", several
+// columns for mse targets are not supported in CSV), an optional id column, every
+// other column a feature.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lethe::io {
+
+struct DatasetOptions {
+  std::string label_column = "label";  // CSV only
+  std::string id_column;               // CSV only; empty: ids are row indices
+};
+
+struct Dataset {
+  std::string path;
+  int64_t n = 0;                // examples
+  int64_t d = 0;                // features per example
+  std::vector<double> X;        // [n, d] row-major
+  int64_t target_width = 1;     // 1 for labels or y [n]; k for y [n, k]
+  bool integer_targets = true;  // y came as integers (class labels)
+  std::vector<double> y;        // [n, target_width] row-major
+  std::vector<int64_t> ids;     // [n], unique
+
+  // Row index of each id in `wanted`; throws lethe::Error naming the first unknown id.
+  std::vector<int64_t> RowsOf(const std::vector<int64_t>& wanted, const std::string& what) const;
+};
+
+// Throws lethe::Error "PATH: problem" for a missing or malformed file, a missing X or y,
+// n mismatches, NaN/Inf in X or y, or duplicate ids.
+Dataset LoadDataset(const std::string& path, const DatasetOptions& options = {});
+
+// Forget sets: one id per line, '#' starts a comment, blank lines ignored.
+std::vector<int64_t> ReadIdFile(const std::string& path);
+// "3,17,42" (spaces allowed). `what` names the option in error messages.
+std::vector<int64_t> ParseIdList(const std::string& list, const std::string& what);
+
+}  // namespace lethe::io

@@ -1,0 +1,99 @@
+// The compute seam: every batch operation the engine performs, as one small interface
+// (in the spirit of ggml's backend and faiss's Index). kernels/cpu implements it with
+// Eigen; kernels/cuda with cuBLAS and CUDA kernels. engine/ is written once against it,
+// so every derivative, solver and unlearning step runs unchanged on either device.
+//
+// Conventions: matrices are row-major, one example per row. A "vector" is a 1 × p
+// matrix (several vectors are the rows of an m × p matrix). Output arguments are views
+// passed by value (the storage is shared), and are never aliased with inputs unless the
+// method says so. Shapes are checked by the engine; backends LETHE_CHECK them again.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/ops.h"
+#include "kernels/matrix.h"
+
+namespace lethe::kernels {
+
+enum class Op { kNone, kTranspose };
+
+template <typename T>
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceKind device() const = 0;
+  virtual std::string Describe() const = 0;  // e.g. "cpu (Eigen 3.4, 2 threads)"
+
+  // --- memory ---------------------------------------------------------------------------
+  virtual Matrix<T> Allocate(int64_t rows, int64_t cols) = 0;  // uninitialised, contiguous
+  Matrix<T> Zeros(int64_t rows, int64_t cols) {
+    Matrix<T> m = Allocate(rows, cols);
+    Fill(m, T(0));
+    return m;
+  }
+  // `host` holds rows × cols values, row-major.
+  virtual void Upload(const T* host, Matrix<T> dst) = 0;
+  virtual void Download(const Matrix<T>& src, T* host) = 0;
+  virtual void Copy(const Matrix<T>& src, Matrix<T> dst) = 0;
+  virtual void Fill(Matrix<T> dst, T value) = 0;
+  // dst row i = src row rows[i]; `rows` lives on the host.
+  virtual void GatherRows(const Matrix<T>& src, const int64_t* rows, Matrix<T> dst) = 0;
+
+  // --- linear algebra -------------------------------------------------------------------
+  // C = alpha · op(A) · op(B) + beta · C
+  virtual void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
+                    Matrix<T> C) = 0;
+  // y = alpha · x + beta · y (elementwise over same-shaped matrices)
+  virtual void Axpby(T alpha, const Matrix<T>& x, T beta, Matrix<T> y) = 0;
+  // Σ_ij x_ij y_ij
+  virtual T Dot(const Matrix<T>& x, const Matrix<T>& y) = 0;
+  // Σ_ij x_ij
+  virtual T Sum(const Matrix<T>& x) = 0;
+  // out (rows × 1): out_i = Σ_j A_ij B_ij
+  virtual void RowDots(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) = 0;
+  // out (1 × cols) = alpha · 1ᵀ A + beta · out
+  virtual void ColumnSums(T alpha, const Matrix<T>& A, T beta, Matrix<T> out) = 0;
+  // A += 1 · rowᵀ (row is 1 × cols): adds a bias to every example
+  virtual void AddRow(const Matrix<T>& row, Matrix<T> A) = 0;
+  // C = A ⊙ B + beta · C (C may alias A or B when beta = 0)
+  virtual void Multiply(const Matrix<T>& A, const Matrix<T>& B, T beta, Matrix<T> C) = 0;
+  // out (n × a·b), row i = vec(a_i b_iᵀ) row-major: the per-example gradient of a linear
+  // layer's weight, δ_i x_iᵀ, for every example at once.
+  virtual void RowOuter(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) = 0;
+
+  // --- activations ----------------------------------------------------------------------
+  // out = σ⁽ᵏ⁾(Z) elementwise, k = order ∈ {0, 1, 2}. out may alias Z.
+  virtual void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) = 0;
+
+  // --- losses (F: n × width outputs, Y: n × target width; labels stored as T) -----------
+  // out (n × 1): l(f_i, y_i)
+  virtual void LossValues(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y,
+                          Matrix<T> out) = 0;
+  // G = scale · ∂l(f_i, y_i)/∂f_i, row by row
+  virtual void LossGradient(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& Y,
+                            Matrix<T> G) = 0;
+  // out_i = scale · ∇²_f l(f_i, y_i) · v_i   (the loss Hessian is independent of y for all
+  // three losses, but Y is passed for symmetry with the others)
+  virtual void LossHessianProduct(LossKind loss, T scale, const Matrix<T>& F,
+                                  const Matrix<T>& V, Matrix<T> out) = 0;
+  // out (n × 1): 1 where the prediction is right (argmax f = y; logistic: f > 0 ⇔ y = 1)
+  virtual void Correct(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) = 0;
+};
+
+// ‖x‖₂ through the interface.
+template <typename T>
+T Norm(Backend<T>& backend, const Matrix<T>& x);
+
+struct BackendOptions {
+  DeviceKind device = DeviceKind::kCpu;
+  int threads = 0;  // CPU threads; 0 = all cores
+  int cuda_device = 0;
+};
+
+// Throws lethe::Error when the device is unavailable (no CUDA build, no GPU or driver).
+template <typename T>
+std::unique_ptr<Backend<T>> MakeBackend(const BackendOptions& options);
+
+}  // namespace lethe::kernels

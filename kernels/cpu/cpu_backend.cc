@@ -1,0 +1,230 @@
+// CPU backend. Matrix products go to Eigen, which parallelises GEMM over output blocks
+// with OpenMP (each output element is summed by one thread in a fixed order, so results
+// are deterministic for a given thread count). Elementwise and row-wise loops are
+// parallelised over rows when large; reductions are sequential, for determinism.
+#include "kernels/cpu/cpu_backend.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/scalar_math.h"
+
+namespace lethe::kernels {
+namespace {
+
+template <typename T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using MutMap = Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using ConstMap = Eigen::Map<const RowMajor<T>, 0, Eigen::OuterStride<>>;
+
+template <typename T>
+MutMap<T> Mut(const Matrix<T>& m) {
+  return MutMap<T>(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.ld()));
+}
+template <typename T>
+ConstMap<T> In(const Matrix<T>& m) {
+  return ConstMap<T>(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.ld()));
+}
+
+// Below this many elements, OpenMP start-up costs more than the loop.
+constexpr int64_t kParallelThreshold = 1 << 15;
+
+void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
+  LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
+}
+
+template <typename T>
+class CpuBackend final : public Backend<T> {
+ public:
+  explicit CpuBackend(int threads) {
+    threads_ = threads > 0 ? threads : omp_get_num_procs();
+    omp_set_num_threads(threads_);
+    Eigen::setNbThreads(threads_);
+  }
+
+  DeviceKind device() const override { return DeviceKind::kCpu; }
+  std::string Describe() const override {
+    return "cpu (Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
+           std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION) + ", " +
+           std::to_string(threads_) + " thread" + (threads_ == 1 ? "" : "s") + ")";
+  }
+
+  Matrix<T> Allocate(int64_t rows, int64_t cols) override {
+    LETHE_CHECK(rows >= 0 && cols >= 0);
+    // 64-byte alignment for vectorised loads; aligned_alloc wants a multiple of it.
+    size_t bytes = static_cast<size_t>(rows * cols) * sizeof(T);
+    bytes = (bytes + 63) / 64 * 64 + 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) Fail("out of memory allocating ", rows, "x", cols, " matrix (", bytes, " bytes)");
+    std::shared_ptr<void> storage(p, std::free);
+    return Matrix<T>(storage, static_cast<T*>(p), rows, cols, cols, DeviceKind::kCpu);
+  }
+
+  void Upload(const T* host, Matrix<T> dst) override {
+    Mut(dst) = ConstMap<T>(host, dst.rows(), dst.cols(), Eigen::OuterStride<>(dst.cols()));
+  }
+  void Download(const Matrix<T>& src, T* host) override {
+    MutMap<T>(host, src.rows(), src.cols(), Eigen::OuterStride<>(src.cols())) = In(src);
+  }
+  void Copy(const Matrix<T>& src, Matrix<T> dst) override {
+    CheckSameShape(src.rows(), src.cols(), dst.rows(), dst.cols());
+    Mut(dst) = In(src);
+  }
+  void Fill(Matrix<T> dst, T value) override { Mut(dst).setConstant(value); }
+  void GatherRows(const Matrix<T>& src, const int64_t* rows, Matrix<T> dst) override {
+    LETHE_CHECK(src.cols() == dst.cols());
+    for (int64_t i = 0; i < dst.rows(); ++i) {
+      LETHE_CHECK(rows[i] >= 0 && rows[i] < src.rows());
+      std::memcpy(dst.data() + i * dst.ld(), src.data() + rows[i] * src.ld(),
+                  sizeof(T) * src.cols());
+    }
+  }
+
+  void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
+            Matrix<T> C) override {
+    const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
+    const int64_t m = ta ? A.cols() : A.rows(), k = ta ? A.rows() : A.cols();
+    const int64_t kb = tb ? B.cols() : B.rows(), n = tb ? B.rows() : B.cols();
+    LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
+                " -> ", C.rows(), "x", C.cols());
+    auto c = Mut(C);
+    if (beta == T(0))
+      c.setZero();
+    else if (beta != T(1))
+      c *= beta;
+    if (k == 0) return;
+    auto a = In(A);
+    auto b = In(B);
+    if (!ta && !tb)
+      c.noalias() += alpha * a * b;
+    else if (ta && !tb)
+      c.noalias() += alpha * a.transpose() * b;
+    else if (!ta && tb)
+      c.noalias() += alpha * a * b.transpose();
+    else
+      c.noalias() += alpha * a.transpose() * b.transpose();
+  }
+
+  void Axpby(T alpha, const Matrix<T>& x, T beta, Matrix<T> y) override {
+    CheckSameShape(x.rows(), x.cols(), y.rows(), y.cols());
+    if (beta == T(0))
+      Mut(y) = alpha * In(x);
+    else
+      Mut(y) = alpha * In(x) + beta * In(y);
+  }
+  T Dot(const Matrix<T>& x, const Matrix<T>& y) override {
+    CheckSameShape(x.rows(), x.cols(), y.rows(), y.cols());
+    return In(x).cwiseProduct(In(y)).sum();
+  }
+  T Sum(const Matrix<T>& x) override { return In(x).sum(); }
+  void RowDots(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) override {
+    CheckSameShape(A.rows(), A.cols(), B.rows(), B.cols());
+    LETHE_CHECK(out.rows() == A.rows() && out.cols() == 1);
+    auto a = In(A);
+    auto b = In(B);
+    T* o = out.data();
+    const int64_t ld = out.ld();
+#pragma omp parallel for if (A.size() > kParallelThreshold)
+    for (int64_t i = 0; i < A.rows(); ++i) o[i * ld] = a.row(i).dot(b.row(i));
+  }
+  void ColumnSums(T alpha, const Matrix<T>& A, T beta, Matrix<T> out) override {
+    LETHE_CHECK(out.rows() == 1 && out.cols() == A.cols());
+    auto o = Mut(out);
+    if (beta == T(0))
+      o = alpha * In(A).colwise().sum();
+    else
+      o = alpha * In(A).colwise().sum() + beta * o;
+  }
+  void AddRow(const Matrix<T>& row, Matrix<T> A) override {
+    LETHE_CHECK(row.rows() == 1 && row.cols() == A.cols());
+    Mut(A).rowwise() += In(row).row(0);
+  }
+  void Multiply(const Matrix<T>& A, const Matrix<T>& B, T beta, Matrix<T> C) override {
+    CheckSameShape(A.rows(), A.cols(), B.rows(), B.cols());
+    CheckSameShape(A.rows(), A.cols(), C.rows(), C.cols());
+    const T* a = A.data();
+    const T* b = B.data();
+    T* c = C.data();
+#pragma omp parallel for if (A.size() > kParallelThreshold)
+    for (int64_t i = 0; i < A.rows(); ++i)
+      for (int64_t j = 0; j < A.cols(); ++j) {
+        T v = a[i * A.ld() + j] * b[i * B.ld() + j];
+        c[i * C.ld() + j] = beta == T(0) ? v : v + beta * c[i * C.ld() + j];
+      }
+  }
+  void RowOuter(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) override {
+    LETHE_CHECK(A.rows() == B.rows() && out.rows() == A.rows() &&
+                out.cols() == A.cols() * B.cols());
+    const int64_t na = A.cols(), nb = B.cols();
+#pragma omp parallel for if (out.size() > kParallelThreshold)
+    for (int64_t i = 0; i < A.rows(); ++i) {
+      const T* a = A.data() + i * A.ld();
+      const T* b = B.data() + i * B.ld();
+      T* o = out.data() + i * out.ld();
+      for (int64_t p = 0; p < na; ++p)
+        for (int64_t q = 0; q < nb; ++q) o[p * nb + q] = a[p] * b[q];
+    }
+  }
+
+  void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) override {
+    CheckSameShape(Z.rows(), Z.cols(), out.rows(), out.cols());
+    LETHE_CHECK(order >= 0 && order <= 2);
+#pragma omp parallel for if (Z.size() > kParallelThreshold)
+    for (int64_t i = 0; i < Z.rows(); ++i)
+      for (int64_t j = 0; j < Z.cols(); ++j)
+        out.data()[i * out.ld() + j] = ActivationValue<T>(act, order, Z.data()[i * Z.ld() + j]);
+  }
+
+  void LossValues(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y,
+                  Matrix<T> out) override {
+    LETHE_CHECK(Y.rows() == F.rows() && out.rows() == F.rows() && out.cols() == 1);
+#pragma omp parallel for if (F.size() > kParallelThreshold)
+    for (int64_t i = 0; i < F.rows(); ++i)
+      out.data()[i * out.ld()] =
+          LossValueRow<T>(loss, F.data() + i * F.ld(), F.cols(), Y.data() + i * Y.ld());
+  }
+  void LossGradient(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& Y,
+                    Matrix<T> G) override {
+    CheckSameShape(F.rows(), F.cols(), G.rows(), G.cols());
+    LETHE_CHECK(Y.rows() == F.rows());
+#pragma omp parallel for if (F.size() > kParallelThreshold)
+    for (int64_t i = 0; i < F.rows(); ++i)
+      LossGradientRow<T>(loss, scale, F.data() + i * F.ld(), F.cols(), Y.data() + i * Y.ld(),
+                         G.data() + i * G.ld());
+  }
+  void LossHessianProduct(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& V,
+                          Matrix<T> out) override {
+    CheckSameShape(F.rows(), F.cols(), V.rows(), V.cols());
+    CheckSameShape(F.rows(), F.cols(), out.rows(), out.cols());
+#pragma omp parallel for if (F.size() > kParallelThreshold)
+    for (int64_t i = 0; i < F.rows(); ++i)
+      LossHessianRow<T>(loss, scale, F.data() + i * F.ld(), F.cols(), V.data() + i * V.ld(),
+                        out.data() + i * out.ld());
+  }
+  void Correct(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) override {
+    LETHE_CHECK(Y.rows() == F.rows() && out.rows() == F.rows() && out.cols() == 1);
+    for (int64_t i = 0; i < F.rows(); ++i)
+      out.data()[i * out.ld()] =
+          CorrectRow<T>(loss, F.data() + i * F.ld(), F.cols(), Y.data() + i * Y.ld());
+  }
+
+ private:
+  int threads_ = 1;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Backend<T>> MakeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend<T>>(threads);
+}
+
+template std::unique_ptr<Backend<float>> MakeCpuBackend<float>(int);
+template std::unique_ptr<Backend<double>> MakeCpuBackend<double>(int);
+
+}  // namespace lethe::kernels

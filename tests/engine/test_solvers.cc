@@ -1,0 +1,385 @@
+// Every linear solver on small problems whose operator is formed explicitly (applied to
+// the identity) and solved by Eigen in the test: each solver is checked by its residual
+// and against that explicit solution, and each failure mode by its termination.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <random>
+
+#include "engine/solvers/cg.h"
+#include "engine/solvers/direct.h"
+#include "engine/solvers/lanczos.h"
+#include "engine/solvers/lissa.h"
+#include "tests/engine/test_problems.h"
+
+namespace lethe {
+namespace {
+
+using Matrix = kernels::Matrix<double>;
+
+// Cholesky/eigensolves in double on condition numbers ≲ 1e4: errors ~1e-12.
+constexpr double kExactTolerance = 1e-10;
+// Full-rank Lanczos: Ritz vectors from a p × p tridiagonal eigensolve; slightly looser.
+constexpr double kLanczosTolerance = 1e-8;
+// LiSSA is a truncated, stochastic series: 1% is what enough depth and repeats buy.
+constexpr double kLissaTolerance = 1e-2;
+// f32 products: ~1e-7 per operation, amplified by the condition number (~1e2 here).
+constexpr double kFloatTolerance = 1e-4;
+
+struct Problem {
+  std::unique_ptr<kernels::Backend<double>> backend;
+  io::Dataset data;
+  Model model;
+  std::unique_ptr<Objective<double>> objective;
+  Matrix theta;
+  int64_t p = 0;
+};
+
+// batch_size 16 < n: the objective's batching (and a partial last batch) is exercised.
+Problem MakeProblem(LossKind loss, int hidden, double l2, int64_t n, uint64_t seed,
+                    int zero_features = 0) {
+  Problem pr;
+  pr.backend = kernels::MakeBackend<double>({});
+  pr.data = testing::RandomData(loss, n, 5, 3, seed);
+  for (int64_t i = 0; i < n; ++i)
+    for (int j = 0; j < zero_features; ++j) pr.data.X[i * 5 + j] = 0;
+  pr.model = testing::RandomModel(testing::MlpSpec(loss, Activation::kTanh, hidden, l2, 1),
+                                  pr.data, seed + 1);
+  pr.objective = std::make_unique<Objective<double>>(
+      *pr.backend, pr.model.arch, UploadData(*pr.backend, pr.data), ObjectiveOptions{16});
+  pr.p = pr.objective->num_params();
+  pr.theta = pr.backend->Allocate(1, pr.p);
+  pr.backend->Upload(pr.model.theta.data(), pr.theta);
+  return pr;
+}
+Problem Logistic(int zero_features = 0) {
+  return MakeProblem(LossKind::kLogistic, 0, 0.05, 40, 11, zero_features);
+}
+Problem Mlp() { return MakeProblem(LossKind::kCrossEntropy, 4, 1e-3, 30, 21); }
+
+// Rows are right-hand sides, as in the solvers.
+Eigen::MatrixXd Download(kernels::Backend<double>& be, const Matrix& m) {
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> h(m.rows(), m.cols());
+  be.Download(m, h.data());
+  return h;
+}
+Matrix Upload(kernels::Backend<double>& be, const Eigen::MatrixXd& h) {
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> r = h;
+  Matrix m = be.Allocate(h.rows(), h.cols());
+  be.Upload(r.data(), m);
+  return m;
+}
+Eigen::MatrixXd RandomRows(int64_t m, int64_t p, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  Eigen::MatrixXd h(m, p);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < p; ++j) h(i, j) = normal(rng);
+  return h;
+}
+// A as a matrix: row j = A e_j.
+Eigen::MatrixXd Explicit(LinearOperator<double>& A) {
+  kernels::Backend<double>& be = A.backend();
+  Matrix I = Upload(be, Eigen::MatrixXd::Identity(A.size(), A.size()));
+  Matrix out = be.Allocate(A.size(), A.size());
+  A.Apply(I, out);
+  return Download(be, out);
+}
+// max over rows of ‖x − x*‖ / ‖x*‖
+double RelativeError(const Eigen::MatrixXd& x, const Eigen::MatrixXd& want) {
+  double worst = 0;
+  for (int64_t i = 0; i < x.rows(); ++i)
+    worst = std::max(worst, (x.row(i) - want.row(i)).norm() / want.row(i).norm());
+  return worst;
+}
+// Rows of B solved by Eigen against the explicit (symmetric) A.
+Eigen::MatrixXd ExplicitSolve(const Eigen::MatrixXd& A, const Eigen::MatrixXd& B) {
+  return A.fullPivLu().solve(B.transpose()).transpose();
+}
+
+// ---- direct ---------------------------------------------------------------------------
+
+TEST(Direct, MatchesExplicitSolveOnLogisticAndMlp) {
+  for (bool mlp : {false, true}) {
+    Problem pr = mlp ? Mlp() : Logistic();
+    // The MLP's Hessian is indefinite: solve with its Gauss-Newton matrix (PSD) + damping.
+    CurvatureOperator<double> A(*pr.objective, pr.theta,
+                                mlp ? Curvature::kGaussNewton : Curvature::kHessian,
+                                mlp ? 1e-2 : 0.0);
+    const Eigen::MatrixXd b = RandomRows(3, pr.p, 1);
+    Matrix X = pr.backend->Allocate(3, pr.p);
+    // block_size 4 < p: the operator is formed block by block, with a partial last block.
+    const SolveSummary s = DirectSolve(A, Upload(*pr.backend, b), X, DirectOptions{4});
+    ASSERT_EQ(s.termination, Termination::kConverged) << s.message;
+    EXPECT_LE(s.relative_residual, kExactTolerance);
+    EXPECT_EQ(s.relative_residuals.size(), 3u);
+    EXPECT_LE(RelativeError(Download(*pr.backend, X), ExplicitSolve(Explicit(A), b)),
+              kExactTolerance);
+  }
+}
+
+TEST(Direct, FactorizationIsReusableAndSolvesInPlace) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  DirectFactorization<double> f;
+  ASSERT_TRUE(f.Factorize(A, {}).converged());
+  const Eigen::MatrixXd H = Explicit(A);
+  for (uint64_t seed : {2, 3}) {
+    const Eigen::MatrixXd b = RandomRows(5, pr.p, seed);
+    Matrix X = Upload(*pr.backend, b);
+    f.Solve(X, X);  // X aliases B
+    EXPECT_LE(RelativeError(Download(*pr.backend, X), ExplicitSolve(H, b)), kExactTolerance);
+  }
+}
+
+TEST(Direct, ReportsNegativeCurvatureWithSmallestEigenvalue) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  const Eigen::MatrixXd H = Explicit(A);
+  const double mu = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(H).eigenvalues()(0);
+  ASSERT_LT(mu, 0) << "the test needs an indefinite Hessian";
+  DirectFactorization<double> f;
+  const SolveSummary s = f.Factorize(A, {});
+  EXPECT_EQ(s.termination, Termination::kNegativeCurvature);
+  EXPECT_FALSE(f.factorized());
+  EXPECT_NEAR(f.smallest_eigenvalue(), mu, kExactTolerance * H.norm());
+  EXPECT_NE(s.message.find("not positive definite: smallest eigenvalue"), std::string::npos)
+      << s.message;
+  EXPECT_NE(s.message.find("--damping"), std::string::npos) << s.message;
+  // DirectSolve returns x = 0 (residual 1) rather than a wrong x.
+  Matrix X = pr.backend->Allocate(1, pr.p);
+  const SolveSummary d = DirectSolve(A, Upload(*pr.backend, RandomRows(1, pr.p, 4)), X, {});
+  EXPECT_EQ(d.termination, Termination::kNegativeCurvature);
+  EXPECT_DOUBLE_EQ(d.relative_residual, 1.0);
+}
+
+TEST(Direct, FloatSolveHasSmallResidual) {
+  const io::Dataset data = testing::RandomData(LossKind::kLogistic, 40, 5, 2, 11);
+  const Model model = testing::RandomModel(
+      testing::MlpSpec(LossKind::kLogistic, Activation::kTanh, 0, 0.05), data, 12);
+  auto be = kernels::MakeBackend<float>({});
+  Objective<float> objective(*be, model.arch, UploadData(*be, data));
+  const int64_t p = objective.num_params();
+  std::vector<float> theta(model.theta.begin(), model.theta.end()), b(p, 1.0f), x(p);
+  kernels::Matrix<float> T = be->Allocate(1, p), B = be->Allocate(1, p), X = be->Allocate(1, p);
+  be->Upload(theta.data(), T);
+  be->Upload(b.data(), B);
+  CurvatureOperator<float> A(objective, T, Curvature::kHessian, 0.0);
+  const SolveSummary s = DirectSolve(A, B, X, {});
+  ASSERT_TRUE(s.converged()) << s.message;
+  EXPECT_LE(s.relative_residual, kFloatTolerance);
+}
+
+// ---- cg -------------------------------------------------------------------------------
+
+TEST(Cg, ReachesToleranceAndMatchesExplicitSolve) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  const Eigen::MatrixXd b = RandomRows(3, pr.p, 5);
+  Matrix X = pr.backend->Zeros(3, pr.p);
+  CgOptions options;
+  options.relative_tolerance = 1e-10;
+  const SolveSummary s = ConjugateGradient(A, Upload(*pr.backend, b), X, options);
+  ASSERT_TRUE(s.converged()) << s.message;
+  // The true residual may exceed the recursive one by rounding, a few × ε·κ.
+  EXPECT_LE(s.relative_residual, 10 * options.relative_tolerance);
+  EXPECT_LE(RelativeError(Download(*pr.backend, X), ExplicitSolve(Explicit(A), b)), 1e-8);
+}
+
+TEST(Cg, ReportsNegativeCurvatureOnIndefiniteHessian) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  Matrix X = pr.backend->Zeros(1, pr.p);
+  const SolveSummary s =
+      ConjugateGradient(A, Upload(*pr.backend, RandomRows(1, pr.p, 6)), X, CgOptions{});
+  EXPECT_EQ(s.termination, Termination::kNegativeCurvature) << s.message;
+}
+
+// ---- lissa ----------------------------------------------------------------------------
+
+TEST(Lissa, MinibatchCurvatureAveragesToFullCurvature) {
+  Problem pr = Logistic();
+  const int64_t n = pr.objective->num_examples();
+  MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.3, 7);
+  const Matrix V = Upload(*pr.backend, RandomRows(2, pr.p, 8));
+  Matrix full = pr.backend->Allocate(2, pr.p), part = pr.backend->Allocate(2, pr.p);
+  A.Apply(V, full);
+  // (k/n)·A_[0,k) + ((n−k)/n)·A_[k,n) = A: the 1/count weights and l2 + damping per batch.
+  const int64_t k = 13;
+  Eigen::MatrixXd sum = Eigen::MatrixXd::Zero(2, pr.p);
+  A.ApplyBatch(V, part, 0, k);
+  sum += double(k) / n * Download(*pr.backend, part);
+  A.ApplyBatch(V, part, k, n - k);
+  sum += double(n - k) / n * Download(*pr.backend, part);
+  EXPECT_LE(RelativeError(sum, Download(*pr.backend, full)), kExactTolerance);
+}
+
+TEST(Lissa, FullBatchAndMinibatchesApproachExplicitSolve) {
+  Problem pr = Logistic();
+  MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0, 1);
+  const Eigen::MatrixXd b = RandomRows(2, pr.p, 9);
+  const Eigen::MatrixXd want = ExplicitSolve(Explicit(A), b);
+  for (int64_t batch : {int64_t{40}, int64_t{20}}) {
+    LissaOptions options;
+    options.batch_size = batch;
+    options.depth = 2000;
+    options.repeats = 8;
+    Matrix X = pr.backend->Allocate(2, pr.p);
+    const SolveSummary s = Lissa(A, Upload(*pr.backend, b), X, options);
+    ASSERT_TRUE(s.converged()) << s.message;
+    EXPECT_LE(RelativeError(Download(*pr.backend, X), want), kLissaTolerance) << "batch " << batch;
+    EXPECT_LE(s.relative_residual, kLissaTolerance) << "batch " << batch;
+  }
+}
+
+TEST(Lissa, DetectsDivergenceWhenScaleIsTooSmall) {
+  Problem pr = Logistic();
+  MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0, 1);
+  const double top = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(Explicit(A)).eigenvalues().maxCoeff();
+  LissaOptions options;
+  options.scale = 0.3 * top;  // below λ_max/2: |1 − λ_max/s| > 1
+  Matrix X = pr.backend->Allocate(1, pr.p);
+  const SolveSummary s = Lissa(A, Upload(*pr.backend, RandomRows(1, pr.p, 10)), X, options);
+  EXPECT_EQ(s.termination, Termination::kDiverged);
+  EXPECT_NE(s.message.find("increase --lissa-scale (now "), std::string::npos) << s.message;
+  EXPECT_NE(s.message.find("diverged at step"), std::string::npos) << s.message;
+  EXPECT_LT(s.iterations, options.depth);
+}
+
+// ---- lanczos --------------------------------------------------------------------------
+
+TEST(Lanczos, FullRankIsExactIncludingRepeatedEigenvalues) {
+  // Two zero features: their weights see only l2, an eigenvalue of multiplicity 2 that
+  // closes the Krylov space early and forces a restart.
+  for (int zero_features : {0, 2}) {
+    Problem pr = Logistic(zero_features);
+    CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+    const Eigen::MatrixXd H = Explicit(A);
+    for (double damping : {0.0, 0.1}) {
+      LanczosOptions options;
+      options.rank = pr.p;
+      options.damping = damping;
+      const Eigen::MatrixXd b = RandomRows(2, pr.p, 12);
+      Matrix X = pr.backend->Allocate(2, pr.p);
+      const SolveSummary s = LanczosSolve(A, Upload(*pr.backend, b), X, options);
+      ASSERT_TRUE(s.converged()) << s.message;
+      if (zero_features > 0) {
+        EXPECT_EQ(s.message.find("(0 restarts)"), std::string::npos) << s.message;
+      }
+      const Eigen::MatrixXd want =
+          ExplicitSolve(H + damping * Eigen::MatrixXd::Identity(pr.p, pr.p), b);
+      EXPECT_LE(RelativeError(Download(*pr.backend, X), want), kLanczosTolerance);
+      EXPECT_LE(s.relative_residual, kLanczosTolerance);
+    }
+  }
+}
+
+TEST(Lanczos, ReducedRankIsExactOnItsSubspace) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kGaussNewton, 0.0);
+  const Eigen::MatrixXd G = Explicit(A);
+  LanczosOptions options;
+  options.rank = 6;
+  options.damping = 0.05;
+  LanczosInverse<double> inverse;
+  ASSERT_TRUE(inverse.Compute(A, options).converged());
+  const Eigen::MatrixXd V = Download(*pr.backend, inverse.vectors());
+  const Eigen::VectorXd theta =
+      Eigen::Map<const Eigen::VectorXd>(inverse.eigenvalues().data(), options.rank);
+  // Orthonormal Ritz vectors on which A acts as diag(θ) (Rayleigh-Ritz).
+  const Eigen::MatrixXd I = Eigen::MatrixXd::Identity(options.rank, options.rank);
+  EXPECT_LE((V * V.transpose() - I).norm(), kLanczosTolerance);
+  EXPECT_LE((V * G * V.transpose() - Eigen::MatrixXd(theta.asDiagonal())).norm(),
+            kLanczosTolerance * G.norm());
+  // The largest ones are converged eigenpairs: ‖G v − θ v‖ small for the top Ritz pair.
+  EXPECT_LE((G * V.row(0).transpose() - theta(0) * V.row(0).transpose()).norm(),
+            1e-6 * G.norm());
+  // x = V (Λ + λ)⁻¹ Vᵀ b + (1/λ)(b − V Vᵀ b), and for b ∈ span(V) it solves (A + λ) x = b.
+  const double lambda = options.damping;
+  const Eigen::MatrixXd b = RandomRows(2, pr.p, 13);
+  Eigen::MatrixXd want = b / lambda;
+  for (int64_t r = 0; r < options.rank; ++r)
+    want += (b * V.row(r).transpose()) * V.row(r) * (1 / (theta(r) + lambda) - 1 / lambda);
+  Matrix X = pr.backend->Allocate(2, pr.p);
+  inverse.Solve(Upload(*pr.backend, b), X);
+  EXPECT_LE(RelativeError(Download(*pr.backend, X), want), kExactTolerance);
+  const Eigen::MatrixXd c = RandomRows(1, options.rank, 14);
+  inverse.Solve(Upload(*pr.backend, c * V), X.Rows(0, 1));
+  const Eigen::MatrixXd in_span = c * (theta.array() + lambda).inverse().matrix().asDiagonal() * V;
+  EXPECT_LE(RelativeError(Download(*pr.backend, X.Rows(0, 1)), in_span), kExactTolerance);
+}
+
+TEST(Lanczos, IndefiniteHessianReportedAndRejectedWhenDampingTooSmall) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  const double mu = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(Explicit(A)).eigenvalues()(0);
+  ASSERT_LT(mu, 0);
+  LanczosOptions options;
+  options.rank = pr.p;
+  options.damping = -mu / 2;
+  LanczosInverse<double> inverse;
+  const SolveSummary s = inverse.Compute(A, options);
+  EXPECT_EQ(s.termination, Termination::kNegativeCurvature);
+  EXPECT_NE(s.message.find("indefinite"), std::string::npos) << s.message;
+  options.damping = -2 * mu;
+  const SolveSummary ok = inverse.Compute(A, options);
+  EXPECT_TRUE(ok.converged()) << ok.message;
+  EXPECT_NE(ok.message.find("smallest Ritz value"), std::string::npos) << ok.message;
+}
+
+TEST(Lanczos, LargestEigenvalueEstimate) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kGaussNewton, 0.0);
+  const double top = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(Explicit(A)).eigenvalues().maxCoeff();
+  EXPECT_NEAR(EstimateLargestEigenvalue(A, 20, 3), top, 1e-6 * top);
+}
+
+// ---- options --------------------------------------------------------------------------
+
+TEST(SolverOptions, ValidateRejectsBadValues) {
+  EXPECT_THROW((DirectOptions{0}.Validate()), Error);
+  EXPECT_THROW((DirectOptions{256, 0}.Validate()), Error);
+  EXPECT_THROW((CgOptions{0.0}.Validate()), Error);
+  EXPECT_THROW((CgOptions{1e-8, 0}.Validate()), Error);
+  LissaOptions lissa;
+  lissa.depth = 0;
+  EXPECT_THROW(lissa.Validate(), Error);
+  lissa = {};
+  lissa.scale = -1;
+  EXPECT_THROW(lissa.Validate(), Error);
+  lissa = {};
+  lissa.batch_size = 0;
+  EXPECT_THROW(lissa.Validate(), Error);
+  LanczosOptions lanczos;
+  lanczos.rank = 0;
+  EXPECT_THROW(lanczos.Validate(), Error);
+  lanczos = {};
+  lanczos.rank = 10;
+  lanczos.iterations = 5;
+  EXPECT_THROW(lanczos.Validate(), Error);
+  lanczos = {};
+  lanczos.damping = -1;
+  EXPECT_THROW(lanczos.Validate(), Error);
+}
+
+TEST(SolverOptions, SizeLimitsAreErrors) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  Matrix B = pr.backend->Zeros(1, pr.p), X = pr.backend->Allocate(1, pr.p);
+  DirectOptions direct;
+  direct.max_params = pr.p - 1;
+  try {
+    DirectSolve(A, B, X, direct);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cg"), std::string::npos) << e.what();
+  }
+  LanczosOptions lanczos;
+  lanczos.rank = pr.p + 1;
+  EXPECT_THROW(LanczosSolve(A, B, X, lanczos), Error);
+  lanczos.rank = pr.p - 1;  // damping 0 below full rank
+  EXPECT_THROW(LanczosSolve(A, B, X, lanczos), Error);
+}
+
+}  // namespace
+}  // namespace lethe

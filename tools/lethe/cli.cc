@@ -1,0 +1,90 @@
+#include "tools/lethe/cli.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include "common/error.h"
+#include "io/dataset.h"
+
+namespace lethe::cli {
+
+void CommonOptions::Add(po::options_description& desc) {
+  desc.add_options()
+    ("dtype", po::value(&dtype)->default_value("f64"), "compute precision: f64 or f32")
+    ("device", po::value(&device)->default_value("cpu"), "cpu or cuda")
+    ("threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")
+    ("chunk-size", po::value(&batch_size)->default_value(2048),
+     "examples per forward/backward pass (bounds memory)")
+    ("label-column", po::value(&label_column)->default_value("label"), "CSV label column")
+    ("id-column", po::value(&id_column), "CSV id column (default: row index)")
+    ("quiet", po::bool_switch(&quiet), "no progress on stderr")
+    ("json", po::bool_switch(&json), "machine-readable JSON on stdout");
+}
+
+kernels::BackendOptions CommonOptions::Backend() const {
+  kernels::BackendOptions o;
+  if (device == "cpu")
+    o.device = kernels::DeviceKind::kCpu;
+  else if (device == "cuda")
+    o.device = kernels::DeviceKind::kCuda;
+  else
+    Fail("--device ", device, ": unknown (known: cpu, cuda)");
+  if (threads < 0) Fail("--threads ", threads, ": must be >= 0");
+  o.threads = threads;
+  return o;
+}
+
+bool CommonOptions::F32() const {
+  if (dtype == "f64") return false;
+  if (dtype == "f32") return true;
+  Fail("--dtype ", dtype, ": unknown (known: f64, f32)");
+}
+
+bool Parse(const std::vector<std::string>& args, const po::options_description& desc,
+           const po::positional_options_description* positional, po::variables_map& vm,
+           const char* usage, const char* example) {
+  po::command_line_parser parser(args);
+  parser.options(desc);
+  if (positional) parser.positional(*positional);
+  po::store(parser.run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: " << usage << "\n\nexample:\n  " << example << "\n\n" << desc << "\n";
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+void Require(const po::variables_map& vm, const char* name) {
+  if (!vm.count(name)) Fail("--", name, " is required (see --help)");
+}
+
+std::optional<std::vector<int64_t>> ForgetIds(const po::variables_map& vm) {
+  const bool file = vm.count("forget"), list = vm.count("forget-ids");
+  if (file && list) Fail("give --forget or --forget-ids, not both");
+  if (file) return io::ReadIdFile(vm["forget"].as<std::string>());
+  if (list) return io::ParseIdList(vm["forget-ids"].as<std::string>(), "--forget-ids");
+  return std::nullopt;
+}
+
+void Progress::Update(const std::string& line, bool force) {
+  if (quiet_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!force && now - last_ < std::chrono::milliseconds(getenv("LETHE_DBG") ? 0 : 500)) return;
+  last_ = now;
+  std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+std::string Fixed(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
+  return buf;
+}
+
+std::string Sci(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*e", digits, value);
+  return buf;
+}
+
+}  // namespace lethe::cli

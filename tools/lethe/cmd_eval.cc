@@ -1,0 +1,72 @@
+// lethe eval --model M --data D: how well a model fits data, and how close it is to a
+// stationary point of its own objective on that data (‖∇L‖).
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "engine/model.h"
+#include "io/csv.h"
+#include "engine/objective.h"
+#include "tools/lethe/commands.h"
+
+namespace lethe::cli {
+namespace {
+
+template <typename T>
+int Eval(const Model& model, const io::Dataset& data, const CommonOptions& common,
+         const std::string& model_path) {
+  auto backend = kernels::MakeBackend<T>(common.Backend());
+  Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
+                         ObjectiveOptions{common.batch_size});
+  std::vector<T> host(model.theta.begin(), model.theta.end());
+  auto theta = backend->Allocate(1, model.arch.num_params);
+  backend->Upload(host.data(), theta);
+  const Metrics m = objective.Evaluate(theta);
+  auto grad = backend->Allocate(1, model.arch.num_params);
+  objective.ValueAndGradient(theta, grad);
+  const double grad_norm = static_cast<double>(kernels::Norm(*backend, grad));
+  const bool classifier = model.arch.spec.loss != LossKind::kMse;
+  if (common.json) {
+    nlohmann::json j;
+    j["n"] = m.n;
+    j["loss"] = m.loss;
+    j["objective"] = m.objective;
+    if (classifier) j["accuracy"] = m.accuracy;
+    j["grad_norm"] = grad_norm;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << model_path << " on " << data.path << " (" << m.n << " examples, "
+              << common.dtype << ", " << backend->Describe() << ")\n"
+              << "  loss       " << io::FormatDouble(m.loss) << "   (mean example loss)\n"
+              << "  objective  " << io::FormatDouble(m.objective) << "   (loss + l2/2 ‖θ‖²)\n";
+    if (classifier) std::cout << "  accuracy   " << Fixed(100 * m.accuracy, 2) << " %\n";
+    std::cout << "  grad_norm  " << Sci(grad_norm) << "   (‖∇objective‖ on this data)\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunEval(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  std::string model_path, data_path, spec_path;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&model_path), "safetensors model")
+    ("data", po::value(&data_path), "data (.npz or .csv)")
+    ("spec", po::value(&spec_path), "sidecar spec JSON (overrides the embedded one)");
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm, "lethe eval --model MODEL --data DATA [--json]",
+             "lethe eval --model examples/digits/model.safetensors --data examples/digits/test.npz --json"))
+    return 0;
+  Require(vm, "model");
+  Require(vm, "data");
+  const Model model =
+      LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  CheckDataMatchesModel(model.arch, data);
+  return common.F32() ? Eval<float>(model, data, common, model_path)
+                      : Eval<double>(model, data, common, model_path);
+}
+
+}  // namespace lethe::cli

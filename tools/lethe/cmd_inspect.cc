@@ -1,0 +1,64 @@
+// lethe inspect MODEL: what a model file holds.
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "engine/model.h"
+#include "tools/lethe/commands.h"
+
+namespace lethe::cli {
+
+int RunInspect(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  std::string model_path, spec_path;
+  bool json = false;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&model_path), "safetensors model (also the first positional argument)")
+    ("spec", po::value(&spec_path), "sidecar spec JSON (overrides the embedded one)")
+    ("json", po::bool_switch(&json), "JSON on stdout");
+  po::positional_options_description pos;
+  pos.add("model", 1);
+  po::variables_map vm;
+  if (!Parse(args, desc, &pos, vm, "lethe inspect MODEL [--spec SPEC] [--json]",
+             "lethe inspect examples/digits/model.safetensors"))
+    return 0;
+  Require(vm, "model");
+  const Model model =
+      LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  const Architecture& a = model.arch;
+  if (json) {
+    nlohmann::json j;
+    j["path"] = model_path;
+    j["dtype"] = io::DTypeName(model.dtype);
+    j["num_params"] = a.num_params;
+    j["input_dim"] = a.input_dim;
+    j["output_dim"] = a.output_dim;
+    j["loss"] = Name(a.spec.loss);
+    j["l2"] = a.spec.l2;
+    j["spec"] = nlohmann::json::parse(a.spec.ToJson());
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << model_path << "\n  dtype " << io::DTypeName(model.dtype) << ", " << a.num_params
+            << " parameters, loss " << Name(a.spec.loss) << ", l2 " << a.spec.l2 << "\n\n";
+  std::cout << "  #  layer      shape             parameters  tensors\n";
+  for (size_t i = 0; i < a.layers.size(); ++i) {
+    const LayerShape& l = a.layers[i];
+    char line[256];
+    if (l.is_linear()) {
+      const int64_t params = l.out * l.in + (l.bias_offset >= 0 ? l.out : 0);
+      std::string tensors = a.spec.layers[i].weight;
+      if (!a.spec.layers[i].bias.empty()) tensors += ", " + a.spec.layers[i].bias;
+      std::snprintf(line, sizeof line, "  %-2zu linear     %6lld -> %-6lld  %10lld  %s", i,
+                    static_cast<long long>(l.in), static_cast<long long>(l.out),
+                    static_cast<long long>(params), tensors.c_str());
+    } else {
+      std::snprintf(line, sizeof line, "  %-2zu %-10s %6lld            %10d", i, Name(l.activation),
+                    static_cast<long long>(l.in), 0);
+    }
+    std::cout << line << "\n";
+  }
+  std::cout << "\n  spec: " << a.spec.ToJson() << "\n";
+  return 0;
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,136 @@
+// lethe train: fit a model to data. This is also the retraining baseline that
+// unlearning is measured against (--forget trains without those examples, --init
+// starts from given weights).
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <unordered_set>
+
+#include "engine/model.h"
+#include "io/csv.h"
+#include "engine/objective.h"
+#include "engine/trainer.h"
+#include "io/atomic_file.h"
+#include "tools/lethe/commands.h"
+
+namespace lethe::cli {
+namespace {
+
+template <typename T>
+int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows,
+          const TrainOptions& options, const CommonOptions& common, const std::string& out) {
+  auto backend = kernels::MakeBackend<T>(common.Backend());
+  Objective<T> objective(*backend, model.arch, UploadData(*backend, data, rows),
+                         ObjectiveOptions{common.batch_size});
+  std::vector<T> host(model.theta.begin(), model.theta.end());
+  auto theta = backend->Allocate(1, model.arch.num_params);
+  backend->Upload(host.data(), theta);
+  Progress progress(common.quiet);
+  progress.Update("lethe train: " + std::to_string(objective.num_examples()) + " examples, " +
+                      std::to_string(model.arch.num_params) + " parameters, " +
+                      Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe(),
+                  true);
+  const TrainSummary s = lethe::Train(objective, theta, options, [&](const TrainProgress& p) {
+    progress.Update(std::string("  ") + p.phase + " " + std::to_string(p.iteration) +
+                    "  objective " + io::FormatDouble(p.objective) + "  ‖∇‖ " + Sci(p.grad_norm));
+  });
+  backend->Download(theta, host.data());
+  model.theta.assign(host.begin(), host.end());
+  SaveModel(out, model);
+  if (!s.converged && options.optimizer != Optimizer::kAdam)
+    std::cerr << "lethe train: warning: ‖∇L‖ = " << Sci(s.grad_norm) << " > tolerance "
+              << Sci(options.gradient_tolerance) << " (" << s.message << ")\n";
+  if (common.json) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["n"] = objective.num_examples();
+    j["num_params"] = model.arch.num_params;
+    j["optimizer"] = s.optimizer;
+    j["converged"] = s.converged;
+    j["iterations"] = s.iterations;
+    j["evaluations"] = s.evaluations;
+    j["objective"] = s.objective;
+    j["grad_norm"] = s.grad_norm;
+    j["seconds"] = s.seconds;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "trained " << out << ": " << s.optimizer << ", " << s.iterations
+              << " iterations, " << s.evaluations << " gradient evaluations, "
+              << Fixed(s.seconds, 2) << " s\n  objective " << io::FormatDouble(s.objective)
+              << "   ‖∇L‖ " << Sci(s.grad_norm) << (s.converged ? "   (converged)" : "") << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunTrain(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  TrainOptions options;
+  std::string spec_path, data_path, out, init, optimizer = "lbfgs";
+  uint64_t seed = 0;
+  desc.add_options()("help,h", "show this help")
+    ("spec", po::value(&spec_path), "architecture spec JSON (needed unless --init gives one)")
+    ("data", po::value(&data_path), "training data (.npz or .csv)")
+    ("out", po::value(&out), "output model (.safetensors)")
+    ("init", po::value(&init), "start from this model's weights (default: PyTorch-style init)")
+    ("forget", po::value<std::string>(), "train without these ids (file, one id per line)")
+    ("forget-ids", po::value<std::string>(), "train without these ids (comma-separated)")
+    ("optimizer", po::value(&optimizer)->default_value("lbfgs"), "lbfgs, newton-cg or adam")
+    ("tolerance", po::value(&options.gradient_tolerance)->default_value(1e-9),
+     "stop when ‖∇L‖ ≤ this")
+    ("max-iterations", po::value(&options.max_iterations)->default_value(20000),
+     "lbfgs / newton-cg iteration limit")
+    ("no-polish", "lbfgs: do not finish with Newton-CG when the line search stalls")
+    ("seed", po::value(&seed)->default_value(0), "initialisation and shuffling seed")
+    ("epochs", po::value(&options.epochs)->default_value(100), "adam epochs")
+    ("learning-rate", po::value(&options.learning_rate)->default_value(1e-3), "adam step size")
+    ("batch-size", po::value(&options.batch_size)->default_value(128), "adam minibatch size");
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe train --spec SPEC --data TRAIN --out MODEL [--forget FILE] [--init MODEL]",
+             "lethe train --spec examples/digits/softmax.json --data examples/digits/train.npz "
+             "--out model.safetensors"))
+    return 0;
+  Require(vm, "data");
+  Require(vm, "out");
+  if (!vm.count("spec") && !vm.count("init")) Fail("--spec is required (or --init MODEL)");
+  options.optimizer = ParseOptimizer(optimizer);
+  options.polish = !vm.count("no-polish");
+  options.seed = seed;
+  options.Validate();
+  const bool f32 = common.F32();
+  common.Backend();
+
+  std::vector<std::string> inputs = {data_path};
+  if (!spec_path.empty()) inputs.push_back(spec_path);
+  if (!init.empty()) inputs.push_back(init);
+  if (vm.count("forget")) inputs.push_back(vm["forget"].as<std::string>());
+  io::CheckOutputIsNotAnInput(out, inputs);
+
+  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  Model model;
+  if (!init.empty()) {
+    model = LoadModel(init, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  } else {
+    model = InitializeModel(io::ReadSpecFile(spec_path), data, seed,
+                            f32 ? io::DType::kF32 : io::DType::kF64);
+  }
+  CheckDataMatchesModel(model.arch, data);
+
+  std::vector<int64_t> rows;  // empty: all
+  if (auto forget = ForgetIds(vm)) {
+    const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
+    const std::vector<int64_t> drop = data.RowsOf(*forget, what);
+    std::unordered_set<int64_t> dropped(drop.begin(), drop.end());
+    for (int64_t i = 0; i < data.n; ++i)
+      if (!dropped.count(i)) rows.push_back(i);
+    if (rows.empty()) Fail(what, ": forgets every example; nothing left to train on");
+  }
+  return f32 ? Train<float>(model, data, rows, options, common, out)
+             : Train<double>(model, data, rows, options, common, out);
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tools/lethe/cli.h"
+
+namespace lethe::cli {
+
+int RunInspect(const std::vector<std::string>& args);
+int RunTrain(const std::vector<std::string>& args);
+int RunEval(const std::vector<std::string>& args);
+
+inline const std::vector<Command>& AllCommands() {
+  static const std::vector<Command> commands = {
+      {"inspect", "show a model's architecture, parameter count, dtype and spec", RunInspect},
+      {"train", "train a model from a spec (the retraining baseline)", RunTrain},
+      {"eval", "loss, objective, accuracy and gradient norm of a model on data", RunEval},
+  };
+  return commands;
+}
+
+}  // namespace lethe::cli
