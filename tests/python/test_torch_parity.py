@@ -375,7 +375,9 @@ class TestEvalParity(unittest.TestCase):
         self.assertEqual(got["n"], len(y), ctx)
         self.assertLessEqual(rel(got["loss"], float(data_loss)), 1e-10, ctx)
         self.assertLessEqual(rel(got["objective"], float(obj)), 1e-10, ctx)
-        self.assertLessEqual(rel(got["grad_norm"], grad_norm), 1e-8, ctx)
+        # ‖∇L‖ to 1e-8 relative; near a stationary point the gradient itself is rounding
+        # noise (~1e-16 per term), so allow an absolute 1e-12 as well.
+        self.assertLessEqual(abs(got["grad_norm"] - grad_norm), 1e-8 * grad_norm + 1e-12, ctx)
         if acc is not None:
             self.assertEqual(got["accuracy"], acc, ctx)
 
