@@ -82,9 +82,10 @@ void Objective<T>::Forward(const Matrix& theta, int64_t begin, int64_t count) {
 //   linear:     ∇W += δᵀ x,  ∇b += 1ᵀ δ,  δ_in = δ W
 //   activation: δ_in = δ ⊙ σ'(x)
 template <typename T>
-void Objective<T>::Backward(const Matrix& theta, int64_t count, Matrix* grad,
-                            Matrix* per_example) {
+void Objective<T>::Backward(const Matrix& theta, int64_t count, const Sinks& sinks) {
   Workspace& ws = *ws_;
+  Matrix* grad = sinks.grad;
+  Matrix* per_example = sinks.per_example;
   for (int l = static_cast<int>(arch_.layers.size()) - 1; l >= arch_.first_linear; --l) {
     const LayerShape& layer = arch_.layers[l];
     Matrix delta = ws.deltas[l + 1].Rows(0, count);
@@ -103,6 +104,19 @@ void Objective<T>::Backward(const Matrix& theta, int64_t count, Matrix* grad,
       if (per_example) {
         backend_.RowOuter(delta, x, per_example->Cols(layer.weight_offset, layer.out * layer.in));
         if (!b.empty()) backend_.Copy(delta, per_example->Cols(layer.bias_offset, layer.out));
+      }
+      if (sinks.dots) {
+        Matrix xs = ws.tmp.Rows(0, count).Cols(0, layer.out);
+        Matrix rowdots = ws.losses.Rows(0, count);
+        for (int64_t j = 0; j < sinks.dot_with->rows(); ++j) {
+          Matrix sj = sinks.dot_with->Row(j), sW, sb;
+          LayerParams(sj, layer, &sW, &sb);
+          Matrix out_j = sinks.dots->Cols(j, 1);
+          backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, sW, T(0), xs);  // x S_Wᵀ
+          backend_.RowDots(delta, xs, rowdots);
+          backend_.Axpby(T(1), rowdots, T(1), out_j);
+          if (!sb.empty()) backend_.Gemm(Op::kNone, Op::kTranspose, T(1), delta, sb, T(1), out_j);
+        }
       }
       if (propagate) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, W, T(0), delta_in);
     } else if (propagate) {
@@ -141,7 +155,7 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
     loss_sum += static_cast<double>(backend_.Sum(losses));
     if (want_grad) {
       backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, y, ws_->deltas[L].Rows(0, count));
-      Backward(theta, count, &grad, nullptr);
+      Backward(theta, count, {.grad = &grad});
     }
   }
   const double l2 = arch_.spec.l2;
@@ -186,7 +200,7 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     if (hessian) {
       backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, data_.Y.Rows(begin, count),
                             ws.deltas[L].Rows(0, count));
-      Backward(theta, count, nullptr, nullptr);
+      Backward(theta, count, {});
     }
     for (int l = arch_.first_linear; l < L; ++l) {
       const LayerShape& layer = arch_.layers[l];
@@ -268,7 +282,22 @@ void Objective<T>::PerExampleGradients(const Matrix& theta, int64_t begin, int64
     backend_.LossGradient(arch_.spec.loss, T(1), ws_->acts[L].Rows(0, c),
                           data_.Y.Rows(begin + done, c), ws_->deltas[L].Rows(0, c));
     Matrix rows = out.Rows(done, c);
-    Backward(theta, c, nullptr, &rows);
+    Backward(theta, c, {.per_example = &rows});
+  }
+}
+
+template <typename T>
+void Objective<T>::PerExampleGradientDots(const Matrix& theta, const Matrix& S, Matrix out) {
+  LETHE_CHECK(S.cols() == num_params() && out.rows() == num_examples() && out.cols() == S.rows());
+  const int L = static_cast<int>(arch_.layers.size());
+  backend_.Fill(out, T(0));
+  for (int64_t begin = 0; begin < num_examples(); begin += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), num_examples() - begin);
+    Forward(theta, begin, count);
+    backend_.LossGradient(arch_.spec.loss, T(1), ws_->acts[L].Rows(0, count),
+                          data_.Y.Rows(begin, count), ws_->deltas[L].Rows(0, count));
+    Matrix dots = out.Rows(begin, count);
+    Backward(theta, count, {.dot_with = &S, .dots = &dots});
   }
 }
 

@@ -79,6 +79,11 @@ class Objective {
                             Matrix out, int64_t begin, int64_t count);
   // out (count × p): row i = ∇_θ l(f(x_{begin+i}), y_{begin+i}).
   void PerExampleGradients(const Matrix& theta, int64_t begin, int64_t count, Matrix out);
+  // out (n × m): out[i, j] = ∇_θ lᵢ(θ)ᵀ s_j for the rows s_j of S (m × p), without forming
+  // any per-example gradient: for a linear layer ∇_W lᵢ = δᵢ xᵢᵀ, so
+  // ⟨S_W, δᵢ xᵢᵀ⟩ = δᵢᵀ S_W xᵢ = rowᵢ(δ ⊙ (x S_Wᵀ)) and ⟨s_b, δᵢ⟩ = rowᵢ(δ s_bᵀ): memory stays
+  // O(batch × width), never O(n × p). This is how influence scores g_testᵀ H⁻¹ gᵢ are taken.
+  void PerExampleGradientDots(const Matrix& theta, const Matrix& S, Matrix out);
   // out (n × 1): lᵢ(θ).
   void PerExampleLosses(const Matrix& theta, Matrix out);
   // out (n × output width): f(xᵢ; θ).
@@ -89,9 +94,15 @@ class Objective {
   struct Workspace;
   // Forward pass of rows [begin, begin+count): fills acts[0..L] (acts[0] views X).
   void Forward(const Matrix& theta, int64_t begin, int64_t count);
-  // Backward pass from deltas[L], down to the first linear layer. With `grad`, adds
-  // each layer's gradient into it; with `per_example`, writes per-row gradients.
-  void Backward(const Matrix& theta, int64_t count, Matrix* grad, Matrix* per_example);
+  // What a backward pass produces; any may be null.
+  struct Sinks {
+    Matrix* grad = nullptr;         // adds Σ over the batch of each layer's gradient
+    Matrix* per_example = nullptr;  // count × p: per-row gradients
+    const Matrix* dot_with = nullptr;  // m × p: with `dots`, adds ∇lᵢᵀ s_j into dots[i, j]
+    Matrix* dots = nullptr;            // count × m
+  };
+  // Backward pass from deltas[L], down to the first linear layer.
+  void Backward(const Matrix& theta, int64_t count, const Sinks& sinks);
   void LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W, Matrix* b) const;
 
   kernels::Backend<T>& backend_;

@@ -98,6 +98,19 @@ void CheckOutputIsNotAnInput(const std::string& output, const std::vector<std::s
   }
 }
 
+void CheckOutputCanBeWritten(const std::string& output) {
+  std::string dir = std::filesystem::path(output).parent_path().string();
+  if (dir.empty()) dir = ".";
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0)
+    Fail(output, ": cannot write: directory ", dir, ": ", std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) Fail(output, ": cannot write: ", dir, " is not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    Fail(output, ": cannot write: directory ", dir, ": ", std::strerror(errno));
+  if (::stat(output.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    Fail(output, ": cannot write: ", std::strerror(EISDIR));
+}
+
 std::string ReadFile(const std::string& path) {
   InputFile file(path);
   return file.ReadString(0, static_cast<size_t>(file.size()));

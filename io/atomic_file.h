@@ -35,6 +35,12 @@ void WriteFileAtomically(const std::string& path, const std::string& contents);
 // else by canonical path).
 void CheckOutputIsNotAnInput(const std::string& output, const std::vector<std::string>& inputs);
 
+// Throws lethe::Error "OUT: cannot write: ..." if `output` could not be created: its
+// directory does not exist, is not a directory or is not writable, or `output` is itself a
+// directory. Commands call it before any work, so a typo in an output path fails at once
+// rather than after the computation. Creates nothing.
+void CheckOutputCanBeWritten(const std::string& output);
+
 // Reads a whole file, throwing lethe::Error "PATH: cannot open: REASON" on failure.
 std::string ReadFile(const std::string& path);
 

@@ -30,6 +30,7 @@ kernels::BackendOptions CommonOptions::Backend() const {
   else
     Fail("--device ", device, ": unknown (known: cpu, cuda)");
   if (threads < 0) Fail("--threads ", threads, ": must be >= 0");
+  if (batch_size < 1) Fail("--chunk-size ", batch_size, ": must be >= 1");
   o.threads = threads;
   return o;
 }

@@ -109,6 +109,7 @@ int RunTrain(const std::vector<std::string>& args) {
   if (!init.empty()) inputs.push_back(init);
   if (vm.count("forget")) inputs.push_back(vm["forget"].as<std::string>());
   io::CheckOutputIsNotAnInput(out, inputs);
+  io::CheckOutputCanBeWritten(out);
 
   const io::Dataset data = io::LoadDataset(data_path, common.Data());
   Model model;

@@ -10,12 +10,17 @@ namespace lethe::cli {
 int RunInspect(const std::vector<std::string>& args);
 int RunTrain(const std::vector<std::string>& args);
 int RunEval(const std::vector<std::string>& args);
+int RunInfluence(const std::vector<std::string>& args);
+int RunSelfInfluence(const std::vector<std::string>& args);
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
       {"inspect", "show a model's architecture, parameter count, dtype and spec", RunInspect},
       {"train", "train a model from a spec (the retraining baseline)", RunTrain},
       {"eval", "loss, objective, accuracy and gradient norm of a model on data", RunEval},
+      {"influence", "score every training example's influence on test predictions", RunInfluence},
+      {"self-influence", "each training example's influence on itself (mislabeled, memorised)",
+       RunSelfInfluence},
   };
   return commands;
 }

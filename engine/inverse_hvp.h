@@ -1,0 +1,61 @@
+// Inverse curvature-vector products x = (C + λI)⁻¹ b, C the Hessian or Gauss-Newton
+// matrix of the training objective at θ, by the solver the user picks. One object per
+// (objective, θ): the direct factorisation or the Lanczos basis is computed on the first
+// Solve and reused for every later right-hand side (all test examples, all n training
+// gradients for self-influence).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/objective.h"
+#include "engine/solvers/cg.h"
+#include "engine/solvers/direct.h"
+#include "engine/solvers/lanczos.h"
+#include "engine/solvers/lissa.h"
+
+namespace lethe {
+
+enum class SolverKind { kDirect, kCg, kLissa, kLanczos };
+const char* Name(SolverKind s);
+SolverKind ParseSolver(const std::string& name);  // throws lethe::Error
+
+struct InverseHvpOptions {
+  SolverKind solver = SolverKind::kDirect;
+  Curvature curvature = Curvature::kHessian;
+  double damping = 0;  // λ ≥ 0
+  DirectOptions direct;
+  CgOptions cg;
+  LissaOptions lissa;
+  LanczosOptions lanczos;  // its damping field is ignored: λ above is used
+  void Validate() const;
+};
+
+// direct where p ≤ 20,000 (forming H costs p HVPs and 8p² bytes), else cg.
+SolverKind DefaultSolver(int64_t num_params);
+
+template <typename T>
+class InverseHvp {
+ public:
+  InverseHvp(Objective<T>& objective, kernels::Matrix<T> theta, const InverseHvpOptions& options);
+  ~InverseHvp();
+
+  // X (m × p) = (C + λI)⁻¹ B for the rows of B. The summary carries the solver's
+  // termination and the true relative residual ‖(C + λI)x − b‖/‖b‖ of every row (one
+  // extra operator application), unless check_residual is false (bulk solves).
+  SolveSummary Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X, bool check_residual = true);
+
+  const InverseHvpOptions& options() const { return options_; }
+
+ private:
+  Objective<T>& objective_;
+  kernels::Matrix<T> theta_;
+  InverseHvpOptions options_;
+  CurvatureOperator<T> damped_, undamped_;
+  std::unique_ptr<MinibatchCurvatureOperator<T>> minibatch_;
+  std::unique_ptr<DirectFactorization<T>> direct_;
+  std::unique_ptr<LanczosInverse<T>> lanczos_;
+  SolveSummary setup_;  // of the factorisation / Lanczos run
+};
+
+}  // namespace lethe

@@ -1,0 +1,251 @@
+// lethe influence / lethe self-influence: which training examples made the model say
+// this (docs/influence.md for the maths and the sign convention).
+#include <algorithm>
+#include <iostream>
+#include <numeric>
+
+#include "engine/influence.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/npy.h"
+#include "tools/lethe/commands.h"
+#include "tools/lethe/session.h"
+
+namespace lethe::cli {
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void CheckOutputName(const std::string& out) {
+  if (!EndsWith(out, ".csv") && !EndsWith(out, ".npy"))
+    Fail("--out ", out, ": must end in .csv or .npy");
+}
+
+// Refuses to write results of a solve that did not converge unless asked to.
+void CheckConverged(const SolveSummary& s, bool allow_inexact) {
+  if (s.converged() || (allow_inexact && s.termination != Termination::kNegativeCurvature)) return;
+  Fail("the inverse-Hessian solve did not converge (", Name(s.termination), ", relative residual ",
+       Sci(s.relative_residual), s.message.empty() ? "" : "; " + s.message,
+       "); nothing written", allow_inexact ? "" : " (--allow-inexact writes it anyway)");
+}
+
+// The k indices of largest (descending) or smallest values.
+std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return largest ? v[a] > v[b] : v[a] < v[b];
+  });
+  idx.resize(k);
+  return idx;
+}
+
+template <typename T>
+int Influence(const Model& model, const io::Dataset& train, const io::Dataset& test,
+              const std::vector<int64_t>& test_rows, const SolverFlags& flags,
+              const CommonOptions& common, const std::string& out, int64_t top_k) {
+  Session<T> session(model, train, common);
+  Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
+                     ObjectiveOptions{common.batch_size});
+  const InverseHvpOptions options = flags.Resolve(model.arch.num_params);
+  Progress progress(common.quiet);
+  progress.Update("lethe influence: " + std::to_string(test_rows.size()) + " test × " +
+                      std::to_string(train.n) + " training examples, " +
+                      std::to_string(model.arch.num_params) + " parameters, solver " +
+                      Name(options.solver) + ", " + session.backend->Describe(),
+                  true);
+  InverseHvp<T> inverse(*session.train, session.theta, options);
+  const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
+  std::cerr << Describe(r.summary) << "\n";
+  CheckConverged(r.summary, flags.allow_inexact);
+
+  const int64_t m = r.m, n = r.n;
+  if (EndsWith(out, ".npy")) {
+    io::WriteNpy(out, io::Array::FromDouble(r.scores, {m, n}, io::DType::kF64));
+  } else {
+    io::AtomicFile file(out);
+    file.Write("test_id,train_id,score\n");
+    for (int64_t j = 0; j < m; ++j) {
+      const double* row = r.scores.data() + j * n;
+      std::vector<int64_t> order;
+      if (top_k > 0) {  // the K of largest |score|
+        std::vector<double> mag(row, row + n);
+        for (double& x : mag) x = std::abs(x);
+        order = Extremes(mag.data(), n, top_k, true);
+      } else {
+        order.resize(n);
+        std::iota(order.begin(), order.end(), 0);
+      }
+      for (int64_t i : order)
+        file.Write(std::to_string(test.ids[test_rows[j]]) + "," + std::to_string(train.ids[i]) +
+                   "," + io::FormatDouble(row[i]) + "\n");
+    }
+    file.Commit();
+  }
+  if (common.json) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["m"] = m;
+    j["n"] = n;
+    j["solver"] = ToJson(r.summary);
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  const int64_t show = 5;
+  for (int64_t j = 0; j < std::min<int64_t>(m, 10); ++j) {
+    const double* row = r.scores.data() + j * n;
+    const int64_t row_index = test_rows[j];
+    std::cout << "test id " << test.ids[row_index] << " (label " << test.y[row_index * test.target_width]
+              << ")\n  most helpful (removing raises its loss)    most harmful (removing lowers it)\n";
+    const auto help = Extremes(row, n, show, true), harm = Extremes(row, n, show, false);
+    for (int64_t k = 0; k < std::min<int64_t>(show, n); ++k) {
+      char line[160];
+      std::snprintf(line, sizeof line, "  id %-8lld %+.3e (label %g)         id %-8lld %+.3e (label %g)",
+                    static_cast<long long>(train.ids[help[k]]), row[help[k]],
+                    train.y[help[k] * train.target_width], static_cast<long long>(train.ids[harm[k]]),
+                    row[harm[k]], train.y[harm[k] * train.target_width]);
+      std::cout << line << "\n";
+    }
+  }
+  if (m > 10) std::cout << "(" << m - 10 << " more test examples in " << out << ")\n";
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+template <typename T>
+int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t>& rows,
+         const SolverFlags& flags, const CommonOptions& common, const std::string& out,
+         int64_t top_k) {
+  Session<T> session(model, train, common);
+  const InverseHvpOptions options = flags.Resolve(model.arch.num_params);
+  Progress progress(common.quiet);
+  progress.Update("lethe self-influence: " + std::to_string(train.n) + " training examples, " +
+                      std::to_string(model.arch.num_params) + " parameters, solver " +
+                      Name(options.solver) + ", " + session.backend->Describe(),
+                  true);
+  InverseHvp<T> inverse(*session.train, session.theta, options);
+  const int64_t block = options.solver == SolverKind::kDirect ? 256 : 64;
+  const InfluenceResult r = SelfInfluence(*session.train, session.theta, inverse, block,
+                                          [&](int64_t done) {
+                                            progress.Update("  " + std::to_string(done) + " / " +
+                                                            std::to_string(train.n));
+                                          });
+  std::cerr << Describe(r.summary) << "\n";
+  CheckConverged(r.summary, flags.allow_inexact);
+  // Selected ids (--ids) or all, in data order.
+  std::vector<int64_t> chosen = rows;
+  if (chosen.empty()) {
+    chosen.resize(train.n);
+    std::iota(chosen.begin(), chosen.end(), 0);
+  }
+  std::vector<double> scores;
+  for (int64_t i : chosen) scores.push_back(r.scores[i]);
+  if (EndsWith(out, ".npy")) {
+    io::WriteNpy(out, io::Array::FromDouble(scores, {static_cast<int64_t>(scores.size())},
+                                            io::DType::kF64));
+  } else {
+    io::AtomicFile file(out);
+    file.Write("train_id,score\n");
+    for (size_t k = 0; k < chosen.size(); ++k)
+      file.Write(std::to_string(train.ids[chosen[k]]) + "," + io::FormatDouble(scores[k]) + "\n");
+    file.Commit();
+  }
+  if (common.json) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["n"] = static_cast<int64_t>(scores.size());
+    j["solver"] = ToJson(r.summary);
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "highest self-influence (candidates for mislabeled or memorised examples):\n";
+  for (int64_t k : Extremes(scores.data(), static_cast<int64_t>(scores.size()), top_k, true))
+    std::cout << "  id " << train.ids[chosen[k]] << "  label " << train.y[chosen[k] * train.target_width]
+              << "  score " << Sci(scores[k]) << "\n";
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int RunInfluence(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  SolverFlags flags;
+  std::string model_path, train_path, test_path, out, spec_path, test_ids;
+  int64_t top_k = 0;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&model_path), "safetensors model")
+    ("train", po::value(&train_path), "training data the model was fitted to")
+    ("test", po::value(&test_path), "test data")
+    ("test-ids", po::value(&test_ids), "score only these test ids (default: all)")
+    ("out", po::value(&out), "scores: .csv (test_id,train_id,score) or .npy ([m, n] float64)")
+    ("top-k", po::value(&top_k)->default_value(0), "csv: only the K of largest |score| per test example")
+    ("spec", po::value(&spec_path), "sidecar spec JSON");
+  flags.Add(desc);
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe influence --model M --train T --test E [--test-ids 3,17] --out scores.csv",
+             "lethe influence --model model.safetensors --train examples/digits/train.npz "
+             "--test examples/digits/test.npz --test-ids 100000 --out scores.csv"))
+    return 0;
+  for (const char* name : {"model", "train", "test", "out"}) Require(vm, name);
+  CheckOutputName(out);
+  if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
+  io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
+  const bool f32 = common.F32();
+  const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  const io::Dataset test = io::LoadDataset(test_path, common.Data());
+  CheckDataMatchesModel(model.arch, train);
+  CheckDataMatchesModel(model.arch, test);
+  std::vector<int64_t> rows;
+  if (!test_ids.empty()) {
+    rows = test.RowsOf(io::ParseIdList(test_ids, "--test-ids"), "--test-ids");
+  } else {
+    rows.resize(test.n);
+    std::iota(rows.begin(), rows.end(), 0);
+  }
+  return f32 ? Influence<float>(model, train, test, rows, flags, common, out, top_k)
+             : Influence<double>(model, train, test, rows, flags, common, out, top_k);
+}
+
+int RunSelfInfluence(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  SolverFlags flags;
+  std::string model_path, train_path, out, spec_path, ids;
+  int64_t top_k = 10;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&model_path), "safetensors model")
+    ("train", po::value(&train_path), "training data the model was fitted to")
+    ("ids", po::value(&ids), "write only these training ids (default: all)")
+    ("out", po::value(&out), "scores: .csv (train_id,score) or .npy ([n] float64)")
+    ("top-k", po::value(&top_k)->default_value(10), "how many to print")
+    ("spec", po::value(&spec_path), "sidecar spec JSON");
+  flags.Add(desc);
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm, "lethe self-influence --model M --train T --out self.csv",
+             "lethe self-influence --model model.safetensors --train examples/digits/train.npz "
+             "--out self.csv"))
+    return 0;
+  for (const char* name : {"model", "train", "out"}) Require(vm, name);
+  CheckOutputName(out);
+  if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
+  io::CheckOutputIsNotAnInput(out, {model_path, train_path});
+  const bool f32 = common.F32();
+  const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  CheckDataMatchesModel(model.arch, train);
+  std::vector<int64_t> rows;
+  if (!ids.empty()) rows = train.RowsOf(io::ParseIdList(ids, "--ids"), "--ids");
+  return f32 ? Self<float>(model, train, rows, flags, common, out, top_k)
+             : Self<double>(model, train, rows, flags, common, out, top_k);
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,67 @@
+#include "tools/lethe/session.h"
+
+#include "common/error.h"
+
+namespace lethe::cli {
+
+void SolverFlags::Add(po::options_description& desc) {
+  desc.add_options()
+    ("solver", po::value(&solver)->default_value("auto"),
+     "direct, cg, lissa or lanczos (auto: direct where p <= 20000, else cg)")
+    ("curvature", po::value(&curvature)->default_value("hessian"), "hessian or gauss-newton")
+    ("damping", po::value(&damping)->default_value(0.0), "λ: solve with C + λI")
+    ("cg-tolerance", po::value(&cg_tolerance)->default_value(1e-8),
+     "cg: stop at ‖(C+λI)x − b‖ ≤ this · ‖b‖")
+    ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
+    ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
+    ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
+     "lissa: scale s > λ_max (0: estimated automatically)")
+    ("lissa-batch", po::value(&lissa.batch_size)->default_value(lissa.batch_size),
+     "lissa: examples per step")
+    ("lissa-repeats", po::value(&lissa.repeats)->default_value(lissa.repeats),
+     "lissa: independent recursions averaged")
+    ("rank", po::value(&rank)->default_value(100), "lanczos: eigenpairs kept")
+    ("solver-seed", po::value(&lissa.seed)->default_value(0), "lissa / lanczos seed")
+    ("allow-inexact", po::bool_switch(&allow_inexact),
+     "write results even when the solve did not converge");
+}
+
+InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
+  InverseHvpOptions o;
+  o.solver = solver == "auto" ? DefaultSolver(num_params) : ParseSolver(solver);
+  if (curvature == "hessian")
+    o.curvature = Curvature::kHessian;
+  else if (curvature == "gauss-newton")
+    o.curvature = Curvature::kGaussNewton;
+  else
+    Fail("--curvature ", curvature, ": unknown (known: hessian, gauss-newton)");
+  o.damping = damping;
+  o.cg.relative_tolerance = cg_tolerance;
+  o.cg.max_iterations = cg_max_iterations;
+  o.lissa = lissa;
+  o.lanczos.rank = std::min<int64_t>(rank, num_params);
+  o.lanczos.seed = lissa.seed;
+  o.Validate();
+  return o;
+}
+
+std::string Describe(const SolveSummary& s) {
+  std::string line = "solver " + s.solver + ": " + Name(s.termination) + ", " +
+                     std::to_string(s.iterations) + " iterations, relative residual " +
+                     Sci(s.relative_residual) + ", " + Fixed(s.seconds, 2) + " s";
+  if (!s.message.empty()) line += " (" + s.message + ")";
+  return line;
+}
+
+nlohmann::json ToJson(const SolveSummary& s) {
+  nlohmann::json j;
+  j["solver"] = s.solver;
+  j["termination"] = Name(s.termination);
+  j["iterations"] = s.iterations;
+  j["relative_residual"] = s.relative_residual;
+  j["seconds"] = s.seconds;
+  if (!s.message.empty()) j["message"] = s.message;
+  return j;
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,63 @@
+// What the analysis subcommands share: a model and its training data on a backend, and
+// the solver options of the inverse-Hessian-vector products.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/inverse_hvp.h"
+#include "engine/model.h"
+#include "engine/objective.h"
+#include <nlohmann/json.hpp>
+
+#include "tools/lethe/cli.h"
+
+namespace lethe::cli {
+
+// --solver, --damping, --curvature and each solver's knobs.
+struct SolverFlags {
+  std::string solver = "auto", curvature = "hessian";
+  double damping = 0;
+  double cg_tolerance = 1e-8;
+  int cg_max_iterations = 1000;
+  LissaOptions lissa;
+  int64_t rank = 100;
+  bool allow_inexact = false;
+  void Add(po::options_description& desc);
+  InverseHvpOptions Resolve(int64_t num_params) const;  // validates
+};
+
+template <typename T>
+struct Session {
+  std::unique_ptr<kernels::Backend<T>> backend;
+  std::unique_ptr<Objective<T>> train;
+  kernels::Matrix<T> theta;
+
+  Session(const Model& model, const io::Dataset& data, const CommonOptions& common,
+          const std::vector<int64_t>& rows = {}) {
+    backend = kernels::MakeBackend<T>(common.Backend());
+    train = std::make_unique<Objective<T>>(*backend, model.arch, UploadData(*backend, data, rows),
+                                           ObjectiveOptions{common.batch_size});
+    theta = Upload(model.theta);
+  }
+  kernels::Matrix<T> Upload(const std::vector<double>& values) {
+    std::vector<T> host(values.begin(), values.end());
+    kernels::Matrix<T> m = backend->Allocate(1, static_cast<int64_t>(values.size()));
+    backend->Upload(host.data(), m);
+    return m;
+  }
+  std::vector<double> Download(const kernels::Matrix<T>& m) {
+    std::vector<T> host(m.size());
+    backend->Download(m, host.data());
+    return std::vector<double>(host.begin(), host.end());
+  }
+};
+
+// One line per summary for people: "solver direct: converged, 0 iterations, residual 3.1e-15".
+std::string Describe(const SolveSummary& s);
+// The summary as JSON (the report and --json outputs).
+nlohmann::json ToJson(const SolveSummary& s);
+
+}  // namespace lethe::cli
