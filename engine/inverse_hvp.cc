@@ -1,5 +1,7 @@
 #include "engine/inverse_hvp.h"
 
+#include <cmath>
+
 #include "common/error.h"
 
 namespace lethe {
@@ -82,6 +84,11 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       return Lissa(*minibatch_, B, X, options_.lissa);
   }
   return s;
+}
+
+template <typename T>
+double InverseHvp<T>::smallest_eigenvalue() const {
+  return direct_ ? direct_->smallest_eigenvalue() : std::nan("");
 }
 
 template class InverseHvp<float>;

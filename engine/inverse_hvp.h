@@ -46,6 +46,9 @@ class InverseHvp {
   SolveSummary Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X, bool check_residual = true);
 
   const InverseHvpOptions& options() const { return options_; }
+  // The smallest eigenvalue of C + λI when the direct solver found it not positive
+  // definite; NaN otherwise.
+  double smallest_eigenvalue() const;
 
  private:
   Objective<T>& objective_;

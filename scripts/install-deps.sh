@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   g++ cmake ninja-build pkg-config
-  libeigen3-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev liblbfgspp-dev
+  libeigen3-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev liblbfgspp-dev libssl-dev
   libgtest-dev libbenchmark-dev
   python3 python3-numpy python3-torch python3-sklearn
 )

@@ -12,6 +12,8 @@ int RunTrain(const std::vector<std::string>& args);
 int RunEval(const std::vector<std::string>& args);
 int RunInfluence(const std::vector<std::string>& args);
 int RunSelfInfluence(const std::vector<std::string>& args);
+int RunUnlearn(const std::vector<std::string>& args);
+int RunCompare(const std::vector<std::string>& args);
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -21,6 +23,8 @@ inline const std::vector<Command>& AllCommands() {
       {"influence", "score every training example's influence on test predictions", RunInfluence},
       {"self-influence", "each training example's influence on itself (mislabeled, memorised)",
        RunSelfInfluence},
+      {"unlearn", "remove a forget set with a Newton patch; erasure record; --verify", RunUnlearn},
+      {"compare", "distance, per-set metrics and membership audit of two models", RunCompare},
   };
   return commands;
 }

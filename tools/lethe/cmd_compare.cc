@@ -1,0 +1,81 @@
+// lethe compare: how close model A (e.g. a patch) is to model B (e.g. the retrained one).
+#include <iostream>
+
+#include "engine/audit.h"
+#include "tools/lethe/commands.h"
+#include "tools/lethe/comparison.h"
+#include "tools/lethe/session.h"
+
+namespace lethe::cli {
+
+int RunCompare(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  std::string a_path, b_path, original_path, train_path, test_path;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&a_path), "model A (e.g. the patched model)")
+    ("reference", po::value(&b_path), "model B (e.g. the retrained model)")
+    ("original", po::value(&original_path), "the original model: distances relative to it")
+    ("train", po::value(&train_path), "training data")
+    ("test", po::value(&test_path), "test data")
+    ("forget", po::value<std::string>(), "forget set (file)")
+    ("forget-ids", po::value<std::string>(), "forget set (comma-separated)");
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe compare --model A --reference B --train T --test E [--forget FILE] [--original O] [--json]",
+             "lethe compare --model patched.safetensors --reference retrained.safetensors --train "
+             "examples/digits/train.npz --test examples/digits/test.npz --forget examples/digits/forget.txt"))
+    return 0;
+  for (const char* name : {"model", "reference", "train", "test"}) Require(vm, name);
+  const bool f32 = common.F32();
+  std::vector<std::pair<std::string, std::string>> models = {{"reference", b_path}, {"model", a_path}};
+  if (!original_path.empty()) models.push_back({"original", original_path});
+  std::vector<Model> loaded;
+  for (const auto& [name, path] : models) loaded.push_back(LoadModel(path));
+  for (const Model& m : loaded)
+    if (m.arch.num_params != loaded[0].arch.num_params || m.arch.spec.ToJson() != loaded[0].arch.spec.ToJson())
+      Fail(a_path, " and ", b_path, ": the models have different architectures");
+  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  const io::Dataset test = io::LoadDataset(test_path, common.Data());
+  CheckDataMatchesModel(loaded[0].arch, train);
+  CheckDataMatchesModel(loaded[0].arch, test);
+  std::vector<int64_t> forget_rows;
+  if (auto ids = ForgetIds(vm))
+    forget_rows = train.RowsOf(*ids, vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids");
+
+  std::vector<ModelRow> rows;
+  for (size_t k = 0; k < models.size(); ++k) {
+    ModelRow r{models[k].first, loaded[k].theta, {}, -1};
+    if (f32) {
+      auto be = kernels::MakeBackend<float>(common.Backend());
+      r.audit = AuditModel<float>(*be, loaded[k].arch, r.theta, train, forget_rows, test, common.batch_size);
+    } else {
+      auto be = kernels::MakeBackend<double>(common.Backend());
+      r.audit = AuditModel<double>(*be, loaded[k].arch, r.theta, train, forget_rows, test, common.batch_size);
+    }
+    rows.push_back(std::move(r));
+  }
+  // Table order: original, model, reference.
+  std::vector<ModelRow> ordered;
+  if (rows.size() == 3) ordered.push_back(rows[2]);
+  ordered.push_back(rows[1]);
+  ordered.push_back(rows[0]);
+  const int reference = static_cast<int>(ordered.size()) - 1, original = rows.size() == 3 ? 0 : -1;
+  if (common.json) {
+    nlohmann::json j = ComparisonJson(ordered, reference, original);
+    j["parameter_distance"] = Distance(rows[1].theta, rows[0].theta);
+    if (original >= 0)
+      j["relative_parameter_distance"] =
+          Distance(rows[1].theta, rows[0].theta) / Distance(rows[2].theta, rows[0].theta);
+    j["test_agreement"] = PredictionAgreement(rows[1].audit, rows[0].audit);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    PrintComparison(ordered, reference, original);
+    std::cout << "test prediction agreement (model vs reference): "
+              << Fixed(100 * PredictionAgreement(rows[1].audit, rows[0].audit), 2) << "%\n";
+  }
+  return 0;
+}
+
+}  // namespace lethe::cli

@@ -1,0 +1,238 @@
+// lethe unlearn: remove a forget set from a trained model with a Newton patch (or the
+// gradient-ascent baseline), write the patched model and, on request, the erasure record
+// and the proof against retraining (docs/unlearning.md).
+#include <chrono>
+#include <iostream>
+#include <numeric>
+#include <unordered_set>
+
+#include "engine/audit.h"
+#include "engine/trainer.h"
+#include "engine/unlearn.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/sha256.h"
+#include "tools/lethe/commands.h"
+#include "tools/lethe/comparison.h"
+#include "tools/lethe/session.h"
+
+namespace lethe::cli {
+namespace {
+
+// ‖∇L(θ)‖ above this on the model's own training data means it was not trained to a
+// stationary point: the patch then also "finishes training", which the user must know.
+constexpr double kStationarityWarning = 1e-5;
+
+struct Inputs {
+  std::string model_path, train_path, out, report, forget_file, test_path;
+  std::vector<std::string> command_line;
+  std::vector<int64_t> forget_ids;
+};
+
+template <typename T>
+int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* test,
+            const std::vector<int64_t>& forget_rows, const UnlearnOptions& options, bool verify,
+            const CommonOptions& common, const Inputs& in) {
+  const auto start = std::chrono::steady_clock::now();
+  std::unordered_set<int64_t> forget_set(forget_rows.begin(), forget_rows.end());
+  std::vector<int64_t> kept_rows;
+  for (int64_t i = 0; i < train.n; ++i)
+    if (!forget_set.count(i)) kept_rows.push_back(i);
+
+  Session<T> session(model, train, common);
+  Progress progress(common.quiet);
+  progress.Update("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
+                      std::to_string(train.n) + " examples, " + std::to_string(model.arch.num_params) +
+                      " parameters, " + Name(options.method) + ", " + session.backend->Describe(),
+                  true);
+  auto grad = session.backend->Allocate(1, model.arch.num_params);
+  session.train->ValueAndGradient(session.theta, grad);
+  const double full_grad_norm = static_cast<double>(kernels::Norm(*session.backend, grad));
+  if (full_grad_norm > kStationarityWarning)
+    std::cerr << "lethe unlearn: warning: the model is not at a stationary point of its own "
+                 "objective (‖∇L‖ = " << Sci(full_grad_norm)
+              << "): the patch also finishes its training\n";
+
+  ObjectiveOptions oo{common.batch_size};
+  Objective<T> kept(*session.backend, model.arch, UploadData(*session.backend, train, kept_rows), oo);
+  Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
+  auto theta = session.Upload(model.theta);
+  const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, options);
+  for (size_t k = 0; k < s.steps.size(); ++k)
+    std::cerr << "step " << k + 1 << ": " << Describe(s.steps[k].solve) << "; damping "
+              << s.steps[k].damping << "; " << s.steps[k].action << "; ‖∇L₋ₛ‖ "
+              << Sci(s.steps[k].kept_grad_norm_before) << " → " << Sci(s.steps[k].kept_grad_norm_after)
+              << "\n";
+  if (!s.ok) Fail("unlearning failed, nothing written: ", s.message);
+
+  Model patched = model;
+  patched.theta = session.Download(theta);
+  SaveModel(in.out, patched);
+  const double patch_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  nlohmann::json report;
+  report["lethe_version"] = LETHE_VERSION;
+  report["command_line"] = in.command_line;
+  report["input_model"] = {{"path", in.model_path}, {"sha256", io::Sha256File(in.model_path)}};
+  report["training_data"] = {{"path", in.train_path}, {"sha256", io::Sha256File(in.train_path)}};
+  {
+    std::string canonical;
+    for (int64_t id : in.forget_ids) canonical += std::to_string(id) + "\n";
+    report["forget_list"] = in.forget_file.empty()
+                                ? nlohmann::json{{"ids_sha256", io::Sha256Hex(canonical)}}
+                                : nlohmann::json{{"path", in.forget_file},
+                                                 {"sha256", io::Sha256File(in.forget_file)},
+                                                 {"ids_sha256", io::Sha256Hex(canonical)}};
+  }
+  report["n"] = train.n;
+  report["k"] = static_cast<int64_t>(forget_rows.size());
+  report["forget_ids"] = in.forget_ids;
+  report["method"] = s.method;
+  if (options.method == UnlearnMethod::kNewton) {
+    report["solver"] = Name(options.inverse.solver);
+    report["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
+    report["damping"] = options.inverse.damping;
+  } else {
+    report["learning_rate"] = options.learning_rate;
+    report["kept_weight"] = options.kept_weight;
+    report["approximate"] = true;
+  }
+  report["steps_requested"] = options.steps;
+  report["steps"] = nlohmann::json::array();
+  for (const UnlearnStep& st : s.steps)
+    report["steps"].push_back({{"solve", ToJson(st.solve)},
+                               {"damping", st.damping},
+                               {"step_length", st.step_length},
+                               {"action", st.action},
+                               {"kept_objective_before", st.kept_objective_before},
+                               {"kept_objective_after", st.kept_objective_after},
+                               {"kept_grad_norm_before", st.kept_grad_norm_before},
+                               {"kept_grad_norm_after", st.kept_grad_norm_after}});
+  report["input_grad_norm"] = full_grad_norm;
+  report["kept_grad_norm_before"] = s.kept_grad_norm_before;
+  report["kept_grad_norm_after"] = s.kept_grad_norm_after;
+  report["delta_norm"] = s.delta_norm;
+  report["seconds"] = patch_seconds;
+  report["dtype"] = common.dtype;
+
+  std::cout << "patched model " << in.out << ": " << s.method << ", " << s.steps.size()
+            << " step(s), ‖Δθ‖ " << Sci(s.delta_norm) << ", ‖∇L₋ₛ‖ " << Sci(s.kept_grad_norm_before)
+            << " → " << Sci(s.kept_grad_norm_after) << ", " << Fixed(patch_seconds, 3) << " s\n";
+
+  if (verify) {
+    // Retraining: the same optimiser and tolerance as `lethe train`, from the original weights.
+    Objective<T> retrain_objective(*session.backend, model.arch,
+                                   UploadData(*session.backend, train, kept_rows), oo);
+    auto retrained_theta = session.Upload(model.theta);
+    progress.Update("verifying: retraining without the forget set (lethe train --forget --init)", true);
+    const TrainSummary ts = lethe::Train(retrain_objective, retrained_theta, TrainOptions{});
+    Model retrained = model;
+    retrained.theta = session.Download(retrained_theta);
+    report["verify"]["retrain"] = {{"optimizer", ts.optimizer},   {"converged", ts.converged},
+                                   {"iterations", ts.iterations}, {"grad_norm", ts.grad_norm},
+                                   {"seconds", ts.seconds}};
+    const io::Dataset no_test;  // without --test: no test metrics and no membership audit
+    const io::Dataset& eval_test = test ? *test : no_test;
+    std::vector<ModelRow> rows = {
+        {"original", model.theta, {}, -1},
+        {"patched", patched.theta, {}, patch_seconds},
+        {"retrained", retrained.theta, {}, ts.seconds},
+    };
+    for (ModelRow& r : rows)
+      r.audit = AuditModel<T>(*session.backend, model.arch, r.theta, train, forget_rows, eval_test,
+                              common.batch_size);
+    report["verify"]["models"] = ComparisonJson(rows, 2, 0);
+    report["verify"]["speedup"] = ts.seconds / patch_seconds;
+    if (!test) report["verify"]["note"] = "no --test given: no test metrics, no membership audit";
+    std::cout << "\n";
+    PrintComparison(rows, 2, 0);
+    std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s, retraining " << Fixed(ts.seconds, 3)
+              << " s (" << Fixed(ts.seconds / patch_seconds, 1) << "× faster)\n";
+  }
+  if (!in.report.empty()) {
+    report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
+    io::WriteFileAtomically(in.report, report.dump(2) + "\n");
+    std::cout << "erasure record: " << in.report << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunUnlearn(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  SolverFlags flags;
+  UnlearnOptions options;
+  Inputs in;
+  std::string method = "newton", spec_path;
+  bool verify = false;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&in.model_path), "trained model (.safetensors)")
+    ("train", po::value(&in.train_path), "the data it was trained on")
+    ("forget", po::value<std::string>(), "ids to forget (file, one per line)")
+    ("forget-ids", po::value<std::string>(), "ids to forget (comma-separated)")
+    ("out", po::value(&in.out), "patched model (.safetensors)")
+    ("method", po::value(&method)->default_value("newton"), "newton or gradient-ascent")
+    ("steps", po::value(&options.steps)->default_value(1), "Newton (or gradient-ascent) steps")
+    ("learning-rate", po::value(&options.learning_rate)->default_value(0.01), "gradient-ascent step size")
+    ("kept-weight", po::value(&options.kept_weight)->default_value(0.0),
+     "gradient-ascent: also descend on the kept data with this weight")
+    ("report", po::value(&in.report), "write the erasure record (JSON) here")
+    ("verify", po::bool_switch(&verify), "also retrain without the forget set and compare")
+    ("test", po::value(&in.test_path), "test data for --verify's metrics and membership audit")
+    ("spec", po::value(&spec_path), "sidecar spec JSON");
+  flags.Add(desc);
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe unlearn --model M --train T (--forget FILE | --forget-ids LIST) --out PATCHED "
+             "[--report R.json] [--verify]",
+             "lethe unlearn --model model.safetensors --train examples/digits/train.npz --forget "
+             "examples/digits/forget.txt --out patched.safetensors --report erasure.json --verify"))
+    return 0;
+  for (const char* name : {"model", "train", "out"}) Require(vm, name);
+  in.command_line = {"lethe", "unlearn"};
+  in.command_line.insert(in.command_line.end(), args.begin(), args.end());
+  options.method = ParseUnlearnMethod(method);
+  const bool f32 = common.F32();
+  common.Backend();
+  std::vector<std::string> inputs = {in.model_path, in.train_path};
+  if (!spec_path.empty()) inputs.push_back(spec_path);
+  if (!in.test_path.empty()) inputs.push_back(in.test_path);
+  if (vm.count("forget")) in.forget_file = vm["forget"].as<std::string>(), inputs.push_back(in.forget_file);
+  io::CheckOutputIsNotAnInput(in.out, inputs);
+  io::CheckOutputCanBeWritten(in.out);
+  if (!in.report.empty()) {
+    io::CheckOutputIsNotAnInput(in.report, inputs);
+    io::CheckOutputCanBeWritten(in.report);
+    if (in.report == in.out) Fail("--report and --out name the same file");
+  }
+  auto ids = ForgetIds(vm);
+  if (!ids) Fail("--forget FILE or --forget-ids LIST is required");
+  in.forget_ids = *ids;
+
+  const Model model = LoadModel(in.model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  const io::Dataset train = io::LoadDataset(in.train_path, common.Data());
+  CheckDataMatchesModel(model.arch, train);
+  std::optional<io::Dataset> test;
+  if (!in.test_path.empty()) {
+    test = io::LoadDataset(in.test_path, common.Data());
+    CheckDataMatchesModel(model.arch, *test);
+  }
+  const std::vector<int64_t> forget_rows =
+      train.RowsOf(in.forget_ids, in.forget_file.empty() ? "--forget-ids" : in.forget_file);
+  if (static_cast<int64_t>(forget_rows.size()) >= train.n)
+    Fail(in.forget_file.empty() ? "--forget-ids" : in.forget_file,
+         ": forgets every example; nothing would be left");
+  if (2 * static_cast<int64_t>(forget_rows.size()) > train.n)
+    std::cerr << "lethe unlearn: warning: forgetting more than half of the data; a Newton patch "
+                 "is a local approximation, consider retraining\n";
+  options.inverse = flags.Resolve(model.arch.num_params);
+  options.Validate();
+  return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in)
+             : Unlearn<double>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in);
+}
+
+}  // namespace lethe::cli

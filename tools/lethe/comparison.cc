@@ -1,0 +1,72 @@
+#include "tools/lethe/comparison.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "tools/lethe/cli.h"
+
+namespace lethe::cli {
+namespace {
+
+nlohmann::json SetJson(const SetMetrics& m) {
+  nlohmann::json j;
+  j["n"] = m.n;
+  j["loss"] = m.loss;
+  if (std::isfinite(m.accuracy)) j["accuracy"] = m.accuracy;
+  return j;
+}
+
+std::string Pct(double x) { return std::isfinite(x) ? Fixed(100 * x, 2) + "%" : "-"; }
+
+}  // namespace
+
+void PrintComparison(const std::vector<ModelRow>& rows, int reference, int original) {
+  std::printf("%-12s %9s %11s %11s %10s %10s %10s %9s %9s\n", "model", "time", "‖θ−θ_ref‖",
+              "relative", "forget", "forget", "kept", "test", "member");
+  std::printf("%-12s %9s %11s %11s %10s %10s %10s %9s %9s\n", "", "(s)", "", "", "loss", "acc",
+              "loss", "acc", "AUC");
+  const double denom = reference >= 0 && original >= 0
+                           ? Distance(rows[original].theta, rows[reference].theta)
+                           : std::nan("");
+  for (const ModelRow& r : rows) {
+    const double dist = reference >= 0 ? Distance(r.theta, rows[reference].theta) : std::nan("");
+    std::printf("%-12s %9s %11s %11s %10.6f %10s %10.6f %9s %9.4f\n", r.name.c_str(),
+                r.seconds >= 0 ? Fixed(r.seconds, 3).c_str() : "-",
+                std::isfinite(dist) ? Sci(dist).c_str() : "-",
+                std::isfinite(dist / denom) ? Sci(dist / denom).c_str() : "-", r.audit.forget.loss,
+                Pct(r.audit.forget.accuracy).c_str(), r.audit.kept.loss,
+                Pct(r.audit.test.accuracy).c_str(), r.audit.membership_auc);
+  }
+  if (reference >= 0)
+    std::printf("distances to %s%s; member AUC: loss-threshold attack, forget set vs test set "
+                "(0.5 = indistinguishable)\n",
+                rows[reference].name.c_str(),
+                original >= 0 ? (", relative to " + rows[original].name).c_str() : "");
+}
+
+nlohmann::json ComparisonJson(const std::vector<ModelRow>& rows, int reference, int original) {
+  nlohmann::json out = nlohmann::json::object();
+  const double denom = reference >= 0 && original >= 0
+                           ? Distance(rows[original].theta, rows[reference].theta)
+                           : std::nan("");
+  for (const ModelRow& r : rows) {
+    nlohmann::json j;
+    if (r.seconds >= 0) j["seconds"] = r.seconds;
+    if (reference >= 0) {
+      const double dist = Distance(r.theta, rows[reference].theta);
+      j["distance_to_reference"] = dist;
+      if (std::isfinite(denom) && denom > 0) j["relative_distance"] = dist / denom;
+      if (!r.audit.test_predictions.empty())
+        j["test_agreement_with_reference"] = PredictionAgreement(r.audit, rows[reference].audit);
+    }
+    j["forget"] = SetJson(r.audit.forget);
+    j["kept"] = SetJson(r.audit.kept);
+    j["test"] = SetJson(r.audit.test);
+    j["membership_auc"] = r.audit.membership_auc;
+    out[r.name] = j;
+  }
+  return out;
+}
+
+}  // namespace lethe::cli
