@@ -12,7 +12,7 @@ void CommonOptions::Add(po::options_description& desc) {
   desc.add_options()
     ("dtype", po::value(&dtype)->default_value("f64"), "compute precision: f64 or f32")
     ("device", po::value(&device)->default_value("cpu"), "cpu or cuda")
-    ("threads", po::value(&threads)->default_value(0), "CPU threads (0: all cores)")
+    ("threads", po::value(&threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS, else all cores)")
     ("chunk-size", po::value(&batch_size)->default_value(2048),
      "examples per forward/backward pass (bounds memory)")
     ("label-column", po::value(&label_column)->default_value("label"), "CSV label column")

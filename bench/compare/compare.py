@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Side-by-side timings: lethe against what users run today, in one run, same machine and threads.
+
+    /usr/bin/python3 bench/compare/compare.py --lethe build/tools/lethe [--n 10000] [--threads 2]
+
+1. influence with CG for m test examples on a 10-class softmax regression over n × 784
+   synthetic data: `lethe influence --solver cg` against the same computation written in
+   PyTorch the way torch-influence does it (Hessian-vector products by double backward over the
+   training batch, one CG solve per test example, per-example training gradients by autograd
+   in a loop), at the same tolerance; the scores are compared too.
+2. unlearning against retraining for k = 1 and 1% of n: `lethe unlearn` (one Newton step, CG)
+   against `lethe train --forget` from scratch (same optimiser and tolerance as the original
+   training) and against PyTorch L-BFGS retraining from scratch, with each result's relative
+   parameter error to lethe's retrained optimum.
+Prints a table; ratios are measured in this run only (this machine is shared and noisy).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from export_torch import read_safetensors  # noqa: E402
+
+
+def run(cmd):
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
+    return time.perf_counter() - t, r.stdout
+
+
+def theta_of(path):
+    tensors, _ = read_safetensors(path)
+    return np.concatenate([np.asarray(t, np.float64).ravel() for t in tensors.values()])
+
+
+def synthetic(n, d, classes, seed):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(classes, d)) * 0.15
+    y = rng.integers(0, classes, size=n)
+    X = centers[y] + rng.normal(size=(n, d))
+    return X, y
+
+
+def torch_objective(W, b, X, y, l2):
+    logits = X @ W.T + b
+    return torch.nn.functional.cross_entropy(logits, y) + 0.5 * l2 * (W.pow(2).sum() + b.pow(2).sum())
+
+
+def torch_cg_influence(W, b, X, y, Xt, yt, l2, tol, max_iter=1000):
+    """torch-influence style: HVPs by double backward over the training batch, one CG solve
+    per test example, then per-example training gradients by autograd in a loop (one loop
+    serving all test examples, which is generous to this side)."""
+    params = [W, b]
+    loss = torch_objective(W, b, X, y, l2)
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+
+    def hvp(v):
+        out = torch.autograd.grad(flat_grad @ v, params, retain_graph=True)
+        return torch.cat([o.reshape(-1) for o in out])
+
+    n = X.shape[0]
+    solutions = []
+    for j in range(Xt.shape[0]):
+        lt = torch.nn.functional.cross_entropy(Xt[j:j + 1] @ W.T + b, yt[j:j + 1])
+        g = torch.cat([t.reshape(-1) for t in torch.autograd.grad(lt, params)]).detach()
+        x = torch.zeros_like(g)
+        r = g.clone()
+        p = r.clone()
+        rr = r @ r
+        for _ in range(max_iter):
+            if rr.sqrt() <= tol * g.norm():
+                break
+            Ap = hvp(p)
+            a = rr / (p @ Ap)
+            x += a * p
+            r -= a * Ap
+            rr_new = r @ r
+            p = r + (rr_new / rr) * p
+            rr = rr_new
+        solutions.append(x)
+    S = torch.stack(solutions)  # m × p
+    scores = np.zeros((Xt.shape[0], n))
+    for i in range(n):
+        li = torch.nn.functional.cross_entropy(X[i:i + 1] @ W.T + b, y[i:i + 1])
+        gi = torch.cat([t.reshape(-1) for t in torch.autograd.grad(li, params)])
+        scores[:, i] = (S @ gi).detach().numpy() / n
+    return scores
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lethe", required=True)
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--m", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_default_dtype(torch.float64)
+    L = [args.lethe]
+    common = ["--threads", str(args.threads), "--quiet"]
+    d, classes, l2 = 784, 10, 1e-3
+    tmp = tempfile.mkdtemp()
+    X, y = synthetic(args.n, d, classes, 0)
+    Xt, yt = synthetic(args.m, d, classes, 1)
+    train, test = os.path.join(tmp, "train.npz"), os.path.join(tmp, "test.npz")
+    np.savez(train, X=X, y=y.astype(np.int64), ids=np.arange(args.n, dtype=np.int64))
+    np.savez(test, X=Xt, y=yt.astype(np.int64), ids=np.arange(100000, 100000 + args.m, dtype=np.int64))
+    spec = os.path.join(tmp, "spec.json")
+    with open(spec, "w") as f:
+        json.dump({"format": "lethe/1", "layers": [{"type": "linear", "weight": "0.weight",
+                   "bias": "0.bias", "out": classes}], "loss": "cross_entropy", "l2": l2}, f)
+    model = os.path.join(tmp, "model.safetensors")
+    t_train, _ = run(L + ["train", "--spec", spec, "--data", train, "--out", model] + common)
+    print(f"softmax regression {args.n}×{d} → {classes}, l2 {l2}, {args.threads} threads; "
+          f"lethe train from scratch: {t_train:.2f} s")
+
+    # 1. influence, CG, m test examples
+    scores_npy = os.path.join(tmp, "scores.npy")
+    t_lethe, _ = run(L + ["influence", "--model", model, "--train", train, "--test", test,
+                          "--solver", "cg", "--cg-tolerance", "1e-8", "--out", scores_npy] + common)
+    lethe_scores = np.load(scores_npy)
+    th = theta_of(model)
+    W = torch.tensor(th[:classes * d].reshape(classes, d), requires_grad=True)
+    b = torch.tensor(th[classes * d:], requires_grad=True)
+    Xtr, ytr = torch.tensor(X), torch.tensor(y)
+    t = time.perf_counter()
+    ref = torch_cg_influence(W, b, Xtr, ytr, torch.tensor(Xt), torch.tensor(yt), l2, 1e-8)
+    t_cg = time.perf_counter() - t
+    err = np.max(np.abs(ref - lethe_scores)) / np.max(np.abs(ref))
+    print(f"\ninfluence, cg, m = {args.m}: lethe {t_lethe:.2f} s, PyTorch (torch-influence style) "
+          f"{t_cg:.2f} s  → lethe {t_cg / t_lethe:.1f}× faster; max score difference {err:.2e} (relative)")
+
+    # 2. unlearning vs retraining
+    ids = np.arange(args.n)
+    rng = np.random.default_rng(2)
+    print(f"\n{'k':>6} {'lethe unlearn':>14} {'rel. error':>11} {'lethe retrain':>14} {'speedup':>8} "
+          f"{'torch L-BFGS':>13} {'speedup':>8}")
+    for k in [1, max(1, args.n // 100)]:
+        forget = os.path.join(tmp, f"forget{k}.txt")
+        chosen = rng.choice(ids, k, replace=False)
+        with open(forget, "w") as f:
+            f.write("".join(f"{i}\n" for i in chosen))
+        retrained, patched = os.path.join(tmp, "re.safetensors"), os.path.join(tmp, "pa.safetensors")
+        t_re, _ = run(L + ["train", "--spec", spec, "--data", train, "--forget", forget, "--out", retrained] + common)
+        t_un, _ = run(L + ["unlearn", "--model", model, "--train", train, "--forget", forget,
+                           "--solver", "cg", "--out", patched] + common)
+        t0, tr, tp = theta_of(model), theta_of(retrained), theta_of(patched)
+        rel = np.linalg.norm(tp - tr) / np.linalg.norm(t0 - tr)
+        keep = np.setdiff1d(ids, chosen)
+        Wt = torch.zeros(classes, d, requires_grad=True)
+        bt = torch.zeros(classes, requires_grad=True)
+        opt = torch.optim.LBFGS([Wt, bt], lr=1, max_iter=20000, tolerance_grad=1e-9,
+                                tolerance_change=0, history_size=20, line_search_fn="strong_wolfe")
+        Xk, yk = Xtr[keep], ytr[keep]
+
+        def closure():
+            opt.zero_grad()
+            loss = torch_objective(Wt, bt, Xk, yk, l2)
+            loss.backward()
+            return loss
+        t = time.perf_counter()
+        opt.step(closure)
+        t_torch = time.perf_counter() - t
+        print(f"{k:>6} {t_un:>12.2f} s {rel:>11.2e} {t_re:>12.2f} s {t_re / t_un:>7.1f}× "
+              f"{t_torch:>11.2f} s {t_torch / t_un:>7.1f}×")
+    print("\nrel. error = ‖θ_patched − θ_retrained‖ / ‖θ_original − θ_retrained‖ (one Newton step)")
+
+
+if __name__ == "__main__":
+    main()

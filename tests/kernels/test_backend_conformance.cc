@@ -1,0 +1,344 @@
+// Conformance of every Backend<T> operation against the CPU backend in f64, for each
+// candidate: the CPU backend in f32 (runs everywhere), the CUDA backend in f64 and f32
+// (skipped with a message where no GPU is present, and not built without CUDA). Outputs
+// are written into strided views of wider matrices wherever the op allows, and the whole
+// parent is compared, so an op that writes outside its view fails too.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+#include "tests/kernels/conformance_harness.h"
+
+namespace lethe::kernels::testing {
+namespace {
+
+// Each bound is on max|candidate − reference| / scale (scale: max|reference| unless noted).
+// Moving values (copies, fills, gathers, argmax) must be bit-exact.
+constexpr Tolerance kExactTolerance{0, 0};
+// One or two roundings per element (Axpby, AddRow, Multiply, RowOuter); the GPU may fuse
+// a multiply-add where the CPU rounds twice.
+constexpr Tolerance kElementwiseTolerance{1e-14, 1e-6};
+// k-term dot products summed in another order (blocked GEMM, cuBLAS vs Eigen).
+constexpr Tolerance kGemmTolerance{1e-12, 1e-5};
+// Sums in another order (tree vs vectorised); scale: Σ|terms|, the error's natural size.
+constexpr Tolerance kReductionTolerance{1e-12, 1e-5};
+// exp/tanh/erfc from different maths libraries differ by a few ulp, and the derivative
+// formulas (1 − t², 1 − 2s) amplify that by up to ~100 on these inputs.
+constexpr Tolerance kActivationTolerance{1e-12, 1e-5};
+// logsumexp, softmax and sigmoid over ≤ 10 logits.
+constexpr Tolerance kLossTolerance{1e-12, 1e-5};
+
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+class Conformance : public ::testing::TestWithParam<Candidate> {
+ protected:
+  void SetUp() override {
+    const std::string why = Unavailable(GetParam());
+    if (why.empty()) return;
+    // bench/gpu/run.sh sets this on GPU machines, where a skip would hide a broken setup.
+    if (std::getenv("LETHE_REQUIRE_CUDA")) FAIL() << GetParam().name() << ": " << why;
+    GTEST_SKIP() << GetParam().name() << ": " << why;
+  }
+};
+
+#define LETHE_HARNESS_TYPES(h)                         \
+  using H = std::decay_t<decltype(h)>;                 \
+  using T [[maybe_unused]] = typename H::Scalar;
+
+TEST_P(Conformance, UploadDownloadCopyFill) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    auto parent = h.Random(7, 9, 1);
+    auto view = parent.Cols(2, 5).Rows(1, 5);
+    auto source = h.Random(5, 5, 2);
+    h.test().Copy(source.test, view.test);
+    h.ref().Copy(source.ref, view.ref);
+    h.Expect(parent, kExactTolerance, "Copy into a strided view");
+    auto target = h.Random(5, 5, 3);
+    h.test().Copy(parent.Cols(1, 5).Rows(2, 5).test, target.test);
+    h.ref().Copy(parent.Cols(1, 5).Rows(2, 5).ref, target.ref);
+    h.Expect(target, kExactTolerance, "Copy from a strided view");
+    h.test().Fill(parent.Cols(4, 3).test, T(0.25));
+    h.ref().Fill(parent.Cols(4, 3).ref, 0.25);
+    h.Expect(parent, kExactTolerance, "Fill of a strided view");
+    // Upload into a view and Download from one (the harness reads back through views).
+    std::vector<T> values(view.test.size());
+    for (size_t i = 0; i < values.size(); ++i) values[i] = T(i) / T(8);
+    std::vector<double> as_double(values.begin(), values.end());
+    h.test().Upload(values.data(), view.test);
+    h.ref().Upload(as_double.data(), view.ref);
+    h.Expect(parent, kExactTolerance, "Upload into a strided view");
+    h.Expect(view, kExactTolerance, "Download of a strided view");
+    auto zeros = typename H::Pair{h.test().Zeros(3, 4), h.ref().Zeros(3, 4)};
+    h.Expect(zeros, kExactTolerance, "Zeros");
+  });
+}
+
+TEST_P(Conformance, GatherRows) {
+  ForCandidate(GetParam(), [](auto& h) {
+    auto src = h.Random(50, 13, 4);
+    auto dst = h.Random(6, 12, 5);
+    const int64_t rows[] = {49, 0, 7, 7, 31, 2};
+    h.test().GatherRows(src.Cols(1, 11).test, rows, dst.Cols(0, 11).test);
+    h.ref().GatherRows(src.Cols(1, 11).ref, rows, dst.Cols(0, 11).ref);
+    h.Expect(dst, kExactTolerance, "GatherRows");
+  });
+}
+
+TEST_P(Conformance, Gemm) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    struct Shape {
+      int64_t m, n, k;
+      bool strided;
+    };
+    // Small odd sizes (edge tiles), a size past cuBLAS's first tile boundaries, and views.
+    for (Shape s : {Shape{37, 29, 53, false}, Shape{37, 29, 53, true}, Shape{1, 40, 300, true},
+                    Shape{300, 200, 513, false}}) {
+      for (Op op_a : {Op::kNone, Op::kTranspose})
+        for (Op op_b : {Op::kNone, Op::kTranspose})
+          for (double beta : {0.0, 0.5}) {
+            const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
+            const int64_t pad = s.strided ? 3 : 0;
+            auto A = h.Random(ta ? s.k : s.m, (ta ? s.m : s.k) + pad, 10 + s.k);
+            auto B = h.Random(tb ? s.n : s.k, (tb ? s.k : s.n) + pad, 20 + s.k);
+            auto C = h.Random(s.m, s.n + pad, 30 + s.k);
+            if (beta == 0) h.Fill(C, kNaN);
+            auto a = A.Cols(pad, A.test.cols() - pad), b = B.Cols(0, B.test.cols() - pad);
+            auto c = C.Cols(pad > 0 ? 1 : 0, s.n);
+            const double alpha = H::Round(0.7);
+            h.test().Gemm(op_a, op_b, T(alpha), a.test, b.test, T(beta), c.test);
+            h.ref().Gemm(op_a, op_b, alpha, a.ref, b.ref, beta, c.ref);
+            h.Expect(C, kGemmTolerance,
+                     "Gemm " + std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                         std::to_string(s.k) + (ta ? " A^T" : " A") + (tb ? " B^T" : " B") +
+                         (s.strided ? " strided" : "") + " beta " + std::to_string(beta));
+          }
+    }
+    // k = 0: C = beta · C, and beta = 0 gives zeros even over NaN.
+    auto A = h.Random(4, 0, 1), B = h.Random(0, 3, 2), C = h.Random(4, 3, 3);
+    for (double beta : {0.5, 0.0}) {
+      if (beta == 0) h.Fill(C, kNaN);
+      h.test().Gemm(Op::kNone, Op::kNone, T(1), A.test, B.test, T(beta), C.test);
+      h.ref().Gemm(Op::kNone, Op::kNone, 1.0, A.ref, B.ref, beta, C.ref);
+      h.Expect(C, kExactTolerance, "Gemm with k = 0, beta " + std::to_string(beta));
+    }
+  });
+}
+
+TEST_P(Conformance, Axpby) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    auto x = h.Random(40, 33, 1);
+    auto y = h.Random(40, 35, 2);
+    const double alpha = H::Round(-1.3), beta = H::Round(0.3);
+    h.test().Axpby(T(alpha), x.Cols(0, 31).test, T(beta), y.Cols(2, 31).test);
+    h.ref().Axpby(alpha, x.Cols(0, 31).ref, beta, y.Cols(2, 31).ref);
+    h.Expect(y, kElementwiseTolerance, "Axpby");
+    h.Fill(y, kNaN);
+    h.test().Axpby(T(alpha), x.test, T(0), y.Cols(1, 33).test);
+    h.ref().Axpby(alpha, x.ref, 0.0, y.Cols(1, 33).ref);
+    h.Expect(y, kElementwiseTolerance, "Axpby with beta = 0 over NaN");
+  });
+}
+
+TEST_P(Conformance, DotSumNorm) {
+  ForCandidate(GetParam(), [](auto& h) {
+    // Contiguous (flattened on the GPU), strided, one long row (many chunks), one element.
+    struct Shape {
+      int64_t rows, cols, pad;
+    };
+    for (Shape s : {Shape{300, 257, 0}, Shape{300, 257, 5}, Shape{1, 200003, 0},
+                    Shape{1, 1, 0}}) {
+      auto X = h.Random(s.rows, s.cols + s.pad, 1, -1, 1);
+      auto Y = h.Random(s.rows, s.cols + s.pad, 2, -1, 1);
+      auto x = X.Cols(s.pad, s.cols), y = Y.Cols(0, s.cols);
+      const std::vector<double> hx = h.Host(x), hy = h.Host(y);
+      double abs_dot = 0, abs_sum = 0;
+      for (size_t i = 0; i < hx.size(); ++i)
+        abs_dot += std::fabs(hx[i] * hy[i]), abs_sum += std::fabs(hx[i]);
+      const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                                (s.pad ? " strided" : "");
+      h.ExpectScalar(h.test().Dot(x.test, y.test), h.ref().Dot(x.ref, y.ref), abs_dot,
+                     kReductionTolerance, "Dot " + shape);
+      h.ExpectScalar(h.test().Sum(x.test), h.ref().Sum(x.ref), abs_sum, kReductionTolerance,
+                     "Sum " + shape);
+      const double norm = Norm(h.ref(), x.ref);  // Σx² has no cancellation: relative
+      h.ExpectScalar(Norm(h.test(), x.test), norm, norm, kReductionTolerance, "Norm " + shape);
+    }
+  });
+}
+
+TEST_P(Conformance, RowDots) {
+  ForCandidate(GetParam(), [](auto& h) {
+    struct Shape {
+      int64_t rows, cols;
+    };
+    // CG's shape (few rows of p), the loss shape (many narrow rows), one in between.
+    for (Shape s : {Shape{3, 70001}, Shape{5000, 10}, Shape{64, 3000}, Shape{4, 0}}) {
+      auto A = h.Random(s.rows, s.cols + 2, 1, -1, 1);
+      auto B = h.Random(s.rows, s.cols + 1, 2, -1, 1);
+      auto out = h.Random(s.rows, 3, 3);
+      h.Fill(out.Cols(1, 1), kNaN);
+      auto a = A.Cols(2, s.cols), b = B.Cols(1, s.cols);
+      h.test().RowDots(a.test, b.test, out.Cols(1, 1).test);
+      h.ref().RowDots(a.ref, b.ref, out.Cols(1, 1).ref);
+      // Scale: a row's Σ|a b|, ≈ cols/4 for independent uniform entries on [-1, 1].
+      h.Expect(out, kReductionTolerance,
+               "RowDots " + std::to_string(s.rows) + "x" + std::to_string(s.cols),
+               std::max<double>(1.0, s.cols / 4.0));
+    }
+  });
+}
+
+TEST_P(Conformance, ColumnSums) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    struct Shape {
+      int64_t rows, cols;
+    };
+    for (Shape s : {Shape{37, 29}, Shape{5000, 10}, Shape{3, 20001}, Shape{0, 6}})
+      for (double beta : {0.0, 0.5}) {
+        auto A = h.Random(s.rows, s.cols + 2, 1, -1, 1);
+        auto out = h.Random(1, s.cols + 4, 2);
+        if (beta == 0) h.Fill(out, kNaN);
+        auto a = A.Cols(1, s.cols), o = out.Cols(2, s.cols);
+        const double alpha = H::Round(1.0 / 3);
+        h.test().ColumnSums(T(alpha), a.test, T(beta), o.test);
+        h.ref().ColumnSums(alpha, a.ref, beta, o.ref);
+        // Scale: alpha · Σ_i |a_ij| ≈ rows/6 for uniform entries on [-1, 1].
+        h.Expect(o, kReductionTolerance,
+                 "ColumnSums " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
+                     " beta " + std::to_string(beta),
+                 std::max<double>(1.0, s.rows / 6.0));
+      }
+  });
+}
+
+TEST_P(Conformance, AddRowMultiplyRowOuter) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    auto A = h.Random(30, 12, 1);
+    auto row = h.Random(2, 10, 2);
+    h.test().AddRow(row.Rows(1, 1).test, A.Cols(1, 10).test);
+    h.ref().AddRow(row.Rows(1, 1).ref, A.Cols(1, 10).ref);
+    h.Expect(A, kElementwiseTolerance, "AddRow");
+
+    auto B = h.Random(30, 11, 3);
+    auto C = h.Random(30, 13, 4);
+    const double beta = H::Round(0.7);
+    h.test().Multiply(A.Cols(0, 10).test, B.Cols(1, 10).test, T(beta), C.Cols(3, 10).test);
+    h.ref().Multiply(A.Cols(0, 10).ref, B.Cols(1, 10).ref, beta, C.Cols(3, 10).ref);
+    h.Expect(C, kElementwiseTolerance, "Multiply");
+    // beta = 0 with C aliasing A: the engine's in-place δ ⊙ σ'(z).
+    h.test().Multiply(A.Cols(0, 10).test, B.Cols(0, 10).test, T(0), A.Cols(0, 10).test);
+    h.ref().Multiply(A.Cols(0, 10).ref, B.Cols(0, 10).ref, 0.0, A.Cols(0, 10).ref);
+    h.Expect(A, kElementwiseTolerance, "Multiply in place");
+
+    auto out = h.Random(30, 7 * 5 + 2, 5);
+    h.test().RowOuter(A.Cols(2, 7).test, B.Cols(3, 5).test, out.Cols(1, 35).test);
+    h.ref().RowOuter(A.Cols(2, 7).ref, B.Cols(3, 5).ref, out.Cols(1, 35).ref);
+    h.Expect(out, kElementwiseTolerance, "RowOuter");
+  });
+}
+
+TEST_P(Conformance, Activate) {
+  ForCandidate(GetParam(), [](auto& h) {
+    // Uniform on [-6, 6] plus the special points: 0 (relu's kink), tiny, saturated.
+    auto Z = h.Random(64, 21, 1, -6, 6);
+    auto special = h.FromHost(1, 8, {0.0, 1e-8, -1e-8, 30.0, -30.0, 1.0, -1.0, 2.5});
+    h.test().Copy(special.test, Z.Rows(0, 1).Cols(0, 8).test);
+    h.ref().Copy(special.ref, Z.Rows(0, 1).Cols(0, 8).ref);
+    for (Activation act : {Activation::kIdentity, Activation::kRelu, Activation::kTanh,
+                           Activation::kSigmoid, Activation::kGelu, Activation::kSoftplus})
+      for (int order = 0; order <= 2; ++order) {
+        auto out = h.Random(64, 23, 2);
+        h.test().Activate(act, order, Z.Cols(0, 20).test, out.Cols(2, 20).test);
+        h.ref().Activate(act, order, Z.Cols(0, 20).ref, out.Cols(2, 20).ref);
+        h.Expect(out, kActivationTolerance,
+                 std::string("Activate ") + Name(act) + " order " + std::to_string(order));
+      }
+    // In place (out aliases Z), as the forward pass does.
+    auto W = h.Random(16, 9, 3, -3, 3);
+    h.test().Activate(Activation::kGelu, 1, W.test, W.test);
+    h.ref().Activate(Activation::kGelu, 1, W.ref, W.ref);
+    h.Expect(W, kActivationTolerance, "Activate in place");
+  });
+}
+
+TEST_P(Conformance, Losses) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    const int64_t n = 301;
+    struct Case {
+      LossKind loss;
+      int64_t width;
+    };
+    for (Case c : {Case{LossKind::kCrossEntropy, 10}, Case{LossKind::kLogistic, 1},
+                   Case{LossKind::kMse, 3}}) {
+      const std::string name = Name(c.loss);
+      auto F = h.Random(n, c.width + 2, 1, -4, 4);
+      auto f = F.Cols(1, c.width);
+      auto Y = c.loss == LossKind::kCrossEntropy ? h.Labels(n, c.width, 2)
+               : c.loss == LossKind::kLogistic   ? h.Labels(n, 2, 2)
+                                                 : h.Random(n, c.width, 2);
+      auto values = h.Random(n, 2, 3);
+      h.test().LossValues(c.loss, f.test, Y.test, values.Cols(1, 1).test);
+      h.ref().LossValues(c.loss, f.ref, Y.ref, values.Cols(1, 1).ref);
+      h.Expect(values, kLossTolerance, "LossValues " + name);
+
+      const double scale = H::Round(1.0 / n);
+      auto G = h.Random(n, c.width + 1, 4);
+      h.test().LossGradient(c.loss, T(scale), f.test, Y.test, G.Cols(0, c.width).test);
+      h.ref().LossGradient(c.loss, scale, f.ref, Y.ref, G.Cols(0, c.width).ref);
+      // Scale: `scale` itself (gradients and Hessian products are O(1) before scaling), not
+      // max|G|, which the unscaled guard columns around the view would dominate.
+      h.Expect(G, kLossTolerance, "LossGradient " + name, scale);
+
+      auto V = h.Random(n, c.width, 5);
+      auto HV = h.Random(n, c.width + 3, 6);
+      h.test().LossHessianProduct(c.loss, T(scale), f.test, V.test, HV.Cols(3, c.width).test);
+      h.ref().LossHessianProduct(c.loss, scale, f.ref, V.ref, HV.Cols(3, c.width).ref);
+      h.Expect(HV, kLossTolerance, "LossHessianProduct " + name, scale);
+
+      auto right = h.Random(n, 1, 7);
+      h.test().Correct(c.loss, f.test, Y.test, right.test);
+      h.ref().Correct(c.loss, f.ref, Y.ref, right.ref);
+      h.Expect(right, kExactTolerance, "Correct " + name);
+    }
+  });
+}
+
+// Same inputs, same bits: reductions use no atomics and a shape-determined order.
+TEST_P(Conformance, ReductionsAreReproducible) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    auto X = h.Random(3, 300007, 1);
+    auto out = h.Random(3, 1, 2);
+    const T first = h.test().Dot(X.test, X.test);
+    h.test().RowDots(X.test, X.test, out.test);
+    std::vector<T> rows_first(3), rows_second(3);
+    h.test().Download(out.test, rows_first.data());
+    for (int repeat = 0; repeat < 3; ++repeat) {
+      EXPECT_EQ(h.test().Dot(X.test, X.test), first);
+      h.test().RowDots(X.test, X.test, out.test);
+      h.test().Download(out.test, rows_second.data());
+      EXPECT_EQ(rows_second, rows_first);
+    }
+  });
+}
+
+std::vector<Candidate> Candidates() {
+  return {Candidate{DeviceKind::kCpu, true}, Candidate{DeviceKind::kCuda, false},
+          Candidate{DeviceKind::kCuda, true}};
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(Candidates()),
+                         [](const ::testing::TestParamInfo<Candidate>& info) {
+                           return info.param.name();
+                         });
+
+}  // namespace
+}  // namespace lethe::kernels::testing
