@@ -42,6 +42,8 @@ UnlearnStep NewtonStep(Objective<T>& kept, kernels::Matrix<T> theta, const Unlea
   UnlearnStep step;
   step.kept_grad_norm_before = GradNorm(kept, theta, grad, &step.kept_objective_before);
   InverseHvpOptions inv = options.inverse;
+  if (options.adaptive_cg_tolerance)
+    inv.cg.relative_tolerance = std::max(1e-12, std::min(1e-4, step.kept_grad_norm_before));
   double lambda_max = -1;
   for (int raise = 0;; ++raise) {
     InverseHvp<T> inverse(kept, theta, inv);

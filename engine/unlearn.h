@@ -33,6 +33,11 @@ struct UnlearnOptions {
   InverseHvpOptions inverse;  // newton: solver, curvature, damping λ (the starting damping)
   bool line_search = true;    // newton: backtrack on L₋ₛ (always on for non-convex safety)
   int max_damping_raises = 8;
+  // cg: solve each Newton step only as accurately as it can matter (inexact Newton,
+  // Eisenstat & Walker): relative tolerance min(1e-4, ‖∇L₋ₛ‖), floored at 1e-12, instead
+  // of inverse.cg.relative_tolerance. The step's own error from the curvature changing
+  // along it is far larger than 1e-4, and ‖∇L₋ₛ‖ → 0 keeps later steps superlinear.
+  bool adaptive_cg_tolerance = true;
   double learning_rate = 0.01;  // gradient-ascent: η
   double kept_weight = 0.0;     // gradient-ascent: weight of the descent on kept data
   void Validate() const;

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -106,7 +107,10 @@ class CpuBackend final : public Backend<T> {
     if (k == 0) return;
     auto a = In(A);
     auto b = In(B);
-    Eigen::setNbThreads(m * n * k >= kParallelGemmThreshold ? threads_ : 1);
+    // A thin output (m or n small) leaves Eigen little to split but its threads still
+    // spin-wait on each other's packed panels: one thread is faster there too.
+    const bool parallel = m * n * k >= kParallelGemmThreshold && std::min(m, n) >= 64;
+    Eigen::setNbThreads(parallel ? threads_ : 1);
     if (!ta && !tb)
       c.noalias() += alpha * a * b;
     else if (ta && !tb)

@@ -230,6 +230,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
     std::cerr << "lethe unlearn: warning: forgetting more than half of the data; a Newton patch "
                  "is a local approximation, consider retraining\n";
   options.inverse = flags.Resolve(model.arch.num_params);
+  options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
   return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in)
              : Unlearn<double>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in);
