@@ -43,8 +43,8 @@ class Conformance : public ::testing::TestWithParam<Candidate> {
   }
 };
 
-#define LETHE_HARNESS_TYPES(h)                         \
-  using H = std::decay_t<decltype(h)>;                 \
+#define LETHE_HARNESS_TYPES(h)         \
+  using H = std::decay_t<decltype(h)>; \
   using T [[maybe_unused]] = typename H::Scalar;
 
 TEST_P(Conformance, UploadDownloadCopyFill) {
@@ -150,8 +150,7 @@ TEST_P(Conformance, DotSumNorm) {
     struct Shape {
       int64_t rows, cols, pad;
     };
-    for (Shape s : {Shape{300, 257, 0}, Shape{300, 257, 5}, Shape{1, 200003, 0},
-                    Shape{1, 1, 0}}) {
+    for (Shape s : {Shape{300, 257, 0}, Shape{300, 257, 5}, Shape{1, 200003, 0}, Shape{1, 1, 0}}) {
       auto X = h.Random(s.rows, s.cols + s.pad, 1, -1, 1);
       auto Y = h.Random(s.rows, s.cols + s.pad, 2, -1, 1);
       auto x = X.Cols(s.pad, s.cols), y = Y.Cols(0, s.cols);
@@ -159,8 +158,8 @@ TEST_P(Conformance, DotSumNorm) {
       double abs_dot = 0, abs_sum = 0;
       for (size_t i = 0; i < hx.size(); ++i)
         abs_dot += std::fabs(hx[i] * hy[i]), abs_sum += std::fabs(hx[i]);
-      const std::string shape = std::to_string(s.rows) + "x" + std::to_string(s.cols) +
-                                (s.pad ? " strided" : "");
+      const std::string shape =
+          std::to_string(s.rows) + "x" + std::to_string(s.cols) + (s.pad ? " strided" : "");
       h.ExpectScalar(h.test().Dot(x.test, y.test), h.ref().Dot(x.ref, y.ref), abs_dot,
                      kReductionTolerance, "Dot " + shape);
       h.ExpectScalar(h.test().Sum(x.test), h.ref().Sum(x.ref), abs_sum, kReductionTolerance,
@@ -210,8 +209,8 @@ TEST_P(Conformance, ColumnSums) {
         h.ref().ColumnSums(alpha, a.ref, beta, o.ref);
         // Scale: alpha · Σ_i |a_ij| ≈ rows/6 for uniform entries on [-1, 1].
         h.Expect(o, kReductionTolerance,
-                 "ColumnSums " + std::to_string(s.rows) + "x" + std::to_string(s.cols) +
-                     " beta " + std::to_string(beta),
+                 "ColumnSums " + std::to_string(s.rows) + "x" + std::to_string(s.cols) + " beta " +
+                     std::to_string(beta),
                  std::max<double>(1.0, s.rows / 6.0));
       }
   });

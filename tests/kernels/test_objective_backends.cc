@@ -74,8 +74,7 @@ void CompareObjectives(const Candidate& candidate, LossKind loss) {
 
   // Two directions at once (the rows of V), for both curvatures.
   std::vector<double> v(2 * p);
-  for (int64_t i = 0; i < 2 * p; ++i)
-    v[i] = static_cast<double>(static_cast<T>(std::sin(i + 1.0)));
+  for (int64_t i = 0; i < 2 * p; ++i) v[i] = static_cast<double>(static_cast<T>(std::sin(i + 1.0)));
   const std::vector<T> v_t(v.begin(), v.end());
   auto V_test = test->Allocate(2, p), HV_test = test->Allocate(2, p);
   auto V_ref = ref->Allocate(2, p), HV_ref = ref->Allocate(2, p);
@@ -115,8 +114,7 @@ void CompareObjectives(const Candidate& candidate, LossKind loss) {
   CurvatureOperator<double> op_ref(f_ref, theta_ref, Curvature::kGaussNewton, 0.1);
   op_ref.Apply(x_ref, Ax);
   ref->Axpby(-1.0, g_ref, 1.0, Ax);
-  EXPECT_LE(Norm(*ref, Ax) / Norm(*ref, g_ref),
-            sizeof(T) == 4 ? kCgTolerance32 : kCgTolerance64)
+  EXPECT_LE(Norm(*ref, Ax) / Norm(*ref, g_ref), sizeof(T) == 4 ? kCgTolerance32 : kCgTolerance64)
       << "CG residual";
 }
 

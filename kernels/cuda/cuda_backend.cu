@@ -1,0 +1,442 @@
+// CUDA backend. Layout: lethe matrices are row-major with a leading dimension; cuBLAS is
+// column-major. A row-major m × k matrix with leading dimension ld is, read column-major,
+// its transpose (k × m, same ld), so C = op(A)·op(B) in row-major is Cᵀ = op(B)ᵀ·op(A)ᵀ in
+// column-major: cuBLAS is called with the operands swapped and the same op flags, and no
+// data is ever transposed or copied.
+//
+// Elementwise and row-wise kernels run one thread per element (or per row, for the
+// losses) in a grid-stride loop and call the kernels/scalar_math.h formulas, so the CPU
+// and the GPU evaluate the same expressions. Everything is queued on the context's stream;
+// only Download, Dot and Sum wait for it.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/reductions.h"
+#include "kernels/scalar_math.h"
+
+namespace lethe::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 1 << 16;  // the grid-stride loop covers the rest
+
+// f(r, c) for every element of a rows × cols matrix.
+template <typename F>
+__global__ void ForEachElement(int64_t rows, int64_t cols, F f) {
+  const int64_t n = rows * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    f(i / cols, i % cols);
+}
+
+// f(r) for every row.
+template <typename F>
+__global__ void ForEachRow(int64_t rows, F f) {
+  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
+       r += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    f(r);
+}
+
+int Blocks(int64_t work) {
+  return static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+template <typename F>
+void LaunchElements(cudaStream_t stream, int64_t rows, int64_t cols, const F& f) {
+  if (rows == 0 || cols == 0) return;  // an empty grid is a launch error
+  ForEachElement<<<Blocks(rows * cols), kThreads, 0, stream>>>(rows, cols, f);
+  LETHE_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename F>
+void LaunchRows(cudaStream_t stream, int64_t rows, const F& f) {
+  if (rows == 0) return;
+  ForEachRow<<<Blocks(rows), kThreads, 0, stream>>>(rows, f);
+  LETHE_CUDA_CHECK(cudaGetLastError());
+}
+
+// --- elementwise operations, as functors (no extended lambdas needed) --------------------
+
+template <typename T>
+struct FillOp {
+  T* y;
+  int64_t ldy;
+  T value;
+  __device__ void operator()(int64_t r, int64_t c) const { y[r * ldy + c] = value; }
+};
+
+// y = alpha · x + beta · y; beta = 0 never reads y (as the CPU backend, NaN-safe).
+template <typename T>
+struct AxpbyOp {
+  const T* x;
+  T* y;
+  int64_t ldx, ldy;
+  T alpha, beta;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    T v = alpha * x[r * ldx + c];
+    if (beta != T(0)) v += beta * y[r * ldy + c];
+    y[r * ldy + c] = v;
+  }
+};
+
+template <typename T>
+struct AddRowOp {
+  const T* row;
+  T* a;
+  int64_t lda;
+  __device__ void operator()(int64_t r, int64_t c) const { a[r * lda + c] += row[c]; }
+};
+
+// C = A ⊙ B + beta · C; each element is read before it is written, so C may alias A or B.
+template <typename T>
+struct MultiplyOp {
+  const T* a;
+  const T* b;
+  T* c;
+  int64_t lda, ldb, ldc;
+  T beta;
+  __device__ void operator()(int64_t r, int64_t j) const {
+    T v = a[r * lda + j] * b[r * ldb + j];
+    if (beta != T(0)) v += beta * c[r * ldc + j];
+    c[r * ldc + j] = v;
+  }
+};
+
+// out row r, column p·nb + q = a[r, p] · b[r, q].
+template <typename T>
+struct RowOuterOp {
+  const T* a;
+  const T* b;
+  T* out;
+  int64_t lda, ldb, ldo, nb;
+  __device__ void operator()(int64_t r, int64_t j) const {
+    out[r * ldo + j] = a[r * lda + j / nb] * b[r * ldb + j % nb];
+  }
+};
+
+template <typename T>
+struct GatherOp {
+  const T* src;
+  const int64_t* rows;
+  T* dst;
+  int64_t lds, ldd;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    dst[r * ldd + c] = src[rows[r] * lds + c];
+  }
+};
+
+template <typename T>
+struct ActivateOp {
+  const T* z;
+  T* out;
+  int64_t ldz, ldo;
+  Activation act;
+  int order;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    out[r * ldo + c] = ActivationValue<T>(act, order, z[r * ldz + c]);
+  }
+};
+
+// --- row-wise losses -----------------------------------------------------------------------
+
+template <typename T>
+struct LossValueOp {
+  const T* f;
+  const T* y;
+  T* out;
+  int64_t ldf, ldy, ldo, width;
+  LossKind loss;
+  __device__ void operator()(int64_t r) const {
+    out[r * ldo] = LossValueRow<T>(loss, f + r * ldf, width, y + r * ldy);
+  }
+};
+
+template <typename T>
+struct LossGradientOp {
+  const T* f;
+  const T* y;
+  T* g;
+  int64_t ldf, ldy, ldg, width;
+  LossKind loss;
+  T scale;
+  __device__ void operator()(int64_t r) const {
+    LossGradientRow<T>(loss, scale, f + r * ldf, width, y + r * ldy, g + r * ldg);
+  }
+};
+
+template <typename T>
+struct LossHessianOp {
+  const T* f;
+  const T* v;
+  T* out;
+  int64_t ldf, ldv, ldo, width;
+  LossKind loss;
+  T scale;
+  __device__ void operator()(int64_t r) const {
+    LossHessianRow<T>(loss, scale, f + r * ldf, width, v + r * ldv, out + r * ldo);
+  }
+};
+
+template <typename T>
+struct CorrectOp {
+  const T* f;
+  const T* y;
+  T* out;
+  int64_t ldf, ldy, ldo, width;
+  LossKind loss;
+  __device__ void operator()(int64_t r) const {
+    out[r * ldo] = CorrectRow<T>(loss, f + r * ldf, width, y + r * ldy);
+  }
+};
+
+// --- cuBLAS by precision --------------------------------------------------------------------
+
+cublasStatus_t CublasGemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
+                          int64_t n, int64_t k, const float* alpha, const float* a, int64_t lda,
+                          const float* b, int64_t ldb, const float* beta, float* c, int64_t ldc) {
+  return cublasSgemm_64(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+cublasStatus_t CublasGemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
+                          int64_t n, int64_t k, const double* alpha, const double* a, int64_t lda,
+                          const double* b, int64_t ldb, const double* beta, double* c,
+                          int64_t ldc) {
+  return cublasDgemm_64(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+cublasStatus_t CublasGemv(cublasHandle_t h, int64_t m, int64_t n, const float* alpha,
+                          const float* a, int64_t lda, const float* x, const float* beta,
+                          float* y) {
+  return cublasSgemv_64(h, CUBLAS_OP_N, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+cublasStatus_t CublasGemv(cublasHandle_t h, int64_t m, int64_t n, const double* alpha,
+                          const double* a, int64_t lda, const double* x, const double* beta,
+                          double* y) {
+  return cublasDgemv_64(h, CUBLAS_OP_N, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+
+void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
+  LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
+}
+
+template <typename T>
+void CheckOnDevice(const Matrix<T>& m) {
+  LETHE_CHECK(m.device() == DeviceKind::kCuda || m.empty(),
+              "a host matrix was passed to the CUDA backend");
+}
+
+template <typename T>
+class CudaBackend final : public Backend<T> {
+ public:
+  explicit CudaBackend(std::shared_ptr<CudaContext> context)
+      : context_(std::move(context)), stream_(context_->stream()) {}
+
+  DeviceKind device() const override { return DeviceKind::kCuda; }
+  std::string Describe() const override { return "cuda " + context_->description(); }
+
+  // --- memory -------------------------------------------------------------------------------
+  Matrix<T> Allocate(int64_t rows, int64_t cols) override {
+    LETHE_CHECK(rows >= 0 && cols >= 0);
+    const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(T);
+    void* p = nullptr;
+    // Plain device memory, never managed memory: oversubscribing managed memory can hang
+    // the GPU rather than fail. The deleter ignores errors (the runtime may be unloading).
+    const cudaError_t status = cudaMalloc(&p, std::max<size_t>(bytes, 1));
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      Fail("--device cuda: out of GPU memory allocating a ", rows, "x", cols, " matrix (", bytes,
+           " bytes; ", free_bytes, " of ", total_bytes,
+           " bytes free): use a smaller batch or data set");
+    }
+    LETHE_CUDA_CHECK(status);
+    std::shared_ptr<void> storage(p, [](void* q) { cudaFree(q); });
+    return Matrix<T>(std::move(storage), static_cast<T*>(p), rows, cols, cols, DeviceKind::kCuda);
+  }
+
+  void Upload(const T* host, Matrix<T> dst) override {
+    CheckOnDevice(dst);
+    Copy2D(dst.data(), dst.ld(), host, dst.cols(), dst.rows(), dst.cols(), cudaMemcpyHostToDevice);
+    // Pageable host memory: wait, so the caller may free or reuse `host` at once.
+    context_->Synchronize();
+  }
+  void Download(const Matrix<T>& src, T* host) override {
+    CheckOnDevice(src);
+    Copy2D(host, src.cols(), src.data(), src.ld(), src.rows(), src.cols(), cudaMemcpyDeviceToHost);
+    context_->Synchronize();
+  }
+  void Copy(const Matrix<T>& src, Matrix<T> dst) override {
+    CheckSameShape(src.rows(), src.cols(), dst.rows(), dst.cols());
+    Copy2D(dst.data(), dst.ld(), src.data(), src.ld(), src.rows(), src.cols(),
+           cudaMemcpyDeviceToDevice);
+  }
+  void Fill(Matrix<T> dst, T value) override {
+    LaunchElements(stream_, dst.rows(), dst.cols(), FillOp<T>{dst.data(), dst.ld(), value});
+  }
+  void GatherRows(const Matrix<T>& src, const int64_t* rows, Matrix<T> dst) override {
+    LETHE_CHECK(src.cols() == dst.cols());
+    if (dst.rows() == 0 || dst.cols() == 0) return;
+    for (int64_t i = 0; i < dst.rows(); ++i) LETHE_CHECK(rows[i] >= 0 && rows[i] < src.rows());
+    // The index list goes to the workspace; the copy is ordered before the kernel that
+    // reads it and after any earlier user of the workspace, all on one stream.
+    auto* device_rows = static_cast<int64_t*>(context_->Workspace(sizeof(int64_t) * dst.rows()));
+    LETHE_CUDA_CHECK(cudaMemcpyAsync(device_rows, rows, sizeof(int64_t) * dst.rows(),
+                                     cudaMemcpyHostToDevice, stream_));
+    LaunchElements(stream_, dst.rows(), dst.cols(),
+                   GatherOp<T>{src.data(), device_rows, dst.data(), src.ld(), dst.ld()});
+    // `rows` is pageable host memory the caller may free on return.
+    context_->Synchronize();
+  }
+
+  // --- linear algebra -----------------------------------------------------------------------
+  void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
+            Matrix<T> C) override {
+    const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
+    const int64_t m = ta ? A.cols() : A.rows(), k = ta ? A.rows() : A.cols();
+    const int64_t kb = tb ? B.cols() : B.rows(), n = tb ? B.rows() : B.cols();
+    LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
+                " -> ", C.rows(), "x", C.cols());
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // no products: C = beta · C (cuBLAS's k = 0 behaviour is not spelt out)
+      Scale(beta, C);
+      return;
+    }
+    // Column-major Cᵀ (n × m) = op(B)ᵀ (n × k) · op(A)ᵀ (k × m): B first, flags unchanged.
+    // A stored matrix's column-major leading dimension is its row-major ld (≥ 1 for cuBLAS).
+    LETHE_CUDA_CHECK(CublasGemm(
+        context_->cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+        &alpha, B.data(), std::max<int64_t>(1, B.ld()), A.data(), std::max<int64_t>(1, A.ld()),
+        &beta, C.data(), std::max<int64_t>(1, C.ld())));
+  }
+  void Axpby(T alpha, const Matrix<T>& x, T beta, Matrix<T> y) override {
+    CheckSameShape(x.rows(), x.cols(), y.rows(), y.cols());
+    LaunchElements(stream_, y.rows(), y.cols(),
+                   AxpbyOp<T>{x.data(), y.data(), x.ld(), y.ld(), alpha, beta});
+  }
+  T Dot(const Matrix<T>& x, const Matrix<T>& y) override {
+    CheckSameShape(x.rows(), x.cols(), y.rows(), y.cols());
+    return cuda::FullReduce(*context_, x, &y);
+  }
+  T Sum(const Matrix<T>& x) override { return cuda::FullReduce<T>(*context_, x, nullptr); }
+  void RowDots(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) override {
+    CheckSameShape(A.rows(), A.cols(), B.rows(), B.cols());
+    LETHE_CHECK(out.rows() == A.rows() && out.cols() == 1);
+    cuda::RowReduce(*context_, A, &B, T(1), T(0), out.data(), out.ld());
+  }
+  void ColumnSums(T alpha, const Matrix<T>& A, T beta, Matrix<T> out) override {
+    LETHE_CHECK(out.rows() == 1 && out.cols() == A.cols());
+    if (A.cols() == 0) return;
+    if (A.rows() == 0) {  // BLAS returns early without scaling y: do it here
+      Scale(beta, out);
+      return;
+    }
+    // 1ᵀA is the column-major matrix-vector product Aᵀ·1 (Aᵀ is how cuBLAS sees A): a
+    // GEMV, deterministic with atomics disallowed. The ones vector lives in the workspace.
+    T* ones = static_cast<T*>(context_->Workspace(sizeof(T) * A.rows()));
+    LaunchElements(stream_, 1, A.rows(), FillOp<T>{ones, 0, T(1)});
+    LETHE_CUDA_CHECK(CublasGemv(context_->cublas(), A.cols(), A.rows(), &alpha, A.data(),
+                                std::max<int64_t>(1, A.ld()), ones, &beta, out.data()));
+  }
+  void AddRow(const Matrix<T>& row, Matrix<T> A) override {
+    LETHE_CHECK(row.rows() == 1 && row.cols() == A.cols());
+    LaunchElements(stream_, A.rows(), A.cols(), AddRowOp<T>{row.data(), A.data(), A.ld()});
+  }
+  void Multiply(const Matrix<T>& A, const Matrix<T>& B, T beta, Matrix<T> C) override {
+    CheckSameShape(A.rows(), A.cols(), B.rows(), B.cols());
+    CheckSameShape(A.rows(), A.cols(), C.rows(), C.cols());
+    LaunchElements(stream_, C.rows(), C.cols(),
+                   MultiplyOp<T>{A.data(), B.data(), C.data(), A.ld(), B.ld(), C.ld(), beta});
+  }
+  void RowOuter(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) override {
+    LETHE_CHECK(A.rows() == B.rows() && out.rows() == A.rows() &&
+                out.cols() == A.cols() * B.cols());
+    LaunchElements(
+        stream_, out.rows(), out.cols(),
+        RowOuterOp<T>{A.data(), B.data(), out.data(), A.ld(), B.ld(), out.ld(), B.cols()});
+  }
+
+  // --- activations and losses -----------------------------------------------------------------
+  void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) override {
+    CheckSameShape(Z.rows(), Z.cols(), out.rows(), out.cols());
+    LETHE_CHECK(order >= 0 && order <= 2);
+    LaunchElements(stream_, Z.rows(), Z.cols(),
+                   ActivateOp<T>{Z.data(), out.data(), Z.ld(), out.ld(), act, order});
+  }
+  void LossValues(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) override {
+    LETHE_CHECK(Y.rows() == F.rows() && out.rows() == F.rows() && out.cols() == 1);
+    LaunchRows(
+        stream_, F.rows(),
+        LossValueOp<T>{F.data(), Y.data(), out.data(), F.ld(), Y.ld(), out.ld(), F.cols(), loss});
+  }
+  void LossGradient(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& Y,
+                    Matrix<T> G) override {
+    CheckSameShape(F.rows(), F.cols(), G.rows(), G.cols());
+    LETHE_CHECK(Y.rows() == F.rows());
+    LaunchRows(stream_, F.rows(),
+               LossGradientOp<T>{F.data(), Y.data(), G.data(), F.ld(), Y.ld(), G.ld(), F.cols(),
+                                 loss, scale});
+  }
+  void LossHessianProduct(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& V,
+                          Matrix<T> out) override {
+    CheckSameShape(F.rows(), F.cols(), V.rows(), V.cols());
+    CheckSameShape(F.rows(), F.cols(), out.rows(), out.cols());
+    LaunchRows(stream_, F.rows(),
+               LossHessianOp<T>{F.data(), V.data(), out.data(), F.ld(), V.ld(), out.ld(), F.cols(),
+                                loss, scale});
+  }
+  void Correct(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) override {
+    LETHE_CHECK(Y.rows() == F.rows() && out.rows() == F.rows() && out.cols() == 1);
+    LaunchRows(
+        stream_, F.rows(),
+        CorrectOp<T>{F.data(), Y.data(), out.data(), F.ld(), Y.ld(), out.ld(), F.cols(), loss});
+  }
+
+ private:
+  // x = beta · x, with beta = 0 giving exact zeros (as the CPU's setZero) even over NaN.
+  void Scale(T beta, Matrix<T> x) {
+    if (beta == T(0))
+      Fill(x, T(0));
+    else if (beta != T(1))
+      LaunchElements(stream_, x.rows(), x.cols(),
+                     AxpbyOp<T>{x.data(), x.data(), x.ld(), x.ld(), beta, T(0)});
+  }
+
+  // rows × cols elements between two strided buffers, in elements. Contiguous on both
+  // sides (the common case, and any single row) is one linear copy; otherwise a pitched
+  // 2D copy, which walks the rows without a kernel.
+  void Copy2D(T* dst, int64_t ldd, const T* src, int64_t lds, int64_t rows, int64_t cols,
+              cudaMemcpyKind kind) {
+    if (rows == 0 || cols == 0) return;
+    if (rows == 1 || (ldd == cols && lds == cols)) {
+      LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(T) * rows * cols, kind, stream_));
+      return;
+    }
+    LETHE_CUDA_CHECK(cudaMemcpy2DAsync(dst, sizeof(T) * ldd, src, sizeof(T) * lds, sizeof(T) * cols,
+                                       rows, kind, stream_));
+  }
+
+  std::shared_ptr<CudaContext> context_;
+  cudaStream_t stream_;
+};
+
+}  // namespace
+
+template <typename T>
+std::unique_ptr<Backend<T>> MakeCudaBackend(std::shared_ptr<CudaContext> context) {
+  LETHE_CHECK(context != nullptr);
+  return std::make_unique<CudaBackend<T>>(std::move(context));
+}
+
+template <typename T>
+std::unique_ptr<Backend<T>> MakeCudaBackend(int device) {
+  return MakeCudaBackend<T>(MakeCudaContext(device));
+}
+
+template std::unique_ptr<Backend<float>> MakeCudaBackend<float>(std::shared_ptr<CudaContext>);
+template std::unique_ptr<Backend<double>> MakeCudaBackend<double>(std::shared_ptr<CudaContext>);
+template std::unique_ptr<Backend<float>> MakeCudaBackend<float>(int);
+template std::unique_ptr<Backend<double>> MakeCudaBackend<double>(int);
+
+}  // namespace lethe::kernels
