@@ -83,8 +83,7 @@ DirectFactorization<T>::~DirectFactorization() = default;
 template <typename T>
 DirectFactorization<T>::DirectFactorization(DirectFactorization&&) noexcept = default;
 template <typename T>
-DirectFactorization<T>& DirectFactorization<T>::operator=(DirectFactorization&&) noexcept =
-    default;
+DirectFactorization<T>& DirectFactorization<T>::operator=(DirectFactorization&&) noexcept = default;
 
 template <typename T>
 bool DirectFactorization<T>::factorized() const {
@@ -171,8 +170,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
                         ", largest " + Sci(top) + "; add damping, e.g. --damping " +
                         Sci(RoundUp(1e-8 * std::max(top, 1e-300)));
   }
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
 
@@ -215,8 +213,7 @@ SolveSummary DirectSolve(LinearOperator<T>& A, const kernels::Matrix<T>& B, kern
   else
     A.backend().Fill(X, T(0));
   RecomputeResiduals(A, 0.0, B, X, &summary);
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
 

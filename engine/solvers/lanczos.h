@@ -35,7 +35,7 @@ struct LanczosOptions {
   // λ: the solve is of (A + λI) x = b, A the operator given (without damping). Must be
   // > 0 unless rank = p (the discarded spectrum is taken as 0, so it is inverted as 1/λ).
   double damping = 0;
-  uint64_t seed = 0;  // starting vector and restarts
+  uint64_t seed = 0;      // starting vector and restarts
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 
@@ -69,8 +69,8 @@ class LanczosInverse {
 // LanczosInverse for one set of right-hand sides; the relative residual is that of the
 // damped system, recomputed with A. On negative-curvature X is set to zero.
 template <typename T>
-SolveSummary LanczosSolve(LinearOperator<T>& A, const kernels::Matrix<T>& B,
-                          kernels::Matrix<T> X, const LanczosOptions& options);
+SolveSummary LanczosSolve(LinearOperator<T>& A, const kernels::Matrix<T>& B, kernels::Matrix<T> X,
+                          const LanczosOptions& options);
 
 // The largest eigenvalue of A from `iterations` Lanczos steps: the largest Ritz value,
 // a lower bound that converges from below (much faster than power iteration: the error

@@ -56,9 +56,8 @@ void MinibatchCurvatureOperator<T>::Apply(const kernels::Matrix<T>& V, kernels::
 }
 
 template <typename T>
-void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V,
-                                               kernels::Matrix<T> out, int64_t begin,
-                                               int64_t count) {
+void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V, kernels::Matrix<T> out,
+                                               int64_t begin, int64_t count) {
   shuffled_->CurvatureProductRows(curvature_, theta_, V, out, begin, count);
   if (damping_ != 0) objective_.backend().Axpby(T(damping_), V, T(1), out);
 }
@@ -67,9 +66,49 @@ namespace {
 
 // ‖h_j‖ ≤ (j + 1)‖b‖ holds while the recursion is stable; this much more is divergence.
 constexpr double kDivergenceFactor = 10;
-// s = margin · λ_max: Lanczos' estimate is a lower bound, and minibatch operators have
-// somewhat larger top eigenvalues than the full one.
-constexpr double kAutoScaleMargin = 1.1;
+// Automatic s = factor · λ̂. The series converges for s > λ_max/2 (then |1 − μ/s| < 1 on
+// the whole spectrum (0, λ_max]), and the slow directions, small μ, converge like
+// (1 − μ/s)^J: s near λ_max/2 (Richardson's optimal step) needs about half the depth of
+// the textbook s > λ_max. 0.55 keeps a margin for λ̂ underestimating λ_max by up to 10%
+// (Lanczos' estimate is a lower bound, but 10-20 steps give λ_max to ~1e-6 on the
+// examples).
+constexpr double kAutoScaleFactor = 0.55;
+// Minibatches whose λ_max is estimated too (when batch < n): a minibatch operator has
+// larger top eigenvalues than the full one, and each must stay below 2s.
+constexpr int kAutoScaleBatches = 4;
+
+// out = A_window V for the window [first, first + count) of the examples, wrapping around
+// the end. The two parts are averages over their own examples, so they are weighted by
+// their sizes: (head·A_head + tail·A_tail)/count. `scratch` has V's shape.
+template <typename T>
+void ApplyWindow(StochasticOperator<T>& A, const kernels::Matrix<T>& V, kernels::Matrix<T> out,
+                 kernels::Matrix<T> scratch, int64_t first, int64_t count) {
+  const int64_t n = A.num_examples();
+  const int64_t head = std::min(count, n - first), tail = count - head;
+  A.ApplyBatch(V, out, first, head);
+  if (tail == 0) return;
+  A.ApplyBatch(V, scratch, 0, tail);
+  A.backend().Axpby(T(double(tail) / count), scratch, T(double(head) / count), out);
+}
+
+// One fixed minibatch as a LinearOperator, for Lanczos.
+template <typename T>
+class WindowOperator final : public LinearOperator<T> {
+ public:
+  WindowOperator(StochasticOperator<T>& A, int64_t first, int64_t count)
+      : A_(A), first_(first), count_(count) {}
+  int64_t size() const override { return A_.size(); }
+  kernels::Backend<T>& backend() const override { return A_.backend(); }
+  void Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) override {
+    if (scratch_.rows() != V.rows()) scratch_ = backend().Allocate(V.rows(), V.cols());
+    ApplyWindow(A_, V, out, scratch_, first_, count_);
+  }
+
+ private:
+  StochasticOperator<T>& A_;
+  int64_t first_, count_;
+  kernels::Matrix<T> scratch_;
+};
 
 std::string Num(double x) {
   char buf[32];
@@ -108,40 +147,41 @@ SolveSummary Lissa(StochasticOperator<T>& A, const kernels::Matrix<T>& B, kernel
   };
   be.Fill(X, T(0));
 
+  const int64_t batch = std::min(options.batch_size, n);
+  // With the full data every step is the same deterministic operator: one run suffices.
+  const int repeats = batch == n ? 1 : options.repeats;
+  std::mt19937_64 rng(options.seed);
+
   double s = options.scale;
   std::string scale_note = "--lissa-scale (now " + Num(s) + ")";
   if (s == 0) {
-    const double top = EstimateLargestEigenvalue(A, options.scale_iterations, options.seed);
+    double top = EstimateLargestEigenvalue(A, options.scale_iterations, options.seed);
+    for (int k = 0; k < kAutoScaleBatches && batch < n && top > 0; ++k) {
+      WindowOperator<T> window(A, static_cast<int64_t>(rng() % n), batch);
+      top = std::max(top, EstimateLargestEigenvalue(window, options.scale_iterations, rng()));
+    }
     if (!(top > 0)) {
       summary.termination = Termination::kNegativeCurvature;
       summary.message = "the operator's largest eigenvalue is " + Num(top) +
                         " <= 0: it is not positive definite; add damping";
       return finish();
     }
-    s = kAutoScaleMargin * top;
-    scale_note = "--lissa-scale (now automatic: " + Num(s) + " = " + Num(kAutoScaleMargin) +
+    s = kAutoScaleFactor * top;
+    scale_note = "--lissa-scale (now automatic: " + Num(s) + " = " + Num(kAutoScaleFactor) +
                  " × estimated largest eigenvalue " + Num(top) + ")";
   }
-  const int64_t batch = std::min(options.batch_size, n);
-  // With the full data every step is the same deterministic operator: one run suffices.
-  const int repeats = batch == n ? 1 : options.repeats;
 
-  kernels::Matrix<T> H = be.Allocate(m, p), AH = be.Allocate(m, p), AH2, scalars = be.Allocate(m, 1);
-  if (batch < n) AH2 = be.Allocate(m, p);
+  kernels::Matrix<T> H = be.Allocate(m, p), AH = be.Allocate(m, p), scratch,
+                     scalars = be.Allocate(m, 1);
+  if (batch < n) scratch = be.Allocate(m, p);
   const std::vector<double> b_norm = RowNorms(be, B, scalars);
-  std::mt19937_64 rng(options.seed);
   // A minibatch is the window [start, start + batch) of the shuffled examples, wrapping
   // around the end, with start uniform: every example is in it with probability
   // batch/n, so E[A_batch] = A exactly and the estimate is unbiased for the full-batch
   // iterate.
   auto apply_batch = [&](const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
-    const int64_t first = batch == n ? 0 : static_cast<int64_t>(rng() % n);
-    const int64_t head = std::min(batch, n - first), tail = batch - head;
-    A.ApplyBatch(V, out, first, head);
-    if (tail == 0) return;
-    // The two parts are averages over head and tail examples: weight them by their size.
-    A.ApplyBatch(V, AH2, 0, tail);
-    be.Axpby(T(double(tail) / batch), AH2, T(double(head) / batch), out);
+    if (batch == n) return A.ApplyBatch(V, out, 0, n);
+    ApplyWindow(A, V, out, scratch, static_cast<int64_t>(rng() % n), batch);
   };
 
   int completed = 0;
@@ -176,16 +216,15 @@ SolveSummary Lissa(StochasticOperator<T>& A, const kernels::Matrix<T>& B, kernel
   }
   if (summary.termination != Termination::kDiverged) {
     summary.termination = Termination::kConverged;
-    summary.message = "depth " + std::to_string(options.depth) + " × " +
-                      std::to_string(repeats) + " repeats, batch " + std::to_string(batch) +
-                      ", scale " + Num(s);
+    summary.message = "depth " + std::to_string(options.depth) + " × " + std::to_string(repeats) +
+                      " repeats, batch " + std::to_string(batch) + ", scale " + Num(s);
   }
   return finish();
 }
 
-#define LETHE_INSTANTIATE(T)                                                                 \
-  template class MinibatchCurvatureOperator<T>;                                              \
-  template SolveSummary Lissa<T>(StochasticOperator<T>&, const kernels::Matrix<T>&,          \
+#define LETHE_INSTANTIATE(T)                                                        \
+  template class MinibatchCurvatureOperator<T>;                                     \
+  template SolveSummary Lissa<T>(StochasticOperator<T>&, const kernels::Matrix<T>&, \
                                  kernels::Matrix<T>, const LissaOptions&);
 LETHE_INSTANTIATE(float)
 LETHE_INSTANTIATE(double)
