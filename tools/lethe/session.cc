@@ -15,7 +15,7 @@ void SolverFlags::Add(po::options_description& desc) {
     ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
     ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
-     "lissa: scale s > λ_max (0: estimated automatically)")
+     "lissa: scale s > λ_max/2 (0: 0.55·λ_max, estimated by Lanczos)")
     ("lissa-batch", po::value(&lissa.batch_size)->default_value(lissa.batch_size),
      "lissa: examples per step")
     ("lissa-repeats", po::value(&lissa.repeats)->default_value(lissa.repeats),
