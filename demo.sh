@@ -24,7 +24,7 @@ $L self-influence --model $OUT/model.safetensors --train $ex/train.npz --out $OU
   --top-k 5 --quiet
 echo
 echo "== 4. unlearn the $(grep -vc '^#' $ex/forget.txt) ids in $ex/forget.txt (a deletion request) with a Newton patch,"
-echo "      then verify against retraining from scratch without them"
+echo "      then verify against retraining without them (lethe train --forget --init)"
 $L unlearn --model $OUT/model.safetensors --train $ex/train.npz --test $ex/test.npz \
   --forget $ex/forget.txt --out $OUT/patched.safetensors --report $OUT/erasure.json --verify --quiet
 echo

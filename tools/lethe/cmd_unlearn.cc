@@ -147,8 +147,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     if (!test) report["verify"]["note"] = "no --test given: no test metrics, no membership audit";
     std::cout << "\n";
     PrintComparison(rows, 2, 0);
-    std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s, retraining " << Fixed(ts.seconds, 3)
-              << " s (" << Fixed(ts.seconds / patch_seconds, 1) << "× faster)\n";
+    std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s; retraining, warm-started "
+              << "from the trained weights, " << Fixed(ts.seconds, 3) << " s (ratio "
+              << Fixed(ts.seconds / patch_seconds, 1) << ")\n";
   }
   if (!in.report.empty()) {
     report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
@@ -229,6 +230,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
   if (2 * static_cast<int64_t>(forget_rows.size()) > train.n)
     std::cerr << "lethe unlearn: warning: forgetting more than half of the data; a Newton patch "
                  "is a local approximation, consider retraining\n";
+  // One right-hand side per step: CG's few passes beat forming the whole Hessian (on the
+  // digits softmax, 35 CG iterations took 0.10 s where the direct solve took 0.73 s).
+  if (flags.solver == "auto") flags.solver = "cg";
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();

@@ -7,7 +7,7 @@ namespace lethe::cli {
 void SolverFlags::Add(po::options_description& desc) {
   desc.add_options()
     ("solver", po::value(&solver)->default_value("auto"),
-     "direct, cg, lissa or lanczos (auto: direct where p <= 20000, else cg)")
+     "direct, cg, lissa or lanczos (auto: unlearn uses cg; influence direct where p <= 20000, else cg)")
     ("curvature", po::value(&curvature)->default_value("hessian"), "hessian or gauss-newton")
     ("damping", po::value(&damping)->default_value(0.0), "λ: solve with C + λI")
     ("cg-tolerance", po::value(&cg_tolerance)->default_value(1e-8),
