@@ -20,7 +20,6 @@ missing or does not name an executable file. The last line printed is
 "N passed, N failed, N skipped"; the exit code is 0 iff nothing failed.
 """
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 import unittest
+
+from lethe_test_main import run_tests
 import zipfile
 import zlib
 
@@ -848,22 +849,13 @@ class TestTrainControls(CliCase):
 
 # ----------------------------------------------------------------------------- main
 
-def main():
+def set_lethe(path):
     global LETHE
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lethe", help="path to the lethe binary (tests needing it skip if absent)")
-    args, rest = parser.parse_known_args()
-    LETHE = os.path.abspath(args.lethe) if args.lethe else None
+    LETHE = path
 
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    if rest:  # unittest-style name filters, e.g. TestModelFiles.test_truncated
-        suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromNames(rest, sys.modules[__name__]))
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped - len(result.expectedFailures)
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if failed == 0 else 1
+
+def main():
+    return run_tests(__name__, set_lethe)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ The reference values are computed by torch autograd in float64 on the same files
 reads, so the tolerances below measure lethe's arithmetic, not data conversion.
 """
 
-import argparse
 import json
 import math
 import os
@@ -21,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import unittest
+
+from lethe_test_main import run_tests
 
 import numpy as np
 import torch
@@ -482,23 +483,14 @@ class TestTrainParity(unittest.TestCase):
 
 # ----------------------------------------------------------------------------- main
 
-def main():
+def set_lethe(path):
     global LETHE
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lethe", help="path to the lethe binary (tests needing it skip if absent)")
-    args, rest = parser.parse_known_args()
-    LETHE = args.lethe
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    LETHE = path
 
-    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    if rest:  # unittest-style name filters, e.g. TestEvalParity.test_eval_digits_ce_relu
-        suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromNames(rest, sys.modules[__name__]))
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
-    passed = result.testsRun - failed - skipped - len(result.expectedFailures)
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 0 if failed == 0 else 1
+
+def main():
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    return run_tests(__name__, set_lethe)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@
 - The erasure record's hashes equal sha256sum of the files; the patched model loads.
 Plain unittest; ends with a line "N passed, N failed, N skipped".
 """
-import argparse
 import hashlib
 import json
 import os
@@ -21,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import unittest
+
+from lethe_test_main import run_tests
 
 import numpy as np
 
@@ -166,20 +167,13 @@ class Unlearning(unittest.TestCase):
         self.assertGreater(ev["accuracy"], 0.9)
 
 
-def main():
+def set_lethe(path):
     global LETHE
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lethe", help="path to the lethe binary")
-    args, rest = parser.parse_known_args()
-    LETHE = args.lethe
-    loader = unittest.defaultTestLoader
-    module = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(rest, module) if rest else loader.loadTestsFromModule(module)
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    failed = len(result.failures) + len(result.errors)
-    skipped = len(result.skipped)
-    print(f"{result.testsRun - failed - skipped} passed, {failed} failed, {skipped} skipped")
-    return 0 if failed == 0 else 1
+    LETHE = path
+
+
+def main():
+    return run_tests(__name__, set_lethe)
 
 
 if __name__ == "__main__":
