@@ -71,7 +71,7 @@ std::optional<std::vector<int64_t>> ForgetIds(const po::variables_map& vm) {
 void Progress::Update(const std::string& line, bool force) {
   if (quiet_) return;
   const auto now = std::chrono::steady_clock::now();
-  if (!force && now - last_ < std::chrono::milliseconds(getenv("LETHE_DBG") ? 0 : 500)) return;
+  if (!force && now - last_ < std::chrono::milliseconds(500)) return;
   last_ = now;
   std::fprintf(stderr, "%s\n", line.c_str());
 }
