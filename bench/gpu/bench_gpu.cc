@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_problems.h"
 #include "engine/model.h"
 #include "engine/objective.h"
 #include "engine/solvers/cg.h"
@@ -32,6 +33,11 @@
 namespace lethe {
 namespace {
 
+using bench::Flops;
+using bench::Pass;
+using bench::Spec;
+using bench::Synthetic;
+
 struct Options {
   int64_t n = 60000;      // examples (MNIST-sized)
   int64_t batch = 10000;  // examples per forward/backward pass
@@ -40,56 +46,6 @@ struct Options {
   bool cpu = true;
   bool device_only = false;  // print the GPU (or why there is none) and stop
 };
-
-io::Dataset Synthetic(int64_t n, int64_t d, int64_t classes) {
-  std::mt19937_64 rng(1);
-  std::normal_distribution<double> normal;
-  io::Dataset data;
-  data.path = "synthetic";
-  data.n = n, data.d = d;
-  data.X.resize(n * d);
-  for (double& x : data.X) x = normal(rng);
-  for (int64_t i = 0; i < n; ++i) data.y.push_back(double(i % classes)), data.ids.push_back(i);
-  return data;
-}
-
-io::ModelSpec Spec(const std::vector<int64_t>& hidden) {
-  io::ModelSpec spec;
-  spec.l2 = 1e-3;
-  for (size_t i = 0; i < hidden.size(); ++i) {
-    io::LayerSpec lin;
-    lin.weight = std::to_string(2 * i) + ".weight";
-    lin.bias = std::to_string(2 * i) + ".bias";
-    lin.out = hidden[i];
-    spec.layers.push_back(lin);
-    io::LayerSpec act;
-    act.type = io::LayerSpec::Type::kActivation;
-    act.activation = Activation::kRelu;
-    spec.layers.push_back(act);
-  }
-  io::LayerSpec last;
-  last.weight = "out.weight";
-  last.bias = "out.bias";
-  spec.layers.push_back(last);
-  return spec;
-}
-
-enum class Pass { kGradient, kHvp };
-
-// Matrix-product flops of one pass over n examples (as bench_engine.cc).
-double Flops(const Architecture& arch, int64_t n, Pass pass) {
-  double total = 0;
-  for (size_t l = 0; l < arch.layers.size(); ++l) {
-    const LayerShape& s = arch.layers[l];
-    if (!s.is_linear()) continue;
-    const double f = 2.0 * n * s.in * s.out;
-    const bool first = static_cast<int>(l) == arch.first_linear;
-    // gradient: forward, ∇W = δᵀx, δ_in = δW;  HVP: forward, δW, R-forward (xVᵀ, R{x}Wᵀ),
-    // R-backward (R{δ}ᵀx, δᵀR{x}, R{δ}W, δV). The first layer propagates nothing down.
-    total += pass == Pass::kGradient ? f * (first ? 2 : 3) : f * (first ? 3 : 8);
-  }
-  return total;
-}
 
 // The traffic model of the header comment.
 double Bytes(const Architecture& arch, int64_t n, Pass pass, size_t scalar) {

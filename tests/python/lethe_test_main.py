@@ -11,13 +11,14 @@ import sys
 import unittest
 
 
-def run_tests(module_name, set_lethe):
-    """Runs the tests of `module_name`; `set_lethe(path or None)` receives --lethe. Returns the exit code."""
+def run_tests(module_name):
+    """Runs the tests of `module_name`, whose global LETHE receives --lethe (or None).
+    Returns the exit code."""
     module = sys.modules[module_name]
     parser = argparse.ArgumentParser(description=(module.__doc__ or "").splitlines()[0])
     parser.add_argument("--lethe", help="path to the lethe binary (tests needing it skip if absent)")
     args, rest = parser.parse_known_args()
-    set_lethe(os.path.abspath(args.lethe) if args.lethe else None)
+    module.LETHE = os.path.abspath(args.lethe) if args.lethe else None
     loader = unittest.defaultTestLoader
     suite = loader.loadTestsFromNames(rest, module) if rest else loader.loadTestsFromModule(module)
     result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)

@@ -849,13 +849,8 @@ class TestTrainControls(CliCase):
 
 # ----------------------------------------------------------------------------- main
 
-def set_lethe(path):
-    global LETHE
-    LETHE = path
-
-
 def main():
-    return run_tests(__name__, set_lethe)
+    return run_tests(__name__)
 
 
 if __name__ == "__main__":

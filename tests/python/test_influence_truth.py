@@ -114,13 +114,8 @@ class InfluenceTruth(unittest.TestCase):
         self.assertGreaterEqual(precision, 0.6)  # random ranking gives 0.05
 
 
-def set_lethe(path):
-    global LETHE
-    LETHE = path
-
-
 def main():
-    return run_tests(__name__, set_lethe)
+    return run_tests(__name__)
 
 
 if __name__ == "__main__":

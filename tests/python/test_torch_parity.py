@@ -483,14 +483,9 @@ class TestTrainParity(unittest.TestCase):
 
 # ----------------------------------------------------------------------------- main
 
-def set_lethe(path):
-    global LETHE
-    LETHE = path
-
-
 def main():
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    return run_tests(__name__, set_lethe)
+    return run_tests(__name__)
 
 
 if __name__ == "__main__":

@@ -167,13 +167,8 @@ class Unlearning(unittest.TestCase):
         self.assertGreater(ev["accuracy"], 0.9)
 
 
-def set_lethe(path):
-    global LETHE
-    LETHE = path
-
-
 def main():
-    return run_tests(__name__, set_lethe)
+    return run_tests(__name__)
 
 
 if __name__ == "__main__":
