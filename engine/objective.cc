@@ -326,20 +326,24 @@ void Objective<T>::Outputs(const Matrix& theta, Matrix out) {
 
 template <typename T>
 Metrics Objective<T>::Evaluate(const Matrix& theta) {
+  // One forward pass per batch serves both the loss and the accuracy; the sums are taken as
+  // in BatchValueAndGradient, so `objective` equals ValueAndGradient's value bit for bit.
   Metrics m;
   m.n = num_examples();
-  m.objective = ValueAndGradient(theta, Matrix());
-  m.loss = m.objective - 0.5 * l2() * static_cast<double>(backend_.Dot(theta, theta));
   const int L = static_cast<int>(arch_.layers.size());
-  double correct = 0;
+  double loss_sum = 0, correct = 0;
   for (int64_t begin = 0; begin < m.n; begin += ws_->losses.rows()) {
     const int64_t count = std::min(ws_->losses.rows(), m.n - begin);
     Forward(theta, begin, count);
-    Matrix right = ws_->losses.Rows(0, count);
-    backend_.Correct(arch_.spec.loss, ws_->acts[L].Rows(0, count), data_.Y.Rows(begin, count),
-                     right);
-    correct += static_cast<double>(backend_.Sum(right));
+    Matrix f = ws_->acts[L].Rows(0, count), y = data_.Y.Rows(begin, count);
+    Matrix scratch = ws_->losses.Rows(0, count);
+    backend_.LossValues(arch_.spec.loss, f, y, scratch);
+    loss_sum += static_cast<double>(backend_.Sum(scratch));
+    backend_.Correct(arch_.spec.loss, f, y, scratch);
+    correct += static_cast<double>(backend_.Sum(scratch));
   }
+  m.loss = loss_sum / static_cast<double>(m.n);
+  m.objective = m.loss + 0.5 * l2() * static_cast<double>(backend_.Dot(theta, theta));
   m.accuracy = m.n ? correct / static_cast<double>(m.n) : 0;
   return m;
 }
