@@ -80,6 +80,21 @@ class Backend {
                                   const Matrix<T>& V, Matrix<T> out) = 0;
   // out (n × 1): 1 where the prediction is right (argmax f = y; logistic: f > 0 ⇔ y = 1)
   virtual void Correct(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) = 0;
+
+  // --- dense symmetric matrices (the direct solver; A is p × p, contiguous) --------------
+  // A row-major symmetric matrix is its own column-major transpose, so both backends hand
+  // it to column-major LAPACK-style routines (Eigen, cuSOLVER) without copying.
+  // A ← (A + Aᵀ)/2: removes the rounding asymmetry of a matrix formed column by column.
+  virtual void Symmetrize(Matrix<T> A) = 0;
+  // In-place Cholesky factorisation A = L Lᵀ of a symmetric A. Returns true with L in the
+  // lower triangle (the strict upper triangle is then unspecified), or false when A is not
+  // numerically positive definite (A's contents are then unspecified).
+  virtual bool CholeskyFactor(Matrix<T> A) = 0;
+  // Each row x of X ← A⁻¹ x, with L from CholeskyFactor: L y = x, then Lᵀ x = y.
+  virtual void CholeskySolve(const Matrix<T>& L, Matrix<T> X) = 0;
+  // The eigenvalues of a symmetric A in ascending order, into `values` (1 × p). A is
+  // overwritten.
+  virtual void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) = 0;
 };
 
 // ‖x‖₂ through the interface.

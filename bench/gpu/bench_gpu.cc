@@ -1,5 +1,7 @@
 // GPU throughput of the engine's core products — the gradient and the Hessian-vector
-// product — and of CG solves, on the CUDA backend in f32 and f64, next to two ceilings
+// product — of CG solves, of scoring every training example against m = 10 directions
+// (influence), and of the direct solver (forming H, cuSOLVER Cholesky), on the CUDA
+// backend in f32 and f64, next to two ceilings
 // measured in the same run on the same GPU: a cuBLAS GEMM of the model's dominant shape
 // and a device-to-device copy. Then the same work on the CPU backend of the same machine,
 // for the speedup.
@@ -8,8 +10,10 @@
 // bench/bench_engine.cc), so the ratio to the GEMM rate is honest. GB/s is a traffic
 // model, not a measurement: each pass (forward, backward, and for the HVP R-forward and
 // R-backward) reads its input boundary and writes its output boundary once per linear
-// layer, i.e. n · (d + Σ widths) · sizeof(T) · 2 bytes per pass: a lower bound on what
-// moves, to set against the copy rate.
+// layer, i.e. n · (d + Σ widths) · sizeof(T) · 2 bytes per pass. That is what the passes
+// touch, not what crosses the memory bus: where a batch is about L2's size (10000 × 784
+// is 31 MB in f32, 63 MB in f64; the H200 has 60 MB), consecutive products reuse it, and
+// the modelled rate can exceed the copy rate (it did for the softmax HVP in f64, 112%).
 //
 //   lethe_bench_gpu [--n 60000] [--batch 10000] [--repeats 5] [--cpu-repeats 1] [--no-cpu]
 //   lethe_bench_gpu --device-only    (prints the GPU, or lethe's reason there is none)
@@ -27,6 +31,7 @@
 #include "engine/model.h"
 #include "engine/objective.h"
 #include "engine/solvers/cg.h"
+#include "engine/solvers/direct.h"
 #include "engine/solvers/linear_operator.h"
 #include "kernels/backend.h"
 
@@ -180,6 +185,33 @@ double TimeCg(Problem<T>& p, Curvature curvature, double damping, int iterations
   return s;
 }
 
+// Influence scoring: out (n × m) = per-example gradients · Sᵀ for m = 10 directions,
+// without forming the gradients (Objective::PerExampleGradientDots).
+template <typename T>
+double TimeScoring(Problem<T>& p, bool gpu, int repeats) {
+  auto& be = p.objective->backend();
+  const int64_t m = 10, p_size = p.objective->num_params();
+  auto S = Random(be, m, p_size, 3);
+  auto out = be.Allocate(p.objective->num_examples(), m);
+  return Time(gpu, repeats, [&] { p.objective->PerExampleGradientDots(p.theta, S, out); });
+}
+
+// The direct solver's setup: form (H + 1e-2 I) by p Hessian products, then Cholesky.
+template <typename T>
+void TimeDirect(Problem<T>& p) {
+  auto& be = p.objective->backend();
+  CurvatureOperator<T> op(*p.objective, p.theta, Curvature::kHessian, 1e-2);
+  DirectFactorization<T> factorization;
+  SolveSummary summary;
+  const double s = Time(true, 1, [&] { summary = factorization.Factorize(op, DirectOptions{}); });
+  const int64_t n = p.objective->num_params();
+  auto B = Random(be, 10, n, 4), X = be.Allocate(10, n);
+  const double solve = Time(true, 3, [&] { factorization.Solve(B, X); });
+  std::printf("    direct (cuSOLVER) %9.3f ms to form and factorise the %lld x %lld matrix (%s); "
+              "%.3f ms per 10 solves\n",
+              s * 1e3, (long long)n, (long long)n, Name(summary.termination), solve * 1e3);
+}
+
 template <typename T>
 void RunPrecision(const Options& o, const io::Dataset& data) {
   std::printf("\n== %s ==\n", PrecisionName<T>());
@@ -200,7 +232,7 @@ void RunPrecision(const Options& o, const io::Dataset& data) {
     std::printf("  %s, n = %lld, p = %lld, batch %lld\n", c.name, (long long)data.n,
                 (long long)arch.num_params, (long long)o.batch);
     Timing on_gpu, on_cpu;
-    double cg_gpu = 0, cg_cpu = 0;
+    double cg_gpu = 0, cg_cpu = 0, score_gpu = 0;
     {
       Problem<T> p = MakeProblem(*gpu, model, data, o.batch);
       on_gpu = TimeProducts(p, true, o.repeats);
@@ -211,16 +243,24 @@ void RunPrecision(const Options& o, const io::Dataset& data) {
       const bool gn = c.cg_curvature == Curvature::kGaussNewton;
       cg_gpu = TimeCg(p, c.cg_curvature, 1e-2, c.cg_iterations, true,
                       gn ? "(Gauss-Newton + 1e-2 I)" : "(Hessian + 1e-2 I)");
+      score_gpu = TimeScoring(p, true, o.repeats);
+      std::printf("    scoring all %lld examples against 10 directions: %.3f ms\n",
+                  (long long)data.n, score_gpu * 1e3);
+      if (c.hidden.empty()) TimeDirect(p);
     }
     if (!o.cpu) continue;
     auto cpu = kernels::MakeBackend<T>({});
     Problem<T> p = MakeProblem(*cpu, model, data, o.batch);
     on_cpu = TimeProducts(p, false, o.cpu_repeats);
     const bool cg_on_cpu = c.hidden.empty();  // 20 MLP HVPs on the CPU take minutes
-    if (cg_on_cpu) cg_cpu = TimeCg(p, c.cg_curvature, 1e-2, c.cg_iterations, false, "on the CPU");
+    double score_cpu = 0;
+    if (cg_on_cpu) {
+      cg_cpu = TimeCg(p, c.cg_curvature, 1e-2, c.cg_iterations, false, "on the CPU");
+      score_cpu = TimeScoring(p, false, o.cpu_repeats);
+    }
     std::printf("    speedup over %s: gradient %.1fx, HVP %.1fx", cpu->Describe().c_str(),
                 on_cpu.gradient / on_gpu.gradient, on_cpu.hvp / on_gpu.hvp);
-    if (cg_on_cpu) std::printf(", CG %.1fx", cg_cpu / cg_gpu);
+    if (cg_on_cpu) std::printf(", CG %.1fx, scoring %.1fx", cg_cpu / cg_gpu, score_cpu / score_gpu);
     std::printf("\n");
   }
 }

@@ -8,8 +8,22 @@
 #   .carry/usr/lib/x86_64-linux-gnu/{libboost_program_options.a,libz.a,libcrypto.a,cmake/Boost*}
 #   .carry/usr/share/{eigen3,cmake/nlohmann_json}
 #   .carry/usr/src/googletest            (sources: run.sh builds them there)
-# Usage: bench/gpu/prepare_carry.sh   (from anywhere; writes <repo>/.carry)
+# With --prebuilt BUILD_DIR it also copies that CUDA build's binaries (stripped) into
+# .carry/prebuilt/, which bench/gpu/run.sh uses when they load on the GPU machine (no build
+# there). Configure that build for a CPU other than this one:
+#   cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DLETHE_CUDA=ON \
+#         -DLETHE_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3
+#   ninja -C build-cuda lethe lethe_kernels_tests lethe_bench_gpu
+# Usage: bench/gpu/prepare_carry.sh [--prebuilt BUILD_DIR]   (from anywhere; writes <repo>/.carry)
 set -euo pipefail
+
+prebuilt_from=
+if [ "${1:-}" = "--prebuilt" ]; then
+  [ -n "${2:-}" ] || { echo "prepare_carry: --prebuilt needs a build folder" >&2; exit 1; }
+  prebuilt_from=$(cd "$2" && pwd)
+  grep -q "LETHE_HAVE_CUDA" "$prebuilt_from/build.ninja" 2>/dev/null ||
+    { echo "prepare_carry: $2 is not a CUDA build of lethe" >&2; exit 1; }
+fi
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 carry=$repo/.carry/usr
@@ -68,6 +82,25 @@ rm -f "$carry/lib/$arch/cmake/boost_program_options-1.74.0/libboost_program_opti
 
 # GoogleTest sources (Debian's googletest package: googletest + googlemock).
 cp -a /usr/src/googletest "$carry/src/"
+
+if [ -n "$prebuilt_from" ]; then
+  mkdir -p "$repo/.carry/prebuilt"
+  for b in tools/lethe tests/kernels/lethe_kernels_tests bench/gpu/lethe_bench_gpu; do
+    need "$prebuilt_from/$b"
+    strip -o "$repo/.carry/prebuilt/$(basename "$b")" "$prebuilt_from/$b"
+  done
+  # The shared libraries the binaries take from Debian packages (Boost, zlib, libcrypto,
+  # libgomp), which the GPU machine may lack; run.sh puts this folder on LD_LIBRARY_PATH.
+  # The C/C++ runtime and CUDA's libraries are the machine's own.
+  mkdir -p "$repo/.carry/prebuilt/lib"
+  ldd "$repo/.carry/prebuilt/lethe" | awk '/=> \//{print $3}' |
+    grep -E 'libboost|libz\.|libcrypto|libgomp' | while read -r lib; do
+      cp -L "$lib" "$repo/.carry/prebuilt/lib/"
+    done
+  echo "built $(date -u +%F) from $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff \
+--quiet || echo '+changes') by $(g++ --version | head -1), nvcc $(nvcc --version | \
+grep -o 'release [0-9.]*')" >"$repo/.carry/prebuilt/BUILD_INFO"
+fi
 
 size_mib=$(du -sm "$repo/.carry" | cut -f1)
 echo "prepare_carry: .carry is ${size_mib} MiB"

@@ -1,8 +1,5 @@
 #include "engine/solvers/direct.h"
 
-#include <Eigen/Cholesky>
-#include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -69,9 +66,8 @@ void RecomputeResiduals(LinearOperator<T>& A, double damping, const kernels::Mat
 template <typename T>
 struct DirectFactorization<T>::Impl {
   kernels::Backend<T>* backend = nullptr;
-  int64_t block_size = 256;
-  // After a successful Factorize: the Cholesky factor L in the lower triangle.
-  Eigen::MatrixXd factor;
+  // After a successful Factorize: the Cholesky factor L (lower triangle), on the backend.
+  kernels::Matrix<T> factor;
   bool ok = false;
   double smallest = std::numeric_limits<double>::quiet_NaN();
 };
@@ -98,68 +94,71 @@ double DirectFactorization<T>::smallest_eigenvalue() const {
   return impl_->smallest;
 }
 
-template <typename T>
-SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const DirectOptions& options) {
-  options.Validate();
-  const auto start = std::chrono::steady_clock::now();
-  const int64_t p = A.size();
-  if (p > options.max_params)
-    Fail("the direct solver forms the p × p matrix in host memory (", Sci(8.0 * p * p / 1e9),
-         " GB for p = ", p, " parameters), above DirectOptions::max_params = ", options.max_params,
-         "; use the cg solver for a model this large");
-  kernels::Backend<T>& be = A.backend();
-  Impl& impl = *impl_;
-  impl = Impl();
-  impl.backend = &be;
-  impl.block_size = options.block_size;
-  SolveSummary summary;
-  summary.solver = "direct";
-  summary.iterations = 1;
+namespace {
 
-  // Column j of A is A e_j; stored column-major, the downloaded rows land as columns.
-  Eigen::MatrixXd& a = impl.factor;
-  a.resize(p, p);
-  const int64_t k = std::min(options.block_size, p);
-  kernels::Matrix<T> E = be.Allocate(k, p), AE = be.Allocate(k, p);
+// The p × p matrix of A on A's backend, symmetrised. Row i of A·E, E the identity rows
+// [begin, begin + c), is A e_i = column i of A = row i of A (A symmetric up to
+// rounding), so the products land directly in their rows: nothing crosses to the host
+// but the identity blocks.
+template <typename T>
+kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size) {
+  kernels::Backend<T>& be = A.backend();
+  const int64_t p = A.size(), k = std::min(block_size, p);
+  kernels::Matrix<T> a = be.Allocate(p, p), E = be.Allocate(k, p);
   std::vector<T> host(static_cast<size_t>(k * p));
   for (int64_t begin = 0; begin < p; begin += k) {
     const int64_t c = std::min(k, p - begin);
     std::fill(host.begin(), host.begin() + c * p, T(0));
     for (int64_t i = 0; i < c; ++i) host[i * p + begin + i] = T(1);
     be.Upload(host.data(), E.Rows(0, c));
-    A.Apply(E.Rows(0, c), AE.Rows(0, c));
-    be.Download(AE.Rows(0, c), host.data());
-    for (int64_t i = 0; i < c; ++i)
-      for (int64_t j = 0; j < p; ++j) a(j, begin + i) = static_cast<double>(host[i * p + j]);
+    A.Apply(E.Rows(0, c), a.Rows(begin, c));
   }
-  if (!a.allFinite()) {
+  // A Hessian is symmetric; the products are so only up to rounding. The factorisation
+  // reads one triangle, so symmetrising makes it that of (A + Aᵀ)/2, not of one half.
+  be.Symmetrize(a);
+  return a;
+}
+
+}  // namespace
+
+template <typename T>
+SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const DirectOptions& options) {
+  options.Validate();
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t p = A.size();
+  if (p > options.max_params)
+    Fail("the direct solver forms the p × p matrix (", Sci(double(sizeof(T)) * p * p / 1e9),
+         " GB for p = ", p, " parameters), above DirectOptions::max_params = ", options.max_params,
+         "; use the cg solver for a model this large");
+  kernels::Backend<T>& be = A.backend();
+  Impl& impl = *impl_;
+  impl = Impl();
+  impl.backend = &be;
+  SolveSummary summary;
+  summary.solver = "direct";
+  summary.iterations = 1;
+
+  kernels::Matrix<T> a = FormMatrix(A, options.block_size);
+  // Σ a_ij² is finite exactly when every entry is (short of overflow, which is no better).
+  if (!std::isfinite(static_cast<double>(be.Dot(a, a)))) {
     summary.termination = Termination::kDiverged;
     summary.message = "the operator produced non-finite values (NaN or Inf in A·e_j)";
-    impl.factor.resize(0, 0);
     return summary;
   }
-  // A Hessian is symmetric; the products are so only up to rounding. Cholesky reads the
-  // lower triangle alone, so symmetrising makes the factor that of (A + Aᵀ)/2, not of an
-  // arbitrary half.
-  for (int64_t j = 0; j < p; ++j)
-    for (int64_t i = j + 1; i < p; ++i) a(i, j) = a(j, i) = 0.5 * (a(i, j) + a(j, i));
-
-  // In-place Cholesky writes L over the lower triangle and leaves the strict upper
-  // triangle untouched, so A can be rebuilt from it (and the saved diagonal) for the
-  // eigenvalue diagnosis without holding a second p × p copy.
-  const Eigen::VectorXd diagonal = a.diagonal();
-  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>, Eigen::Lower> llt(a);
-  if (llt.info() == Eigen::Success) {
+  if (be.CholeskyFactor(a)) {
+    impl.factor = a;
     impl.ok = true;
     summary.termination = Termination::kConverged;
   } else {
-    for (int64_t j = 0; j < p; ++j)
-      for (int64_t i = j + 1; i < p; ++i) a(i, j) = a(j, i);
-    a.diagonal() = diagonal;
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(a, Eigen::EigenvaluesOnly);
-    const double mu = eig.eigenvalues()(0), top = eig.eigenvalues()(p - 1);
+    // The failed factorisation overwrote A: form it again for the diagnosis (p more
+    // operator applications, on the failure path only, rather than 2p² memory always).
+    a = FormMatrix(A, options.block_size);
+    kernels::Matrix<T> values = be.Allocate(1, p);
+    be.SymmetricEigenvalues(a, values);
+    std::vector<T> host(static_cast<size_t>(p));
+    be.Download(values, host.data());
+    const double mu = host.front(), top = host.back();
     impl.smallest = mu;
-    impl.factor.resize(0, 0);
     summary.termination = Termination::kNegativeCurvature;
     if (mu < 0)
       summary.message = "the operator is not positive definite: smallest eigenvalue " + Sci(mu) +
@@ -168,7 +167,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
     else  // Cholesky failed on rounding: singular to working precision.
       summary.message = "the operator is numerically singular: smallest eigenvalue " + Sci(mu) +
                         ", largest " + Sci(top) + "; add damping, e.g. --damping " +
-                        Sci(RoundUp(1e-8 * std::max(top, 1e-300)));
+                        Sci(RoundUp((sizeof(T) == 4 ? 1e-5 : 1e-8) * std::max(top, 1e-300)));
   }
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
@@ -178,26 +177,11 @@ template <typename T>
 void DirectFactorization<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X) const {
   const Impl& impl = *impl_;
   LETHE_CHECK(impl.ok, "Solve before a successful Factorize");
-  const int64_t p = impl.factor.rows(), m = B.rows();
-  LETHE_CHECK(B.cols() == p && X.rows() == m && X.cols() == p);
+  const int64_t p = impl.factor.rows();
+  LETHE_CHECK(B.cols() == p && X.rows() == B.rows() && X.cols() == p);
   kernels::Backend<T>& be = *impl.backend;
-  const int64_t k = std::max<int64_t>(1, std::min(impl.block_size, m));
-  std::vector<T> host(static_cast<size_t>(k * p));
-  Eigen::MatrixXd rhs(p, k);
-  const auto L = impl.factor.template triangularView<Eigen::Lower>();
-  // Blocks of k right-hand sides bound host memory; a row of B is a column of rhs.
-  for (int64_t begin = 0; begin < m; begin += k) {
-    const int64_t c = std::min(k, m - begin);
-    be.Download(B.Rows(begin, c), host.data());
-    for (int64_t i = 0; i < c; ++i)
-      for (int64_t j = 0; j < p; ++j) rhs(j, i) = static_cast<double>(host[i * p + j]);
-    auto block = rhs.leftCols(c);
-    L.solveInPlace(block);              // L y = b
-    L.transpose().solveInPlace(block);  // Lᵀ x = y
-    for (int64_t i = 0; i < c; ++i)
-      for (int64_t j = 0; j < p; ++j) host[i * p + j] = static_cast<T>(rhs(j, i));
-    be.Upload(host.data(), X.Rows(begin, c));
-  }
+  if (X.data() != B.data()) be.Copy(B, X);
+  be.CholeskySolve(impl.factor, X);
 }
 
 template <typename T>

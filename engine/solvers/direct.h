@@ -1,13 +1,14 @@
 // The exact solve for small models: form A explicitly, factorise it once (Cholesky,
-// A = L Lᵀ, in double on the host) and solve for any number of right-hand sides.
+// A = L Lᵀ) and solve for any number of right-hand sides. Everything happens on A's
+// backend (Eigen on the CPU, cuSOLVER potrf/potrs/syevd on the GPU) in its precision.
 //
-// A is formed column block by column block: A · [e_i … e_{i+k−1}] for k = block_size
-// identity rows at a time, so the device never holds more than k × p values; the host
-// holds p × p doubles (20000² · 8 B = 3.2 GB at the default max_params). The formed
-// matrix is symmetrised, (A + Aᵀ)/2, to remove the rounding asymmetry of the
-// Hessian-vector products before Cholesky. When A is not positive definite the smallest
-// eigenvalue μ (Eigen's SelfAdjointEigenSolver) is reported: A + |μ|·I is singular and
-// any damping above |μ| makes it positive definite.
+// A is formed block by block: A · [e_i … e_{i+k−1}] for k = block_size identity rows at
+// a time, each product written straight into rows i … i+k−1 of the p × p matrix (A is
+// symmetric), so the backend holds p² + k·p values (20000² · 8 B = 3.2 GB in f64 at the
+// default max_params). The formed matrix is symmetrised, (A + Aᵀ)/2, to remove the
+// rounding asymmetry of the Hessian-vector products before Cholesky. When A is not
+// positive definite the smallest eigenvalue μ is reported (A is formed again for it):
+// A + |μ|·I is singular and any damping above |μ| makes it positive definite.
 //
 // Cost: p operator applications (p/k passes over the data with k vectors each),
 // p³/3 flops for the factorisation, 2p² per right-hand side.
@@ -22,16 +23,16 @@
 namespace lethe {
 
 struct DirectOptions {
-  // Identity rows the operator is applied to at once while forming A (device memory
-  // block_size × p, twice); also the rows solved per host round trip.
+  // Identity rows the operator is applied to at once while forming A (block_size × p
+  // values on the backend besides A).
   int64_t block_size = 256;
-  // Refuse to form A for more parameters than this (host memory ≈ 8·p² bytes).
+  // Refuse to form A for more parameters than this (backend memory ≈ sizeof(T)·p² bytes).
   int64_t max_params = 20000;
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 
 // A factorised once and solved against many right-hand sides, e.g. all n per-example
-// training gradients for self-influence. Holds the Cholesky factor on the host.
+// training gradients for self-influence. Holds the Cholesky factor on A's backend.
 template <typename T>
 class DirectFactorization {
  public:

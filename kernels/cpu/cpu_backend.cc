@@ -6,7 +6,9 @@
 
 #include <omp.h>
 
+#include <Eigen/Cholesky>
 #include <Eigen/Core>
+#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +32,15 @@ MutMap<T> Mut(const Matrix<T>& m) {
 template <typename T>
 ConstMap<T> In(const Matrix<T>& m) {
   return ConstMap<T>(m.data(), m.rows(), m.cols(), Eigen::OuterStride<>(m.ld()));
+}
+// The same storage read column-major: the transpose, cols × rows. Eigen's dense
+// factorisations are written for column-major storage, and a symmetric matrix is its own
+// transpose.
+template <typename T>
+using ColMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+template <typename T>
+ColMajorMap<T> Transposed(const Matrix<T>& m) {
+  return ColMajorMap<T>(m.data(), m.cols(), m.rows(), Eigen::OuterStride<>(m.ld()));
 }
 
 // Below this many elements an elementwise loop runs on one thread: these loops are
@@ -222,6 +233,45 @@ class CpuBackend final : public Backend<T> {
     for (int64_t i = 0; i < F.rows(); ++i)
       out.data()[i * out.ld()] =
           CorrectRow<T>(loss, F.data() + i * F.ld(), F.cols(), Y.data() + i * Y.ld());
+  }
+
+  // --- dense symmetric matrices ---------------------------------------------------------
+  // Column-major view U of the row-major storage: U's upper triangle is the row-major
+  // lower triangle, so a column-major factor A = UᵀU leaves L = Uᵀ (A = L Lᵀ) in the
+  // row-major lower triangle, as the interface promises (and as cuSOLVER does).
+  void Symmetrize(Matrix<T> A) override {
+    LETHE_CHECK(A.rows() == A.cols());
+    T* a = A.data();
+    const int64_t n = A.rows(), ld = A.ld();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = i + 1; j < n; ++j)
+        a[i * ld + j] = a[j * ld + i] = T(0.5) * (a[i * ld + j] + a[j * ld + i]);
+  }
+  bool CholeskyFactor(Matrix<T> A) override {
+    LETHE_CHECK(A.rows() == A.cols());
+    Eigen::setNbThreads(threads_);  // blocked: its updates are large GEMMs
+    ColMajorMap<T> a = Transposed(A);
+    Eigen::LLT<Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>,
+               Eigen::Upper>
+        llt(a);
+    return llt.info() == Eigen::Success;
+  }
+  void CholeskySolve(const Matrix<T>& L, Matrix<T> X) override {
+    LETHE_CHECK(L.rows() == L.cols() && X.cols() == L.rows());
+    if (X.rows() == 0) return;
+    Eigen::setNbThreads(threads_);
+    const ColMajorMap<T> u = Transposed(L);  // A = UᵀU
+    ColMajorMap<T> x = Transposed(X);        // right-hand sides as columns
+    const auto U = u.template triangularView<Eigen::Upper>();
+    U.transpose().solveInPlace(x);  // Uᵀ y = b
+    U.solveInPlace(x);              // U x = y
+  }
+  void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) override {
+    LETHE_CHECK(A.rows() == A.cols() && values.rows() == 1 && values.cols() == A.rows());
+    Eigen::SelfAdjointEigenSolver<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> eig(
+        Transposed(A), Eigen::EigenvaluesOnly);
+    LETHE_CHECK(eig.info() == Eigen::Success, "the symmetric eigenvalue iteration did not converge");
+    Mut(values).row(0) = eig.eigenvalues().transpose();
   }
 
  private:

@@ -9,6 +9,7 @@
 // and the GPU evaluate the same expressions. Everything is queued on the context's stream;
 // only Download, Dot and Sum wait for it.
 #include <algorithm>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -191,6 +192,70 @@ struct CorrectOp {
     out[r * ldo] = CorrectRow<T>(loss, f + r * ldf, width, y + r * ldy);
   }
 };
+
+// (A + Aᵀ)/2: the thread of element (r, c) above the diagonal writes both halves.
+template <typename T>
+struct SymmetrizeOp {
+  T* a;
+  int64_t lda;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    if (r >= c) return;
+    const T mean = T(0.5) * (a[r * lda + c] + a[c * lda + r]);
+    a[r * lda + c] = mean;
+    a[c * lda + r] = mean;
+  }
+};
+
+// --- cuSOLVER by precision: every call on the column-major view with uplo = upper, whose
+// upper triangle is the row-major lower one (see CholeskyFactor). -------------------------
+
+constexpr cublasFillMode_t kUpper = CUBLAS_FILL_MODE_UPPER;
+
+cusolverStatus_t PotrfWork(cusolverDnHandle_t h, int n, float* a, int lda, int* lwork) {
+  return cusolverDnSpotrf_bufferSize(h, kUpper, n, a, lda, lwork);
+}
+cusolverStatus_t PotrfWork(cusolverDnHandle_t h, int n, double* a, int lda, int* lwork) {
+  return cusolverDnDpotrf_bufferSize(h, kUpper, n, a, lda, lwork);
+}
+cusolverStatus_t Potrf(cusolverDnHandle_t h, int n, float* a, int lda, float* work, int lwork,
+                       int* info) {
+  return cusolverDnSpotrf(h, kUpper, n, a, lda, work, lwork, info);
+}
+cusolverStatus_t Potrf(cusolverDnHandle_t h, int n, double* a, int lda, double* work, int lwork,
+                       int* info) {
+  return cusolverDnDpotrf(h, kUpper, n, a, lda, work, lwork, info);
+}
+cusolverStatus_t Potrs(cusolverDnHandle_t h, int n, int nrhs, const float* a, int lda, float* b,
+                       int ldb, int* info) {
+  return cusolverDnSpotrs(h, kUpper, n, nrhs, a, lda, b, ldb, info);
+}
+cusolverStatus_t Potrs(cusolverDnHandle_t h, int n, int nrhs, const double* a, int lda,
+                       double* b, int ldb, int* info) {
+  return cusolverDnDpotrs(h, kUpper, n, nrhs, a, lda, b, ldb, info);
+}
+cusolverStatus_t SyevdWork(cusolverDnHandle_t h, int n, const float* a, int lda, const float* w,
+                           int* lwork) {
+  return cusolverDnSsyevd_bufferSize(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, lwork);
+}
+cusolverStatus_t SyevdWork(cusolverDnHandle_t h, int n, const double* a, int lda,
+                           const double* w, int* lwork) {
+  return cusolverDnDsyevd_bufferSize(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, lwork);
+}
+cusolverStatus_t Syevd(cusolverDnHandle_t h, int n, float* a, int lda, float* w, float* work,
+                       int lwork, int* info) {
+  return cusolverDnSsyevd(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, work, lwork, info);
+}
+cusolverStatus_t Syevd(cusolverDnHandle_t h, int n, double* a, int lda, double* w, double* work,
+                       int lwork, int* info) {
+  return cusolverDnDsyevd(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, work, lwork, info);
+}
+
+// cuSOLVER's dense routines take int sizes.
+int AsInt(int64_t x, const char* what) {
+  if (x > INT_MAX)
+    Fail("--device cuda: ", what, " = ", x, " is beyond cuSOLVER's 32-bit sizes");
+  return static_cast<int>(x);
+}
 
 // --- cuBLAS by precision --------------------------------------------------------------------
 
@@ -393,7 +458,66 @@ class CudaBackend final : public Backend<T> {
         CorrectOp<T>{F.data(), Y.data(), out.data(), F.ld(), Y.ld(), out.ld(), F.cols(), loss});
   }
 
+  // --- dense symmetric matrices -------------------------------------------------------------
+  // The row-major p × p storage read column-major is Aᵀ = A. potrf with uplo = upper
+  // factors it as UᵀU with U in the column-major upper triangle, which is the row-major
+  // lower triangle holding Uᵀ = L: A = L Lᵀ, as the interface says. potrs and syevd read
+  // the same triangle. Only the info flag comes back to the host.
+  void Symmetrize(Matrix<T> A) override {
+    LETHE_CHECK(A.rows() == A.cols());
+    LaunchElements(stream_, A.rows(), A.cols(), SymmetrizeOp<T>{A.data(), A.ld()});
+  }
+  bool CholeskyFactor(Matrix<T> A) override {
+    LETHE_CHECK(A.rows() == A.cols());
+    if (A.rows() == 0) return true;
+    const int n = AsInt(A.rows(), "matrix size"), lda = AsInt(A.ld(), "leading dimension");
+    int lwork = 0;
+    LETHE_CUDA_CHECK(PotrfWork(context_->cusolver(), n, A.data(), lda, &lwork));
+    T* work = nullptr;
+    int* info = SolverWorkspace(lwork, &work);
+    LETHE_CUDA_CHECK(Potrf(context_->cusolver(), n, A.data(), lda, work, lwork, info));
+    return ReadInfo(info, "potrf") == 0;  // > 0: the leading minor of that order is not PD
+  }
+  void CholeskySolve(const Matrix<T>& L, Matrix<T> X) override {
+    LETHE_CHECK(L.rows() == L.cols() && X.cols() == L.rows());
+    if (X.rows() == 0 || X.cols() == 0) return;
+    // Row-major X (m × p, ld) is the column-major p × m right-hand-side block, ldb = ld.
+    const int n = AsInt(L.rows(), "matrix size"), lda = AsInt(L.ld(), "leading dimension");
+    const int nrhs = AsInt(X.rows(), "right-hand sides"), ldb = AsInt(X.ld(), "leading dimension");
+    int* info = SolverWorkspace(0, nullptr);
+    LETHE_CUDA_CHECK(Potrs(context_->cusolver(), n, nrhs, L.data(), lda, X.data(), ldb, info));
+    LETHE_CHECK(ReadInfo(info, "potrs") == 0, "cuSOLVER potrs rejected a parameter");
+  }
+  void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) override {
+    LETHE_CHECK(A.rows() == A.cols() && values.rows() == 1 && values.cols() == A.rows());
+    if (A.rows() == 0) return;
+    const int n = AsInt(A.rows(), "matrix size"), lda = AsInt(A.ld(), "leading dimension");
+    int lwork = 0;
+    LETHE_CUDA_CHECK(SyevdWork(context_->cusolver(), n, A.data(), lda, values.data(), &lwork));
+    T* work = nullptr;
+    int* info = SolverWorkspace(lwork, &work);
+    LETHE_CUDA_CHECK(
+        Syevd(context_->cusolver(), n, A.data(), lda, values.data(), work, lwork, info));
+    LETHE_CHECK(ReadInfo(info, "syevd") == 0,
+                "cuSOLVER syevd: the symmetric eigenvalue iteration did not converge");
+  }
+
  private:
+  // The context's workspace as `lwork` scalars of T followed by cuSOLVER's info flag.
+  int* SolverWorkspace(int lwork, T** work) {
+    const size_t info_offset = (static_cast<size_t>(lwork) * sizeof(T) + 255) / 256 * 256;
+    char* base = static_cast<char*>(context_->Workspace(info_offset + sizeof(int)));
+    if (work) *work = reinterpret_cast<T*>(base);
+    return reinterpret_cast<int*>(base + info_offset);
+  }
+  int ReadInfo(const int* info, const char* routine) {
+    int* host = static_cast<int*>(context_->HostScratch());
+    LETHE_CUDA_CHECK(cudaMemcpyAsync(host, info, sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    context_->Synchronize();
+    LETHE_CHECK(*host >= 0, "cuSOLVER ", routine, ": invalid parameter ", -*host);
+    return *host;
+  }
+
   // x = beta · x, with beta = 0 giving exact zeros (as the CPU's setZero) even over NaN.
   void Scale(T beta, Matrix<T> x) {
     if (beta == T(0))

@@ -22,6 +22,24 @@ void ThrowCudaError(cublasStatus_t status, const char* call, const char* file, i
        " (", cublasGetStatusString(status), ")");
 }
 
+void ThrowCudaError(cusolverStatus_t status, const char* call, const char* file, int line) {
+  // cuSOLVER has no status-to-string function: the common ones by name, else the number.
+  const char* name = nullptr;
+  switch (status) {
+    case CUSOLVER_STATUS_NOT_INITIALIZED: name = "CUSOLVER_STATUS_NOT_INITIALIZED"; break;
+    case CUSOLVER_STATUS_ALLOC_FAILED: name = "CUSOLVER_STATUS_ALLOC_FAILED"; break;
+    case CUSOLVER_STATUS_INVALID_VALUE: name = "CUSOLVER_STATUS_INVALID_VALUE"; break;
+    case CUSOLVER_STATUS_ARCH_MISMATCH: name = "CUSOLVER_STATUS_ARCH_MISMATCH"; break;
+    case CUSOLVER_STATUS_EXECUTION_FAILED: name = "CUSOLVER_STATUS_EXECUTION_FAILED"; break;
+    case CUSOLVER_STATUS_INTERNAL_ERROR: name = "CUSOLVER_STATUS_INTERNAL_ERROR"; break;
+    case CUSOLVER_STATUS_NOT_SUPPORTED: name = "CUSOLVER_STATUS_NOT_SUPPORTED"; break;
+    default: break;
+  }
+  if (name) Fail("cuSOLVER error: ", call, " failed at ", file, ":", line, ": ", name);
+  Fail("cuSOLVER error: ", call, " failed at ", file, ":", line, ": status ",
+       static_cast<int>(status));
+}
+
 }  // namespace detail
 
 bool CudaDeviceAvailable() {
@@ -88,6 +106,8 @@ CudaContext::CudaContext(int device) : device_(device) {
   LETHE_CUDA_CHECK(cublasSetPointerMode(cublas_, CUBLAS_POINTER_MODE_HOST));
   LETHE_CUDA_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
   LETHE_CUDA_CHECK(cublasSetAtomicsMode(cublas_, CUBLAS_ATOMICS_NOT_ALLOWED));
+  LETHE_CUDA_CHECK(cusolverDnCreate(&cusolver_));
+  LETHE_CUDA_CHECK(cusolverDnSetStream(cusolver_, stream_));
   LETHE_CUDA_CHECK(cudaMallocHost(&host_scratch_, 64));
   int cublas_version = 0;
   LETHE_CUDA_CHECK(cublasGetVersion(cublas_, &cublas_version));
@@ -102,6 +122,7 @@ CudaContext::~CudaContext() {
   if (stream_) cudaStreamSynchronize(stream_);
   if (workspace_) cudaFree(workspace_);
   if (host_scratch_) cudaFreeHost(host_scratch_);
+  if (cusolver_) cusolverDnDestroy(cusolver_);
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
 }

@@ -5,9 +5,13 @@
 // parent is compared, so an op that writes outside its view fails too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <random>
+#include <string>
+#include <vector>
 
 #include "tests/kernels/conformance_harness.h"
 
@@ -306,6 +310,92 @@ TEST_P(Conformance, Losses) {
       h.test().Correct(c.loss, f.test, Y.test, right.test);
       h.ref().Correct(c.loss, f.ref, Y.ref, right.ref);
       h.Expect(right, kExactTolerance, "Correct " + name);
+    }
+  });
+}
+
+// Dense symmetric algebra of the direct solver: A = B Bᵀ/p + shift·I from a random B
+// (eigenvalues in about [shift, shift + 5.3]: condition number ~12 for shift 0.5, and
+// indefinite for shift −0.5), at a small odd size and one past cuSOLVER's blocking.
+constexpr Tolerance kFactorTolerance{1e-12, 1e-5};
+// A solve amplifies the factor's rounding by the condition number (~12).
+constexpr Tolerance kSolveTolerance{1e-11, 1e-4};
+// Eigenvalues by a backward-stable iteration move by about p·ε·‖A‖ (p = 600: 4e-5 in f32).
+constexpr Tolerance kEigenvalueTolerance{1e-12, 2e-4};
+
+std::vector<double> ShiftedGram(int64_t p, double shift, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uniform(-2, 2);
+  std::vector<double> b(p * p), a(p * p, 0.0);
+  for (double& x : b) x = uniform(rng);
+  for (int64_t i = 0; i < p; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < p; ++k) s += b[i * p + k] * b[j * p + k];
+      a[i * p + j] = a[j * p + i] = s / p + (i == j ? shift : 0.0);
+    }
+  return a;
+}
+
+TEST_P(Conformance, Symmetrize) {
+  ForCandidate(GetParam(), [](auto& h) {
+    for (int64_t p : {1, 37, 301}) {
+      auto A = h.Random(p, p, 40 + p);
+      h.test().Symmetrize(A.test);
+      h.ref().Symmetrize(A.ref);
+      h.Expect(A, kElementwiseTolerance, "Symmetrize " + std::to_string(p));
+      const std::vector<double> a = h.Host(A);
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < i; ++j) ASSERT_EQ(a[i * p + j], a[j * p + i]);
+    }
+  });
+}
+
+TEST_P(Conformance, CholeskyFactorAndSolve) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    for (int64_t p : {37, 600}) {
+      const std::string size = " p = " + std::to_string(p);
+      auto A = h.FromHost(p, p, ShiftedGram(p, 0.5, p));
+      ASSERT_TRUE(h.test().CholeskyFactor(A.test)) << size;
+      ASSERT_TRUE(h.ref().CholeskyFactor(A.ref)) << size;
+      // Only the lower triangle is specified: compare it.
+      std::vector<T> test(p * p);
+      h.test().Download(A.test, test.data());
+      const std::vector<double> ref = h.Host(A);
+      double worst = 0, scale = 0;
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j <= i; ++j) {
+          worst = std::max(worst, std::fabs(double(test[i * p + j]) - ref[i * p + j]));
+          scale = std::max(scale, std::fabs(ref[i * p + j]));
+        }
+      EXPECT_LE(worst / scale, H::Tol(kFactorTolerance)) << "Cholesky factor" << size;
+      // Three right-hand sides in a strided view, its guard columns left alone.
+      auto X = h.Random(3, p + 2, 50 + p);
+      auto x = X.Cols(1, p);
+      h.test().CholeskySolve(A.test, x.test);
+      h.ref().CholeskySolve(A.ref, x.ref);
+      h.Expect(X, kSolveTolerance, "CholeskySolve" + size);
+    }
+  });
+}
+
+TEST_P(Conformance, CholeskyRefusesIndefiniteAndEigenvaluesFindWhy) {
+  ForCandidate(GetParam(), [](auto& h) {
+    for (int64_t p : {37, 600}) {
+      const std::string size = " p = " + std::to_string(p);
+      const std::vector<double> gram = ShiftedGram(p, -0.5, 7 * p);
+      auto A = h.FromHost(p, p, gram);
+      EXPECT_FALSE(h.test().CholeskyFactor(A.test)) << size;
+      EXPECT_FALSE(h.ref().CholeskyFactor(A.ref)) << size;
+      auto B = h.FromHost(p, p, gram);
+      auto values = h.Random(1, p, 3);
+      h.test().SymmetricEigenvalues(B.test, values.test);
+      h.ref().SymmetricEigenvalues(B.ref, values.ref);
+      h.Expect(values, kEigenvalueTolerance, "SymmetricEigenvalues" + size);
+      const std::vector<double> v = h.Host(values);
+      EXPECT_LT(v.front(), 0) << size;
+      EXPECT_TRUE(std::is_sorted(v.begin(), v.end())) << size;
     }
   });
 }
