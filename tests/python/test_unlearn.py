@@ -152,10 +152,12 @@ class Unlearning(unittest.TestCase):
     def test_erasure_record_hashes_and_verify(self):
         s = self.scenario("breast_cancer", "logistic.json", 0.02)
         out, report = self.path("patched.safetensors"), self.path("erasure.json")
-        lethe("unlearn", "--model", s["model"], "--train", s["train"], "--forget", s["forget"],
-              "--out", out, "--report", report, "--verify", "--test", s["test"])
+        printed = lethe("unlearn", "--model", s["model"], "--train", s["train"], "--forget",
+                        s["forget"], "--out", out, "--report", report, "--verify", "--test",
+                        s["test"], "--json")
         with open(report) as f:
             r = json.load(f)
+        self.assertEqual(json.loads(printed), r)  # --json prints the record, not the tables
         self.assertEqual(r["input_model"]["sha256"], sha256(s["model"]))
         self.assertEqual(r["training_data"]["sha256"], sha256(s["train"]))
         self.assertEqual(r["forget_list"]["sha256"], sha256(s["forget"]))

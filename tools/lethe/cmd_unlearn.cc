@@ -116,9 +116,13 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   report["seconds"] = patch_seconds;
   report["dtype"] = common.dtype;
 
-  std::cout << "patched model " << in.out << ": " << s.method << ", " << s.steps.size()
-            << " step(s), ‖Δθ‖ " << Sci(s.delta_norm) << ", ‖∇L₋ₛ‖ " << Sci(s.kept_grad_norm_before)
-            << " → " << Sci(s.kept_grad_norm_after) << ", " << Fixed(patch_seconds, 3) << " s\n";
+  // --json: the erasure record goes to stdout instead of the tables (people get tables).
+  const bool tables = !common.json;
+  if (tables)
+    std::cout << "patched model " << in.out << ": " << s.method << ", " << s.steps.size()
+              << " step(s), ‖Δθ‖ " << Sci(s.delta_norm) << ", ‖∇L₋ₛ‖ "
+              << Sci(s.kept_grad_norm_before) << " → " << Sci(s.kept_grad_norm_after) << ", "
+              << Fixed(patch_seconds, 3) << " s\n";
 
   if (verify) {
     // Retraining: the same optimiser and tolerance as `lethe train`, from the original weights.
@@ -145,17 +149,20 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     report["verify"]["models"] = ComparisonJson(rows, 2, 0);
     report["verify"]["speedup"] = ts.seconds / patch_seconds;
     if (!test) report["verify"]["note"] = "no --test given: no test metrics, no membership audit";
-    std::cout << "\n";
-    PrintComparison(rows, 2, 0);
-    std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s; retraining, warm-started "
-              << "from the trained weights, " << Fixed(ts.seconds, 3) << " s (ratio "
-              << Fixed(ts.seconds / patch_seconds, 1) << ")\n";
+    if (tables) {
+      std::cout << "\n";
+      PrintComparison(rows, 2, 0);
+      std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s; retraining, warm-started "
+                << "from the trained weights, " << Fixed(ts.seconds, 3) << " s (ratio "
+                << Fixed(ts.seconds / patch_seconds, 1) << ")\n";
+    }
   }
+  report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
   if (!in.report.empty()) {
-    report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
     io::WriteFileAtomically(in.report, report.dump(2) + "\n");
-    std::cout << "erasure record: " << in.report << "\n";
+    if (tables) std::cout << "erasure record: " << in.report << "\n";
   }
+  if (common.json) std::cout << report.dump(2) << "\n";
   return 0;
 }
 
