@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <ostream>
 #include <random>
 #include <string>
@@ -48,6 +49,44 @@ inline std::string Unavailable(const Candidate& candidate) {
 #else
   return "built without CUDA";
 #endif
+}
+
+// Every candidate: the CPU backend in f32 (runs everywhere), the CUDA backend in f64 and f32.
+inline std::vector<Candidate> Candidates() {
+  return {Candidate{DeviceKind::kCpu, true}, Candidate{DeviceKind::kCuda, false},
+          Candidate{DeviceKind::kCuda, true}};
+}
+inline std::string CandidateName(const ::testing::TestParamInfo<Candidate>& info) {
+  return info.param.name();
+}
+
+// The fixture of every parameterised backend test: skips where the candidate cannot run,
+// and fails instead when LETHE_REQUIRE_CUDA is set (bench/gpu/run.sh sets it on GPU
+// machines, where a skip would hide a broken setup).
+class BackendTest : public ::testing::TestWithParam<Candidate> {
+ protected:
+  void SetUp() override {
+    const std::string why = Unavailable(GetParam());
+    if (why.empty()) return;
+    if (std::getenv("LETHE_REQUIRE_CUDA")) FAIL() << GetParam().name() << ": " << why;
+    GTEST_SKIP() << GetParam().name() << ": " << why;
+  }
+};
+
+template <typename T>
+std::vector<double> Read(Backend<T>& be, const Matrix<T>& m) {
+  std::vector<T> host(m.size());
+  be.Download(m, host.data());
+  return std::vector<double>(host.begin(), host.end());
+}
+
+// ‖test − ref‖ / ‖ref‖ over whole vectors.
+inline double RelativeError(const std::vector<double>& test, const std::vector<double>& ref) {
+  EXPECT_EQ(test.size(), ref.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < ref.size() && i < test.size(); ++i)
+    diff += (test[i] - ref[i]) * (test[i] - ref[i]), norm += ref[i] * ref[i];
+  return std::sqrt(diff / std::max(norm, 1e-300));
 }
 
 template <typename T>

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <random>
 #include <string>
@@ -36,16 +35,7 @@ constexpr Tolerance kLossTolerance{1e-12, 1e-5};
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-class Conformance : public ::testing::TestWithParam<Candidate> {
- protected:
-  void SetUp() override {
-    const std::string why = Unavailable(GetParam());
-    if (why.empty()) return;
-    // bench/gpu/run.sh sets this on GPU machines, where a skip would hide a broken setup.
-    if (std::getenv("LETHE_REQUIRE_CUDA")) FAIL() << GetParam().name() << ": " << why;
-    GTEST_SKIP() << GetParam().name() << ": " << why;
-  }
-};
+class Conformance : public BackendTest {};
 
 #define LETHE_HARNESS_TYPES(h)         \
   using H = std::decay_t<decltype(h)>; \
@@ -419,15 +409,7 @@ TEST_P(Conformance, ReductionsAreReproducible) {
   });
 }
 
-std::vector<Candidate> Candidates() {
-  return {Candidate{DeviceKind::kCpu, true}, Candidate{DeviceKind::kCuda, false},
-          Candidate{DeviceKind::kCuda, true}};
-}
-
-INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(Candidates()),
-                         [](const ::testing::TestParamInfo<Candidate>& info) {
-                           return info.param.name();
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(Candidates()), CandidateName);
 
 }  // namespace
 }  // namespace lethe::kernels::testing

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -23,30 +22,7 @@ namespace {
 // own f32 rounding.
 constexpr Tolerance kAnswerTolerance{1e-10, 3e-3};
 
-class EngineOnBackends : public ::testing::TestWithParam<Candidate> {
- protected:
-  void SetUp() override {
-    const std::string why = Unavailable(GetParam());
-    if (why.empty()) return;
-    if (std::getenv("LETHE_REQUIRE_CUDA")) FAIL() << GetParam().name() << ": " << why;
-    GTEST_SKIP() << GetParam().name() << ": " << why;
-  }
-};
-
-double RelativeError(const std::vector<double>& test, const std::vector<double>& ref) {
-  EXPECT_EQ(test.size(), ref.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size() && i < test.size(); ++i)
-    diff += (test[i] - ref[i]) * (test[i] - ref[i]), norm += ref[i] * ref[i];
-  return std::sqrt(diff / std::max(norm, 1e-300));
-}
-
-template <typename T>
-std::vector<double> Read(Backend<T>& be, const Matrix<T>& m) {
-  std::vector<T> host(m.size());
-  be.Download(m, host.data());
-  return std::vector<double>(host.begin(), host.end());
-}
+class EngineOnBackends : public BackendTest {};
 
 // One model and its data on one backend.
 template <typename T>
@@ -87,8 +63,8 @@ void CompareEngine(const Candidate& candidate, bool mlp) {
   std::vector<int64_t> kept_rows, forget_rows;
   for (int64_t i = 0; i < train.n; ++i) (i % 10 == 3 ? forget_rows : kept_rows).push_back(i);
 
-  Side<T> test = MakeSide<T>(MakeCandidateBackend<T>(candidate), model, train, tests, kept_rows,
-                             forget_rows);
+  Side<T> test =
+      MakeSide<T>(MakeCandidateBackend<T>(candidate), model, train, tests, kept_rows, forget_rows);
   Side<double> ref =
       MakeSide<double>(MakeBackend<double>({}), model, train, tests, kept_rows, forget_rows);
   const int64_t p = model.arch.num_params;
@@ -128,8 +104,8 @@ void CompareEngine(const Candidate& candidate, bool mlp) {
         << "inverse HVP";
 
     if (solver != SolverKind::kDirect) continue;
-    const InfluenceResult i_test = InfluenceOnTests(*test.train, *test.tests, test.theta,
-                                                    inverse_test);
+    const InfluenceResult i_test =
+        InfluenceOnTests(*test.train, *test.tests, test.theta, inverse_test);
     const InfluenceResult i_ref = InfluenceOnTests(*ref.train, *ref.tests, ref.theta, inverse_ref);
     EXPECT_LE(RelativeError(i_test.scores, i_ref.scores), tol) << "influence scores";
     const InfluenceResult self_test = SelfInfluence(*test.train, test.theta, inverse_test, 7);
@@ -163,13 +139,8 @@ TEST_P(EngineOnBackends, SolversInfluenceAndNewtonPatchMatchCpuDouble) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, EngineOnBackends,
-                         ::testing::Values(Candidate{DeviceKind::kCpu, true},
-                                           Candidate{DeviceKind::kCuda, false},
-                                           Candidate{DeviceKind::kCuda, true}),
-                         [](const ::testing::TestParamInfo<Candidate>& info) {
-                           return info.param.name();
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, EngineOnBackends, ::testing::ValuesIn(Candidates()),
+                         CandidateName);
 
 }  // namespace
 }  // namespace lethe::kernels::testing

@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 
 #include "engine/solvers/cg.h"
 #include "engine/solvers/linear_operator.h"
@@ -21,29 +20,7 @@ constexpr Tolerance kDerivativeTolerance{1e-11, 1e-5};
 // CG's own stopping rule, checked again on the host in f64.
 constexpr double kCgTolerance64 = 1e-8, kCgTolerance32 = 1e-3;
 
-class ObjectiveOnBackends : public ::testing::TestWithParam<Candidate> {
- protected:
-  void SetUp() override {
-    const std::string why = Unavailable(GetParam());
-    if (why.empty()) return;
-    if (std::getenv("LETHE_REQUIRE_CUDA")) FAIL() << GetParam().name() << ": " << why;
-    GTEST_SKIP() << GetParam().name() << ": " << why;
-  }
-};
-
-template <typename T>
-std::vector<double> Read(Backend<T>& be, const Matrix<T>& m) {
-  std::vector<T> host(m.size());
-  be.Download(m, host.data());
-  return std::vector<double>(host.begin(), host.end());
-}
-
-double RelativeError(const std::vector<double>& test, const std::vector<double>& ref) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size(); ++i)
-    diff += (test[i] - ref[i]) * (test[i] - ref[i]), norm += ref[i] * ref[i];
-  return std::sqrt(diff / std::max(norm, 1e-300));
-}
+class ObjectiveOnBackends : public BackendTest {};
 
 template <typename T>
 void CompareObjectives(const Candidate& candidate, LossKind loss) {
@@ -128,13 +105,8 @@ TEST_P(ObjectiveOnBackends, MatchesCpuDouble) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ObjectiveOnBackends,
-                         ::testing::Values(Candidate{DeviceKind::kCpu, true},
-                                           Candidate{DeviceKind::kCuda, false},
-                                           Candidate{DeviceKind::kCuda, true}),
-                         [](const ::testing::TestParamInfo<Candidate>& info) {
-                           return info.param.name();
-                         });
+INSTANTIATE_TEST_SUITE_P(Backends, ObjectiveOnBackends, ::testing::ValuesIn(Candidates()),
+                         CandidateName);
 
 }  // namespace
 }  // namespace lethe::kernels::testing
