@@ -5,7 +5,7 @@
         [--data synthetic|digits784]
 
 1. influence with CG for m test examples on a 10-class softmax regression over n × 784
-   data (bench/compare/datasets.py): `lethe influence --solver cg` against the same computation written in
+   data (bench/compare/common.py): `lethe influence --solver cg` against the same computation written in
    PyTorch the way torch-influence does it (Hessian-vector products by double backward over the
    training batch, one CG solve per test example, per-example training gradients by autograd
    in a loop), at the same tolerance; the scores are compared too.
@@ -18,7 +18,6 @@ Prints a table; ratios are measured in this run only (this machine is shared and
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,25 +25,8 @@ import time
 import numpy as np
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from export_torch import read_safetensors  # noqa: E402
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import datasets  # noqa: E402
-
-
-def run(cmd):
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
-    return time.perf_counter() - t, r.stdout
-
-
-def theta_of(path):
-    tensors, _ = read_safetensors(path)
-    return np.concatenate([np.asarray(t, np.float64).ravel() for t in tensors.values()])
+from common import make as make_data, run, theta_of  # noqa: E402
 
 
 def torch_objective(W, b, X, y, l2):
@@ -108,8 +90,8 @@ def main():
     common = ["--threads", str(args.threads), "--quiet"]
     d, classes, l2 = 784, 10, 1e-3
     tmp = tempfile.mkdtemp()
-    X, y = datasets.make(args.data, args.n, 0)
-    Xt, yt = datasets.make(args.data, args.m, 1)
+    X, y = make_data(args.data, args.n, 0)
+    Xt, yt = make_data(args.data, args.m, 1)
     train, test = os.path.join(tmp, "train.npz"), os.path.join(tmp, "test.npz")
     np.savez(train, X=X, y=y.astype(np.int64), ids=np.arange(args.n, dtype=np.int64))
     np.savez(test, X=Xt, y=yt.astype(np.int64), ids=np.arange(100000, 100000 + args.m, dtype=np.int64))

@@ -21,23 +21,18 @@ output) and, in brackets, the computation lethe reports. One run, one machine, o
     /usr/bin/python3 bench/compare/grid.py --lethe build/tools/lethe [--n 10000]
         [--data digits784|synthetic] [--device cpu|cuda] [--threads N] [--models softmax,mlp]
         [--solvers cg,lissa,lanczos] [--skip softmax/lissa/100,...] [--timeout 300]
-        [--json results.json]
+        [--ks 1,0.01,0.1] [--no-influence] [--mlp-iterations 2000] [--json results.json]
 """
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
-sys.path.insert(0, HERE)
-import datasets  # noqa: E402
-from export_torch import read_safetensors  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Timeout, make as make_data, run, theta_of  # noqa: E402
 
 SPECS = {
     "softmax": [{"type": "linear", "weight": "0.weight", "bias": "0.bias", "out": 10}],
@@ -52,26 +47,6 @@ TRAIN_ARGS = {"softmax": [], "mlp": ["--tolerance", "1e-6"]}
 SOLVE_ARGS = {"softmax": [], "mlp": ["--curvature", "gauss-newton", "--damping", "1e-3"]}
 # A rank-100 Lanczos approximation inverts the discarded spectrum as 1/λ: it needs λ > 0.
 EXTRA_ARGS = {("softmax", "lanczos"): ["--damping", "1e-3"]}
-
-
-class Timeout(Exception):
-    pass
-
-
-def run(cmd, timeout):
-    t = time.perf_counter()
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise Timeout()
-    if r.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
-    return time.perf_counter() - t, r.stdout
-
-
-def theta_of(path):
-    tensors, _ = read_safetensors(path)
-    return np.concatenate([np.asarray(t, np.float64).ravel() for t in tensors.values()])
 
 
 def spearman(a, b):
@@ -92,6 +67,9 @@ def main():
     ap.add_argument("--skip", default="", help="model/solver/m triples to leave out, e.g. softmax/lissa/100")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per command")
     ap.add_argument("--mlp-iterations", type=int, default=2000, help="MLP training iteration limit")
+    ap.add_argument("--ks", default="1,0.01,0.1",
+                    help="forget-set sizes: counts (≥ 1) or fractions of n (< 1)")
+    ap.add_argument("--no-influence", action="store_true", help="unlearning only")
     ap.add_argument("--json", help="write every measurement here")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -99,8 +77,8 @@ def main():
     L = [args.lethe]
     common = ["--device", args.device, "--threads", str(args.threads), "--quiet"]
     tmp = tempfile.mkdtemp()
-    X, y = datasets.make(args.data, args.n, 0)
-    Xt, yt = datasets.make(args.data, 100, 1)
+    X, y = make_data(args.data, args.n, 0)
+    Xt, yt = make_data(args.data, 100, 1)
     train, test = os.path.join(tmp, "train.npz"), os.path.join(tmp, "test.npz")
     np.savez(train, X=X, y=y.astype(np.int64), ids=np.arange(args.n, dtype=np.int64))
     np.savez(test, X=Xt, y=yt.astype(np.int64), ids=np.arange(100000, 100100, dtype=np.int64))
@@ -128,54 +106,56 @@ def main():
               f"{tr['optimizer']}, {tr['iterations']} iterations, ‖∇L‖ {tr['grad_norm']:.1e}", flush=True)
 
         # 1. influence grid
-        ref_path = os.path.join(tmp, f"{name}_ref.npy")
-        ref_args = ["--solver", "cg", "--cg-tolerance", "1e-10", "--cg-max-iterations", "5000"]
-        ref_ids = ",".join(str(100000 + j) for j in range(10))
-        wall, _ = run(L + ["influence", "--model", model, "--train", train, "--test", test,
-                           "--test-ids", ref_ids, "--out", ref_path] + ref_args + SOLVE_ARGS[name]
-                      + common, None)
-        ref = np.load(ref_path)
-        print(f"reference scores ({' '.join(ref_args + SOLVE_ARGS[name])}, m = 10): {wall:.1f} s\n",
-              flush=True)
-        print("| solver | m | time [solve] | Spearman vs reference (mean, worst) | max rel. difference |")
-        print("|---|---|---|---|---|", flush=True)
-        solvers = [v for v in args.solvers.split(",") if not (name == "mlp" and v == "direct")]
-        for solver in solvers:
-            for m in (1, 10, 100):
-                if f"{name}/{solver}/{m}" in skip:
-                    continue
-                out_path = os.path.join(tmp, f"{name}_{solver}_{m}.npy")
-                ids = ",".join(str(100000 + j) for j in range(m))
-                try:
-                    wall, out = run(L + ["influence", "--model", model, "--train", train, "--test", test,
-                                         "--test-ids", ids, "--solver", solver, "--out", out_path,
-                                         "--json", "--allow-inexact"] + SOLVE_ARGS[name]
-                                    + EXTRA_ARGS.get((name, solver), []) + common,
-                                    args.timeout)
-                except Timeout:
-                    print(f"| {solver} | {m} | > {args.timeout:.0f} s (stopped) | | |", flush=True)
-                    results["influence"].append({"model": name, "solver": solver, "m": m,
-                                                 "timeout": args.timeout})
+        if not args.no_influence:
+            ref_path = os.path.join(tmp, f"{name}_ref.npy")
+            ref_args = ["--solver", "cg", "--cg-tolerance", "1e-10", "--cg-max-iterations", "5000"]
+            ref_ids = ",".join(str(100000 + j) for j in range(10))
+            wall, _ = run(L + ["influence", "--model", model, "--train", train, "--test", test,
+                               "--test-ids", ref_ids, "--out", ref_path] + ref_args + SOLVE_ARGS[name]
+                          + common, None)
+            ref = np.load(ref_path)
+            print(f"reference scores ({' '.join(ref_args + SOLVE_ARGS[name])}, m = 10): {wall:.1f} s\n",
+                  flush=True)
+            print("| solver | m | time [solve] | Spearman vs reference (mean, worst) | max rel. difference |")
+            print("|---|---|---|---|---|", flush=True)
+            solvers = [v for v in args.solvers.split(",") if not (name == "mlp" and v == "direct")]
+            for solver in solvers:
+                for m in (1, 10, 100):
+                    if f"{name}/{solver}/{m}" in skip:
+                        continue
+                    out_path = os.path.join(tmp, f"{name}_{solver}_{m}.npy")
+                    ids = ",".join(str(100000 + j) for j in range(m))
+                    try:
+                        wall, out = run(L + ["influence", "--model", model, "--train", train, "--test", test,
+                                             "--test-ids", ids, "--solver", solver, "--out", out_path,
+                                             "--json", "--allow-inexact"] + SOLVE_ARGS[name]
+                                        + EXTRA_ARGS.get((name, solver), []) + common,
+                                        args.timeout)
+                    except Timeout:
+                        print(f"| {solver} | {m} | > {args.timeout:.0f} s (stopped) | | |", flush=True)
+                        results["influence"].append({"model": name, "solver": solver, "m": m,
+                                                     "timeout": args.timeout})
+                        save()
+                        continue
+                    info = json.loads(out)["solver"]
+                    c = min(m, 10)
+                    scores = np.load(out_path)[:c]
+                    rhos = [spearman(scores[j], ref[j]) for j in range(c)]
+                    err = float(np.max(np.abs(scores - ref[:c])) / np.max(np.abs(ref[:c])))
+                    results["influence"].append({"model": name, "solver": solver, "m": m, "wall": wall,
+                                                 "solve": info, "spearman_mean": float(np.mean(rhos)),
+                                                 "spearman_min": float(np.min(rhos)), "max_rel_diff": err})
                     save()
-                    continue
-                info = json.loads(out)["solver"]
-                c = min(m, 10)
-                scores = np.load(out_path)[:c]
-                rhos = [spearman(scores[j], ref[j]) for j in range(c)]
-                err = float(np.max(np.abs(scores - ref[:c])) / np.max(np.abs(ref[:c])))
-                results["influence"].append({"model": name, "solver": solver, "m": m, "wall": wall,
-                                             "solve": info, "spearman_mean": float(np.mean(rhos)),
-                                             "spearman_min": float(np.min(rhos)), "max_rel_diff": err})
-                save()
-                print(f"| {solver} | {m} | {wall:.2f} s [{info['seconds']:.2f} s] | "
-                      f"{np.mean(rhos):.4f}, {np.min(rhos):.4f} | {err:.1e} |", flush=True)
+                    print(f"| {solver} | {m} | {wall:.2f} s [{info['seconds']:.2f} s] | "
+                          f"{np.mean(rhos):.4f}, {np.min(rhos):.4f} | {err:.1e} |", flush=True)
 
         # 2. unlearning against retraining
         rng = np.random.default_rng(2)
         theta0 = theta_of(model)
         print("\n| k | lethe unlearn [patch] | rel. error | retrain from scratch [train] | speedup (wall, compute) |")
         print("|---|---|---|---|---|", flush=True)
-        for k in (1, args.n // 100, args.n // 10):
+        for frac in map(float, args.ks.split(",")):
+            k = int(frac) if frac >= 1 else max(1, int(round(frac * args.n)))
             forget = os.path.join(tmp, f"forget_{name}_{k}.txt")
             with open(forget, "w") as f:
                 f.write("".join(f"{i}\n" for i in rng.choice(args.n, k, replace=False)))

@@ -1,4 +1,5 @@
-"""The benchmark data sets of bench/compare (no MNIST is available offline).
+"""What bench/compare's scripts share: their data sets (no MNIST is available offline), and
+running lethe and reading its models.
 
 synthetic:  a Gaussian mixture, n × 784, 10 classes: centres 0.15·N(0, I), unit noise. Very
             well conditioned (L-BFGS trains a softmax regression in ~50 iterations).
@@ -7,7 +8,38 @@ digits784:  scikit-learn's 1,797 handwritten digits (8 × 8, real scans) upsampl
             [0, 1], sampled with replacement. Like MNIST it has correlated pixels and an
             always-blank border, so its Hessians are as badly conditioned as real image data's.
 """
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "tools"))
+from export_torch import read_safetensors  # noqa: E402
+
+
+class Timeout(Exception):
+    pass
+
+
+def run(cmd, timeout=None):
+    """(wall seconds, stdout) of a command that must succeed; Timeout after `timeout` s."""
+    t = time.perf_counter()
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Timeout()
+    if r.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
+    return time.perf_counter() - t, r.stdout
+
+
+def theta_of(path):
+    """θ of a model file, flattened in file order, as float64."""
+    tensors, _ = read_safetensors(path)
+    return np.concatenate([np.asarray(t, np.float64).ravel() for t in tensors.values()])
 
 
 def synthetic(n, seed, d=784, classes=10):
