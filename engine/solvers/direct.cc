@@ -152,6 +152,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
   } else {
     // The failed factorisation overwrote A: form it again for the diagnosis (p more
     // operator applications, on the failure path only, rather than 2p² memory always).
+    a = kernels::Matrix<T>();  // release it first: one p × p matrix at a time
     a = FormMatrix(A, options.block_size);
     kernels::Matrix<T> values = be.Allocate(1, p);
     be.SymmetricEigenvalues(a, values);
