@@ -97,6 +97,23 @@ class Backend {
   virtual void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) = 0;
 };
 
+// The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C
+// agree (every backend's Gemm starts here).
+struct GemmShape {
+  bool ta, tb;  // op_a, op_b transpose
+  int64_t m, n, k;
+};
+template <typename T>
+GemmShape CheckGemmShape(Op op_a, Op op_b, const Matrix<T>& A, const Matrix<T>& B,
+                         const Matrix<T>& C) {
+  const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
+  const int64_t m = ta ? A.cols() : A.rows(), k = ta ? A.rows() : A.cols();
+  const int64_t kb = tb ? B.cols() : B.rows(), n = tb ? B.rows() : B.cols();
+  LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
+              " -> ", C.rows(), "x", C.cols());
+  return {ta, tb, m, n, k};
+}
+
 // ‖x‖₂ through the interface.
 template <typename T>
 T Norm(Backend<T>& backend, const Matrix<T>& x);

@@ -358,11 +358,7 @@ class CudaBackend final : public Backend<T> {
   // --- linear algebra -----------------------------------------------------------------------
   void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
             Matrix<T> C) override {
-    const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
-    const int64_t m = ta ? A.cols() : A.rows(), k = ta ? A.rows() : A.cols();
-    const int64_t kb = tb ? B.cols() : B.rows(), n = tb ? B.rows() : B.cols();
-    LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
-                " -> ", C.rows(), "x", C.cols());
+    const auto [ta, tb, m, n, k] = CheckGemmShape(op_a, op_b, A, B, C);
     if (m == 0 || n == 0) return;
     if (k == 0) {  // no products: C = beta · C (cuBLAS's k = 0 behaviour is not spelt out)
       Scale(beta, C);
