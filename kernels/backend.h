@@ -92,9 +92,10 @@ class Backend {
   virtual bool CholeskyFactor(Matrix<T> A) = 0;
   // Each row x of X ← A⁻¹ x, with L from CholeskyFactor: L y = x, then Lᵀ x = y.
   virtual void CholeskySolve(const Matrix<T>& L, Matrix<T> X) = 0;
-  // The eigenvalues of a symmetric A in ascending order, into `values` (1 × p). A is
-  // overwritten.
-  virtual void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) = 0;
+  // The eigenvalues of a symmetric A in ascending order, into `values` (1 × p). With
+  // `vectors`, A is overwritten by the orthonormal eigenvectors as its rows (row i belongs
+  // to values[i]: A_in = Uᵀ diag(values) U); without, A's contents are then unspecified.
+  virtual void SymmetricEigen(Matrix<T> A, Matrix<T> values, bool vectors) = 0;
 };
 
 // The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C

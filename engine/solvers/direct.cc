@@ -155,7 +155,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
     a = kernels::Matrix<T>();  // release it first: one p × p matrix at a time
     a = FormMatrix(A, options.block_size);
     kernels::Matrix<T> values = be.Allocate(1, p);
-    be.SymmetricEigenvalues(a, values);
+    be.SymmetricEigen(a, values, /*vectors=*/false);
     std::vector<T> host(static_cast<size_t>(p));
     be.Download(values, host.data());
     const double mu = host.front(), top = host.back();

@@ -37,7 +37,8 @@ ConstMap<T> In(const Matrix<T>& m) {
 // factorisations are written for column-major storage, and a symmetric matrix is its own
 // transpose.
 template <typename T>
-using ColMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+using ColMajorMap =
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
 template <typename T>
 ColMajorMap<T> Transposed(const Matrix<T>& m) {
   return ColMajorMap<T>(m.data(), m.cols(), m.rows(), Eigen::OuterStride<>(m.ld()));
@@ -198,8 +199,7 @@ class CpuBackend final : public Backend<T> {
         out.data()[i * out.ld() + j] = ActivationValue<T>(act, order, Z.data()[i * Z.ld() + j]);
   }
 
-  void LossValues(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y,
-                  Matrix<T> out) override {
+  void LossValues(LossKind loss, const Matrix<T>& F, const Matrix<T>& Y, Matrix<T> out) override {
     LETHE_CHECK(Y.rows() == F.rows() && out.rows() == F.rows() && out.cols() == 1);
 #pragma omp parallel for if (F.size() > kParallelThreshold)
     for (int64_t i = 0; i < F.rows(); ++i)
@@ -247,8 +247,9 @@ class CpuBackend final : public Backend<T> {
     LETHE_CHECK(A.rows() == A.cols());
     Eigen::setNbThreads(threads_);  // blocked: its updates are large GEMMs
     ColMajorMap<T> a = Transposed(A);
-    Eigen::LLT<Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>,
-               Eigen::Upper>
+    Eigen::LLT<
+        Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>,
+        Eigen::Upper>
         llt(a);
     return llt.info() == Eigen::Success;
   }
@@ -262,12 +263,15 @@ class CpuBackend final : public Backend<T> {
     U.transpose().solveInPlace(x);  // Uᵀ y = b
     U.solveInPlace(x);              // U x = y
   }
-  void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) override {
+  void SymmetricEigen(Matrix<T> A, Matrix<T> values, bool vectors) override {
     LETHE_CHECK(A.rows() == A.cols() && values.rows() == 1 && values.cols() == A.rows());
     Eigen::SelfAdjointEigenSolver<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> eig(
-        Transposed(A), Eigen::EigenvaluesOnly);
-    LETHE_CHECK(eig.info() == Eigen::Success, "the symmetric eigenvalue iteration did not converge");
+        Transposed(A), vectors ? Eigen::ComputeEigenvectors : Eigen::EigenvaluesOnly);
+    LETHE_CHECK(eig.info() == Eigen::Success,
+                "the symmetric eigenvalue iteration did not converge");
     Mut(values).row(0) = eig.eigenvalues().transpose();
+    // Eigen's eigenvectors are its columns; in the row-major A they become the rows.
+    if (vectors) Mut(A) = eig.eigenvectors().transpose();
   }
 
  private:

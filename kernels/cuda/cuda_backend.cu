@@ -233,21 +233,21 @@ cusolverStatus_t Potrs(cusolverDnHandle_t h, int n, int nrhs, const double* a, i
                        double* b, int ldb, int* info) {
   return cusolverDnDpotrs(h, kUpper, n, nrhs, a, lda, b, ldb, info);
 }
-cusolverStatus_t SyevdWork(cusolverDnHandle_t h, int n, const float* a, int lda, const float* w,
-                           int* lwork) {
-  return cusolverDnSsyevd_bufferSize(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, lwork);
+cusolverStatus_t SyevdWork(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, const float* a,
+                           int lda, const float* w, int* lwork) {
+  return cusolverDnSsyevd_bufferSize(h, mode, kUpper, n, a, lda, w, lwork);
 }
-cusolverStatus_t SyevdWork(cusolverDnHandle_t h, int n, const double* a, int lda,
-                           const double* w, int* lwork) {
-  return cusolverDnDsyevd_bufferSize(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, lwork);
+cusolverStatus_t SyevdWork(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, const double* a,
+                           int lda, const double* w, int* lwork) {
+  return cusolverDnDsyevd_bufferSize(h, mode, kUpper, n, a, lda, w, lwork);
 }
-cusolverStatus_t Syevd(cusolverDnHandle_t h, int n, float* a, int lda, float* w, float* work,
-                       int lwork, int* info) {
-  return cusolverDnSsyevd(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, work, lwork, info);
+cusolverStatus_t Syevd(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, float* a, int lda,
+                       float* w, float* work, int lwork, int* info) {
+  return cusolverDnSsyevd(h, mode, kUpper, n, a, lda, w, work, lwork, info);
 }
-cusolverStatus_t Syevd(cusolverDnHandle_t h, int n, double* a, int lda, double* w, double* work,
-                       int lwork, int* info) {
-  return cusolverDnDsyevd(h, CUSOLVER_EIG_MODE_NOVECTOR, kUpper, n, a, lda, w, work, lwork, info);
+cusolverStatus_t Syevd(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, double* a, int lda,
+                       double* w, double* work, int lwork, int* info) {
+  return cusolverDnDsyevd(h, mode, kUpper, n, a, lda, w, work, lwork, info);
 }
 
 // cuSOLVER's dense routines take int sizes.
@@ -484,16 +484,19 @@ class CudaBackend final : public Backend<T> {
     LETHE_CUDA_CHECK(Potrs(context_->cusolver(), n, nrhs, L.data(), lda, X.data(), ldb, info));
     LETHE_CHECK(ReadInfo(info, "potrs") == 0, "cuSOLVER potrs rejected a parameter");
   }
-  void SymmetricEigenvalues(Matrix<T> A, Matrix<T> values) override {
+  void SymmetricEigen(Matrix<T> A, Matrix<T> values, bool vectors) override {
     LETHE_CHECK(A.rows() == A.cols() && values.rows() == 1 && values.cols() == A.rows());
     if (A.rows() == 0) return;
     const int n = AsInt(A.rows(), "matrix size"), lda = AsInt(A.ld(), "leading dimension");
+    // Column-major eigenvectors (syevd's columns) are the rows of the row-major A.
+    const cusolverEigMode_t mode = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
     int lwork = 0;
-    LETHE_CUDA_CHECK(SyevdWork(context_->cusolver(), n, A.data(), lda, values.data(), &lwork));
+    LETHE_CUDA_CHECK(
+        SyevdWork(context_->cusolver(), mode, n, A.data(), lda, values.data(), &lwork));
     T* work = nullptr;
     int* info = SolverWorkspace(lwork, &work);
     LETHE_CUDA_CHECK(
-        Syevd(context_->cusolver(), n, A.data(), lda, values.data(), work, lwork, info));
+        Syevd(context_->cusolver(), mode, n, A.data(), lda, values.data(), work, lwork, info));
     LETHE_CHECK(ReadInfo(info, "syevd") == 0,
                 "cuSOLVER syevd: the symmetric eigenvalue iteration did not converge");
   }

@@ -380,12 +380,45 @@ TEST_P(Conformance, CholeskyRefusesIndefiniteAndEigenvaluesFindWhy) {
       EXPECT_FALSE(h.ref().CholeskyFactor(A.ref)) << size;
       auto B = h.FromHost(p, p, gram);
       auto values = h.Random(1, p, 3);
-      h.test().SymmetricEigenvalues(B.test, values.test);
-      h.ref().SymmetricEigenvalues(B.ref, values.ref);
+      h.test().SymmetricEigen(B.test, values.test, false);
+      h.ref().SymmetricEigen(B.ref, values.ref, false);
       h.Expect(values, kEigenvalueTolerance, "SymmetricEigenvalues" + size);
       const std::vector<double> v = h.Host(values);
       EXPECT_LT(v.front(), 0) << size;
       EXPECT_TRUE(std::is_sorted(v.begin(), v.end())) << size;
+    }
+  });
+}
+
+// Eigenvectors are defined up to sign (and rotation within a repeated eigenvalue), so the
+// candidate's are checked by what they must satisfy: U Uᵀ = I and Uᵀ diag(λ) U = A.
+TEST_P(Conformance, SymmetricEigenvectorsReconstructTheMatrix) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    for (int64_t p : {37, 300}) {
+      const std::string size = " p = " + std::to_string(p);
+      const std::vector<double> gram = ShiftedGram(p, -0.5, 11 * p);
+      auto A = h.FromHost(p, p, gram);
+      auto values = h.Random(1, p, 5);
+      h.test().SymmetricEigen(A.test, values.test, true);
+      std::vector<T> u(p * p), lambda(p);
+      h.test().Download(A.test, u.data());
+      h.test().Download(values.test, lambda.data());
+      double scale = 0, worst_a = 0, worst_i = 0;
+      for (double g : gram) scale = std::max(scale, std::fabs(g));
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < p; ++j) {
+          double a = 0, id = 0;
+          for (int64_t k = 0; k < p; ++k) {
+            a += double(u[k * p + i]) * double(lambda[k]) * double(u[k * p + j]);
+            id += double(u[i * p + k]) * double(u[j * p + k]);
+          }
+          worst_a = std::max(worst_a, std::fabs(a - h.Round(gram[i * p + j])) / scale);
+          worst_i = std::max(worst_i, std::fabs(id - (i == j)));
+        }
+      EXPECT_LE(worst_a, h.Tol(kEigenvalueTolerance)) << "Uᵀ diag(λ) U vs A" << size;
+      EXPECT_LE(worst_i, h.Tol(kEigenvalueTolerance)) << "U Uᵀ vs I" << size;
+      EXPECT_TRUE(std::is_sorted(lambda.begin(), lambda.end())) << size;
     }
   });
 }
