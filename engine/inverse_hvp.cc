@@ -8,18 +8,31 @@ namespace lethe {
 
 const char* Name(SolverKind s) {
   switch (s) {
-    case SolverKind::kDirect: return "direct";
-    case SolverKind::kCg: return "cg";
-    case SolverKind::kLissa: return "lissa";
-    case SolverKind::kLanczos: return "lanczos";
+    case SolverKind::kDirect:
+      return "direct";
+    case SolverKind::kCg:
+      return "cg";
+    case SolverKind::kLissa:
+      return "lissa";
+    case SolverKind::kLanczos:
+      return "lanczos";
   }
   return "?";
 }
 
 SolverKind ParseSolver(const std::string& name) {
-  for (SolverKind s : {SolverKind::kDirect, SolverKind::kCg, SolverKind::kLissa, SolverKind::kLanczos})
+  for (SolverKind s :
+       {SolverKind::kDirect, SolverKind::kCg, SolverKind::kLissa, SolverKind::kLanczos})
     if (name == Name(s)) return s;
   Fail("--solver ", name, ": unknown (known: direct, cg, lissa, lanczos)");
+}
+
+const char* Name(PreconditionerKind k) { return k == PreconditionerKind::kKfac ? "kfac" : "none"; }
+
+PreconditionerKind ParsePreconditioner(const std::string& name) {
+  for (PreconditionerKind k : {PreconditionerKind::kNone, PreconditionerKind::kKfac})
+    if (name == Name(k)) return k;
+  Fail("--preconditioner ", name, ": unknown (known: kfac, none)");
 }
 
 SolverKind DefaultSolver(int64_t num_params) {
@@ -74,9 +87,20 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       lanczos_->Solve(B, X);
       if (check_residual) RecomputeResiduals(undamped_, options_.damping, B, X, &s);
       return s;
-    case SolverKind::kCg:
+    case SolverKind::kCg: {
+      // The preconditioner costs about one pass over the data, once per (objective, θ);
+      // its setup time is counted in the first solve's.
+      double setup = 0;
+      if (options_.preconditioner == PreconditionerKind::kKfac && !kfac_) {
+        kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping);
+        setup = kfac_->setup_seconds();
+      }
       objective_.backend().Fill(X, T(0));
-      return ConjugateGradient(damped_, B, X, options_.cg);
+      s = ConjugateGradient(damped_, B, X, options_.cg, kfac_.get());
+      s.seconds += setup;
+      if (kfac_) s.preconditioner = Name(options_.preconditioner);
+      return s;
+    }
     case SolverKind::kLissa:
       if (!minibatch_)
         minibatch_ = std::make_unique<MinibatchCurvatureOperator<T>>(

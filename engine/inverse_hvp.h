@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/kfac_preconditioner.h"
 #include "engine/objective.h"
 #include "engine/solvers/cg.h"
 #include "engine/solvers/direct.h"
@@ -20,12 +21,19 @@ enum class SolverKind { kDirect, kCg, kLissa, kLanczos };
 const char* Name(SolverKind s);
 SolverKind ParseSolver(const std::string& name);  // throws lethe::Error
 
+// What CG is preconditioned with: nothing, or the Kronecker-factored approximation of the
+// curvature's layer blocks (engine/kfac_preconditioner.h).
+enum class PreconditionerKind { kNone, kKfac };
+const char* Name(PreconditionerKind k);
+PreconditionerKind ParsePreconditioner(const std::string& name);  // throws lethe::Error
+
 struct InverseHvpOptions {
   SolverKind solver = SolverKind::kDirect;
   Curvature curvature = Curvature::kHessian;
   double damping = 0;  // λ ≥ 0
   DirectOptions direct;
   CgOptions cg;
+  PreconditionerKind preconditioner = PreconditionerKind::kKfac;  // cg only
   LissaOptions lissa;
   LanczosOptions lanczos;  // its damping field is ignored: λ above is used
   void Validate() const;
@@ -58,6 +66,7 @@ class InverseHvp {
   std::unique_ptr<MinibatchCurvatureOperator<T>> minibatch_;
   std::unique_ptr<DirectFactorization<T>> direct_;
   std::unique_ptr<LanczosInverse<T>> lanczos_;
+  std::unique_ptr<KfacPreconditioner<T>> kfac_;
   SolveSummary setup_;  // of the factorisation / Lanczos run
 };
 

@@ -10,6 +10,8 @@ using kernels::Op;
 
 void ObjectiveOptions::Validate() const {
   if (batch_size < 1) Fail("ObjectiveOptions::batch_size = ", batch_size, ": must be >= 1");
+  if (group_elements < 1)
+    Fail("ObjectiveOptions::group_elements = ", group_elements, ": must be >= 1");
 }
 
 // Buffers for one batch, allocated once: activations, backpropagated gradients and their
@@ -19,11 +21,16 @@ struct Objective<T>::Workspace {
   std::vector<Matrix> acts, deltas, r_acts, r_deltas, sigma1, sigma2;
   Matrix tmp, losses;
   int64_t count = 0;  // rows of the current batch
+  // The first linear layer's products for a group of directions at once (see
+  // CurvatureProductRows): R{x₁} for every direction of the group side by side (batch ×
+  // group·out), their R{δ₁}, the stacked V_W (group·out × in) and its weight products.
+  Matrix group_r_out, group_r_delta, group_v, group_products;
+  int64_t group = 0;  // directions the group buffers hold
 };
 
 template <typename T>
-Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch,
-                        DeviceData<T> data, const ObjectiveOptions& options)
+Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, DeviceData<T> data,
+                        const ObjectiveOptions& options)
     : backend_(backend), arch_(arch), data_(std::move(data)), options_(options) {
   options_.Validate();
   LETHE_CHECK(data_.X.cols() == arch_.input_dim && data_.Y.rows() == data_.X.rows());
@@ -183,8 +190,8 @@ void Objective<T>::CurvatureProduct(Curvature curvature, const Matrix& theta, co
 // The loss terms carry the weight 1/n (n = rows in the range), so a minibatch gives the
 // curvature of the minibatch objective; the l2 term is added once, outside the loop.
 template <typename T>
-void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta,
-                                        const Matrix& V, Matrix out, int64_t first, int64_t n) {
+void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V,
+                                        Matrix out, int64_t first, int64_t n) {
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
   LETHE_CHECK(V.cols() == num_params() && out.rows() == V.rows() && out.cols() == V.cols());
   LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
@@ -209,65 +216,114 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
       backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
       if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
     }
-    for (int64_t r = 0; r < V.rows(); ++r) {
-      Matrix v = V.Row(r);
-      Matrix hv = out.Row(r);
-      // Forward R pass. Before the first linear layer R{x} = 0 (the data do not depend on θ).
-      for (int l = arch_.first_linear; l < L; ++l) {
-        const LayerShape& layer = arch_.layers[l];
-        Matrix x = ws.acts[l].Rows(0, count);
-        Matrix rx = ws.r_acts[l].Rows(0, count);
-        Matrix ry = ws.r_acts[l + 1].Rows(0, count);
-        if (layer.is_linear()) {
-          Matrix W, b, VW, vb;
-          LayerParams(theta, layer, &W, &b);
-          LayerParams(v, layer, &VW, &vb);
-          backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, VW, T(0), ry);
-          if (l > arch_.first_linear) backend_.Gemm(Op::kNone, Op::kTranspose, T(1), rx, W, T(1), ry);
-          if (!vb.empty()) backend_.AddRow(vb, ry);
-        } else {
-          backend_.Multiply(ws.sigma1[l].Rows(0, count), rx, T(0), ry);
-        }
-      }
-      Matrix rdelta_out = ws.r_deltas[L].Rows(0, count);
-      backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), f, ws.r_acts[L].Rows(0, count),
-                                  rdelta_out);
-      // Backward R pass.
-      for (int l = L - 1; l >= arch_.first_linear; --l) {
-        const LayerShape& layer = arch_.layers[l];
-        const bool propagate = l > arch_.first_linear;
-        Matrix x = ws.acts[l].Rows(0, count);
-        Matrix rx = ws.r_acts[l].Rows(0, count);
-        Matrix delta = ws.deltas[l + 1].Rows(0, count);
-        Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
-        Matrix rdelta_in = ws.r_deltas[l].Rows(0, count);
-        if (layer.is_linear()) {
-          Matrix W, b, VW, vb;
-          LayerParams(theta, layer, &W, &b);
-          LayerParams(v, layer, &VW, &vb);
-          Matrix hw = hv.Block(layer.weight_offset, layer.out, layer.in);
-          backend_.Gemm(Op::kTranspose, Op::kNone, T(1), rdelta, x, T(1), hw);
-          if (hessian && l > arch_.first_linear)
-            backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, rx, T(1), hw);
-          if (!b.empty())
-            backend_.ColumnSums(T(1), rdelta, T(1), hv.Block(layer.bias_offset, 1, layer.out));
-          if (propagate) {
-            backend_.Gemm(Op::kNone, Op::kNone, T(1), rdelta, W, T(0), rdelta_in);
-            if (hessian) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, VW, T(1), rdelta_in);
-          }
-        } else if (propagate) {
-          backend_.Multiply(rdelta, ws.sigma1[l].Rows(0, count), T(0), rdelta_in);
-          if (hessian) {
-            Matrix t = ws.tmp.Rows(0, count).Cols(0, layer.in);
-            backend_.Multiply(delta, ws.sigma2[l].Rows(0, count), T(0), t);
-            backend_.Multiply(t, rx, T(1), rdelta_in);
-          }
-        }
-      }
+    // The first linear layer's input is the data itself (R{x} = 0 there), and its two
+    // products with the data, R{x₁} = x V_Wᵀ and R{∇W} = R{δ₁}ᵀ x, are the widest of the pass
+    // but only out columns each (10 for a softmax regression): thin, slow GEMMs. Stacking a
+    // group of directions makes them two wide GEMMs, x [V_W¹; …; V_Wᵍ]ᵀ and
+    // [R{δ₁}¹ … R{δ₁}ᵍ]ᵀ x; the rest of the pass runs per direction on its column block.
+    const LayerShape& first = arch_.layers[arch_.first_linear];
+    const int64_t group = std::max<int64_t>(
+        1, std::min(V.rows(), options_.group_elements / (first.out * std::max(ws.losses.rows(), first.in))));
+    if (ws.group < group) {
+      ws.group_r_out = backend_.Allocate(ws.losses.rows(), group * first.out);
+      ws.group_r_delta = backend_.Allocate(ws.losses.rows(), group * first.out);
+      ws.group_v = backend_.Allocate(group * first.out, first.in);
+      ws.group_products = backend_.Allocate(group * first.out, first.in);
+      ws.group = group;
+    }
+    for (int64_t r0 = 0; r0 < V.rows(); r0 += group) {
+      const int64_t g = std::min(group, V.rows() - r0);
+      Matrix x0 = ws.acts[arch_.first_linear].Rows(0, count);
+      Matrix stacked = ws.group_v.Rows(0, g * first.out);
+      for (int64_t j = 0; j < g; ++j)
+        backend_.Copy(V.Row(r0 + j).Block(first.weight_offset, first.out, first.in),
+                      stacked.Rows(j * first.out, first.out));
+      Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * first.out);
+      Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * first.out);
+      backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x0, stacked, T(0), r_out);
+      for (int64_t j = 0; j < g; ++j)
+        DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count,
+                         r_out.Cols(j * first.out, first.out),
+                         r_delta.Cols(j * first.out, first.out));
+      Matrix products = ws.group_products.Rows(0, g * first.out);
+      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), r_delta, x0, T(0), products);
+      for (int64_t j = 0; j < g; ++j)
+        backend_.Axpby(T(1), products.Rows(j * first.out, first.out), T(1),
+                       out.Row(r0 + j).Block(first.weight_offset, first.out, first.in));
     }
   }
   const double l2 = arch_.spec.l2;
   if (l2 != 0) backend_.Axpby(T(l2), V, T(1), out);
+}
+
+// One direction's R passes over the current batch, given the first linear layer's
+// R{x₁} = x V_Wᵀ (r_first, without the bias term); leaves that layer's R{δ₁} in
+// r_delta_first for the caller's grouped weight product, and adds everything else into hv.
+template <typename T>
+void Objective<T>::DirectionProduct(bool hessian, const Matrix& theta, const Matrix& v, Matrix hv,
+                                    int64_t n, int64_t count, const Matrix& r_first,
+                                    Matrix r_delta_first) {
+  Workspace& ws = *ws_;
+  const int L = static_cast<int>(arch_.layers.size());
+  Matrix f = ws.acts[L].Rows(0, count);
+  // Forward R pass. Before the first linear layer R{x} = 0 (the data do not depend on θ).
+  for (int l = arch_.first_linear; l < L; ++l) {
+    const LayerShape& layer = arch_.layers[l];
+    Matrix rx = ws.r_acts[l].Rows(0, count);
+    Matrix ry = ws.r_acts[l + 1].Rows(0, count);
+    if (layer.is_linear()) {
+      Matrix W, b, VW, vb;
+      LayerParams(theta, layer, &W, &b);
+      LayerParams(v, layer, &VW, &vb);
+      if (l == arch_.first_linear) {
+        backend_.Copy(r_first, ry);
+      } else {
+        backend_.Gemm(Op::kNone, Op::kTranspose, T(1), ws.acts[l].Rows(0, count), VW, T(0), ry);
+        backend_.Gemm(Op::kNone, Op::kTranspose, T(1), rx, W, T(1), ry);
+      }
+      if (!vb.empty()) backend_.AddRow(vb, ry);
+    } else {
+      backend_.Multiply(ws.sigma1[l].Rows(0, count), rx, T(0), ry);
+    }
+  }
+  Matrix rdelta_out = ws.r_deltas[L].Rows(0, count);
+  backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), f, ws.r_acts[L].Rows(0, count),
+                              rdelta_out);
+  // Backward R pass.
+  for (int l = L - 1; l >= arch_.first_linear; --l) {
+    const LayerShape& layer = arch_.layers[l];
+    const bool propagate = l > arch_.first_linear;
+    Matrix x = ws.acts[l].Rows(0, count);
+    Matrix rx = ws.r_acts[l].Rows(0, count);
+    Matrix delta = ws.deltas[l + 1].Rows(0, count);
+    Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
+    Matrix rdelta_in = ws.r_deltas[l].Rows(0, count);
+    if (layer.is_linear()) {
+      Matrix W, b, VW, vb;
+      LayerParams(theta, layer, &W, &b);
+      LayerParams(v, layer, &VW, &vb);
+      if (propagate) {
+        Matrix hw = hv.Block(layer.weight_offset, layer.out, layer.in);
+        backend_.Gemm(Op::kTranspose, Op::kNone, T(1), rdelta, x, T(1), hw);
+        if (hessian) backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, rx, T(1), hw);
+      } else {
+        backend_.Copy(rdelta, r_delta_first);  // R{∇W₁} = R{δ₁}ᵀ x: grouped by the caller
+      }
+      if (!b.empty())
+        backend_.ColumnSums(T(1), rdelta, T(1), hv.Block(layer.bias_offset, 1, layer.out));
+      if (propagate) {
+        backend_.Gemm(Op::kNone, Op::kNone, T(1), rdelta, W, T(0), rdelta_in);
+        if (hessian) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, VW, T(1), rdelta_in);
+      }
+    } else if (propagate) {
+      backend_.Multiply(rdelta, ws.sigma1[l].Rows(0, count), T(0), rdelta_in);
+      if (hessian) {
+        Matrix t = ws.tmp.Rows(0, count).Cols(0, layer.in);
+        backend_.Multiply(delta, ws.sigma2[l].Rows(0, count), T(0), t);
+        backend_.Multiply(t, rx, T(1), rdelta_in);
+      }
+    }
+  }
 }
 
 template <typename T>
@@ -298,6 +354,82 @@ void Objective<T>::PerExampleGradientDots(const Matrix& theta, const Matrix& S, 
                           data_.Y.Rows(begin, count), ws_->deltas[L].Rows(0, count));
     Matrix dots = out.Rows(begin, count);
     Backward(theta, count, {.dot_with = &S, .dots = &dots});
+  }
+}
+
+template <typename T>
+void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
+                                    std::vector<Matrix>* input) {
+  LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
+  Workspace& ws = *ws_;
+  const int L = static_cast<int>(arch_.layers.size());
+  const int64_t width = arch_.output_dim, n = num_examples();
+  output->clear(), input->clear();
+  for (const LayerShape& layer : arch_.layers) {
+    if (!layer.is_linear()) continue;
+    const int64_t k = layer.in + (layer.bias_offset >= 0);
+    output->push_back(backend_.Allocate(layer.out, layer.out));
+    input->push_back(backend_.Allocate(k, k));
+    backend_.Fill(output->back(), T(0));
+    backend_.Fill(input->back(), T(0));
+  }
+  Matrix ones = backend_.Allocate(ws.losses.rows(), 1);
+  backend_.Fill(ones, T(1));
+  for (int64_t begin = 0; begin < n; begin += ws.losses.rows()) {
+    const int64_t count = std::min(ws.losses.rows(), n - begin);
+    Forward(theta, begin, count);
+    Matrix one = ones.Rows(0, count);
+    // S_l += Σ ã ãᵀ, by blocks: [aᵀa, aᵀ1; 1ᵀa, 1ᵀ1].
+    for (int l = arch_.first_linear, j = 0; l < L; ++l) {
+      const LayerShape& layer = arch_.layers[l];
+      if (!layer.is_linear()) continue;
+      Matrix S = (*input)[j++], a = ws.acts[l].Rows(0, count);
+      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), a, a, T(1),
+                    S.Rows(0, layer.in).Cols(0, layer.in));
+      if (layer.bias_offset < 0) continue;
+      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), a, one, T(1),
+                    S.Rows(0, layer.in).Cols(layer.in, 1));
+      backend_.ColumnSums(T(1), a, T(1), S.Row(layer.in).Cols(0, layer.in));
+      backend_.ColumnSums(T(1), one, T(1), S.Row(layer.in).Cols(layer.in, 1));
+    }
+    for (int l = arch_.first_linear; l < L; ++l)
+      if (!arch_.layers[l].is_linear())
+        backend_.Activate(arch_.layers[l].activation, 1, ws.acts[l].Rows(0, count),
+                          ws.sigma1[l].Rows(0, count));
+    // Γ_l += Σ_c (Jᵀ e_c)ᵀ-rows times (Jᵀ A e_c)-rows: e_c backpropagates in `deltas`,
+    // A e_c in `r_deltas`, through the same linear maps (δ W) and activations (δ ⊙ σ').
+    Matrix f = ws.acts[L].Rows(0, count);
+    for (int64_t c = 0; c < width; ++c) {
+      Matrix e = ws.deltas[L].Rows(0, count);
+      backend_.Fill(e, T(0));
+      backend_.Fill(e.Cols(c, 1), T(1));
+      backend_.LossHessianProduct(arch_.spec.loss, T(1), f, e, ws.r_deltas[L].Rows(0, count));
+      int j = static_cast<int>(output->size());
+      for (int l = L - 1; l >= arch_.first_linear; --l) {
+        const LayerShape& layer = arch_.layers[l];
+        const bool propagate = l > arch_.first_linear;
+        Matrix be = ws.deltas[l + 1].Rows(0, count), bae = ws.r_deltas[l + 1].Rows(0, count);
+        Matrix be_in = ws.deltas[l].Rows(0, count), bae_in = ws.r_deltas[l].Rows(0, count);
+        if (layer.is_linear()) {
+          backend_.Gemm(Op::kTranspose, Op::kNone, T(1), be, bae, T(1), (*output)[--j]);
+          if (!propagate) continue;
+          Matrix W, b;
+          LayerParams(theta, layer, &W, &b);
+          backend_.Gemm(Op::kNone, Op::kNone, T(1), be, W, T(0), be_in);
+          backend_.Gemm(Op::kNone, Op::kNone, T(1), bae, W, T(0), bae_in);
+        } else if (propagate) {
+          backend_.Multiply(be, ws.sigma1[l].Rows(0, count), T(0), be_in);
+          backend_.Multiply(bae, ws.sigma1[l].Rows(0, count), T(0), bae_in);
+        }
+      }
+    }
+  }
+  const T inv_n = T(1.0 / static_cast<double>(n));
+  for (size_t j = 0; j < output->size(); ++j) {
+    for (Matrix* m : {&(*output)[j], &(*input)[j]}) {
+      backend_.Symmetrize(*m);
+      backend_.Axpby(T(0), *m, inv_n, *m);
+    }
   }
 }
 
@@ -356,7 +488,8 @@ DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
   std::vector<T> x(static_cast<size_t>(n * data.d)), y(static_cast<size_t>(n * data.target_width));
   for (int64_t i = 0; i < n; ++i) {
     const int64_t src = all ? i : rows[i];
-    for (int64_t j = 0; j < data.d; ++j) x[i * data.d + j] = static_cast<T>(data.X[src * data.d + j]);
+    for (int64_t j = 0; j < data.d; ++j)
+      x[i * data.d + j] = static_cast<T>(data.X[src * data.d + j]);
     for (int64_t j = 0; j < data.target_width; ++j)
       y[i * data.target_width + j] = static_cast<T>(data.y[src * data.target_width + j]);
   }

@@ -39,6 +39,10 @@ struct DeviceData {
 struct ObjectiveOptions {
   // Examples per forward/backward pass: bounds the workspace to O(batch × max width).
   int64_t batch_size = 2048;
+  // Curvature products take the first linear layer's products for a group of directions
+  // at once (two wide GEMMs instead of 2 × group thin ones); the group is as large as keeps
+  // each of its four buffers (batch × group·out, group·out × in) within this many elements.
+  int64_t group_elements = int64_t{1} << 22;
   void Validate() const;
 };
 
@@ -75,8 +79,8 @@ class Objective {
   void CurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out);
   // The same for the objective over rows [begin, begin+count) alone,
   // (1/count) Σ lᵢ + (l2/2)‖θ‖²: the minibatch curvature stochastic solvers (LiSSA) use.
-  void CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V,
-                            Matrix out, int64_t begin, int64_t count);
+  void CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out,
+                            int64_t begin, int64_t count);
   // out (count × p): row i = ∇_θ l(f(x_{begin+i}), y_{begin+i}).
   void PerExampleGradients(const Matrix& theta, int64_t begin, int64_t count, Matrix out);
   // out (n × m): out[i, j] = ∇_θ lᵢ(θ)ᵀ s_j for the rows s_j of S (m × p), without forming
@@ -84,6 +88,18 @@ class Objective {
   // ⟨S_W, δᵢ xᵢᵀ⟩ = δᵢᵀ S_W xᵢ = rowᵢ(δ ⊙ (x S_Wᵀ)) and ⟨s_b, δᵢ⟩ = rowᵢ(δ s_bᵀ): memory stays
   // O(batch × width), never O(n × p). This is how influence scores g_testᵀ H⁻¹ gᵢ are taken.
   void PerExampleGradientDots(const Matrix& theta, const Matrix& S, Matrix out);
+  // The Kronecker factors of the Gauss-Newton matrix's diagonal blocks (K-FAC, Martens &
+  // Grosse 2015), one pair per linear layer in layer order. For layer l with input a (the
+  // bias as a constant 1 appended, ã = [a; 1]) and J the Jacobian of the model output
+  // f with respect to the layer's output, its block of G = (1/n) Σᵢ Jᵢᵀ Aᵢ Jᵢ (Aᵢ = ∇²_f lᵢ) is
+  //   G_ll = (1/n) Σᵢ (J_{l,i}ᵀ Aᵢ J_{l,i}) ⊗ ãᵢ ãᵢᵀ ≈ Γ_l ⊗ S_l,
+  //   Γ_l = (1/n) Σᵢ J_{l,i}ᵀ Aᵢ J_{l,i}  (out × out),  S_l = (1/n) Σᵢ ãᵢ ãᵢᵀ  (k × k),
+  // k = in + 1 with a bias, else in; exact when n = 1. Γ is taken without square roots of
+  // A: Σ_c (Jᵀ e_c)(Jᵀ A e_c)ᵀ = Jᵀ A J, so the unit vectors e_c and A e_c are
+  // backpropagated side by side (2 × output-width backward passes, once). l2 is not in
+  // them. `output` and `input` receive newly allocated, symmetrised Γ_l and S_l.
+  void KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
+                        std::vector<Matrix>* input);
   // out (n × 1): lᵢ(θ).
   void PerExampleLosses(const Matrix& theta, Matrix out);
   // out (n × output width): f(xᵢ; θ).
@@ -96,11 +112,14 @@ class Objective {
   void Forward(const Matrix& theta, int64_t begin, int64_t count);
   // What a backward pass produces; any may be null.
   struct Sinks {
-    Matrix* grad = nullptr;         // adds Σ over the batch of each layer's gradient
-    Matrix* per_example = nullptr;  // count × p: per-row gradients
+    Matrix* grad = nullptr;            // adds Σ over the batch of each layer's gradient
+    Matrix* per_example = nullptr;     // count × p: per-row gradients
     const Matrix* dot_with = nullptr;  // m × p: with `dots`, adds ∇lᵢᵀ s_j into dots[i, j]
     Matrix* dots = nullptr;            // count × m
   };
+  // CurvatureProductRows' passes for one direction v (into hv) on the current batch.
+  void DirectionProduct(bool hessian, const Matrix& theta, const Matrix& v, Matrix hv, int64_t n,
+                        int64_t count, const Matrix& r_first, Matrix r_delta_first);
   // Backward pass from deltas[L], down to the first linear layer.
   void Backward(const Matrix& theta, int64_t count, const Sinks& sinks);
   void LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W, Matrix* b) const;

@@ -20,7 +20,7 @@ output) and, in brackets, the computation lethe reports. One run, one machine, o
 
     /usr/bin/python3 bench/compare/grid.py --lethe build/tools/lethe [--n 10000]
         [--data digits784|synthetic] [--device cpu|cuda] [--threads N] [--models softmax,mlp]
-        [--solvers cg,lissa,lanczos] [--skip softmax/lissa/100,...] [--timeout 300]
+        [--solvers cg,cg-plain,lissa,lanczos] [--skip softmax/lissa/100,...] [--timeout 300]
         [--ks 1,0.01,0.1] [--no-influence] [--mlp-iterations 2000] [--json results.json]
 """
 import argparse
@@ -49,6 +49,13 @@ SOLVE_ARGS = {"softmax": [], "mlp": ["--curvature", "gauss-newton", "--damping",
 EXTRA_ARGS = {("softmax", "lanczos"): ["--damping", "1e-3"]}
 
 
+def solver_args(solver):
+    """cg-plain: CG without its default (K-FAC) preconditioner."""
+    if solver == "cg-plain":
+        return ["--solver", "cg", "--preconditioner", "none"]
+    return ["--solver", solver]
+
+
 def spearman(a, b):
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -62,7 +69,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--models", default="softmax,mlp")
-    ap.add_argument("--solvers", default="direct,cg,lissa,lanczos",
+    ap.add_argument("--solvers", default="direct,cg,cg-plain,lissa,lanczos",
                     help="direct is left out for the MLP (p = 203,530)")
     ap.add_argument("--skip", default="", help="model/solver/m triples to leave out, e.g. softmax/lissa/100")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per command")
@@ -127,8 +134,9 @@ def main():
                     ids = ",".join(str(100000 + j) for j in range(m))
                     try:
                         wall, out = run(L + ["influence", "--model", model, "--train", train, "--test", test,
-                                             "--test-ids", ids, "--solver", solver, "--out", out_path,
-                                             "--json", "--allow-inexact"] + SOLVE_ARGS[name]
+                                             "--test-ids", ids, "--out", out_path,
+                                             "--json", "--allow-inexact"] + solver_args(solver)
+                                        + SOLVE_ARGS[name]
                                         + EXTRA_ARGS.get((name, solver), []) + common,
                                         args.timeout)
                     except Timeout:

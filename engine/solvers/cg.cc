@@ -26,12 +26,14 @@ std::vector<double> RowNormsSquared(kernels::Backend<T>& be, const kernels::Matr
 
 template <typename T>
 SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B,
-                               kernels::Matrix<T> X, const CgOptions& options) {
+                               kernels::Matrix<T> X, const CgOptions& options,
+                               LinearOperator<T>* M) {
   options.Validate();
   const auto start = std::chrono::steady_clock::now();
   kernels::Backend<T>& be = A.backend();
   const int64_t m = B.rows(), p = B.cols();
   LETHE_CHECK(p == A.size() && X.rows() == m && X.cols() == p);
+  LETHE_CHECK(!M || M->size() == p);
   SolveSummary summary;
   summary.solver = "cg";
 
@@ -40,9 +42,20 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
   A.Apply(X, AP);
   be.Copy(B, R);
   be.Axpby(T(-1), AP, T(1), R);  // r = b − A x
-  be.Copy(R, P);
+  // z = M⁻¹ r; without a preconditioner z is r itself and rᵀz = rᵀr.
+  kernels::Matrix<T> Z = M ? be.Allocate(m, p) : R;
+  auto precondition = [&](const std::vector<double>& rr) {
+    if (!M) return rr;
+    M->Apply(R, Z);
+    be.RowDots(R, Z, scalars);
+    std::vector<T> host(m);
+    be.Download(scalars, host.data());
+    return std::vector<double>(host.begin(), host.end());
+  };
   const std::vector<double> bb = RowNormsSquared(be, B, scalars);
   std::vector<double> rr = RowNormsSquared(be, R, scalars);
+  std::vector<double> rz = precondition(rr);
+  be.Copy(Z, P);
   std::vector<bool> active(m);
   auto converged = [&](int64_t r) {
     return std::sqrt(rr[r]) <= options.relative_tolerance * std::sqrt(bb[r]) || bb[r] == 0;
@@ -79,20 +92,27 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
         active[r] = false, --n_active;
         continue;
       }
-      const T alpha = T(rr[r] / pap);
+      const T alpha = T(rz[r] / pap);
       be.Axpby(alpha, P.Row(r), T(1), X.Row(r));
       be.Axpby(-alpha, AP.Row(r), T(1), R.Row(r));
     }
-    const std::vector<double> rr_new = RowNormsSquared(be, R, scalars);
+    rr = RowNormsSquared(be, R, scalars);
+    for (int64_t r = 0; r < m; ++r)
+      if (active[r] && converged(r)) active[r] = false, --n_active;
+    if (n_active == 0) break;
+    const std::vector<double> rz_new = precondition(rr);
     for (int64_t r = 0; r < m; ++r) {
       if (!active[r]) continue;
-      const double beta = rr_new[r] / rr[r];
-      rr[r] = rr_new[r];
-      if (converged(r)) {
+      if (!(rz_new[r] > 0) || !std::isfinite(rz_new[r])) {
+        summary.termination = Termination::kDiverged;
+        summary.message = "the preconditioner gave rᵀM⁻¹r = " + std::to_string(rz_new[r]) +
+                          " (right-hand side " + std::to_string(r) + ")";
         active[r] = false, --n_active;
         continue;
       }
-      be.Axpby(T(1), R.Row(r), T(beta), P.Row(r));  // p = r + β p
+      const double beta = rz_new[r] / rz[r];
+      rz[r] = rz_new[r];
+      be.Axpby(T(1), Z.Row(r), T(beta), P.Row(r));  // p = z + β p
     }
   }
   if (summary.termination != Termination::kConverged && summary.message.empty())
@@ -110,15 +130,17 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
     summary.relative_residuals.push_back(rel);
     summary.relative_residual = std::max(summary.relative_residual, rel);
   }
-  summary.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
 
-template SolveSummary ConjugateGradient<float>(LinearOperator<float>&, const kernels::Matrix<float>&,
-                                               kernels::Matrix<float>, const CgOptions&);
+template SolveSummary ConjugateGradient<float>(LinearOperator<float>&,
+                                               const kernels::Matrix<float>&,
+                                               kernels::Matrix<float>, const CgOptions&,
+                                               LinearOperator<float>*);
 template SolveSummary ConjugateGradient<double>(LinearOperator<double>&,
                                                 const kernels::Matrix<double>&,
-                                                kernels::Matrix<double>, const CgOptions&);
+                                                kernels::Matrix<double>, const CgOptions&,
+                                                LinearOperator<double>*);
 
 }  // namespace lethe

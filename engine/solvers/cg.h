@@ -7,6 +7,11 @@
 // until ‖r‖ ≤ relative_tolerance · ‖b‖. pᵀAp ≤ 0 means A is not positive definite along
 // p: the solve stops with termination = negative-curvature instead of returning a wrong x.
 // Only the m scalars per step (rᵀr, pᵀAp) travel back to the host.
+//
+// With a preconditioner M⁻¹ (symmetric positive definite), the same recurrences run with
+// z = M⁻¹ r in place of r where it is a direction: p = z, α = rᵀz / pᵀAp,
+// β = r'ᵀz' / rᵀz, p = z' + β p. The stopping test stays on the true residual norm ‖r‖,
+// so a preconditioned solve answers to the same tolerance as a plain one.
 #pragma once
 
 #include "engine/solvers/linear_operator.h"
@@ -22,8 +27,10 @@ struct CgOptions {
 };
 
 // X (m × p) holds the starting point on entry (zero for none) and the solution on exit.
+// `preconditioner`, when given, applies M⁻¹.
 template <typename T>
 SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B,
-                               kernels::Matrix<T> X, const CgOptions& options);
+                               kernels::Matrix<T> X, const CgOptions& options,
+                               LinearOperator<T>* preconditioner = nullptr);
 
 }  // namespace lethe

@@ -20,6 +20,7 @@ inline const char* Name(Termination t) {
 
 struct SolveSummary {
   std::string solver;
+  std::string preconditioner;  // cg: "kfac" or empty for none
   Termination termination = Termination::kConverged;
   int iterations = 0;
   // max over right-hand sides of ‖A x − b‖ / ‖b‖, recomputed explicitly at the end

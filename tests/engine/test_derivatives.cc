@@ -39,9 +39,13 @@ class DerivativeTest : public ::testing::TestWithParam<Case> {
     data_ = testing::RandomData(c.loss, 9, 4, 3, 42);
     spec_ = testing::MlpSpec(c.loss, c.act, c.hidden, 0.05);
     model_ = testing::RandomModel(spec_, data_, 7);
-    // batch_size 4 < n, so the batching (including a partial last batch) is exercised.
+    // batch_size 4 < n, so the batching (including a partial last batch) is exercised;
+    // group_elements 48 makes a curvature product of many directions run in groups of
+    // 48 / (3 outputs of the first linear layer × 4) = 4 directions: H · I below takes
+    // several groups and a partial last one.
     objective_ = std::make_unique<Objective<double>>(
-        *backend_, model_.arch, UploadData(*backend_, data_), ObjectiveOptions{4});
+        *backend_, model_.arch, UploadData(*backend_, data_),
+        ObjectiveOptions{.batch_size = 4, .group_elements = 48});
     p_ = objective_->num_params();
     theta_ = Upload(model_.theta);
   }

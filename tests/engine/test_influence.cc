@@ -128,11 +128,15 @@ TEST_F(InfluenceTest, DirectGaussNewtonMatchesExplicit) {
 }
 
 TEST_F(InfluenceTest, CgMatchesExplicitSolve) {
-  InverseHvpOptions o;
-  o.solver = SolverKind::kCg;
-  o.damping = damping_;
-  o.cg.relative_tolerance = 1e-10;
-  Check(o, kCgTolerance);
+  for (PreconditionerKind pc : {PreconditionerKind::kNone, PreconditionerKind::kKfac}) {
+    SCOPED_TRACE(Name(pc));
+    InverseHvpOptions o;
+    o.solver = SolverKind::kCg;
+    o.preconditioner = pc;
+    o.damping = damping_;
+    o.cg.relative_tolerance = 1e-10;
+    Check(o, kCgTolerance);
+  }
 }
 
 TEST_F(InfluenceTest, LanczosAtFullRankMatchesExplicitSolve) {

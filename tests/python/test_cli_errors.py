@@ -754,7 +754,10 @@ class TestOutputsAndOptions(CliCase):
                    "-5", *THREADS], "--chunk-size", "must be >= 1"),
                  (train("--tolerance", "0"), "--tolerance", "must be > 0"),
                  (train("--optimizer", "adam", "--batch-size", "0"), "--batch-size", "must be >= 1"),
-                 (train(data="train.txt"), "train.txt", "unsupported dataset format")]
+                 (train(data="train.txt"), "train.txt", "unsupported dataset format"),
+                 (["influence", "--model", "model.safetensors", "--train", "train.npz", "--test",
+                   "train.npz", "--solver", "cg", "--preconditioner", "jacobi", "--out",
+                   "scores.csv", *THREADS], "--preconditioner", "unknown")]
         for args, name, phrase in cases:
             with self.case(" ".join(args[1:])) as d:
                 self.fails(d, args, [name], [phrase], code=None)

@@ -13,6 +13,8 @@ void SolverFlags::Add(po::options_description& desc) {
     ("cg-tolerance", po::value(&cg_tolerance)->default_value(1e-8),
      "cg: stop at ‖(C+λI)x − b‖ ≤ this · ‖b‖")
     ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
+    ("preconditioner", po::value(&preconditioner)->default_value("kfac"),
+     "cg: kfac (Kronecker-factored approximation of each layer's curvature block) or none")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
     ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
      "lissa: scale s > λ_max/2 (0: 0.55·λ_max, estimated by Lanczos)")
@@ -38,6 +40,7 @@ InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
   o.damping = damping;
   o.cg.relative_tolerance = cg_tolerance;
   o.cg.max_iterations = cg_max_iterations;
+  o.preconditioner = ParsePreconditioner(preconditioner);
   o.lissa = lissa;
   o.lanczos.rank = std::min<int64_t>(rank, num_params);
   o.lanczos.seed = lissa.seed;
@@ -46,7 +49,9 @@ InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
 }
 
 std::string Describe(const SolveSummary& s) {
-  std::string line = "solver " + s.solver + ": " + Name(s.termination) + ", " +
+  std::string line = "solver " + s.solver +
+                     (s.preconditioner.empty() ? "" : " (" + s.preconditioner + " preconditioner)") +
+                     ": " + Name(s.termination) + ", " +
                      std::to_string(s.iterations) + " iterations, relative residual " +
                      Sci(s.relative_residual) + ", " + Fixed(s.seconds, 2) + " s";
   if (!s.message.empty()) line += " (" + s.message + ")";
@@ -56,6 +61,7 @@ std::string Describe(const SolveSummary& s) {
 nlohmann::json ToJson(const SolveSummary& s) {
   nlohmann::json j;
   j["solver"] = s.solver;
+  if (!s.preconditioner.empty()) j["preconditioner"] = s.preconditioner;
   j["termination"] = Name(s.termination);
   j["iterations"] = s.iterations;
   j["relative_residual"] = s.relative_residual;

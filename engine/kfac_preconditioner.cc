@@ -1,0 +1,105 @@
+#include "engine/kfac_preconditioner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+
+namespace lethe {
+
+using kernels::Op;
+
+namespace {
+constexpr int64_t kGroupElements = int64_t{1} << 22;
+
+template <typename T>
+std::vector<double> Eigendecompose(kernels::Backend<T>& be, kernels::Matrix<T> A) {
+  kernels::Matrix<T> values = be.Allocate(1, A.rows());
+  be.SymmetricEigen(A, values, /*vectors=*/true);
+  std::vector<T> host(static_cast<size_t>(A.rows()));
+  be.Download(values, host.data());
+  // Both factors are Gram matrices (positive semidefinite): negative values are rounding.
+  std::vector<double> out;
+  for (T v : host) out.push_back(std::max(0.0, static_cast<double>(v)));
+  return out;
+}
+}  // namespace
+
+template <typename T>
+KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels::Matrix<T>& theta,
+                                          double damping)
+    : backend_(objective.backend()), num_params_(objective.num_params()) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<kernels::Matrix<T>> gammas, inputs;
+  objective.KroneckerFactors(theta, &gammas, &inputs);
+  size_t j = 0;
+  for (const LayerShape& shape : objective.arch().layers) {
+    if (!shape.is_linear()) continue;
+    Layer layer;
+    layer.shape = shape;
+    layer.out_vectors = gammas[j];
+    layer.in_vectors = inputs[j];
+    ++j;
+    const std::vector<double> gamma = Eigendecompose(backend_, layer.out_vectors);
+    const std::vector<double> sigma = Eigendecompose(backend_, layer.in_vectors);
+    const int64_t out = shape.out, k = static_cast<int64_t>(sigma.size());
+    // Without l2 and damping a blank input direction has σ = 0 and M would be singular:
+    // floor the shift relative to the largest product (then CG itself reports the trouble).
+    const double top = gamma.back() * sigma.back();
+    const double shift = std::max(objective.l2() + damping,
+                                  1e3 * std::numeric_limits<T>::epsilon() * std::max(top, 1e-300));
+    std::vector<T> inverse(static_cast<size_t>(out * k));
+    for (int64_t a = 0; a < out; ++a)
+      for (int64_t b = 0; b < k; ++b) inverse[a * k + b] = T(1.0 / (gamma[a] * sigma[b] + shift));
+    layer.inverse_eigenvalues = backend_.Allocate(out, k);
+    backend_.Upload(inverse.data(), layer.inverse_eigenvalues);
+    layers_.push_back(std::move(layer));
+  }
+  setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+template <typename T>
+void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
+  LETHE_CHECK(V.cols() == num_params_ && out.rows() == V.rows() && out.cols() == V.cols());
+  kernels::Backend<T>& be = backend_;
+  for (Layer& layer : layers_) {
+    const LayerShape& s = layer.shape;
+    const int64_t k = layer.in_vectors.rows();
+    const bool bias = s.bias_offset >= 0;
+    // The input-side products of a group of directions are one GEMM on their stacked
+    // [W | b] blocks (group·out × k), as in the curvature products; the group's buffers
+    // hold at most kGroupElements elements each.
+    const int64_t group = std::max<int64_t>(1, std::min(V.rows(), kGroupElements / (s.out * k)));
+    if (layer.z.rows() < group * s.out) {
+      layer.z = be.Allocate(group * s.out, k);
+      layer.t = be.Allocate(group * s.out, k);
+    }
+    for (int64_t r0 = 0; r0 < V.rows(); r0 += group) {
+      const int64_t g = std::min(group, V.rows() - r0);
+      kernels::Matrix<T> z = layer.z.Rows(0, g * s.out), t = layer.t.Rows(0, g * s.out);
+      for (int64_t j = 0; j < g; ++j) {  // z_j = [W | b] of direction r0 + j
+        const kernels::Matrix<T> v = V.Row(r0 + j);
+        kernels::Matrix<T> zj = z.Rows(j * s.out, s.out);
+        be.Copy(v.Block(s.weight_offset, s.out, s.in), zj.Cols(0, s.in));
+        if (bias) be.Copy(v.Block(s.bias_offset, s.out, 1), zj.Cols(s.in, 1));
+      }
+      be.Gemm(Op::kNone, Op::kTranspose, T(1), z, layer.in_vectors, T(0), t);  // V E_Sᵀ
+      for (int64_t j = 0; j < g; ++j) {
+        kernels::Matrix<T> zj = z.Rows(j * s.out, s.out), tj = t.Rows(j * s.out, s.out);
+        be.Gemm(Op::kNone, Op::kNone, T(1), layer.out_vectors, tj, T(0), zj);  // E_Γ ·
+        be.Multiply(zj, layer.inverse_eigenvalues, T(0), tj);                  // ⊘ (γσᵀ + s)
+        be.Gemm(Op::kTranspose, Op::kNone, T(1), layer.out_vectors, tj, T(0), zj);  // E_Γᵀ ·
+      }
+      be.Gemm(Op::kNone, Op::kNone, T(1), z, layer.in_vectors, T(0), t);  // · E_S
+      for (int64_t j = 0; j < g; ++j) {
+        kernels::Matrix<T> o = out.Row(r0 + j), tj = t.Rows(j * s.out, s.out);
+        be.Copy(tj.Cols(0, s.in), o.Block(s.weight_offset, s.out, s.in));
+        if (bias) be.Copy(tj.Cols(s.in, 1), o.Block(s.bias_offset, s.out, 1));
+      }
+    }
+  }
+}
+
+template class KfacPreconditioner<float>;
+template class KfacPreconditioner<double>;
+
+}  // namespace lethe
