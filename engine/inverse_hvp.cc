@@ -27,12 +27,30 @@ SolverKind ParseSolver(const std::string& name) {
   Fail("--solver ", name, ": unknown (known: direct, cg, lissa, lanczos)");
 }
 
-const char* Name(PreconditionerKind k) { return k == PreconditionerKind::kKfac ? "kfac" : "none"; }
+const char* Name(PreconditionerKind k) {
+  switch (k) {
+    case PreconditionerKind::kAuto:
+      return "auto";
+    case PreconditionerKind::kNone:
+      return "none";
+    case PreconditionerKind::kKfac:
+      return "kfac";
+  }
+  return "?";
+}
 
 PreconditionerKind ParsePreconditioner(const std::string& name) {
-  for (PreconditionerKind k : {PreconditionerKind::kNone, PreconditionerKind::kKfac})
+  for (PreconditionerKind k :
+       {PreconditionerKind::kAuto, PreconditionerKind::kNone, PreconditionerKind::kKfac})
     if (name == Name(k)) return k;
-  Fail("--preconditioner ", name, ": unknown (known: kfac, none)");
+  Fail("--preconditioner ", name, ": unknown (known: auto, kfac, none)");
+}
+
+PreconditionerKind ResolvePreconditioner(PreconditionerKind k, const Architecture& arch) {
+  if (k != PreconditionerKind::kAuto) return k;
+  int linear = 0;
+  for (const LayerShape& layer : arch.layers) linear += layer.is_linear();
+  return linear == 1 ? PreconditionerKind::kKfac : PreconditionerKind::kNone;
 }
 
 SolverKind DefaultSolver(int64_t num_params) {
@@ -91,14 +109,16 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       // The preconditioner costs about one pass over the data, once per (objective, θ);
       // its setup time is counted in the first solve's.
       double setup = 0;
-      if (options_.preconditioner == PreconditionerKind::kKfac && !kfac_) {
+      const PreconditionerKind pc =
+          ResolvePreconditioner(options_.preconditioner, objective_.arch());
+      if (pc == PreconditionerKind::kKfac && !kfac_) {
         kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping);
         setup = kfac_->setup_seconds();
       }
       objective_.backend().Fill(X, T(0));
       s = ConjugateGradient(damped_, B, X, options_.cg, kfac_.get());
       s.seconds += setup;
-      if (kfac_) s.preconditioner = Name(options_.preconditioner);
+      if (kfac_) s.preconditioner = Name(pc);
       return s;
     }
     case SolverKind::kLissa:

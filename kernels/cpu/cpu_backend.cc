@@ -51,6 +51,8 @@ constexpr int64_t kParallelThreshold = 1 << 18;
 // split even small products, and on a busy machine each parallel region's barrier costs
 // more than the product (a 64-32-10 MLP trained 4× slower on 2 threads than on 1).
 constexpr int64_t kParallelGemmThreshold = int64_t{1} << 24;
+// Thin products (see Gemm) are split across threads by hand from this many multiply-adds.
+constexpr int64_t kSplitGemmThreshold = int64_t{1} << 20;
 
 void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
   LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
@@ -115,18 +117,44 @@ class CpuBackend final : public Backend<T> {
     if (k == 0) return;
     auto a = In(A);
     auto b = In(B);
+    // C += alpha · op(A) · op(B) on any blocks of a, b, c.
+    auto accumulate = [alpha, ta, tb](auto&& cc, const auto& aa, const auto& bb) {
+      if (!ta && !tb)
+        cc.noalias() += alpha * aa * bb;
+      else if (ta && !tb)
+        cc.noalias() += alpha * aa.transpose() * bb;
+      else if (!ta && tb)
+        cc.noalias() += alpha * aa * bb.transpose();
+      else
+        cc.noalias() += alpha * aa.transpose() * bb.transpose();
+    };
     // A thin output (m or n small) leaves Eigen little to split but its threads still
-    // spin-wait on each other's packed panels: one thread is faster there too.
-    const bool parallel = m * n * k >= kParallelGemmThreshold && std::min(m, n) >= 64;
+    // spin-wait on each other's packed panels. Such a product is split here instead, along
+    // its long side into one block of C per thread, each computed single-threaded: rows of C
+    // are rows of op(A), columns of C columns of op(B), so the blocks share nothing (no
+    // reduction, no waiting). This is what makes a softmax regression's 2048 × 784 × 10
+    // products use every core.
+    const bool thin = std::min(m, n) < 64;
+    if (thin && threads_ > 1 && m * n * k >= kSplitGemmThreshold && std::max(m, n) >= 128) {
+      Eigen::setNbThreads(1);
+      const bool by_rows = m >= n;
+      const int64_t len = by_rows ? m : n;
+      const int parts = threads_;
+#pragma omp parallel for num_threads(parts) schedule(static)
+      for (int part = 0; part < parts; ++part) {
+        const int64_t begin = len * part / parts, count = len * (part + 1) / parts - begin;
+        if (by_rows)
+          accumulate(c.block(begin, 0, count, n),
+                     ta ? a.block(0, begin, k, count) : a.block(begin, 0, count, k), b);
+        else
+          accumulate(c.block(0, begin, m, count), a,
+                     tb ? b.block(begin, 0, count, k) : b.block(0, begin, k, count));
+      }
+      return;
+    }
+    const bool parallel = m * n * k >= kParallelGemmThreshold && !thin;
     Eigen::setNbThreads(parallel ? threads_ : 1);
-    if (!ta && !tb)
-      c.noalias() += alpha * a * b;
-    else if (ta && !tb)
-      c.noalias() += alpha * a.transpose() * b;
-    else if (!ta && tb)
-      c.noalias() += alpha * a * b.transpose();
-    else
-      c.noalias() += alpha * a.transpose() * b.transpose();
+    accumulate(c, a, b);
   }
 
   void Axpby(T alpha, const Matrix<T>& x, T beta, Matrix<T> y) override {

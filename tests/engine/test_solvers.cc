@@ -6,6 +6,7 @@
 #include <Eigen/Dense>
 #include <random>
 
+#include "engine/inverse_hvp.h"
 #include "engine/kfac_preconditioner.h"
 #include "engine/solvers/cg.h"
 #include "engine/solvers/direct.h"
@@ -266,6 +267,23 @@ TEST(Kfac, PreconditionedCgSolvesBadlyConditionedProblemsInFewerIterations) {
   }
   EXPECT_LT(2 * iterations[1], iterations[0])
       << "plain " << iterations[0] << ", preconditioned " << iterations[1];
+}
+
+// The default (auto) preconditions CG with K-FAC for a model with one linear layer only:
+// the summary says which was used.
+TEST(Kfac, AutoPreconditionsOnlyModelsWithOneLinearLayer) {
+  for (bool mlp : {false, true}) {
+    Problem pr = mlp ? Mlp() : Logistic();
+    InverseHvpOptions o;
+    o.solver = SolverKind::kCg;
+    o.curvature = Curvature::kGaussNewton;
+    o.damping = 1e-2;
+    InverseHvp<double> inverse(*pr.objective, pr.theta, o);
+    Matrix X = pr.backend->Zeros(1, pr.p);
+    const SolveSummary s = inverse.Solve(Upload(*pr.backend, RandomRows(1, pr.p, 60)), X);
+    ASSERT_TRUE(s.converged()) << s.message;
+    EXPECT_EQ(s.preconditioner, mlp ? "" : "kfac");
+  }
 }
 
 // ---- lissa ----------------------------------------------------------------------------

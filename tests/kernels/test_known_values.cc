@@ -112,6 +112,41 @@ TEST(KnownValues, GemmOfSmallIntegers) {
   EXPECT_EQ(c, (std::vector<float>{4, 10, 5, 11}));
 }
 
+// Thin products big enough are split by hand across the CPU threads, along rows or columns
+// of C (cpu_backend.cc). Small integers make every sum exact whatever the order, so the
+// split product must equal the one-thread product bit for bit: every transpose case, both
+// split directions, 3 threads (uneven blocks), alpha and beta, and a strided C.
+TEST(KnownValues, ThinGemmSplitAcrossThreadsEqualsOneThread) {
+  auto one = MakeBackend<double>({.threads = 1});
+  auto three = MakeBackend<double>({.threads = 3});
+  auto fill = [](Backend<double>& be, int64_t rows, int64_t cols, int seed) {
+    std::vector<double> v(rows * cols);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>((i * 7 + seed) % 5) - 2;
+    Matrix<double> m = be.Allocate(rows, cols);
+    be.Upload(v.data(), m);
+    return m;
+  };
+  const int64_t k = 300;
+  for (auto [m, n] : {std::pair<int64_t, int64_t>{1001, 10}, {10, 1001}}) {
+    for (Op op_a : {Op::kNone, Op::kTranspose}) {
+      for (Op op_b : {Op::kNone, Op::kTranspose}) {
+        std::vector<double> results[2];
+        int r = 0;
+        for (Backend<double>* be : {one.get(), three.get()}) {
+          Matrix<double> A = op_a == Op::kNone ? fill(*be, m, k, 1) : fill(*be, k, m, 1);
+          Matrix<double> B = op_b == Op::kNone ? fill(*be, k, n, 2) : fill(*be, n, k, 2);
+          Matrix<double> wide = fill(*be, m, n + 3, 3), C = wide.Cols(1, n);
+          be->Gemm(op_a, op_b, 2.0, A, B, 1.0, C);
+          results[r].resize(wide.size());
+          be->Download(wide, results[r++].data());
+        }
+        EXPECT_EQ(results[0], results[1])
+            << m << "x" << n << " op_a " << int(op_a) << " op_b " << int(op_b);
+      }
+    }
+  }
+}
+
 // --device cuda where it cannot run must say why, in one line naming the option.
 TEST(DeviceSelection, CudaUnavailableIsAClearError) {
 #ifdef LETHE_HAVE_CUDA

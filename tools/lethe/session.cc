@@ -13,8 +13,9 @@ void SolverFlags::Add(po::options_description& desc) {
     ("cg-tolerance", po::value(&cg_tolerance)->default_value(1e-8),
      "cg: stop at ‖(C+λI)x − b‖ ≤ this · ‖b‖")
     ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
-    ("preconditioner", po::value(&preconditioner)->default_value("kfac"),
-     "cg: kfac (Kronecker-factored approximation of each layer's curvature block) or none")
+    ("preconditioner", po::value(&preconditioner)->default_value("auto"),
+     "cg: kfac (Kronecker-factored approximation of each layer's curvature block), none, or "
+     "auto (kfac for a model with one linear layer, else none)")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
     ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
      "lissa: scale s > λ_max/2 (0: 0.55·λ_max, estimated by Lanczos)")

@@ -22,7 +22,7 @@ struct SolverFlags {
   double damping = 0;
   double cg_tolerance = 1e-8;
   int cg_max_iterations = 1000;
-  std::string preconditioner = "kfac";
+  std::string preconditioner = "auto";
   LissaOptions lissa;
   int64_t rank = 100;
   bool allow_inexact = false;
