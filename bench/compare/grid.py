@@ -50,7 +50,7 @@ EXTRA_ARGS = {("softmax", "lanczos"): ["--damping", "1e-3"]}
 
 
 def solver_args(solver):
-    """cg-plain: CG without its default (K-FAC) preconditioner."""
+    """cg-plain: --preconditioner none (`cg` uses K-FAC by default for the softmax regression)."""
     if solver == "cg-plain":
         return ["--solver", "cg", "--preconditioner", "none"]
     return ["--solver", solver]
