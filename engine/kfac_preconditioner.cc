@@ -9,8 +9,6 @@ namespace lethe {
 using kernels::Op;
 
 namespace {
-constexpr int64_t kGroupElements = int64_t{1} << 22;
-
 template <typename T>
 std::vector<double> Eigendecompose(kernels::Backend<T>& be, kernels::Matrix<T> A) {
   kernels::Matrix<T> values = be.Allocate(1, A.rows());
@@ -27,7 +25,9 @@ std::vector<double> Eigendecompose(kernels::Backend<T>& be, kernels::Matrix<T> A
 template <typename T>
 KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels::Matrix<T>& theta,
                                           double damping)
-    : backend_(objective.backend()), num_params_(objective.num_params()) {
+    : backend_(objective.backend()),
+      options_(objective.options()),
+      num_params_(objective.num_params()) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<kernels::Matrix<T>> gammas, inputs;
   objective.KroneckerFactors(theta, &gammas, &inputs);
@@ -66,9 +66,8 @@ void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T
     const int64_t k = layer.in_vectors.rows();
     const bool bias = s.bias_offset >= 0;
     // The input-side products of a group of directions are one GEMM on their stacked
-    // [W | b] blocks (group·out × k), as in the curvature products; the group's buffers
-    // hold at most kGroupElements elements each.
-    const int64_t group = std::max<int64_t>(1, std::min(V.rows(), kGroupElements / (s.out * k)));
+    // [W | b] blocks (group·out × k), grouped as the curvature products are.
+    const int64_t group = options_.DirectionsPerGroup(V.rows(), s.out * k);
     if (layer.z.rows() < group * s.out) {
       layer.z = be.Allocate(group * s.out, k);
       layer.t = be.Allocate(group * s.out, k);

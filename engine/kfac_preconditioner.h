@@ -44,6 +44,7 @@ class KfacPreconditioner final : public LinearOperator<T> {
     kernels::Matrix<T> z, t;                     // (group · out) × k workspaces
   };
   kernels::Backend<T>& backend_;
+  ObjectiveOptions options_;  // the objective's, for its group_elements
   int64_t num_params_;
   std::vector<Layer> layers_;
   double setup_seconds_ = 0;

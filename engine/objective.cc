@@ -199,6 +199,21 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
   Workspace& ws = *ws_;
   const int L = static_cast<int>(arch_.layers.size());
   backend_.Fill(out, T(0));
+  // The first linear layer's input is the data itself (R{x} = 0 there), and its two
+  // products with the data, R{x₁} = x V_Wᵀ and R{∇W} = R{δ₁}ᵀ x, are the widest of the pass
+  // but only out columns each (10 for a softmax regression): thin, slow GEMMs. Stacking a
+  // group of directions makes them two wide GEMMs, x [V_W¹; …; V_Wᵍ]ᵀ and
+  // [R{δ₁}¹ … R{δ₁}ᵍ]ᵀ x; the rest of the pass runs per direction on its column block.
+  const LayerShape& layer0 = arch_.layers[arch_.first_linear];
+  const int64_t group =
+      options_.DirectionsPerGroup(V.rows(), layer0.out * std::max(ws.losses.rows(), layer0.in));
+  if (ws.group < group) {
+    ws.group_r_out = backend_.Allocate(ws.losses.rows(), group * layer0.out);
+    ws.group_r_delta = backend_.Allocate(ws.losses.rows(), group * layer0.out);
+    ws.group_v = backend_.Allocate(group * layer0.out, layer0.in);
+    ws.group_products = backend_.Allocate(group * layer0.out, layer0.in);
+    ws.group = group;
+  }
   for (int64_t done = 0; done < n; done += ws.losses.rows()) {
     const int64_t count = std::min(ws.losses.rows(), n - done);
     const int64_t begin = first + done;
@@ -216,40 +231,25 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
       backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
       if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
     }
-    // The first linear layer's input is the data itself (R{x} = 0 there), and its two
-    // products with the data, R{x₁} = x V_Wᵀ and R{∇W} = R{δ₁}ᵀ x, are the widest of the pass
-    // but only out columns each (10 for a softmax regression): thin, slow GEMMs. Stacking a
-    // group of directions makes them two wide GEMMs, x [V_W¹; …; V_Wᵍ]ᵀ and
-    // [R{δ₁}¹ … R{δ₁}ᵍ]ᵀ x; the rest of the pass runs per direction on its column block.
-    const LayerShape& first = arch_.layers[arch_.first_linear];
-    const int64_t group = std::max<int64_t>(
-        1, std::min(V.rows(), options_.group_elements / (first.out * std::max(ws.losses.rows(), first.in))));
-    if (ws.group < group) {
-      ws.group_r_out = backend_.Allocate(ws.losses.rows(), group * first.out);
-      ws.group_r_delta = backend_.Allocate(ws.losses.rows(), group * first.out);
-      ws.group_v = backend_.Allocate(group * first.out, first.in);
-      ws.group_products = backend_.Allocate(group * first.out, first.in);
-      ws.group = group;
-    }
+    Matrix x0 = ws.acts[arch_.first_linear].Rows(0, count);
     for (int64_t r0 = 0; r0 < V.rows(); r0 += group) {
       const int64_t g = std::min(group, V.rows() - r0);
-      Matrix x0 = ws.acts[arch_.first_linear].Rows(0, count);
-      Matrix stacked = ws.group_v.Rows(0, g * first.out);
+      Matrix stacked = ws.group_v.Rows(0, g * layer0.out);
       for (int64_t j = 0; j < g; ++j)
-        backend_.Copy(V.Row(r0 + j).Block(first.weight_offset, first.out, first.in),
-                      stacked.Rows(j * first.out, first.out));
-      Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * first.out);
-      Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * first.out);
+        backend_.Copy(V.Row(r0 + j).Block(layer0.weight_offset, layer0.out, layer0.in),
+                      stacked.Rows(j * layer0.out, layer0.out));
+      Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * layer0.out);
+      Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * layer0.out);
       backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x0, stacked, T(0), r_out);
       for (int64_t j = 0; j < g; ++j)
         DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count,
-                         r_out.Cols(j * first.out, first.out),
-                         r_delta.Cols(j * first.out, first.out));
-      Matrix products = ws.group_products.Rows(0, g * first.out);
+                         r_out.Cols(j * layer0.out, layer0.out),
+                         r_delta.Cols(j * layer0.out, layer0.out));
+      Matrix products = ws.group_products.Rows(0, g * layer0.out);
       backend_.Gemm(Op::kTranspose, Op::kNone, T(1), r_delta, x0, T(0), products);
       for (int64_t j = 0; j < g; ++j)
-        backend_.Axpby(T(1), products.Rows(j * first.out, first.out), T(1),
-                       out.Row(r0 + j).Block(first.weight_offset, first.out, first.in));
+        backend_.Axpby(T(1), products.Rows(j * layer0.out, layer0.out), T(1),
+                       out.Row(r0 + j).Block(layer0.weight_offset, layer0.out, layer0.in));
     }
   }
   const double l2 = arch_.spec.l2;

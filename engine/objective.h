@@ -17,6 +17,7 @@
 // data for all of them, reusing each batch's forward and backward pass.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -40,9 +41,15 @@ struct ObjectiveOptions {
   // Examples per forward/backward pass: bounds the workspace to O(batch × max width).
   int64_t batch_size = 2048;
   // Curvature products take the first linear layer's products for a group of directions
-  // at once (two wide GEMMs instead of 2 × group thin ones); the group is as large as keeps
-  // each of its four buffers (batch × group·out, group·out × in) within this many elements.
+  // at once (two wide GEMMs instead of 2 × group thin ones), and so does the K-FAC
+  // preconditioner with its input-side products; a group is as large as keeps each of its
+  // buffers (e.g. batch × group·out) within this many elements.
   int64_t group_elements = int64_t{1} << 22;
+  // How many of `directions` go in one group when each takes `elements_per_direction` of a
+  // buffer: at least 1, at most all.
+  int64_t DirectionsPerGroup(int64_t directions, int64_t elements_per_direction) const {
+    return std::max<int64_t>(1, std::min(directions, group_elements / elements_per_direction));
+  }
   void Validate() const;
 };
 
