@@ -12,6 +12,8 @@ void ObjectiveOptions::Validate() const {
   if (batch_size < 1) Fail("ObjectiveOptions::batch_size = ", batch_size, ": must be >= 1");
   if (group_elements < 1)
     Fail("ObjectiveOptions::group_elements = ", group_elements, ": must be >= 1");
+  if (cache_elements < 0)
+    Fail("ObjectiveOptions::cache_elements = ", cache_elements, ": must be >= 0");
 }
 
 // Buffers for one batch, allocated once: activations, backpropagated gradients and their
@@ -26,6 +28,30 @@ struct Objective<T>::Workspace {
   // group·out), their R{δ₁}, the stacked V_W (group·out × in) and its weight products.
   Matrix group_r_out, group_r_delta, group_v, group_products;
   int64_t group = 0;  // directions the group buffers hold
+  // What a curvature product's passes compute from θ alone, kept for every batch of the
+  // full range while it fits in ObjectiveOptions::cache_elements: the activations, (for the
+  // Hessian) the backpropagated loss gradients, and σ', σ''. A solve applies the curvature
+  // at one θ many times; with this each application skips the forward pass (on a softmax
+  // regression one of its three products with the data). Valid while θ equals cache_theta
+  // element for element and the curvature is the same; the data never change.
+  struct Cache {
+    Matrix theta;  // 1 × p: the θ it was filled at
+    bool hessian = false, valid = false;
+    std::vector<std::vector<Matrix>> batches;  // per batch, in CachedState's layout
+  } cache;
+  // The matrices of one batch that the cache keeps, in a fixed order. The Gauss-Newton
+  // product computes no deltas and no σ'': it keeps (unused) stale ones, for one layout.
+  std::vector<Matrix> CachedState(int64_t count, int first_linear) const {
+    std::vector<Matrix> m;
+    for (size_t l = 1; l < acts.size(); ++l) m.push_back(acts[l].Rows(0, count));
+    for (size_t l = first_linear + 1; l < deltas.size(); ++l) m.push_back(deltas[l].Rows(0, count));
+    for (size_t l = 0; l < sigma1.size(); ++l)
+      if (!sigma1[l].empty()) {
+        m.push_back(sigma1[l].Rows(0, count));
+        m.push_back(sigma2[l].Rows(0, count));
+      }
+    return m;
+  }
 };
 
 template <typename T>
@@ -214,22 +240,35 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     ws.group_products = backend_.Allocate(group * layer0.out, layer0.in);
     ws.group = group;
   }
-  for (int64_t done = 0; done < n; done += ws.losses.rows()) {
+  const bool cached = UseCache(theta, hessian, first, n);
+  for (int64_t done = 0, batch = 0; done < n; done += ws.losses.rows(), ++batch) {
     const int64_t count = std::min(ws.losses.rows(), n - done);
     const int64_t begin = first + done;
-    Forward(theta, begin, count);
-    Matrix f = ws.acts[L].Rows(0, count);
-    if (hessian) {
-      backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, data_.Y.Rows(begin, count),
-                            ws.deltas[L].Rows(0, count));
-      Backward(theta, count, {});
-    }
-    for (int l = arch_.first_linear; l < L; ++l) {
-      const LayerShape& layer = arch_.layers[l];
-      if (layer.is_linear()) continue;
-      Matrix x = ws.acts[l].Rows(0, count);
-      backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
-      if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
+    if (cached && ws.cache.valid) {
+      const std::vector<Matrix> state = ws.CachedState(count, arch_.first_linear);
+      for (size_t i = 0; i < state.size(); ++i) backend_.Copy(ws.cache.batches[batch][i], state[i]);
+      ws.acts[0] = data_.X.Rows(begin, count);
+      ws.count = count;
+    } else {
+      Forward(theta, begin, count);
+      Matrix f = ws.acts[L].Rows(0, count);
+      if (hessian) {
+        backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, data_.Y.Rows(begin, count),
+                              ws.deltas[L].Rows(0, count));
+        Backward(theta, count, {});
+      }
+      for (int l = arch_.first_linear; l < L; ++l) {
+        const LayerShape& layer = arch_.layers[l];
+        if (layer.is_linear()) continue;
+        Matrix x = ws.acts[l].Rows(0, count);
+        backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
+        if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
+      }
+      if (cached) {
+        const std::vector<Matrix> state = ws.CachedState(count, arch_.first_linear);
+        for (size_t i = 0; i < state.size(); ++i)
+          backend_.Copy(state[i], ws.cache.batches[batch][i]);
+      }
     }
     Matrix x0 = ws.acts[arch_.first_linear].Rows(0, count);
     for (int64_t r0 = 0; r0 < V.rows(); r0 += group) {
@@ -252,8 +291,46 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
                        out.Row(r0 + j).Block(layer0.weight_offset, layer0.out, layer0.in));
     }
   }
+  if (cached) ws.cache.valid = true;
   const double l2 = arch_.spec.l2;
   if (l2 != 0) backend_.Axpby(T(l2), V, T(1), out);
+}
+
+// Whether this product runs over the cache (ObjectiveOptions::cache_elements), and
+// prepares it: when θ or the curvature differ from the cached ones it is marked invalid,
+// to be refilled by this product's passes.
+template <typename T>
+bool Objective<T>::UseCache(const Matrix& theta, bool hessian, int64_t first, int64_t n) {
+  Workspace& ws = *ws_;
+  if (first != 0 || n != num_examples()) return false;  // minibatches (LiSSA): never
+  const int64_t B = ws.losses.rows();
+  if (ws.cache.batches.empty()) {
+    // Allocated once, at the first product that fits.
+    int64_t per_row = 0;
+    for (const Matrix& m : ws.CachedState(1, arch_.first_linear)) per_row += m.cols();
+    if (per_row * num_examples() > options_.cache_elements) return false;
+    for (int64_t done = 0; done < n; done += B) {
+      const int64_t count = std::min(B, n - done);
+      std::vector<Matrix> batch;
+      for (const Matrix& m : ws.CachedState(count, arch_.first_linear))
+        batch.push_back(backend_.Allocate(count, m.cols()));
+      ws.cache.batches.push_back(std::move(batch));
+    }
+    ws.cache.theta = backend_.Allocate(1, num_params());
+    ws.cache.valid = false;
+  }
+  if (ws.cache.valid && ws.cache.hessian == hessian) {
+    // Equal element for element (a NaN anywhere: not equal). p values to the host: far
+    // less than the pass over the data it saves.
+    std::vector<T> now(static_cast<size_t>(num_params())), then(now.size());
+    backend_.Download(theta, now.data());
+    backend_.Download(ws.cache.theta, then.data());
+    if (now == then) return true;
+  }
+  ws.cache.valid = false;  // this product's passes refill it
+  ws.cache.hessian = hessian;
+  backend_.Copy(theta, ws.cache.theta);
+  return true;
 }
 
 // One direction's R passes over the current batch, given the first linear layer's
@@ -359,11 +436,22 @@ void Objective<T>::PerExampleGradientDots(const Matrix& theta, const Matrix& S, 
 
 template <typename T>
 void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
-                                    std::vector<Matrix>* input) {
+                                    std::vector<Matrix>* input, int64_t max_examples) {
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
+  LETHE_CHECK(max_examples > 0);
   Workspace& ws = *ws_;
   const int L = static_cast<int>(arch_.layers.size());
-  const int64_t width = arch_.output_dim, n = num_examples();
+  const int64_t width = arch_.output_dim;
+  // The rows used: all, or `blocks` contiguous blocks of `block` rows spread evenly over
+  // the data (sorted data must not bias the estimate toward its first classes).
+  const int64_t all = num_examples();
+  const int64_t block =
+      std::min(ws.losses.rows(),
+               std::min(all, max_examples) <= 256 ? std::min(all, max_examples) : int64_t{256});
+  int64_t blocks = all <= max_examples ? 0 : (max_examples + block - 1) / block;
+  if (blocks * block >= all) blocks = 0;  // then the blocks would overlap: take every row
+  auto block_begin = [&](int64_t b) { return b * all / blocks; };
+  const int64_t n = blocks == 0 ? all : blocks * block;
   output->clear(), input->clear();
   for (const LayerShape& layer : arch_.layers) {
     if (!layer.is_linear()) continue;
@@ -375,8 +463,10 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
   }
   Matrix ones = backend_.Allocate(ws.losses.rows(), 1);
   backend_.Fill(ones, T(1));
-  for (int64_t begin = 0; begin < n; begin += ws.losses.rows()) {
-    const int64_t count = std::min(ws.losses.rows(), n - begin);
+  const int64_t passes = blocks == 0 ? (all + ws.losses.rows() - 1) / ws.losses.rows() : blocks;
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    const int64_t begin = blocks == 0 ? pass * ws.losses.rows() : block_begin(pass);
+    const int64_t count = blocks == 0 ? std::min(ws.losses.rows(), all - begin) : block;
     Forward(theta, begin, count);
     Matrix one = ones.Rows(0, count);
     // S_l += Σ ã ãᵀ, by blocks: [aᵀa, aᵀ1; 1ᵀa, 1ᵀ1].
@@ -485,19 +575,27 @@ DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
                          const std::vector<int64_t>& rows) {
   const bool all = rows.empty();
   const int64_t n = all ? data.n : static_cast<int64_t>(rows.size());
-  std::vector<T> x(static_cast<size_t>(n * data.d)), y(static_cast<size_t>(n * data.target_width));
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t src = all ? i : rows[i];
-    for (int64_t j = 0; j < data.d; ++j)
-      x[i * data.d + j] = static_cast<T>(data.X[src * data.d + j]);
-    for (int64_t j = 0; j < data.target_width; ++j)
-      y[i * data.target_width + j] = static_cast<T>(data.y[src * data.target_width + j]);
-  }
   DeviceData<T> out;
   out.X = backend.Allocate(n, data.d);
   out.Y = backend.Allocate(n, data.target_width);
-  backend.Upload(x.data(), out.X);
-  backend.Upload(y.data(), out.Y);
+  // Through a small host buffer, a block of rows at a time: the data are converted and
+  // gathered once, without a second full-size host copy (which, first touched page by
+  // page, cost as much as the copy itself).
+  const int64_t width = std::max<int64_t>(1, std::max(data.d, data.target_width));
+  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 16) / width);
+  std::vector<T> buffer(static_cast<size_t>(std::min(n, block) * width));
+  auto upload = [&](const std::vector<double>& src, int64_t cols, kernels::Matrix<T> dst) {
+    for (int64_t b = 0; b < n; b += block) {
+      const int64_t count = std::min(block, n - b);
+      for (int64_t i = 0; i < count; ++i) {
+        const double* from = src.data() + (all ? b + i : rows[b + i]) * cols;
+        std::copy(from, from + cols, buffer.begin() + i * cols);
+      }
+      backend.Upload(buffer.data(), dst.Rows(b, count));
+    }
+  };
+  upload(data.X, data.d, out.X);
+  upload(data.y, data.target_width, out.Y);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -50,6 +51,11 @@ struct ObjectiveOptions {
   int64_t DirectionsPerGroup(int64_t directions, int64_t elements_per_direction) const {
     return std::max<int64_t>(1, std::min(directions, group_elements / elements_per_direction));
   }
+  // Curvature products over all rows keep what their passes compute from θ alone (the
+  // forward pass, σ', σ'', the backpropagated loss gradient), for the next product at the
+  // same θ, when it takes at most this many elements (batch widths × n); else they
+  // recompute it. 2²⁵ elements: 256 MB in f64.
+  int64_t cache_elements = int64_t{1} << 25;
   void Validate() const;
 };
 
@@ -104,9 +110,13 @@ class Objective {
   // k = in + 1 with a bias, else in; exact when n = 1. Γ is taken without square roots of
   // A: Σ_c (Jᵀ e_c)(Jᵀ A e_c)ᵀ = Jᵀ A J, so the unit vectors e_c and A e_c are
   // backpropagated side by side (2 × output-width backward passes, once). l2 is not in
-  // them. `output` and `input` receive newly allocated, symmetrised Γ_l and S_l.
+  // them. `output` and `input` receive newly allocated, symmetrised Γ_l and S_l. Beyond
+  // max_examples rows the averages are taken over about that many, in contiguous blocks
+  // of ≤ 256 spread evenly over the data: a preconditioner needs the factors' shape, not
+  // their last digit, and S costs k² multiply-adds per row.
   void KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
-                        std::vector<Matrix>* input);
+                        std::vector<Matrix>* input,
+                        int64_t max_examples = std::numeric_limits<int64_t>::max());
   // out (n × 1): lᵢ(θ).
   void PerExampleLosses(const Matrix& theta, Matrix out);
   // out (n × output width): f(xᵢ; θ).
@@ -130,6 +140,9 @@ class Objective {
   // Backward pass from deltas[L], down to the first linear layer.
   void Backward(const Matrix& theta, int64_t count, const Sinks& sinks);
   void LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W, Matrix* b) const;
+  // Whether a curvature product over rows [first, first+n) runs over the forward cache
+  // (ObjectiveOptions::cache_elements); invalidates it when θ or the curvature changed.
+  bool UseCache(const Matrix& theta, bool hessian, int64_t first, int64_t n);
 
   kernels::Backend<T>& backend_;
   Architecture arch_;

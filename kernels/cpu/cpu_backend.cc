@@ -5,6 +5,7 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -79,9 +80,18 @@ class CpuBackend final : public Backend<T> {
     LETHE_CHECK(rows >= 0 && cols >= 0);
     // 64-byte alignment for vectorised loads; aligned_alloc wants a multiple of it.
     size_t bytes = static_cast<size_t>(rows * cols) * sizeof(T);
-    bytes = (bytes + 63) / 64 * 64 + 64;
-    void* p = std::aligned_alloc(64, bytes);
+    // Large buffers (the data, above all) on 2 MiB pages where the kernel lends them
+    // (transparent huge pages in "madvise" mode, Debian's default): first touching 63 MB in
+    // 4 KiB pages cost as long as a pass of GEMMs over it, and every pass misses the TLB.
+    constexpr size_t kHugePage = size_t{2} << 20;
+    const size_t align = bytes >= 4 * kHugePage ? kHugePage : 64;
+    bytes = (bytes + align - 1) / align * align + 64;
+    bytes = (bytes + align - 1) / align * align;
+    void* p = std::aligned_alloc(align, bytes);
     if (!p) Fail("out of memory allocating ", rows, "x", cols, " matrix (", bytes, " bytes)");
+#ifdef MADV_HUGEPAGE
+    if (align == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);  // advice: failure is harmless
+#endif
     std::shared_ptr<void> storage(p, std::free);
     return Matrix<T>(storage, static_cast<T*>(p), rows, cols, cols, DeviceKind::kCpu);
   }

@@ -178,9 +178,11 @@ TEST_P(DerivativeTest, HessianIsSymmetricAndMatchesExplicitHessian) {
   for (int64_t j = 0; j < p_; ++j) {
     std::vector<double> e(p_, 0.0);
     e[j] = 1;
-    const std::vector<double> gp = Gradient(Shifted(kFdStep, e)), gm = Gradient(Shifted(-kFdStep, e));
+    const std::vector<double> gp = Gradient(Shifted(kFdStep, e)),
+                              gm = Gradient(Shifted(-kFdStep, e));
     for (int64_t i = 0; i < p_; ++i)
-      ASSERT_NEAR(h[j * p_ + i], (gp[i] - gm[i]) / (2 * kFdStep), kFdTolerance * std::max(1.0, MaxAbs(h)))
+      ASSERT_NEAR(h[j * p_ + i], (gp[i] - gm[i]) / (2 * kFdStep),
+                  kFdTolerance * std::max(1.0, MaxAbs(h)))
           << "H[" << j << "," << i << "]";
   }
 }
@@ -190,7 +192,8 @@ TEST_P(DerivativeTest, GaussNewtonProductMatchesJacobianQuadraticForm) {
   const std::vector<double> v = RandomVector(6), u = RandomVector(8);
   const std::vector<double> gv = CurvatureTimes(Curvature::kGaussNewton, v);
   const int64_t n = objective_->num_examples(), k = model_.arch.output_dim;
-  Matrix fp = backend_->Allocate(n, k), fm = backend_->Allocate(n, k), f0 = backend_->Allocate(n, k);
+  Matrix fp = backend_->Allocate(n, k), fm = backend_->Allocate(n, k),
+         f0 = backend_->Allocate(n, k);
   objective_->Outputs(Upload(Shifted(kFdStep, v)), fp);
   objective_->Outputs(Upload(Shifted(-kFdStep, v)), fm);
   objective_->Outputs(theta_, f0);
@@ -205,6 +208,33 @@ TEST_P(DerivativeTest, GaussNewtonProductMatchesJacobianQuadraticForm) {
   // For a model linear in θ (no hidden layer) the Gauss-Newton matrix is the Hessian.
   if (GetParam().hidden == 0)
     ExpectClose(gv, CurvatureTimes(Curvature::kHessian, v), kRoundingTolerance, "G = H");
+}
+
+// Curvature products keep their forward pass for the next product at the same θ
+// (ObjectiveOptions::cache_elements). Against an objective that never keeps it: the same
+// θ twice, a switch of curvature and back, a gradient at another point in between (its
+// forward pass overwrites the workspace), and θ changed in place in the same buffer.
+TEST_P(DerivativeTest, CurvatureProductsReuseTheForwardPassOnlyAtTheSameTheta) {
+  Objective<double> uncached(
+      *backend_, model_.arch, UploadData(*backend_, data_),
+      ObjectiveOptions{.batch_size = 4, .group_elements = 48, .cache_elements = 0});
+  const std::vector<double> v = RandomVector(11), other = Shifted(0.3, RandomVector(12));
+  Matrix theta = Upload(model_.theta), V = Upload(v);
+  Matrix got = backend_->Allocate(1, p_), want = backend_->Allocate(1, p_);
+  auto check = [&](Curvature c, const char* what) {
+    objective_->CurvatureProduct(c, theta, V, got);
+    uncached.CurvatureProduct(c, theta, V, want);
+    ExpectClose(Download(got), Download(want), 1e-14, what);
+  };
+  check(Curvature::kHessian, "first product");
+  check(Curvature::kHessian, "same θ again");
+  check(Curvature::kGaussNewton, "Gauss-Newton at the same θ");
+  check(Curvature::kHessian, "Hessian again");
+  Gradient(other);
+  check(Curvature::kHessian, "after a gradient elsewhere");
+  backend_->Upload(other.data(), theta);  // the same buffer, new values
+  check(Curvature::kHessian, "θ changed in place");
+  check(Curvature::kGaussNewton, "θ changed in place, Gauss-Newton");
 }
 
 std::vector<Case> AllCases() {
