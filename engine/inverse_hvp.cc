@@ -59,6 +59,7 @@ SolverKind DefaultSolver(int64_t num_params) {
 
 void InverseHvpOptions::Validate() const {
   if (!(damping >= 0)) Fail("--damping = ", damping, ": must be >= 0");
+  kfac.Validate();
   direct.Validate();
   cg.Validate();
   lissa.Validate();
@@ -112,12 +113,14 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       const PreconditionerKind pc =
           ResolvePreconditioner(options_.preconditioner, objective_.arch());
       if (pc == PreconditionerKind::kKfac && !kfac_) {
-        kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping);
+        kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping,
+                                                        options_.kfac);
         setup = kfac_->setup_seconds();
       }
       objective_.backend().Fill(X, T(0));
       s = ConjugateGradient(damped_, B, X, options_.cg, kfac_.get());
       s.seconds += setup;
+      s.setup_seconds = setup;
       if (kfac_) s.preconditioner = Name(pc);
       return s;
     }

@@ -41,6 +41,7 @@ struct InverseHvpOptions {
   DirectOptions direct;
   CgOptions cg;
   PreconditionerKind preconditioner = PreconditionerKind::kAuto;  // cg only
+  KfacOptions kfac;
   LissaOptions lissa;
   LanczosOptions lanczos;  // its damping field is ignored: λ above is used
   void Validate() const;

@@ -27,6 +27,7 @@ struct SolveSummary {
   double relative_residual = 0;
   std::vector<double> relative_residuals;  // one per right-hand side
   double seconds = 0;
+  double setup_seconds = 0;  // of `seconds`: building the preconditioner (cg)
   std::string message;
   bool converged() const { return termination == Termination::kConverged; }
 };

@@ -16,6 +16,8 @@ void SolverFlags::Add(po::options_description& desc) {
     ("preconditioner", po::value(&preconditioner)->default_value("auto"),
      "cg: kfac (Kronecker-factored approximation of each layer's curvature block), none, or "
      "auto (kfac for a model with one linear layer, else none)")
+    ("kfac-examples", po::value(&kfac_examples)->default_value(kfac_examples),
+     "kfac: examples its factors are averaged over (at most; evenly spread blocks)")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
     ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
      "lissa: scale s > λ_max/2 (0: 0.55·λ_max, estimated by Lanczos)")
@@ -42,6 +44,7 @@ InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
   o.cg.relative_tolerance = cg_tolerance;
   o.cg.max_iterations = cg_max_iterations;
   o.preconditioner = ParsePreconditioner(preconditioner);
+  o.kfac.max_examples = kfac_examples;
   o.lissa = lissa;
   o.lanczos.rank = std::min<int64_t>(rank, num_params);
   o.lanczos.seed = lissa.seed;
@@ -54,7 +57,8 @@ std::string Describe(const SolveSummary& s) {
                      (s.preconditioner.empty() ? "" : " (" + s.preconditioner + " preconditioner)") +
                      ": " + Name(s.termination) + ", " +
                      std::to_string(s.iterations) + " iterations, relative residual " +
-                     Sci(s.relative_residual) + ", " + Fixed(s.seconds, 2) + " s";
+                     Sci(s.relative_residual) + ", " + Fixed(s.seconds, 2) + " s" +
+                     (s.setup_seconds > 0 ? " (setup " + Fixed(s.setup_seconds, 2) + " s)" : "");
   if (!s.message.empty()) line += " (" + s.message + ")";
   return line;
 }
@@ -67,6 +71,7 @@ nlohmann::json ToJson(const SolveSummary& s) {
   j["iterations"] = s.iterations;
   j["relative_residual"] = s.relative_residual;
   j["seconds"] = s.seconds;
+  if (s.setup_seconds > 0) j["setup_seconds"] = s.setup_seconds;
   if (!s.message.empty()) j["message"] = s.message;
   return j;
 }

@@ -23,6 +23,7 @@ struct SolverFlags {
   double cg_tolerance = 1e-8;
   int cg_max_iterations = 1000;
   std::string preconditioner = "auto";
+  int64_t kfac_examples = KfacOptions{}.max_examples;
   LissaOptions lissa;
   int64_t rank = 100;
   bool allow_inexact = false;
