@@ -27,6 +27,15 @@ enum class UnlearnMethod { kNewton, kGradientAscent };
 const char* Name(UnlearnMethod m);
 UnlearnMethod ParseUnlearnMethod(const std::string& name);  // throws lethe::Error
 
+// The precision of a Newton step's solve. The step's direction is needed only to the
+// forcing term η (≥ 1e-4 for most steps: see UnlearnOptions::adaptive_cg_tolerance), far
+// above f32's rounding (6e-8), while the gradient it answers and the line search stay in
+// the compute precision: mixed-precision inexact Newton. In f32 each pass over the data
+// moves half the bytes and runs twice the SIMD width.
+enum class SolvePrecision { kAuto, kF32, kF64 };  // kF64: the compute precision
+const char* Name(SolvePrecision p);
+SolvePrecision ParseSolvePrecision(const std::string& name);  // throws lethe::Error
+
 struct UnlearnOptions {
   UnlearnMethod method = UnlearnMethod::kNewton;
   int steps = 1;              // newton steps, or gradient-ascent steps
@@ -34,10 +43,19 @@ struct UnlearnOptions {
   bool line_search = true;    // newton: backtrack on L₋ₛ (always on for non-convex safety)
   int max_damping_raises = 8;
   // cg: solve each Newton step only as accurately as it can matter (inexact Newton,
-  // Eisenstat & Walker): relative tolerance min(1e-4, ‖∇L₋ₛ‖), floored at 1e-12, instead
-  // of inverse.cg.relative_tolerance. The step's own error from the curvature changing
-  // along it is far larger than 1e-4, and ‖∇L₋ₛ‖ → 0 keeps later steps superlinear.
+  // Eisenstat & Walker 1996): relative tolerance
+  //   η_k = min(max_forcing, k/n, ‖∇L₋ₛ(θ_k)‖ / ‖∇L₋ₛ(θ_0)‖), floored at 1e-12,
+  // instead of inverse.cg.relative_tolerance. Removing k of n examples moves θ by O(k/n),
+  // and a Newton step's own relative error (the curvature changes along it) is of that
+  // order too, so a first solve finer than k/n buys little; η_k = O(‖∇L₋ₛ(θ_k)‖) keeps
+  // later steps quadratically convergent. Every term is free of the loss's scale.
   bool adaptive_cg_tolerance = true;
+  double max_forcing = 1e-2;  // η's cap (measurements in docs/unlearning.md)
+  // kAuto: a step solves in f32 when the objective's precision is finer and the step's
+  // CG tolerance is at least f32_min_tolerance; a solve in f32 that breaks down (a
+  // non-finite pᵀAp or rᵀM⁻¹r) is repeated in the compute precision.
+  SolvePrecision solve_precision = SolvePrecision::kAuto;
+  double f32_min_tolerance = 1e-4;
   double learning_rate = 0.01;  // gradient-ascent: η
   double kept_weight = 0.0;     // gradient-ascent: weight of the descent on kept data
   void Validate() const;
@@ -45,27 +63,32 @@ struct UnlearnOptions {
 
 struct UnlearnStep {
   SolveSummary solve;
-  double damping = 0;          // λ actually used
-  double step_length = 1;      // t of θ − t·d accepted (0: refused)
+  std::string solve_dtype;  // "f64" or "f32": the precision the solve ran in
+  double damping = 0;       // λ actually used
+  double step_length = 1;   // t of θ − t·d accepted (0: refused)
   double kept_objective_before = 0, kept_objective_after = 0;
   double kept_grad_norm_before = 0, kept_grad_norm_after = 0;
-  std::string action;          // what the safeguards did, in words
+  std::string action;  // what the safeguards did, in words
 };
 
 struct UnlearnSummary {
   std::string method;
   std::vector<UnlearnStep> steps;
   double kept_grad_norm_before = 0, kept_grad_norm_after = 0;  // ‖∇L₋ₛ‖
-  double delta_norm = 0;                                       // ‖θ' − θ‖
+  // ‖∇L(θ)‖ over all n examples at the input θ: its own training objective's gradient,
+  // ((n−k)/n)·∇L₋ₛ + (k/n)·∇L_S from the two objectives (both carry (l2/2)‖θ‖²).
+  double input_grad_norm = 0;
+  double delta_norm = 0;  // ‖θ' − θ‖
   double seconds = 0;
-  bool ok = true;            // false: a solve failed and nothing should be written
+  bool ok = true;  // false: a solve failed and nothing should be written
   std::string message;
 };
 
-// `kept` is the objective over the kept examples, `forget` over the forget set (used by
-// gradient ascent only). θ (1 × p) is updated in place.
+// `kept` is the objective over the kept examples, `forget` over the forget set. θ (1 × p)
+// is updated in place. `kept_f32`, optional, is the kept objective again in f32 (same
+// rows, same order), for the steps that solve in f32 (SolvePrecision).
 template <typename T>
 UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix<T> theta,
-                       const UnlearnOptions& options);
+                       const UnlearnOptions& options, Objective<float>* kept_f32 = nullptr);
 
 }  // namespace lethe

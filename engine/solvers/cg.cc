@@ -39,9 +39,14 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
 
   kernels::Matrix<T> R = be.Allocate(m, p), P = be.Allocate(m, p), AP = be.Allocate(m, p);
   kernels::Matrix<T> scalars = be.Allocate(m, 1);
-  A.Apply(X, AP);
+  // r = b − A x; from x = 0 (the usual start) r = b without a pass over the data.
   be.Copy(B, R);
-  be.Axpby(T(-1), AP, T(1), R);  // r = b − A x
+  bool zero_start = true;
+  for (double xx : RowNormsSquared(be, X, scalars)) zero_start = zero_start && xx == 0;
+  if (!zero_start) {
+    A.Apply(X, AP);
+    be.Axpby(T(-1), AP, T(1), R);
+  }
   // z = M⁻¹ r; without a preconditioner z is r itself and rᵀz = rᵀr.
   kernels::Matrix<T> Z = M ? be.Allocate(m, p) : R;
   auto precondition = [&](const std::vector<double>& rr) {

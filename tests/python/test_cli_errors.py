@@ -757,7 +757,16 @@ class TestOutputsAndOptions(CliCase):
                  (train(data="train.txt"), "train.txt", "unsupported dataset format"),
                  (["influence", "--model", "model.safetensors", "--train", "train.npz", "--test",
                    "train.npz", "--solver", "cg", "--preconditioner", "jacobi", "--out",
-                   "scores.csv", *THREADS], "--preconditioner", "unknown")]
+                   "scores.csv", *THREADS], "--preconditioner", "unknown"),
+                 (["influence", "--model", "model.safetensors", "--train", "train.npz", "--test",
+                   "train.npz", "--solver", "cg", "--kfac-examples", "0", "--out",
+                   "scores.csv", *THREADS], "--kfac-examples", "must be >= 1"),
+                 (["unlearn", "--model", "model.safetensors", "--train", "train.npz",
+                   "--forget-ids", "1", "--solve-dtype", "f16", "--out", "p.safetensors",
+                   *THREADS], "--solve-dtype", "unknown"),
+                 (["unlearn", "--model", "model.safetensors", "--train", "train.npz",
+                   "--forget-ids", "1", "--dtype", "f32", "--solve-dtype", "f64", "--out",
+                   "p.safetensors", *THREADS], "--solve-dtype", "needs --dtype f64")]
         for args, name, phrase in cases:
             with self.case(" ".join(args[1:])) as d:
                 self.fails(d, args, [name], [phrase], code=None)

@@ -102,6 +102,11 @@ class Unlearning(unittest.TestCase):
         self.assertLessEqual(np.linalg.norm(one - tr) / np.linalg.norm(tr), 0.05)
         self.assertLess(e1, 0.05)
         self.assertLessEqual(e3, 1e-6)
+        # The default solves the step in f32 (to the forcing term η ≤ 1e-2); in f64 the same
+        # solve lands within a few η of it (a broken conversion would be O(1) away).
+        f64 = self.unlearn(s, self.path("p1_f64.safetensors"), "--solve-dtype", "f64")
+        self.assertLess(np.linalg.norm(f64 - one) / np.linalg.norm(t0 - tr), 2e-2)
+        self.assertLess(np.linalg.norm(f64 - tr) / np.linalg.norm(t0 - tr), 0.05)
         c = self.compare(s, self.path("p1.safetensors"))
         orig, patched, ref = c["original"], c["model"], c["reference"]
         gap_before = abs(orig["forget"]["loss"] - ref["forget"]["loss"])
@@ -164,6 +169,11 @@ class Unlearning(unittest.TestCase):
         self.assertEqual(r["patched_model"]["sha256"], sha256(out))
         self.assertEqual(r["k"], len(r["forget_ids"]))
         self.assertLess(r["kept_grad_norm_after"], r["kept_grad_norm_before"])
+        self.assertEqual(r["steps"][0]["solve_dtype"], "f32")
+        # ‖∇L‖ over all n (from the kept and forget gradients): the model was trained to
+        # 1e-9, while the kept objective's gradient alone is far from zero.
+        self.assertLess(r["input_grad_norm"], 1e-6)
+        self.assertGreater(r["kept_grad_norm_before"], 1e-4)
         self.assertLess(r["verify"]["models"]["patched"]["relative_distance"], 0.05)
         ev = json.loads(lethe("eval", "--model", out, "--data", s["test"], "--json"))
         self.assertGreater(ev["accuracy"], 0.9)

@@ -39,30 +39,40 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   for (int64_t i = 0; i < train.n; ++i)
     if (!forget_set.count(i)) kept_rows.push_back(i);
 
-  Session<T> session(model, train, common);
+  // The session's objective is the kept one: unlearning never needs all n rows at once
+  // (‖∇L(θ)‖ over all of them comes from the kept and forget gradients).
+  Session<T> session(model, train, common, kept_rows);
+  Objective<T>& kept = *session.train;
   Progress progress(common.quiet);
   progress.Update("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
                       std::to_string(train.n) + " examples, " + std::to_string(model.arch.num_params) +
                       " parameters, " + Name(options.method) + ", " + session.backend->Describe(),
                   true);
-  auto grad = session.backend->Allocate(1, model.arch.num_params);
-  session.train->ValueAndGradient(session.theta, grad);
-  const double full_grad_norm = static_cast<double>(kernels::Norm(*session.backend, grad));
+  ObjectiveOptions oo{common.batch_size};
+  Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
+  // The kept rows again in f32 for the steps whose solve runs in f32 (UnlearnOptions).
+  std::unique_ptr<kernels::Backend<float>> backend_f32;
+  std::unique_ptr<Objective<float>> kept_f32;
+  if (sizeof(T) > sizeof(float) && options.method == UnlearnMethod::kNewton &&
+      options.inverse.solver == SolverKind::kCg && options.solve_precision != SolvePrecision::kF64) {
+    backend_f32 = kernels::MakeBackend<float>(common.Backend());
+    kept_f32 = std::make_unique<Objective<float>>(
+        *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
+  }
+  auto theta = session.Upload(model.theta);
+  const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, options, kept_f32.get());
+  kept_f32.reset();
+  backend_f32.reset();
+  const double full_grad_norm = s.input_grad_norm;
   if (full_grad_norm > kStationarityWarning)
     std::cerr << "lethe unlearn: warning: the model is not at a stationary point of its own "
                  "objective (‖∇L‖ = " << Sci(full_grad_norm)
               << "): the patch also finishes its training\n";
-
-  ObjectiveOptions oo{common.batch_size};
-  Objective<T> kept(*session.backend, model.arch, UploadData(*session.backend, train, kept_rows), oo);
-  Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
-  auto theta = session.Upload(model.theta);
-  const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, options);
   for (size_t k = 0; k < s.steps.size(); ++k)
-    std::cerr << "step " << k + 1 << ": " << Describe(s.steps[k].solve) << "; damping "
-              << s.steps[k].damping << "; " << s.steps[k].action << "; ‖∇L₋ₛ‖ "
-              << Sci(s.steps[k].kept_grad_norm_before) << " → " << Sci(s.steps[k].kept_grad_norm_after)
-              << "\n";
+    std::cerr << "step " << k + 1 << ": " << Describe(s.steps[k].solve) << " in "
+              << s.steps[k].solve_dtype << "; damping " << s.steps[k].damping << "; "
+              << s.steps[k].action << "; ‖∇L₋ₛ‖ " << Sci(s.steps[k].kept_grad_norm_before) << " → "
+              << Sci(s.steps[k].kept_grad_norm_after) << "\n";
   if (!s.ok) Fail("unlearning failed, nothing written: ", s.message);
 
   Model patched = model;
@@ -74,9 +84,12 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   nlohmann::json report;
   report["lethe_version"] = LETHE_VERSION;
   report["command_line"] = in.command_line;
-  report["input_model"] = {{"path", in.model_path}, {"sha256", io::Sha256File(in.model_path)}};
-  report["training_data"] = {{"path", in.train_path}, {"sha256", io::Sha256File(in.train_path)}};
-  {
+  // The record is written or printed only on request: hash the files only then (hashing
+  // the training data reads all of it again).
+  const bool record = !in.report.empty() || common.json;
+  if (record) {
+    report["input_model"] = {{"path", in.model_path}, {"sha256", io::Sha256File(in.model_path)}};
+    report["training_data"] = {{"path", in.train_path}, {"sha256", io::Sha256File(in.train_path)}};
     std::string canonical;
     for (int64_t id : in.forget_ids) canonical += std::to_string(id) + "\n";
     report["forget_list"] = in.forget_file.empty()
@@ -93,6 +106,7 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     report["solver"] = Name(options.inverse.solver);
     report["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
     report["damping"] = options.inverse.damping;
+    report["solve_dtype"] = Name(options.solve_precision);
   } else {
     report["learning_rate"] = options.learning_rate;
     report["kept_weight"] = options.kept_weight;
@@ -102,6 +116,7 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   report["steps"] = nlohmann::json::array();
   for (const UnlearnStep& st : s.steps)
     report["steps"].push_back({{"solve", ToJson(st.solve)},
+                               {"solve_dtype", st.solve_dtype},
                                {"damping", st.damping},
                                {"step_length", st.step_length},
                                {"action", st.action},
@@ -125,9 +140,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
               << Fixed(patch_seconds, 3) << " s\n";
 
   if (verify) {
-    // Retraining: the same optimiser and tolerance as `lethe train`, from the original weights.
-    Objective<T> retrain_objective(*session.backend, model.arch,
-                                   UploadData(*session.backend, train, kept_rows), oo);
+    // Retraining: the same optimiser and tolerance as `lethe train`, from the original
+    // weights, on the same kept objective.
+    Objective<T>& retrain_objective = kept;
     auto retrained_theta = session.Upload(model.theta);
     progress.Update("verifying: retraining without the forget set (lethe train --forget --init)", true);
     const TrainSummary ts = lethe::Train(retrain_objective, retrained_theta, TrainOptions{});
@@ -157,7 +172,7 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
                 << Fixed(ts.seconds / patch_seconds, 1) << ")\n";
     }
   }
-  report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
+  if (record) report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
   if (!in.report.empty()) {
     io::WriteFileAtomically(in.report, report.dump(2) + "\n");
     if (tables) std::cout << "erasure record: " << in.report << "\n";
@@ -174,7 +189,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   SolverFlags flags;
   UnlearnOptions options;
   Inputs in;
-  std::string method = "newton", spec_path;
+  std::string method = "newton", spec_path, solve_dtype = "auto";
   bool verify = false;
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&in.model_path), "trained model (.safetensors)")
@@ -185,6 +200,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("method", po::value(&method)->default_value("newton"), "newton or gradient-ascent")
     ("steps", po::value(&options.steps)->default_value(1), "Newton (or gradient-ascent) steps")
     ("learning-rate", po::value(&options.learning_rate)->default_value(0.01), "gradient-ascent step size")
+    ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
+     "newton: precision of each step's CG solve: f32, f64 (--dtype's), or auto (f32 when "
+     "--dtype is f64 and the step's tolerance is >= 1e-4)")
     ("kept-weight", po::value(&options.kept_weight)->default_value(0.0),
      "gradient-ascent: also descend on the kept data with this weight")
     ("report", po::value(&in.report), "write the erasure record (JSON) here")
@@ -204,7 +222,10 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.command_line = {"lethe", "unlearn"};
   in.command_line.insert(in.command_line.end(), args.begin(), args.end());
   options.method = ParseUnlearnMethod(method);
+  options.solve_precision = ParseSolvePrecision(solve_dtype);
   const bool f32 = common.F32();
+  if (f32 && options.solve_precision == SolvePrecision::kF64)
+    Fail("--solve-dtype f64 needs --dtype f64 (the solve cannot be finer than the compute precision)");
   common.Backend();
   std::vector<std::string> inputs = {in.model_path, in.train_path};
   if (!spec_path.empty()) inputs.push_back(spec_path);
