@@ -2,7 +2,8 @@
 """Side-by-side timings: lethe against what users run today, in one run, same machine and threads.
 
     /usr/bin/python3 bench/compare/compare.py --lethe build/tools/lethe [--n 10000] [--threads 2]
-        [--data synthetic|digits784] [--no-unlearn]
+        [--data synthetic|digits784] [--no-unlearn] [--no-influence] [--no-torch-retrain]
+        [--ks 1,0.01,0.1]
 
 1. influence with CG for m test examples on a 10-class softmax regression over n × 784
    data (bench/compare/common.py): `lethe influence --solver cg`, plain (`--preconditioner
@@ -85,6 +86,11 @@ def main():
     ap.add_argument("--m", type=int, default=10)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--data", default="synthetic", help="synthetic or digits784")
+    ap.add_argument("--no-influence", action="store_true", help="skip part 1 (influence)")
+    ap.add_argument("--no-torch-retrain", action="store_true",
+                    help="part 2 without PyTorch's L-BFGS retraining (minutes per k)")
+    ap.add_argument("--ks", default="1,0.01",
+                    help="forget-set sizes: integers are counts, fractions are of n")
     ap.add_argument("--no-unlearn", action="store_true",
                     help="influence only (PyTorch's L-BFGS retraining takes ~15 min per k on digits784)")
     args = ap.parse_args()
@@ -111,16 +117,24 @@ def main():
     # 1. influence, CG, m test examples: lethe's plain CG (the same algorithm as the PyTorch
     # side) and its default, K-FAC-preconditioned CG (same tolerance, same answers).
     lethe_runs = {}
-    for pc in ["none", "kfac"]:
+    for pc in [] if args.no_influence else ["none", "kfac"]:
         scores_npy = os.path.join(tmp, f"scores_{pc}.npy")
         t_run, _ = run(L + ["influence", "--model", model, "--train", train, "--test", test,
                             "--solver", "cg", "--preconditioner", pc, "--cg-tolerance", "1e-8",
                             "--out", scores_npy] + common)
         lethe_runs[pc] = (t_run, np.load(scores_npy))
+    Xtr, ytr = torch.tensor(X), torch.tensor(y)
+    if not args.no_influence:
+        influence_vs_torch(args, model, X, Xt, yt, Xtr, ytr, lethe_runs, classes, d, l2)
+    if args.no_unlearn:
+        return
+    unlearn_vs_retrain(args, L, spec, train, model, tmp, Xtr, ytr, classes, d, l2, common)
+
+
+def influence_vs_torch(args, model, X, Xt, yt, Xtr, ytr, lethe_runs, classes, d, l2):
     th = theta_of(model)
     W = torch.tensor(th[:classes * d].reshape(classes, d), requires_grad=True)
     b = torch.tensor(th[classes * d:], requires_grad=True)
-    Xtr, ytr = torch.tensor(X), torch.tensor(y)
     t = time.perf_counter()
     ref = torch_cg_influence(W, b, Xtr, ytr, torch.tensor(Xt), torch.tensor(yt), l2, 1e-8)
     t_cg = time.perf_counter() - t
@@ -129,15 +143,15 @@ def main():
         err = np.max(np.abs(ref - scores)) / np.max(np.abs(ref))
         print(f"  lethe --preconditioner {pc:<4} {t_run:8.2f} s  → {t_cg / t_run:5.1f}× faster; "
               f"max score difference {err:.2e} (relative)")
-    if args.no_unlearn:
-        return
 
+
+def unlearn_vs_retrain(args, L, spec, train, model, tmp, Xtr, ytr, classes, d, l2, common):
     # 2. unlearning vs retraining
     ids = np.arange(args.n)
     rng = np.random.default_rng(2)
     print(f"\n{'k':>6} {'lethe unlearn':>14} {'rel. error':>11} {'lethe retrain':>14} {'speedup':>8} "
           f"{'torch L-BFGS':>13} {'speedup':>8}")
-    for k in [1, max(1, args.n // 100)]:
+    for k in [int(v) if float(v) >= 1 else max(1, round(float(v) * args.n)) for v in args.ks.split(",")]:
         forget = os.path.join(tmp, f"forget{k}.txt")
         chosen = rng.choice(ids, k, replace=False)
         with open(forget, "w") as f:
@@ -148,6 +162,9 @@ def main():
                            "--solver", "cg", "--out", patched] + common)
         t0, tr, tp = theta_of(model), theta_of(retrained), theta_of(patched)
         rel = np.linalg.norm(tp - tr) / np.linalg.norm(t0 - tr)
+        if args.no_torch_retrain:
+            print(f"{k:>6} {t_un:>12.2f} s {rel:>11.2e} {t_re:>12.2f} s {t_re / t_un:>7.1f}×")
+            continue
         keep = np.setdiff1d(ids, chosen)
         Wt = torch.zeros(classes, d, requires_grad=True)
         bt = torch.zeros(classes, requires_grad=True)
