@@ -10,11 +10,6 @@
 //   M⁻¹ V = E_Γᵀ [ (E_Γ V E_Sᵀ) ⊘ (γ σᵀ + l2 + λ) ] E_S,
 //
 // four GEMMs per layer and direction (the k × k ones for a group of directions at once).
-// A layer with few outputs (out ≤ KfacOptions::cholesky_max_out: a softmax regression)
-// skips S's eigendecomposition: in the basis of Γ's eigenvectors M's block is
-// blockdiag_a(γ_a S + (l2 + λ) I), so out Cholesky factorisations of k × k matrices invert
-// it exactly, for a fraction of the cost (k = 785: 5.6 ms each in f32 where the symmetric
-// eigensolver takes 150 ms).
 // Why it pays: on image-like data the input covariance S spans many orders of magnitude
 // (blank pixels: only l2 left), which is what makes plain CG (and L-BFGS) slow; M removes it. M is
 // symmetric positive definite (γ, σ ≥ 0, l2 + λ > 0), so preconditioned CG stays valid; it changes
@@ -33,9 +28,6 @@ struct KfacOptions {
   // On digits784 PCG needs as many iterations with 2,048 of 10,000 rows as with all of
   // them (docs/performance.md), for a fifth of the setup.
   int64_t max_examples = 2048;
-  // Layers with at most this many outputs use the Cholesky form (above), the others the
-  // eigendecomposition of S.
-  int64_t cholesky_max_out = 16;
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 
@@ -43,8 +35,8 @@ template <typename T>
 class KfacPreconditioner final : public LinearOperator<T> {
  public:
   // One pass over (at most options.max_examples rows of) the data (forward, and 2 ×
-  // output-width backward passes), then the factorisations. `damping` is λ (l2 comes from
-  // the objective).
+  // output-width backward passes), then eigendecompositions of every factor. `damping` is
+  // λ (l2 comes from the objective).
   KfacPreconditioner(Objective<T>& objective, const kernels::Matrix<T>& theta, double damping,
                      const KfacOptions& options = {});
 
@@ -57,16 +49,10 @@ class KfacPreconditioner final : public LinearOperator<T> {
  private:
   struct Layer {
     LayerShape shape;
-    int64_t k = 0;                               // inputs (+ 1 with a bias)
     kernels::Matrix<T> out_vectors, in_vectors;  // E_Γ (out × out), E_S (k × k): rows
     kernels::Matrix<T> inverse_eigenvalues;      // out × k: 1 / (γ_i σ_j + l2 + λ)
-    // Cholesky form: factor a of γ_a S + (l2 + λ) I (k × k, L in its lower triangle);
-    // in_vectors and inverse_eigenvalues are then unused.
-    std::vector<kernels::Matrix<T>> factors;
-    kernels::Matrix<T> z, t;  // (group · out) × k workspaces
+    kernels::Matrix<T> z, t;                     // (group · out) × k workspaces
   };
-  void ApplyEigen(Layer& layer, kernels::Matrix<T> z, kernels::Matrix<T> t, int64_t g);
-  void ApplyCholesky(Layer& layer, kernels::Matrix<T> z, kernels::Matrix<T> t, int64_t g);
   kernels::Backend<T>& backend_;
   ObjectiveOptions options_;  // the objective's, for its group_elements
   int64_t num_params_;

@@ -204,47 +204,41 @@ TEST(Cg, ReportsNegativeCurvatureOnIndefiniteHessian) {
 // G_ll = (Jᵀ A J) ⊗ ã ãᵀ. So for v supported on layer l, M⁻¹ applied to layer l's part of
 // (G + λI) v must return v exactly: this checks Γ (through activations and a layer without
 // bias), S (with and without the bias column), the eigendecompositions and the shift.
-// Both forms of M⁻¹ (the eigendecomposition of S, and one Cholesky factor per eigenvalue of
-// Γ) are checked.
 TEST(Kfac, ExactOnOneExampleForEveryLayer) {
-  for (LossKind loss : {LossKind::kCrossEntropy, LossKind::kMse, LossKind::kLogistic})
-    for (int64_t cholesky_max_out : {0, 16}) {
-      SCOPED_TRACE(static_cast<int>(loss));
-      SCOPED_TRACE(cholesky_max_out ? "cholesky form" : "eigen form");
-      auto backend = kernels::MakeBackend<double>({});
-      const io::Dataset data = testing::RandomData(loss, 1, 5, 3, 31);
-      const Model model =
-          testing::RandomModel(testing::MlpSpec(loss, Activation::kTanh, 4, 1e-2, 3), data, 32);
-      Objective<double> objective(*backend, model.arch, UploadData(*backend, data));
-      const int64_t p = objective.num_params();
-      Matrix theta = Upload(*backend, Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
-      const double damping = 0.1;
-      CurvatureOperator<double> G(objective, theta, Curvature::kGaussNewton, damping);
-      KfacPreconditioner<double> M(objective, theta, damping,
-                                   KfacOptions{.cholesky_max_out = cholesky_max_out});
-      int tested = 0;
-      for (const LayerShape& layer : model.arch.layers) {
-        if (!layer.is_linear()) continue;
-        Eigen::RowVectorXd mask = Eigen::RowVectorXd::Zero(p);
-        mask.segment(layer.weight_offset, layer.out * layer.in).setOnes();
-        if (layer.bias_offset >= 0) mask.segment(layer.bias_offset, layer.out).setOnes();
-        const Eigen::RowVectorXd v = RandomRows(1, p, 40 + tested).cwiseProduct(mask);
-        Matrix gv = backend->Allocate(1, p), back = backend->Allocate(1, p);
-        G.Apply(Upload(*backend, v), gv);
-        const Eigen::RowVectorXd block = Download(*backend, gv).cwiseProduct(mask);
-        M.Apply(Upload(*backend, block), back);
-        EXPECT_LE((Download(*backend, back) - v).norm() / v.norm(), kExactTolerance)
-            << "layer with weight at " << layer.weight_offset;
-        ++tested;
-      }
-      EXPECT_EQ(tested, 4);
+  for (LossKind loss : {LossKind::kCrossEntropy, LossKind::kMse, LossKind::kLogistic}) {
+    SCOPED_TRACE(static_cast<int>(loss));
+    auto backend = kernels::MakeBackend<double>({});
+    const io::Dataset data = testing::RandomData(loss, 1, 5, 3, 31);
+    const Model model =
+        testing::RandomModel(testing::MlpSpec(loss, Activation::kTanh, 4, 1e-2, 3), data, 32);
+    Objective<double> objective(*backend, model.arch, UploadData(*backend, data));
+    const int64_t p = objective.num_params();
+    Matrix theta = Upload(*backend, Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+    const double damping = 0.1;
+    CurvatureOperator<double> G(objective, theta, Curvature::kGaussNewton, damping);
+    KfacPreconditioner<double> M(objective, theta, damping);
+    int tested = 0;
+    for (const LayerShape& layer : model.arch.layers) {
+      if (!layer.is_linear()) continue;
+      Eigen::RowVectorXd mask = Eigen::RowVectorXd::Zero(p);
+      mask.segment(layer.weight_offset, layer.out * layer.in).setOnes();
+      if (layer.bias_offset >= 0) mask.segment(layer.bias_offset, layer.out).setOnes();
+      const Eigen::RowVectorXd v = RandomRows(1, p, 40 + tested).cwiseProduct(mask);
+      Matrix gv = backend->Allocate(1, p), back = backend->Allocate(1, p);
+      G.Apply(Upload(*backend, v), gv);
+      const Eigen::RowVectorXd block = Download(*backend, gv).cwiseProduct(mask);
+      M.Apply(Upload(*backend, block), back);
+      EXPECT_LE((Download(*backend, back) - v).norm() / v.norm(), kExactTolerance)
+          << "layer with weight at " << layer.weight_offset;
+      ++tested;
     }
+    EXPECT_EQ(tested, 4);
+  }
 }
 
 // M⁻¹ applied to several directions at once takes their input-side products in groups
-// (ObjectiveOptions::group_elements), and the Cholesky form gathers the rows that share a
-// factor; any grouping, a partial last group included, must give each row what applying
-// M⁻¹ to that row alone gives, in both forms.
+// (ObjectiveOptions::group_elements); any grouping, a partial last group included, must give
+// each row what applying M⁻¹ to that row alone gives.
 TEST(Kfac, GroupedApplicationEqualsOneRowAtATime) {
   auto backend = kernels::MakeBackend<double>({});
   const io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 20, 5, 3, 61);
@@ -256,20 +250,16 @@ TEST(Kfac, GroupedApplicationEqualsOneRowAtATime) {
                               ObjectiveOptions{.batch_size = 8, .group_elements = 48});
   const int64_t p = objective.num_params();
   Matrix theta = Upload(*backend, Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  KfacPreconditioner<double> M(objective, theta, 0.1);
   const Eigen::MatrixXd v = RandomRows(5, p, 63);
-  for (int64_t cholesky_max_out : {0, 16}) {
-    SCOPED_TRACE(cholesky_max_out ? "cholesky form" : "eigen form");
-    KfacPreconditioner<double> M(objective, theta, 0.1,
-                                 KfacOptions{.cholesky_max_out = cholesky_max_out});
-    Matrix all = backend->Allocate(5, p), one = backend->Allocate(1, p);
-    M.Apply(Upload(*backend, v), all);
-    const Eigen::MatrixXd grouped = Download(*backend, all);
-    for (int64_t r = 0; r < 5; ++r) {
-      M.Apply(Upload(*backend, v.row(r)), one);
-      EXPECT_LE((Download(*backend, one).row(0) - grouped.row(r)).norm(),
-                1e-13 * grouped.row(r).norm())
-          << "row " << r;
-    }
+  Matrix all = backend->Allocate(5, p), one = backend->Allocate(1, p);
+  M.Apply(Upload(*backend, v), all);
+  const Eigen::MatrixXd grouped = Download(*backend, all);
+  for (int64_t r = 0; r < 5; ++r) {
+    M.Apply(Upload(*backend, v.row(r)), one);
+    EXPECT_LE((Download(*backend, one).row(0) - grouped.row(r)).norm(),
+              1e-13 * grouped.row(r).norm())
+        << "row " << r;
   }
 }
 
