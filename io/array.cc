@@ -170,6 +170,16 @@ std::vector<double> Array::ToDouble(const std::string& what) const {
   const size_t n = static_cast<size_t>(NumElements());
   std::vector<double> out(n);
   const uint8_t* p = bytes.data();
+  // The data's usual dtypes without a dispatch per element (bytes are little-endian, as
+  // Load assumes of the host).
+  if (dtype == DType::kF64) {
+    if (n) std::memcpy(out.data(), p, n * sizeof(double));
+    return out;
+  }
+  if (dtype == DType::kF32) {
+    for (size_t i = 0; i < n; ++i) out[i] = Load<float>(p + 4 * i);
+    return out;
+  }
   for (size_t i = 0; i < n; ++i) {
     switch (dtype) {
       case DType::kBool:

@@ -54,7 +54,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   std::unique_ptr<kernels::Backend<float>> backend_f32;
   std::unique_ptr<Objective<float>> kept_f32;
   if (sizeof(T) > sizeof(float) && options.method == UnlearnMethod::kNewton &&
-      options.inverse.solver == SolverKind::kCg && options.solve_precision != SolvePrecision::kF64) {
+      (options.solve_precision == SolvePrecision::kF32 ||
+       (options.solve_precision == SolvePrecision::kAuto &&
+        options.inverse.solver == SolverKind::kCg))) {
     backend_f32 = kernels::MakeBackend<float>(common.Backend());
     kept_f32 = std::make_unique<Objective<float>>(
         *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
