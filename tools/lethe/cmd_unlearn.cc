@@ -203,8 +203,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("steps", po::value(&options.steps)->default_value(1), "Newton (or gradient-ascent) steps")
     ("learning-rate", po::value(&options.learning_rate)->default_value(0.01), "gradient-ascent step size")
     ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
-     "newton: precision of each step's CG solve: f32, f64 (--dtype's), or auto (f32 when "
-     "--dtype is f64 and the step's tolerance is >= 1e-4)")
+     "newton: precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG "
+     "solve when --dtype is f64 and its tolerance is >= 1e-4)")
     ("kept-weight", po::value(&options.kept_weight)->default_value(0.0),
      "gradient-ascent: also descend on the kept data with this weight")
     ("report", po::value(&in.report), "write the erasure record (JSON) here")
