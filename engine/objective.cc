@@ -584,18 +584,18 @@ DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
   const int64_t width = std::max<int64_t>(1, std::max(data.d, data.target_width));
   const int64_t block = std::max<int64_t>(1, (int64_t{1} << 16) / width);
   std::vector<T> buffer(static_cast<size_t>(std::min(n, block) * width));
-  auto upload = [&](const std::vector<double>& src, int64_t cols, kernels::Matrix<T> dst) {
+  auto upload = [&](const double* src, int64_t cols, kernels::Matrix<T> dst) {
     for (int64_t b = 0; b < n; b += block) {
       const int64_t count = std::min(block, n - b);
       for (int64_t i = 0; i < count; ++i) {
-        const double* from = src.data() + (all ? b + i : rows[b + i]) * cols;
+        const double* from = src + (all ? b + i : rows[b + i]) * cols;
         std::copy(from, from + cols, buffer.begin() + i * cols);
       }
       backend.Upload(buffer.data(), dst.Rows(b, count));
     }
   };
-  upload(data.X, data.d, out.X);
-  upload(data.y, data.target_width, out.Y);
+  upload(data.X.data(), data.d, out.X);
+  upload(data.y.data(), data.target_width, out.Y);
   return out;
 }
 

@@ -165,20 +165,25 @@ int64_t Array::NumElements() const {
 }
 
 std::vector<double> Array::ToDouble(const std::string& what) const {
+  std::vector<double> out(static_cast<size_t>(NumElements()));
+  ToDouble(what, out.data());
+  return out;
+}
+
+void Array::ToDouble(const std::string& what, double* out) const {
   (void)what;  // every conversion to double succeeds
   CheckBytes(*this);
   const size_t n = static_cast<size_t>(NumElements());
-  std::vector<double> out(n);
   const uint8_t* p = bytes.data();
   // The data's usual dtypes without a dispatch per element (bytes are little-endian, as
   // Load assumes of the host).
   if (dtype == DType::kF64) {
-    if (n) std::memcpy(out.data(), p, n * sizeof(double));
-    return out;
+    if (n) std::memcpy(out, p, n * sizeof(double));
+    return;
   }
   if (dtype == DType::kF32) {
     for (size_t i = 0; i < n; ++i) out[i] = Load<float>(p + 4 * i);
-    return out;
+    return;
   }
   for (size_t i = 0; i < n; ++i) {
     switch (dtype) {
@@ -223,7 +228,6 @@ std::vector<double> Array::ToDouble(const std::string& what) const {
         break;
     }
   }
-  return out;
 }
 
 std::vector<int64_t> Array::ToInt64(const std::string& what) const {

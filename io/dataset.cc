@@ -30,7 +30,8 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }
 
 // Row of the first non-finite value in a [rows, width] row-major matrix, or -1.
-int64_t FirstNonFiniteRow(const std::vector<double>& values, int64_t width) {
+template <typename Vector>
+int64_t FirstNonFiniteRow(const Vector& values, int64_t width) {
   for (size_t i = 0; i < values.size(); ++i)
     if (!std::isfinite(values[i])) return static_cast<int64_t>(i) / width;
   return -1;
@@ -54,7 +55,8 @@ Dataset LoadNpz(const std::string& path) {
   if (ds.n == 0) Fail(path, ": X has no rows (n = 0)");
   ds.d = X.NumElements() / ds.n;  // trailing dimensions flattened; 1 for a 1-D X
   if (ds.d == 0) Fail(path, ": X has no features (shape ", ShapeString(X.shape), ")");
-  ds.X = X.ToDouble(path + ": X");
+  ds.X.resize(static_cast<size_t>(X.NumElements()));
+  X.ToDouble(path + ": X", ds.X.data());
   if (const int64_t row = FirstNonFiniteRow(ds.X, ds.d); row >= 0)
     Fail(path, ": X contains NaN or Inf at row ", row);
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "common/host_memory.h"
+
 namespace lethe::io {
 
 struct DatasetOptions {
@@ -22,7 +24,7 @@ struct Dataset {
   std::string path;
   int64_t n = 0;                // examples
   int64_t d = 0;                // features per example
-  std::vector<double> X;        // [n, d] row-major
+  HostVector<double> X;         // [n, d] row-major (common/host_memory.h: it can be large)
   int64_t target_width = 1;     // 1 for labels or y [n]; k for y [n, k]
   bool integer_targets = true;  // y came as integers (class labels)
   std::vector<double> y;        // [n, target_width] row-major

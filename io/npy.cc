@@ -238,7 +238,7 @@ Header ParseHeader(std::string_view dict, const Preamble& preamble, const std::s
   return h;
 }
 
-Array FromData(Header header, std::vector<uint8_t> data) {
+Array FromData(Header header, HostVector<uint8_t> data) {
   LETHE_CHECK(data.size() == header.data_bytes);
   Array a;
   a.dtype = header.dtype;
@@ -280,7 +280,7 @@ Array ParseNpy(const std::string& bytes, const std::string& what) {
     Fail(what, ": truncated: data is ", available, " bytes but the header needs ", h.data_bytes);
   if (available > h.data_bytes)
     Fail(what, ": ", available - h.data_bytes, " trailing bytes after the array data");
-  std::vector<uint8_t> data(all.begin() + data_start, all.end());
+  HostVector<uint8_t> data(all.begin() + data_start, all.end());
   return npy::FromData(std::move(h), std::move(data));
 }
 
@@ -298,7 +298,7 @@ Array ReadNpy(const std::string& path) {
     Fail(path, ": truncated: data is ", available, " bytes but the header needs ", h.data_bytes);
   if (available > h.data_bytes)
     Fail(path, ": ", available - h.data_bytes, " trailing bytes after the array data");
-  std::vector<uint8_t> data(static_cast<size_t>(h.data_bytes));
+  HostVector<uint8_t> data(static_cast<size_t>(h.data_bytes));
   if (!data.empty()) file.ReadAt(data_start, data.data(), data.size());
   return npy::FromData(std::move(h), std::move(data));
 }

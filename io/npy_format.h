@@ -36,6 +36,6 @@ struct Header {
 Header ParseHeader(std::string_view dict, const Preamble& preamble, const std::string& what);
 
 // Builds the array from exactly header.data_bytes bytes, transposing Fortran order.
-Array FromData(Header header, std::vector<uint8_t> data);
+Array FromData(Header header, HostVector<uint8_t> data);
 
 }  // namespace lethe::io::npy

@@ -41,7 +41,7 @@ std::map<std::string, Array> ReadNpz(const std::string& path) {
     if (total - data_start != header.data_bytes)
       Fail(what, ": declared size ", total, " but its npy header implies ",
            data_start + header.data_bytes, " bytes");
-    std::vector<uint8_t> data(static_cast<size_t>(header.data_bytes));
+    HostVector<uint8_t> data(static_cast<size_t>(header.data_bytes));
     reader.Read(data.data(), data.size());
     reader.Finish();
     arrays.emplace(key, npy::FromData(std::move(header), std::move(data)));

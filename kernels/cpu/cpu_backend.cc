@@ -5,7 +5,6 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -14,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/host_memory.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -78,20 +78,12 @@ class CpuBackend final : public Backend<T> {
 
   Matrix<T> Allocate(int64_t rows, int64_t cols) override {
     LETHE_CHECK(rows >= 0 && cols >= 0);
-    // 64-byte alignment for vectorised loads; aligned_alloc wants a multiple of it.
-    size_t bytes = static_cast<size_t>(rows * cols) * sizeof(T);
-    // Large buffers (the data, above all) on 2 MiB pages where the kernel lends them
-    // (transparent huge pages in "madvise" mode, Debian's default): first touching 63 MB in
-    // 4 KiB pages cost as long as a pass of GEMMs over it, and every pass misses the TLB.
-    constexpr size_t kHugePage = size_t{2} << 20;
-    const size_t align = bytes >= 4 * kHugePage ? kHugePage : 64;
-    bytes = (bytes + align - 1) / align * align + 64;
-    bytes = (bytes + align - 1) / align * align;
-    void* p = std::aligned_alloc(align, bytes);
+    // 64-byte alignment for vectorised loads, 64 bytes of slack after the end; large
+    // buffers (the data, above all) on huge pages (common/host_memory.h): first touching
+    // 63 MB in 4 KiB pages cost as long as a pass of GEMMs over it.
+    const size_t bytes = static_cast<size_t>(rows * cols) * sizeof(T) + 64;
+    void* p = AllocateHost(bytes);
     if (!p) Fail("out of memory allocating ", rows, "x", cols, " matrix (", bytes, " bytes)");
-#ifdef MADV_HUGEPAGE
-    if (align == kHugePage) madvise(p, bytes, MADV_HUGEPAGE);  // advice: failure is harmless
-#endif
     std::shared_ptr<void> storage(p, std::free);
     return Matrix<T>(storage, static_cast<T*>(p), rows, cols, cols, DeviceKind::kCpu);
   }
