@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 #include "common/error.h"
@@ -21,6 +22,20 @@ std::vector<double> Eigendecompose(kernels::Backend<T>& be, kernels::Matrix<T> A
   std::vector<double> out;
   for (T v : host) out.push_back(std::max(0.0, static_cast<double>(v)));
   return out;
+}
+
+// S = Eᵀ T E (rows of E in A on return); T's diagonal and off-diagonal in double.
+template <typename T>
+void Tridiagonalize(kernels::Backend<T>& be, kernels::Matrix<T> A, std::vector<double>* diag,
+                    std::vector<double>* off) {
+  const int64_t k = A.rows();
+  kernels::Matrix<T> d = be.Allocate(1, k), e = be.Allocate(1, k);
+  be.SymmetricTridiagonal(A, d, e);
+  std::vector<T> host(static_cast<size_t>(k));
+  be.Download(d, host.data());
+  diag->assign(host.begin(), host.end());
+  be.Download(e, host.data());
+  off->assign(host.begin(), host.end());
 }
 }  // namespace
 
@@ -47,18 +62,40 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
     layer.in_vectors = inputs[j];
     ++j;
     const std::vector<double> gamma = Eigendecompose(backend_, layer.out_vectors);
-    const std::vector<double> sigma = Eigendecompose(backend_, layer.in_vectors);
-    const int64_t out = shape.out, k = static_cast<int64_t>(sigma.size());
+    const int64_t out = shape.out, k = layer.in_vectors.rows();
+    std::vector<double> diag, off;
+    Tridiagonalize(backend_, layer.in_vectors, &diag, &off);
     // Without l2 and damping a blank input direction has σ = 0 and M would be singular:
     // floor the shift relative to the largest product (then CG itself reports the trouble).
-    const double top = gamma.back() * sigma.back();
+    // Gershgorin's bound on T stands in for S's largest eigenvalue.
+    double sigma_max = 0;
+    for (int64_t j = 0; j < k; ++j)
+      sigma_max = std::max(sigma_max, std::fabs(diag[j]) + std::fabs(off[j]) +
+                                          (j > 0 ? std::fabs(off[j - 1]) : 0.0));
+    const double top = gamma.back() * sigma_max;
     const double shift = std::max(objective.l2() + damping,
                                   1e3 * std::numeric_limits<T>::epsilon() * std::max(top, 1e-300));
-    std::vector<T> inverse(static_cast<size_t>(out * k));
-    for (int64_t a = 0; a < out; ++a)
-      for (int64_t b = 0; b < k; ++b) inverse[a * k + b] = T(1.0 / (gamma[a] * sigma[b] + shift));
-    layer.inverse_eigenvalues = backend_.Allocate(out, k);
-    backend_.Upload(inverse.data(), layer.inverse_eigenvalues);
+    // LDLᵀ of γ_a T + shift·I for every eigenvalue γ_a of Γ, in double on the host (O(out·k)):
+    //   d_0 = γ t_0 + s,  l_j = γ e_j / d_j,  d_{j+1} = γ t_{j+1} + s − l_j γ e_j.
+    // In exact arithmetic every pivot is ≥ the matrix's smallest eigenvalue ≥ s (σ ≥ 0);
+    // the floor s/2 only catches rounding in T (an f32 S can show σ ≈ −1e-6·‖S‖) and keeps M
+    // positive definite, which is all PCG needs of it.
+    std::vector<T> pivots(static_cast<size_t>(out * k)), multipliers(pivots.size(), T(0));
+    for (int64_t a = 0; a < out; ++a) {
+      double d = gamma[a] * diag[0] + shift;
+      for (int64_t j = 0;; ++j) {
+        d = std::max(d, 0.5 * shift);
+        pivots[a * k + j] = T(d);
+        if (j + 1 == k) break;
+        const double ge = gamma[a] * off[j], l = ge / d;
+        multipliers[a * k + j] = T(l);
+        d = gamma[a] * diag[j + 1] + shift - l * ge;
+      }
+    }
+    layer.pivots = backend_.Allocate(out, k);
+    layer.multipliers = backend_.Allocate(out, k);
+    backend_.Upload(pivots.data(), layer.pivots);
+    backend_.Upload(multipliers.data(), layer.multipliers);
     layers_.push_back(std::move(layer));
   }
   setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -91,15 +128,15 @@ void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T
       be.Gemm(Op::kNone, Op::kTranspose, T(1), z, layer.in_vectors, T(0), t);  // V E_Sᵀ
       for (int64_t j = 0; j < g; ++j) {
         kernels::Matrix<T> zj = z.Rows(j * s.out, s.out), tj = t.Rows(j * s.out, s.out);
-        be.Gemm(Op::kNone, Op::kNone, T(1), layer.out_vectors, tj, T(0), zj);  // E_Γ ·
-        be.Multiply(zj, layer.inverse_eigenvalues, T(0), tj);                  // ⊘ (γσᵀ + s)
-        be.Gemm(Op::kTranspose, Op::kNone, T(1), layer.out_vectors, tj, T(0), zj);  // E_Γᵀ ·
+        be.Gemm(Op::kNone, Op::kNone, T(1), layer.out_vectors, tj, T(0), zj);  // W = E_Γ ·
+        be.TridiagonalSolve(layer.pivots, layer.multipliers, zj);  // row a: w_a (γ_a T + s)⁻¹
+        be.Gemm(Op::kTranspose, Op::kNone, T(1), layer.out_vectors, zj, T(0), tj);  // E_Γᵀ ·
       }
-      be.Gemm(Op::kNone, Op::kNone, T(1), z, layer.in_vectors, T(0), t);  // · E_S
+      be.Gemm(Op::kNone, Op::kNone, T(1), t, layer.in_vectors, T(0), z);  // · E_S
       for (int64_t j = 0; j < g; ++j) {
-        kernels::Matrix<T> o = out.Row(r0 + j), tj = t.Rows(j * s.out, s.out);
-        be.Copy(tj.Cols(0, s.in), o.Block(s.weight_offset, s.out, s.in));
-        if (bias) be.Copy(tj.Cols(s.in, 1), o.Block(s.bias_offset, s.out, 1));
+        kernels::Matrix<T> o = out.Row(r0 + j), zj = z.Rows(j * s.out, s.out);
+        be.Copy(zj.Cols(0, s.in), o.Block(s.weight_offset, s.out, s.in));
+        if (bias) be.Copy(zj.Cols(s.in, 1), o.Block(s.bias_offset, s.out, 1));
       }
     }
   }

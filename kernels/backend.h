@@ -96,6 +96,18 @@ class Backend {
   // `vectors`, A is overwritten by the orthonormal eigenvectors as its rows (row i belongs
   // to values[i]: A_in = Uᵀ diag(values) U); without, A's contents are then unspecified.
   virtual void SymmetricEigen(Matrix<T> A, Matrix<T> values, bool vectors) = 0;
+  // Householder reduction of a symmetric A (n × n) to tridiagonal form, A = Eᵀ T E with E
+  // orthogonal: A is overwritten by E (its rows), `diagonal` (1 × n) gets T's diagonal and
+  // `off_diagonal` (1 × n) T's sub/superdiagonal, T_{i,i+1} = off_diagonal[i], with
+  // off_diagonal[n-1] = 0. About a quarter of SymmetricEigen's cost: no QL iteration, and
+  // E comes from blocked Householder products (what a shifted solve with A needs; see
+  // engine/kfac_preconditioner.h).
+  virtual void SymmetricTridiagonal(Matrix<T> A, Matrix<T> diagonal, Matrix<T> off_diagonal) = 0;
+  // Each row x of X (r × n) ← (L D Lᵀ)⁻¹ x for that row's own factors: D = diag(pivots row),
+  // L unit lower bidiagonal with L_{j+1,j} = multipliers[row, j] (column n-1 unused). The
+  // LDLᵀ factorisation of a symmetric tridiagonal matrix; O(n) per row.
+  virtual void TridiagonalSolve(const Matrix<T>& pivots, const Matrix<T>& multipliers,
+                                Matrix<T> X) = 0;
 };
 
 // The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C

@@ -303,6 +303,34 @@ class CpuBackend final : public Backend<T> {
     // Eigen's eigenvectors are its columns; in the row-major A they become the rows.
     if (vectors) Mut(A) = eig.eigenvectors().transpose();
   }
+  void SymmetricTridiagonal(Matrix<T> A, Matrix<T> diagonal, Matrix<T> off_diagonal) override {
+    const int64_t n = A.rows();
+    LETHE_CHECK(A.cols() == n && diagonal.rows() == 1 && diagonal.cols() == n &&
+                off_diagonal.rows() == 1 && off_diagonal.cols() == n);
+    if (n == 0) return;
+    Eigen::setNbThreads(threads_);
+    Eigen::Tridiagonalization<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>> tri(Transposed(A));
+    Mut(diagonal).row(0) = tri.diagonal().transpose();
+    Mut(off_diagonal).setZero();
+    Mut(off_diagonal).row(0).head(n - 1) = tri.subDiagonal().transpose();
+    // A = Q T Qᵀ: Q's columns, stored column-major, are E's rows in the row-major A.
+    Transposed(A) = tri.matrixQ();
+  }
+  void TridiagonalSolve(const Matrix<T>& pivots, const Matrix<T>& multipliers,
+                        Matrix<T> X) override {
+    CheckSameShape(pivots.rows(), pivots.cols(), X.rows(), X.cols());
+    CheckSameShape(multipliers.rows(), multipliers.cols(), X.rows(), X.cols());
+    const int64_t n = X.cols();
+    if (n == 0) return;
+    for (int64_t r = 0; r < X.rows(); ++r) {
+      const T* d = pivots.data() + r * pivots.ld();
+      const T* l = multipliers.data() + r * multipliers.ld();
+      T* x = X.data() + r * X.ld();
+      for (int64_t j = 1; j < n; ++j) x[j] -= l[j - 1] * x[j - 1];  // L y = b
+      x[n - 1] /= d[n - 1];                                         // D Lᵀ x = y
+      for (int64_t j = n - 2; j >= 0; --j) x[j] = x[j] / d[j] - l[j] * x[j + 1];
+    }
+  }
 
  private:
   int threads_ = 1;

@@ -206,6 +206,23 @@ struct SymmetrizeOp {
   }
 };
 
+// Row r of X ← (L D Lᵀ)⁻¹ x, one thread per row: forward L y = x, then D Lᵀ x = y.
+template <typename T>
+struct TridiagonalSolveOp {
+  const T* d;
+  const T* l;
+  T* x;
+  int64_t ldd, ldl, ldx, n;
+  __device__ void operator()(int64_t r) const {
+    const T* dr = d + r * ldd;
+    const T* lr = l + r * ldl;
+    T* xr = x + r * ldx;
+    for (int64_t j = 1; j < n; ++j) xr[j] -= lr[j - 1] * xr[j - 1];
+    xr[n - 1] /= dr[n - 1];
+    for (int64_t j = n - 2; j >= 0; --j) xr[j] = xr[j] / dr[j] - lr[j] * xr[j + 1];
+  }
+};
+
 // --- cuSOLVER by precision: every call on the column-major view with uplo = upper, whose
 // upper triangle is the row-major lower one (see CholeskyFactor). -------------------------
 
@@ -248,6 +265,38 @@ cusolverStatus_t Syevd(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, floa
 cusolverStatus_t Syevd(cusolverDnHandle_t h, cusolverEigMode_t mode, int n, double* a, int lda,
                        double* w, double* work, int lwork, int* info) {
   return cusolverDnDsyevd(h, mode, kUpper, n, a, lda, w, work, lwork, info);
+}
+cusolverStatus_t SytrdWork(cusolverDnHandle_t h, int n, const float* a, int lda, const float* d,
+                           const float* e, const float* tau, int* lwork) {
+  return cusolverDnSsytrd_bufferSize(h, kUpper, n, a, lda, d, e, tau, lwork);
+}
+cusolverStatus_t SytrdWork(cusolverDnHandle_t h, int n, const double* a, int lda,
+                           const double* d, const double* e, const double* tau, int* lwork) {
+  return cusolverDnDsytrd_bufferSize(h, kUpper, n, a, lda, d, e, tau, lwork);
+}
+cusolverStatus_t Sytrd(cusolverDnHandle_t h, int n, float* a, int lda, float* d, float* e,
+                       float* tau, float* work, int lwork, int* info) {
+  return cusolverDnSsytrd(h, kUpper, n, a, lda, d, e, tau, work, lwork, info);
+}
+cusolverStatus_t Sytrd(cusolverDnHandle_t h, int n, double* a, int lda, double* d, double* e,
+                       double* tau, double* work, int lwork, int* info) {
+  return cusolverDnDsytrd(h, kUpper, n, a, lda, d, e, tau, work, lwork, info);
+}
+cusolverStatus_t OrgtrWork(cusolverDnHandle_t h, int n, const float* a, int lda, const float* tau,
+                           int* lwork) {
+  return cusolverDnSorgtr_bufferSize(h, kUpper, n, a, lda, tau, lwork);
+}
+cusolverStatus_t OrgtrWork(cusolverDnHandle_t h, int n, const double* a, int lda,
+                           const double* tau, int* lwork) {
+  return cusolverDnDorgtr_bufferSize(h, kUpper, n, a, lda, tau, lwork);
+}
+cusolverStatus_t Orgtr(cusolverDnHandle_t h, int n, float* a, int lda, const float* tau,
+                       float* work, int lwork, int* info) {
+  return cusolverDnSorgtr(h, kUpper, n, a, lda, tau, work, lwork, info);
+}
+cusolverStatus_t Orgtr(cusolverDnHandle_t h, int n, double* a, int lda, const double* tau,
+                       double* work, int lwork, int* info) {
+  return cusolverDnDorgtr(h, kUpper, n, a, lda, tau, work, lwork, info);
 }
 
 // cuSOLVER's dense routines take int sizes.
@@ -499,6 +548,45 @@ class CudaBackend final : public Backend<T> {
         Syevd(context_->cusolver(), mode, n, A.data(), lda, values.data(), work, lwork, info));
     LETHE_CHECK(ReadInfo(info, "syevd") == 0,
                 "cuSOLVER syevd: the symmetric eigenvalue iteration did not converge");
+  }
+  void SymmetricTridiagonal(Matrix<T> A, Matrix<T> diagonal, Matrix<T> off_diagonal) override {
+    const int64_t p = A.rows();
+    LETHE_CHECK(A.cols() == p && diagonal.rows() == 1 && diagonal.cols() == p &&
+                off_diagonal.rows() == 1 && off_diagonal.cols() == p);
+    if (p == 0) return;
+    Fill(off_diagonal, T(0));
+    if (p == 1) {  // T = A, E = 1 (LAPACK's reduction needs n ≥ 2 for its reflectors)
+      Copy(A, diagonal);
+      Fill(A, T(1));
+      return;
+    }
+    const int n = AsInt(p, "matrix size"), lda = AsInt(A.ld(), "leading dimension");
+    // sytrd reduces the column-major view (uplo = upper) to Q T Qᵀ, keeping the reflectors
+    // in A and their scales τ (n - 1) after the work area; orgtr then forms Q in place. Q's
+    // columns, column-major, are the rows of the row-major A: A ← E = Qᵀ as the interface says.
+    int lwork_trd = 0, lwork_gtr = 0;
+    LETHE_CUDA_CHECK(SytrdWork(context_->cusolver(), n, A.data(), lda, diagonal.data(),
+                               off_diagonal.data(), off_diagonal.data(), &lwork_trd));
+    LETHE_CUDA_CHECK(OrgtrWork(context_->cusolver(), n, A.data(), lda, off_diagonal.data(),
+                               &lwork_gtr));
+    const int lwork = std::max(lwork_trd, lwork_gtr);
+    T* work = nullptr;
+    int* info = SolverWorkspace(lwork + n, &work);
+    T* tau = work + lwork;
+    LETHE_CUDA_CHECK(Sytrd(context_->cusolver(), n, A.data(), lda, diagonal.data(),
+                           off_diagonal.data(), tau, work, lwork, info));
+    LETHE_CHECK(ReadInfo(info, "sytrd") == 0, "cuSOLVER sytrd rejected a parameter");
+    LETHE_CUDA_CHECK(Orgtr(context_->cusolver(), n, A.data(), lda, tau, work, lwork, info));
+    LETHE_CHECK(ReadInfo(info, "orgtr") == 0, "cuSOLVER orgtr rejected a parameter");
+  }
+  void TridiagonalSolve(const Matrix<T>& pivots, const Matrix<T>& multipliers,
+                        Matrix<T> X) override {
+    CheckSameShape(pivots.rows(), pivots.cols(), X.rows(), X.cols());
+    CheckSameShape(multipliers.rows(), multipliers.cols(), X.rows(), X.cols());
+    if (X.cols() == 0) return;
+    LaunchRows(stream_, X.rows(),
+               TridiagonalSolveOp<T>{pivots.data(), multipliers.data(), X.data(), pivots.ld(),
+                                     multipliers.ld(), X.ld(), X.cols()});
   }
 
  private:

@@ -423,6 +423,85 @@ TEST_P(Conformance, SymmetricEigenvectorsReconstructTheMatrix) {
   });
 }
 
+// Householder vectors are defined up to sign, so T and E are checked by what they must
+// satisfy: E Eᵀ = I, Eᵀ T E = A, and T's off-diagonal has its unused last entry zero.
+TEST_P(Conformance, SymmetricTridiagonalReconstructsTheMatrix) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    for (int64_t p : {1, 2, 37, 300}) {
+      const std::string size = " p = " + std::to_string(p);
+      const std::vector<double> gram = ShiftedGram(p, -0.5, 13 * p);
+      auto A = h.FromHost(p, p, gram);
+      auto diagonal = h.Random(1, p, 6), off = h.Random(1, p, 7);
+      h.test().SymmetricTridiagonal(A.test, diagonal.test, off.test);
+      std::vector<T> e(p * p), d(p), o(p);
+      h.test().Download(A.test, e.data());
+      h.test().Download(diagonal.test, d.data());
+      h.test().Download(off.test, o.data());
+      EXPECT_EQ(o[p - 1], T(0)) << size;
+      double scale = 0, worst_a = 0, worst_i = 0;
+      for (double g : gram) scale = std::max(scale, std::fabs(g));
+      for (int64_t i = 0; i < p; ++i)
+        for (int64_t j = 0; j < p; ++j) {
+          double a = 0, id = 0;
+          for (int64_t k = 0; k < p; ++k) {
+            // (T E)_{k,j} = d_k e_{k,j} + o_{k-1} e_{k-1,j} + o_k e_{k+1,j}
+            double te = double(d[k]) * double(e[k * p + j]);
+            if (k > 0) te += double(o[k - 1]) * double(e[(k - 1) * p + j]);
+            if (k + 1 < p) te += double(o[k]) * double(e[(k + 1) * p + j]);
+            a += double(e[k * p + i]) * te;
+            id += double(e[i * p + k]) * double(e[j * p + k]);
+          }
+          worst_a = std::max(worst_a, std::fabs(a - h.Round(gram[i * p + j])) / scale);
+          worst_i = std::max(worst_i, std::fabs(id - (i == j)));
+        }
+      EXPECT_LE(worst_a, h.Tol(kEigenvalueTolerance)) << "Eᵀ T E vs A" << size;
+      EXPECT_LE(worst_i, h.Tol(kEigenvalueTolerance)) << "E Eᵀ vs I" << size;
+    }
+  });
+}
+
+// Rows with their own factors, in a strided view: each row solved against the CPU in f64,
+// and the reference checked by multiplying back, L D Lᵀ x = b.
+TEST_P(Conformance, TridiagonalSolveOfEachRowsLdlFactors) {
+  ForCandidate(GetParam(), [](auto& h) {
+    for (int64_t p : {1, 2, 50}) {
+      const std::string size = " p = " + std::to_string(p);
+      const int64_t r = 4;
+      std::mt19937_64 rng(p);
+      std::uniform_real_distribution<double> pivot(0.5, 2), multiplier(-0.9, 0.9);
+      std::vector<double> d(r * p), l(r * p, 0.0);
+      for (double& x : d) x = pivot(rng);
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j + 1 < p; ++j) l[i * p + j] = multiplier(rng);
+      for (double& x : d) x = h.Round(x);  // both backends see the rounded factors
+      for (double& x : l) x = h.Round(x);
+      auto D = h.FromHost(r, p, d), L = h.FromHost(r, p, l);
+      auto X = h.Random(r, p + 3, 60 + p);
+      const std::vector<double> before = h.Host(X);
+      auto x = X.Cols(2, p);
+      h.test().TridiagonalSolve(D.test, L.test, x.test);
+      h.ref().TridiagonalSolve(D.ref, L.ref, x.ref);
+      h.Expect(X, kSolveTolerance, "TridiagonalSolve" + size);
+      std::vector<double> solved(r * p);
+      h.ref().Download(x.ref, solved.data());
+      double worst = 0;
+      for (int64_t i = 0; i < r; ++i) {
+        const double* s = solved.data() + i * p;
+        const double* di = d.data() + i * p;
+        const double* li = l.data() + i * p;
+        for (int64_t j = 0; j < p; ++j) {
+          // (L D Lᵀ)_{j,·} s = l_{j-1} d_{j-1} (s_{j-1} + l_{j-1} s_j) + d_j (s_j + l_j s_{j+1})
+          double b = di[j] * (s[j] + (j + 1 < p ? li[j] * s[j + 1] : 0.0));
+          if (j > 0) b += li[j - 1] * di[j - 1] * (s[j - 1] + li[j - 1] * s[j]);
+          worst = std::max(worst, std::fabs(b - before[i * (p + 3) + 2 + j]));
+        }
+      }
+      EXPECT_LE(worst, 1e-12) << "L D Lᵀ x vs b" << size;
+    }
+  });
+}
+
 // Same inputs, same bits: reductions use no atomics and a shape-determined order.
 TEST_P(Conformance, ReductionsAreReproducible) {
   ForCandidate(GetParam(), [](auto& h) {
