@@ -53,14 +53,14 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
   const auto start = std::chrono::steady_clock::now();
   std::vector<kernels::Matrix<T>> gammas, inputs;
   objective.KroneckerFactors(theta, &gammas, &inputs, options.max_examples);
-  size_t j = 0;
+  size_t factor = 0;
   for (const LayerShape& shape : objective.arch().layers) {
     if (!shape.is_linear()) continue;
     Layer layer;
     layer.shape = shape;
-    layer.out_vectors = gammas[j];
-    layer.in_vectors = inputs[j];
-    ++j;
+    layer.out_vectors = gammas[factor];
+    layer.in_vectors = inputs[factor];
+    ++factor;
     const std::vector<double> gamma = Eigendecompose(backend_, layer.out_vectors);
     const int64_t out = shape.out, k = layer.in_vectors.rows();
     std::vector<double> diag, off;
