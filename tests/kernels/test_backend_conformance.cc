@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/kernels/conformance_harness.h"
@@ -390,6 +391,31 @@ TEST_P(Conformance, CholeskyRefusesIndefiniteAndEigenvaluesFindWhy) {
   });
 }
 
+// For an orthogonal E (rows, p × p) and a symmetric tridiagonal T (diagonal d, off-diagonal
+// o; o = 0 for a diagonal T): max |Eᵀ T E − A| / max |A| and max |E Eᵀ − I|, in double.
+template <typename T>
+std::pair<double, double> SimilarityErrors(const std::vector<double>& a, const std::vector<T>& e,
+                                           const std::vector<T>& d, const std::vector<T>& o,
+                                           int64_t p) {
+  double scale = 0, worst_a = 0, worst_i = 0;
+  for (double x : a) scale = std::max(scale, std::fabs(x));
+  for (int64_t i = 0; i < p; ++i)
+    for (int64_t j = 0; j < p; ++j) {
+      double eta = 0, id = 0;
+      for (int64_t k = 0; k < p; ++k) {
+        // (T E)_{k,j} = d_k e_{k,j} + o_{k-1} e_{k-1,j} + o_k e_{k+1,j}
+        double te = double(d[k]) * double(e[k * p + j]);
+        if (k > 0) te += double(o[k - 1]) * double(e[(k - 1) * p + j]);
+        if (k + 1 < p) te += double(o[k]) * double(e[(k + 1) * p + j]);
+        eta += double(e[k * p + i]) * te;
+        id += double(e[i * p + k]) * double(e[j * p + k]);
+      }
+      worst_a = std::max(worst_a, std::fabs(eta - a[i * p + j]) / scale);
+      worst_i = std::max(worst_i, std::fabs(id - (i == j)));
+    }
+  return {worst_a, worst_i};
+}
+
 // Eigenvectors are defined up to sign (and rotation within a repeated eigenvalue), so the
 // candidate's are checked by what they must satisfy: U Uᵀ = I and Uᵀ diag(λ) U = A.
 TEST_P(Conformance, SymmetricEigenvectorsReconstructTheMatrix) {
@@ -404,18 +430,10 @@ TEST_P(Conformance, SymmetricEigenvectorsReconstructTheMatrix) {
       std::vector<T> u(p * p), lambda(p);
       h.test().Download(A.test, u.data());
       h.test().Download(values.test, lambda.data());
-      double scale = 0, worst_a = 0, worst_i = 0;
-      for (double g : gram) scale = std::max(scale, std::fabs(g));
-      for (int64_t i = 0; i < p; ++i)
-        for (int64_t j = 0; j < p; ++j) {
-          double a = 0, id = 0;
-          for (int64_t k = 0; k < p; ++k) {
-            a += double(u[k * p + i]) * double(lambda[k]) * double(u[k * p + j]);
-            id += double(u[i * p + k]) * double(u[j * p + k]);
-          }
-          worst_a = std::max(worst_a, std::fabs(a - h.Round(gram[i * p + j])) / scale);
-          worst_i = std::max(worst_i, std::fabs(id - (i == j)));
-        }
+      std::vector<double> rounded(gram.size());
+      for (size_t i = 0; i < gram.size(); ++i) rounded[i] = h.Round(gram[i]);
+      const auto [worst_a, worst_i] =
+          SimilarityErrors(rounded, u, lambda, std::vector<T>(p, T(0)), p);
       EXPECT_LE(worst_a, h.Tol(kEigenvalueTolerance)) << "Uᵀ diag(λ) U vs A" << size;
       EXPECT_LE(worst_i, h.Tol(kEigenvalueTolerance)) << "U Uᵀ vs I" << size;
       EXPECT_TRUE(std::is_sorted(lambda.begin(), lambda.end())) << size;
@@ -439,22 +457,9 @@ TEST_P(Conformance, SymmetricTridiagonalReconstructsTheMatrix) {
       h.test().Download(diagonal.test, d.data());
       h.test().Download(off.test, o.data());
       EXPECT_EQ(o[p - 1], T(0)) << size;
-      double scale = 0, worst_a = 0, worst_i = 0;
-      for (double g : gram) scale = std::max(scale, std::fabs(g));
-      for (int64_t i = 0; i < p; ++i)
-        for (int64_t j = 0; j < p; ++j) {
-          double a = 0, id = 0;
-          for (int64_t k = 0; k < p; ++k) {
-            // (T E)_{k,j} = d_k e_{k,j} + o_{k-1} e_{k-1,j} + o_k e_{k+1,j}
-            double te = double(d[k]) * double(e[k * p + j]);
-            if (k > 0) te += double(o[k - 1]) * double(e[(k - 1) * p + j]);
-            if (k + 1 < p) te += double(o[k]) * double(e[(k + 1) * p + j]);
-            a += double(e[k * p + i]) * te;
-            id += double(e[i * p + k]) * double(e[j * p + k]);
-          }
-          worst_a = std::max(worst_a, std::fabs(a - h.Round(gram[i * p + j])) / scale);
-          worst_i = std::max(worst_i, std::fabs(id - (i == j)));
-        }
+      std::vector<double> rounded(gram.size());
+      for (size_t i = 0; i < gram.size(); ++i) rounded[i] = h.Round(gram[i]);
+      const auto [worst_a, worst_i] = SimilarityErrors(rounded, e, d, o, p);
       EXPECT_LE(worst_a, h.Tol(kEigenvalueTolerance)) << "Eᵀ T E vs A" << size;
       EXPECT_LE(worst_i, h.Tol(kEigenvalueTolerance)) << "E Eᵀ vs I" << size;
     }
