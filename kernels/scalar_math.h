@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #include "common/ops.h"
 
@@ -170,6 +171,15 @@ LETHE_HD inline T CorrectRow(LossKind loss, const T* f, long width, const T* y) 
       return T(0);
   }
   return T(0);
+}
+
+// x ← (L D Lᵀ)⁻¹ x for one row (n ≥ 1): D = diag(d), L unit lower bidiagonal with
+// L_{j+1,j} = l[j]. Forward L y = x, then D Lᵀ x = y (Backend::TridiagonalSolve).
+template <typename T>
+LETHE_HD inline void TridiagonalSolveRow(const T* d, const T* l, T* x, int64_t n) {
+  for (int64_t j = 1; j < n; ++j) x[j] -= l[j - 1] * x[j - 1];
+  x[n - 1] /= d[n - 1];
+  for (int64_t j = n - 2; j >= 0; --j) x[j] = x[j] / d[j] - l[j] * x[j + 1];
 }
 
 }  // namespace lethe::kernels

@@ -322,14 +322,9 @@ class CpuBackend final : public Backend<T> {
     CheckSameShape(multipliers.rows(), multipliers.cols(), X.rows(), X.cols());
     const int64_t n = X.cols();
     if (n == 0) return;
-    for (int64_t r = 0; r < X.rows(); ++r) {
-      const T* d = pivots.data() + r * pivots.ld();
-      const T* l = multipliers.data() + r * multipliers.ld();
-      T* x = X.data() + r * X.ld();
-      for (int64_t j = 1; j < n; ++j) x[j] -= l[j - 1] * x[j - 1];  // L y = b
-      x[n - 1] /= d[n - 1];                                         // D Lᵀ x = y
-      for (int64_t j = n - 2; j >= 0; --j) x[j] = x[j] / d[j] - l[j] * x[j + 1];
-    }
+    for (int64_t r = 0; r < X.rows(); ++r)
+      TridiagonalSolveRow(pivots.data() + r * pivots.ld(),
+                          multipliers.data() + r * multipliers.ld(), X.data() + r * X.ld(), n);
   }
 
  private:

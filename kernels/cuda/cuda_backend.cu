@@ -206,7 +206,7 @@ struct SymmetrizeOp {
   }
 };
 
-// Row r of X ← (L D Lᵀ)⁻¹ x, one thread per row: forward L y = x, then D Lᵀ x = y.
+// Row r of X ← (L D Lᵀ)⁻¹ x, one thread per row (scalar_math.h, as the CPU).
 template <typename T>
 struct TridiagonalSolveOp {
   const T* d;
@@ -214,12 +214,7 @@ struct TridiagonalSolveOp {
   T* x;
   int64_t ldd, ldl, ldx, n;
   __device__ void operator()(int64_t r) const {
-    const T* dr = d + r * ldd;
-    const T* lr = l + r * ldl;
-    T* xr = x + r * ldx;
-    for (int64_t j = 1; j < n; ++j) xr[j] -= lr[j - 1] * xr[j - 1];
-    xr[n - 1] /= dr[n - 1];
-    for (int64_t j = n - 2; j >= 0; --j) xr[j] = xr[j] / dr[j] - lr[j] * xr[j + 1];
+    TridiagonalSolveRow(d + r * ldd, l + r * ldl, x + r * ldx, n);
   }
 };
 
@@ -555,7 +550,7 @@ class CudaBackend final : public Backend<T> {
                 off_diagonal.rows() == 1 && off_diagonal.cols() == p);
     if (p == 0) return;
     Fill(off_diagonal, T(0));
-    if (p == 1) {  // T = A, E = 1 (LAPACK's reduction needs n ≥ 2 for its reflectors)
+    if (p == 1) {  // T = A, E = 1: there is no reflector to form
       Copy(A, diagonal);
       Fill(A, T(1));
       return;

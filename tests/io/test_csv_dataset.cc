@@ -95,7 +95,8 @@ TEST(Dataset, CsvWithLabelsAndIds) {
   EXPECT_EQ(ds.path, path);
   EXPECT_EQ(ds.n, 3);
   EXPECT_EQ(ds.d, 2);
-  EXPECT_EQ(std::vector<double>(ds.X.begin(), ds.X.end()), (std::vector<double>{0.5, 2, -1e-3, 3, 7, 4}));
+  EXPECT_EQ(std::vector<double>(ds.X.begin(), ds.X.end()),
+            (std::vector<double>{0.5, 2, -1e-3, 3, 7, 4}));
   EXPECT_TRUE(ds.integer_targets);
   EXPECT_EQ(ds.target_width, 1);
   EXPECT_EQ(ds.y, (std::vector<double>{1, 0, 2}));
