@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "common/progress.h"
 #include "engine/kfac_preconditioner.h"
 #include "engine/objective.h"
 #include "engine/solvers/cg.h"
@@ -44,6 +45,7 @@ struct InverseHvpOptions {
   KfacOptions kfac;
   LissaOptions lissa;
   LanczosOptions lanczos;  // its damping field is ignored: λ above is used
+  ProgressSink* progress = nullptr;  // handed to the solver that runs (common/progress.h)
   void Validate() const;
 };
 

@@ -78,6 +78,8 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     if (!used.count(name)) Fail(path, ": tensor \"", name, "\" is not used by the spec");
 
   Model model;
+  if (auto it = file.metadata.find("lethe_forgotten"); it != file.metadata.end())
+    model.forgotten = ForgetHistory::Parse(it->second, path);
   model.arch = Architecture::Build(spec, input_dim, widths, path);
   model.dtype = *dtype;
   model.theta.resize(model.arch.num_params);
@@ -123,6 +125,7 @@ void SaveModel(const std::string& path, const Model& model) {
     if (arch.layers[i].is_linear()) spec.layers[i].out = arch.layers[i].out;
   file.metadata["lethe"] = spec.ToJson();
   file.metadata["format"] = "pt";
+  if (!model.forgotten.empty()) file.metadata["lethe_forgotten"] = model.forgotten.ToJson();
   io::WriteSafetensors(path, file);
 }
 

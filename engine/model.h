@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/architecture.h"
+#include "engine/forgotten.h"
 #include "io/array.h"
 #include "io/dataset.h"
 
@@ -17,6 +18,9 @@ struct Model {
   Architecture arch;
   std::vector<double> theta;  // flat parameters, order as in engine/architecture.h
   io::DType dtype = io::DType::kF64;
+  // The training examples this model was made without (engine/forgotten.h); stored in
+  // __metadata__["lethe_forgotten"] when not empty.
+  ForgetHistory forgotten;
 };
 
 // Reads a safetensors model. The spec comes from `spec_path` when given (the sidecar

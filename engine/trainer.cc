@@ -68,6 +68,8 @@ struct Context {
 // to the device once per evaluation, which is negligible next to a pass over the data.
 template <typename T>
 void RunLbfgs(Context<T>& c) {
+  // LBFGSpp reads max_iterations = 0 as "no limit"; lethe's 0 means no iteration at all.
+  if (c.options.max_iterations == 0) return;
   const int64_t p = c.objective.num_params();
   std::vector<T> host(p);
   LBFGSpp::LBFGSParam<double> param;
@@ -234,9 +236,11 @@ TrainSummary Train(Objective<T>& objective, kernels::Matrix<T> theta, const Trai
     case Optimizer::kLbfgs:
       RunLbfgs(c);
       if (options.polish) {
+        // The polish shares max_iterations with L-BFGS: the limit is on the whole run.
         double value;
-        if (c.Evaluate(&value) > options.gradient_tolerance) {
-          RunNewtonCg(c, 50);
+        const int left = std::min(50, options.max_iterations - summary.iterations);
+        if (left > 0 && c.Evaluate(&value) > options.gradient_tolerance) {
+          RunNewtonCg(c, left);
           summary.optimizer = "lbfgs+newton-cg";
         }
       }

@@ -25,7 +25,7 @@ Optimizer ParseOptimizer(const std::string& name);  // throws lethe::Error
 struct TrainOptions {
   Optimizer optimizer = Optimizer::kLbfgs;
   double gradient_tolerance = 1e-9;  // stop when ‖∇L(θ)‖₂ ≤ this (full batch)
-  int max_iterations = 20000;        // lbfgs / newton-cg iterations
+  int max_iterations = 20000;        // lbfgs / newton-cg iterations, lbfgs's polish included
   int lbfgs_memory = 20;             // correction pairs kept by L-BFGS
   bool polish = true;                // lbfgs: finish with newton-cg if it stalls
   int max_cg_iterations = 500;       // per Newton step

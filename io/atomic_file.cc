@@ -31,6 +31,16 @@ void SyncParentDirectory(const std::string& path) {
 }  // namespace
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  // An existing output that is not a regular file (/dev/null, /dev/stdout, a FIFO) is
+  // written in place: renaming a temporary file over it would replace the device node,
+  // and "all or nothing" has no meaning for a stream.
+  struct stat st;
+  if (::stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) Fail(path_, ": cannot open for writing: ", std::strerror(errno));
+    direct_ = true;
+    return;
+  }
   // Same directory as the target, so that rename() stays within one file system.
   temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." +
                std::to_string(temp_counter.fetch_add(1));
@@ -41,7 +51,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) ::close(fd_);
-  if (!committed_) ::unlink(temp_path_.c_str());
+  if (!committed_ && !direct_) ::unlink(temp_path_.c_str());
 }
 
 void AtomicFile::Write(const void* data, size_t size) {
@@ -60,6 +70,13 @@ void AtomicFile::Write(const void* data, size_t size) {
 
 void AtomicFile::Commit() {
   LETHE_CHECK(fd_ >= 0 && !committed_, "AtomicFile committed twice");
+  if (direct_) {
+    const int fd = fd_;
+    fd_ = -1;
+    committed_ = true;
+    if (::close(fd) != 0) Fail(path_, ": close failed: ", std::strerror(errno));
+    return;
+  }
   if (::fsync(fd_) != 0) Fail(path_, ": fsync failed: ", std::strerror(errno));
   const int fd = fd_;
   fd_ = -1;
@@ -99,6 +116,13 @@ void CheckOutputIsNotAnInput(const std::string& output, const std::vector<std::s
 }
 
 void CheckOutputCanBeWritten(const std::string& output) {
+  struct stat out_st;
+  if (::stat(output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode) && !S_ISDIR(out_st.st_mode)) {
+    // A device or FIFO (/dev/null): written in place (AtomicFile), so it must be writable.
+    if (::access(output.c_str(), W_OK) != 0)
+      Fail(output, ": cannot write: ", std::strerror(errno));
+    return;
+  }
   std::string dir = std::filesystem::path(output).parent_path().string();
   if (dir.empty()) dir = ".";
   struct stat st;

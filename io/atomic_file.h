@@ -1,7 +1,8 @@
 // Writes an output file so that it either appears complete or not at all: the bytes go
 // to a temporary file in the same directory, which is flushed and renamed over the
 // target on Commit(). If Commit() is never reached (an error, an exception), the
-// destructor removes the temporary file and the target is left untouched.
+// destructor removes the temporary file and the target is left untouched. An existing
+// output that is not a regular file (/dev/null, a FIFO) is written in place instead.
 #pragma once
 
 #include <string>
@@ -25,6 +26,7 @@ class AtomicFile {
   std::string path_, temp_path_;
   int fd_ = -1;
   bool committed_ = false;
+  bool direct_ = false;  // writing an existing device or FIFO in place (no temporary file)
 };
 
 // Whole-file helper: AtomicFile + Write + Commit.

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "io/dataset.h"
@@ -68,12 +69,52 @@ std::optional<std::vector<int64_t>> ForgetIds(const po::variables_map& vm) {
   return std::nullopt;
 }
 
-void Progress::Update(const std::string& line, bool force) {
-  if (quiet_) return;
+Progress::Progress(bool quiet) : enabled_(!quiet && isatty(STDERR_FILENO)) {}
+
+bool Progress::Due() {
   const auto now = std::chrono::steady_clock::now();
-  if (!force && now - last_ < std::chrono::milliseconds(500)) return;
+  if (now - last_ < std::chrono::seconds(1)) return false;
   last_ = now;
+  return true;
+}
+
+void Progress::Announce(const std::string& line) {
+  if (!enabled_) return;
+  last_ = std::chrono::steady_clock::now();
   std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void Progress::Update(const std::string& line) {
+  if (enabled_ && Due()) std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+void Progress::Report(const char* phase, int64_t done, int64_t total) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (phase_ != phase || done < phase_first_) {
+    phase_ = phase;
+    phase_start_ = now;
+    phase_first_ = done;
+    phase_shown_ = false;
+  }
+  const bool end = total > 0 && done >= total;
+  if (!(end && phase_shown_) && !Due()) return;
+  const double seconds = std::chrono::duration<double>(now - phase_start_).count();
+  const double rate = seconds > 0 ? (done - phase_first_) / seconds : 0;
+  std::string line = "  " + phase_ + " " + std::to_string(done);
+  if (total > 0) line += " / " + std::to_string(total);
+  if (rate > 0) {
+    line += " (" + (rate >= 10 ? Fixed(rate, 0) : Fixed(rate, 2)) + "/s";
+    if (total > 0 && !end) line += ", ETA " + Fixed((total - done) / rate, 0) + " s";
+    line += ")";
+  }
+  if (end) line += ", " + Fixed(seconds, 1) + " s";
+  std::fprintf(stderr, "%s\n", line.c_str());
+  phase_shown_ = !end;
+}
+
+void Warn(const std::string& command, const std::string& text) {
+  std::fprintf(stderr, "lethe %s: warning: %s\n", command.c_str(), text.c_str());
 }
 
 std::string Fixed(double value, int digits) {

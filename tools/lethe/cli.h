@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/progress.h"
 #include "io/dataset.h"
 #include "kernels/backend.h"
 
@@ -53,15 +54,51 @@ void Require(const po::variables_map& vm, const char* name);
 // optional when neither. Errors for an empty set.
 std::optional<std::vector<int64_t>> ForgetIds(const po::variables_map& vm);
 
-// Rate-limited progress lines on stderr ("\r"-free, one line per update, at most ~2/s).
-class Progress {
+// Progress of long work on stderr, for people. Shown only when stderr is a terminal and
+// --quiet was not given: a pipe or a log gets results (stdout) and warnings (stderr) only.
+// What each stream carries (docs/design.md, "Output"):
+//   stdout  results: tables, solver summaries, the erasure record (--json: one JSON object)
+//   stderr  warnings and notes that qualify the results (always, --quiet too), errors;
+//           progress and announcements (terminal only, not with --quiet)
+class Progress : public ProgressSink {
  public:
-  explicit Progress(bool quiet) : quiet_(quiet) {}
-  void Update(const std::string& line, bool force = false);
+  explicit Progress(bool quiet);
+  bool enabled() const { return enabled_; }
+  // A line saying what the command is doing now (always printed when enabled).
+  void Announce(const std::string& line);
+  // A status line, at most one a second.
+  void Update(const std::string& line);
+  // ProgressSink: "  PHASE 120 / 1000 (35.2/s, ETA 25 s)" at most once a second, and a
+  // last line when a phase that showed one ends (done = total).
+  void Report(const char* phase, int64_t done, int64_t total) override;
 
  private:
-  bool quiet_;
+  bool Due();
+  bool enabled_;
   std::chrono::steady_clock::time_point last_{};
+  std::string phase_;
+  std::chrono::steady_clock::time_point phase_start_{};
+  int64_t phase_first_ = 0;
+  bool phase_shown_ = false;
+};
+
+// One warning line on stderr, always: "lethe COMMAND: warning: TEXT".
+void Warn(const std::string& command, const std::string& text);
+
+// The warnings a command printed (Warn), kept for its --json output.
+class Warnings {
+ public:
+  explicit Warnings(std::string command) : command_(std::move(command)) {}
+  void Add(const std::string& text) {
+    Warn(command_, text);
+    all_.push_back(text);
+  }
+  const std::vector<std::string>& all() const { return all_; }
+  const std::string& command() const { return command_; }
+
+ private:
+  std::string command_;
+  std::vector<std::string> all_;
 };
 
 // Format helpers for tables.

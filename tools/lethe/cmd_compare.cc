@@ -1,9 +1,11 @@
 // lethe compare: how close model A (e.g. a patch) is to model B (e.g. the retrained one).
+#include <algorithm>
 #include <iostream>
 
 #include "engine/audit.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/comparison.h"
+#include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 
 namespace lethe::cli {
@@ -36,13 +38,43 @@ int RunCompare(const std::vector<std::string>& args) {
   for (const Model& m : loaded)
     if (m.arch.num_params != loaded[0].arch.num_params || m.arch.spec.ToJson() != loaded[0].arch.spec.ToJson())
       Fail(a_path, " and ", b_path, ": the models have different architectures");
-  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  // Examples any of the models has forgotten are not part of the kept data: each model is
+  // (approximately) the optimum without them. Without --forget, they are the forget set.
+  std::vector<const ForgetHistory*> histories;
+  for (const Model& m : loaded) histories.push_back(&m.forgotten);
+  const ForgetHistory forgotten = UnionOfForgotten(histories);
+  std::vector<int64_t> forget_ids;
+  std::string forget_what;
+  if (auto ids = ForgetIds(vm)) {
+    forget_ids = *ids;
+    forget_what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
+  }
+  io::Dataset train = io::LoadDataset(train_path, common.Data());
+  if (!forgotten.ids.empty()) {
+    ForgetHistory excluded;  // forgotten, less the forget set the metrics are asked for
+    std::vector<int64_t> given = forget_ids;
+    std::sort(given.begin(), given.end());
+    std::vector<int64_t> rest;
+    for (int64_t id : forgotten.ids)
+      if (!std::binary_search(given.begin(), given.end(), id)) rest.push_back(id);
+    if (forget_ids.empty())
+      for (int64_t i = 0; i < train.n; ++i)
+        if (forgotten.Contains(train.ids[i])) forget_ids.push_back(train.ids[i]);
+    if (forget_what.empty() && !forget_ids.empty()) {
+      forget_what = "the models' forgotten ids";
+      std::cerr << "lethe compare: note: no --forget given: the forget set is the "
+                << forget_ids.size() << " id(s) of " << train_path << " that the models have forgotten\n";
+    }
+    if (!rest.empty() && !given.empty()) {
+      excluded.Add(rest, {});
+      train = ExcludeForgotten(excluded, std::move(train), "compare", "a compared model");
+    }
+  }
   const io::Dataset test = io::LoadDataset(test_path, common.Data());
   CheckDataMatchesModel(loaded[0].arch, train);
   CheckDataMatchesModel(loaded[0].arch, test);
   std::vector<int64_t> forget_rows;
-  if (auto ids = ForgetIds(vm))
-    forget_rows = train.RowsOf(*ids, vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids");
+  if (!forget_ids.empty()) forget_rows = train.RowsOf(forget_ids, forget_what);
 
   std::vector<ModelRow> rows;
   for (size_t k = 0; k < models.size(); ++k) {

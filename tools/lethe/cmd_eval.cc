@@ -7,6 +7,7 @@
 #include "io/csv.h"
 #include "engine/objective.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/session.h"
 
 namespace lethe::cli {
 namespace {
@@ -32,6 +33,8 @@ int Eval(const Model& model, const io::Dataset& data, const CommonOptions& commo
     j["objective"] = m.objective;
     if (classifier) j["accuracy"] = m.accuracy;
     j["grad_norm"] = grad_norm;
+    j["stationary"] = grad_norm <= kStationarityTolerance;
+    j["forgotten"] = static_cast<int64_t>(model.forgotten.ids.size());
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << model_path << " on " << data.path << " (" << m.n << " examples, "
@@ -39,8 +42,25 @@ int Eval(const Model& model, const io::Dataset& data, const CommonOptions& commo
               << "  loss       " << io::FormatDouble(m.loss) << "   (mean example loss)\n"
               << "  objective  " << io::FormatDouble(m.objective) << "   (loss + l2/2 ‖θ‖²)\n";
     if (classifier) std::cout << "  accuracy   " << Fixed(100 * m.accuracy, 2) << " %\n";
-    std::cout << "  grad_norm  " << Sci(grad_norm) << "   (‖∇objective‖ on this data)\n";
+    std::cout << "  grad_norm  " << Sci(grad_norm) << "   (‖∇objective‖ on this data"
+              << (grad_norm <= kStationarityTolerance ? ": stationary" : "") << ")\n";
   }
+  // eval cannot know whether DATA is the training data; when it is, a large gradient means
+  // every influence score and patch of this model is taken off its optimum.
+  int64_t forgotten_here = 0;
+  for (int64_t id : data.ids) forgotten_here += model.forgotten.Contains(id);
+  if (forgotten_here > 0)
+    std::cerr << "lethe eval: note: " << data.path << " holds " << forgotten_here
+              << " example(s) that " << model_path
+              << " has forgotten; they are evaluated like the others (its optimum is over the "
+                 "data without them, so grad_norm here is not its stationarity)\n";
+  else if (!(grad_norm <= kStationarityTolerance))
+    std::cerr << "lethe eval: note: ‖∇objective‖ = " << Sci(grad_norm) << " > "
+              << Sci(kStationarityTolerance, 0) << ": if " << data.path
+              << " is the training data, the model is not at a stationary point of lethe's "
+                 "objective (trained with another loss or weight decay, or stopped early): "
+                 "influence and unlearning will warn; lethe train --init finishes training "
+                 "(docs/formats.md)\n";
   return 0;
 }
 

@@ -1,6 +1,10 @@
 // lethe influence / lethe self-influence: which training examples made the model say
 // this (docs/influence.md for the maths and the sign convention).
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <iostream>
 #include <numeric>
 
@@ -9,6 +13,7 @@
 #include "io/csv.h"
 #include "io/npy.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 
 namespace lethe::cli {
@@ -19,16 +24,60 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 void CheckOutputName(const std::string& out) {
+  struct stat st;  // an existing device or FIFO (/dev/null) takes the CSV form
+  if (::stat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return;
   if (!EndsWith(out, ".csv") && !EndsWith(out, ".npy"))
     Fail("--out ", out, ": must end in .csv or .npy");
 }
 
-// Refuses to write results of a solve that did not converge unless asked to.
-void CheckConverged(const SolveSummary& s, bool allow_inexact) {
-  if (s.converged() || (allow_inexact && s.termination != Termination::kNegativeCurvature)) return;
-  Fail("the inverse-Hessian solve did not converge (", Name(s.termination), ", relative residual ",
-       Sci(s.relative_residual), s.message.empty() ? "" : "; " + s.message,
-       "); nothing written", allow_inexact ? "" : " (--allow-inexact writes it anyway)");
+// Whether results may be written after solve `s`: yes when it converged; with
+// --allow-inexact also when it merely stopped short of its tolerance (the results are then
+// marked inexact on stderr and in --json). Never after negative curvature or divergence:
+// those answers are not approximations of anything.
+bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warnings) {
+  if (s.converged()) return true;
+  const std::string what = std::string("the inverse-Hessian solve did not converge (") +
+                           Name(s.termination) +
+                           (std::isfinite(s.relative_residual)
+                                ? ", relative residual " + Sci(s.relative_residual)
+                                : std::string(", residual not computed")) +
+                           (s.message.empty() ? "" : "; " + s.message) + ")";
+  if (s.termination == Termination::kNegativeCurvature)
+    Fail(what, "; nothing written",
+         s.message.empty() ? ": the curvature is not positive definite here (is the model at a "
+                             "minimum?); raise --damping or use --curvature gauss-newton"
+                           : "");
+  if (s.termination == Termination::kDiverged)
+    Fail(what, "; nothing written: a diverged solve approximates nothing");
+  if (!allow_inexact)
+    Fail(what, "; nothing written (--allow-inexact writes the scores, marked inexact)");
+  warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact, "
+               "by about the relative residual");
+  return false;
+}
+
+// The settings a solve actually used, for --json.
+nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
+                            const CommonOptions& common) {
+  nlohmann::json j;
+  j["solver"] = Name(o.solver);
+  j["curvature"] = o.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
+  j["damping"] = o.damping;
+  if (o.solver == SolverKind::kCg) {
+    j["preconditioner"] = Name(ResolvePreconditioner(o.preconditioner, arch));
+    j["cg_tolerance"] = o.cg.relative_tolerance;
+    j["cg_max_iterations"] = o.cg.max_iterations;
+  }
+  if (o.solver == SolverKind::kLissa) {
+    j["lissa_depth"] = o.lissa.depth;
+    j["lissa_repeats"] = o.lissa.repeats;
+    j["lissa_batch"] = o.lissa.batch_size;
+    j["lissa_scale"] = o.lissa.scale;
+  }
+  if (o.solver == SolverKind::kLanczos) j["rank"] = o.lanczos.rank;
+  j["dtype"] = common.dtype;
+  j["device"] = common.device;
+  return j;
 }
 
 // The k indices of largest (descending) or smallest values.
@@ -43,30 +92,39 @@ std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool larges
   return idx;
 }
 
+// Where a command's inputs came from, for messages and --json.
+struct Paths {
+  std::string model, train, out;
+};
+
 template <typename T>
 int Influence(const Model& model, const io::Dataset& train, const io::Dataset& test,
               const std::vector<int64_t>& test_rows, const SolverFlags& flags,
-              const CommonOptions& common, const std::string& out, int64_t top_k) {
+              const CommonOptions& common, const Paths& paths, int64_t top_k) {
+  Warnings warnings("influence");
+  Progress progress(common.quiet);
   Session<T> session(model, train, common);
   Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
                      ObjectiveOptions{common.batch_size});
-  const InverseHvpOptions options = flags.Resolve(model.arch.num_params);
-  Progress progress(common.quiet);
-  progress.Update("lethe influence: " + std::to_string(test_rows.size()) + " test × " +
-                      std::to_string(train.n) + " training examples, " +
-                      std::to_string(model.arch.num_params) + " parameters, solver " +
-                      Name(options.solver) + ", " + session.backend->Describe(),
-                  true);
+  InverseHvpOptions options = flags.Resolve(model.arch.num_params);
+  progress.Announce("lethe influence: " + std::to_string(test_rows.size()) + " test × " +
+                    std::to_string(train.n) + " training examples, " +
+                    std::to_string(model.arch.num_params) + " parameters, solver " +
+                    Name(options.solver) + ", " + session.backend->Describe());
+  const double grad_norm = CheckStationary(
+      session, warnings, paths.train, paths.model,
+      "influence scores are the first-order effects at a minimiser, so here they describe a "
+      "nearby optimum rather than this model");
+  options.progress = &progress;
   InverseHvp<T> inverse(*session.train, session.theta, options);
   const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
-  std::cerr << Describe(r.summary) << "\n";
-  CheckConverged(r.summary, flags.allow_inexact);
+  const bool exact = CheckConverged(r.summary, flags.allow_inexact, warnings);
 
   const int64_t m = r.m, n = r.n;
-  if (EndsWith(out, ".npy")) {
-    io::WriteNpy(out, io::Array::FromDouble(r.scores, {m, n}, io::DType::kF64));
+  if (EndsWith(paths.out, ".npy")) {
+    io::WriteNpy(paths.out, io::Array::FromDouble(r.scores, {m, n}, io::DType::kF64));
   } else {
-    io::AtomicFile file(out);
+    io::AtomicFile file(paths.out);
     file.Write("test_id,train_id,score\n");
     for (int64_t j = 0; j < m; ++j) {
       const double* row = r.scores.data() + j * n;
@@ -85,17 +143,41 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
     }
     file.Commit();
   }
+  // The table (and --json) show the 5 most helpful and most harmful examples of the first
+  // 10 test examples.
+  const int64_t show = 5, shown_tests = std::min<int64_t>(m, 10);
+  auto example = [&](int64_t i, const double* row) {
+    return nlohmann::json{{"train_id", train.ids[i]}, {"score", row[i]},
+                          {"label", train.y[i * train.target_width]}};
+  };
   if (common.json) {
     nlohmann::json j;
-    j["out"] = out;
+    j["out"] = paths.out;
     j["m"] = m;
     j["n"] = n;
+    j["settings"] = SettingsJson(options, model.arch, common);
     j["solver"] = ToJson(r.summary);
+    j["exact"] = exact;
+    j["grad_norm"] = grad_norm;
+    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
+    j["warnings"] = warnings.all();
+    j["top"] = nlohmann::json::array();
+    for (int64_t t = 0; t < shown_tests; ++t) {
+      const double* row = r.scores.data() + t * n;
+      nlohmann::json e{{"test_id", test.ids[test_rows[t]]}, {"helpful", nlohmann::json::array()},
+                       {"harmful", nlohmann::json::array()}};
+      for (int64_t i : Extremes(row, n, show, true)) e["helpful"].push_back(example(i, row));
+      for (int64_t i : Extremes(row, n, show, false)) e["harmful"].push_back(example(i, row));
+      j["top"].push_back(e);
+    }
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  const int64_t show = 5;
-  for (int64_t j = 0; j < std::min<int64_t>(m, 10); ++j) {
+  std::cout << Describe(r.summary) << (exact ? "" : "   [INEXACT: --allow-inexact]") << "\n"
+            << "‖∇L(θ)‖ on the training data: " << Sci(grad_norm)
+            << (grad_norm <= kStationarityTolerance ? " (stationary)" : " (NOT stationary: see the warning)")
+            << "\n\n";
+  for (int64_t j = 0; j < shown_tests; ++j) {
     const double* row = r.scores.data() + j * n;
     const int64_t row_index = test_rows[j];
     std::cout << "test id " << test.ids[row_index] << " (label " << test.y[row_index * test.target_width]
@@ -110,31 +192,34 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
       std::cout << line << "\n";
     }
   }
-  if (m > 10) std::cout << "(" << m - 10 << " more test examples in " << out << ")\n";
-  std::cout << "wrote " << out << "\n";
+  if (m > 10) std::cout << "(" << m - 10 << " more test examples in " << paths.out << ")\n";
+  std::cout << "wrote " << paths.out << "\n";
   return 0;
 }
 
 template <typename T>
 int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t>& rows,
-         const SolverFlags& flags, const CommonOptions& common, const std::string& out,
+         const SolverFlags& flags, const CommonOptions& common, const Paths& paths,
          int64_t top_k) {
-  Session<T> session(model, train, common);
-  const InverseHvpOptions options = flags.Resolve(model.arch.num_params);
+  Warnings warnings("self-influence");
   Progress progress(common.quiet);
-  progress.Update("lethe self-influence: " + std::to_string(train.n) + " training examples, " +
-                      std::to_string(model.arch.num_params) + " parameters, solver " +
-                      Name(options.solver) + ", " + session.backend->Describe(),
-                  true);
+  Session<T> session(model, train, common);
+  InverseHvpOptions options = flags.Resolve(model.arch.num_params);
+  progress.Announce("lethe self-influence: " + std::to_string(train.n) + " training examples, " +
+                    std::to_string(model.arch.num_params) + " parameters, solver " +
+                    Name(options.solver) + ", " + session.backend->Describe());
+  const double grad_norm = CheckStationary(
+      session, warnings, paths.train, paths.model,
+      "self-influence scores are the first-order effects at a minimiser, so here they describe "
+      "a nearby optimum rather than this model");
+  options.progress = &progress;
   InverseHvp<T> inverse(*session.train, session.theta, options);
   const int64_t block = options.solver == SolverKind::kDirect ? 256 : 64;
   const InfluenceResult r = SelfInfluence(*session.train, session.theta, inverse, block,
                                           [&](int64_t done) {
-                                            progress.Update("  " + std::to_string(done) + " / " +
-                                                            std::to_string(train.n));
+                                            progress.Report("self-influence examples", done, train.n);
                                           });
-  std::cerr << Describe(r.summary) << "\n";
-  CheckConverged(r.summary, flags.allow_inexact);
+  const bool exact = CheckConverged(r.summary, flags.allow_inexact, warnings);
   // Selected ids (--ids) or all, in data order.
   std::vector<int64_t> chosen = rows;
   if (chosen.empty()) {
@@ -143,29 +228,54 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
   }
   std::vector<double> scores;
   for (int64_t i : chosen) scores.push_back(r.scores[i]);
-  if (EndsWith(out, ".npy")) {
-    io::WriteNpy(out, io::Array::FromDouble(scores, {static_cast<int64_t>(scores.size())},
-                                            io::DType::kF64));
+  if (EndsWith(paths.out, ".npy")) {
+    io::WriteNpy(paths.out, io::Array::FromDouble(scores, {static_cast<int64_t>(scores.size())},
+                                                  io::DType::kF64));
   } else {
-    io::AtomicFile file(out);
+    io::AtomicFile file(paths.out);
     file.Write("train_id,score\n");
     for (size_t k = 0; k < chosen.size(); ++k)
       file.Write(std::to_string(train.ids[chosen[k]]) + "," + io::FormatDouble(scores[k]) + "\n");
     file.Commit();
   }
+  const std::vector<int64_t> top =
+      Extremes(scores.data(), static_cast<int64_t>(scores.size()), top_k, true);
   if (common.json) {
     nlohmann::json j;
-    j["out"] = out;
+    j["out"] = paths.out;
     j["n"] = static_cast<int64_t>(scores.size());
+    j["settings"] = SettingsJson(options, model.arch, common);
     j["solver"] = ToJson(r.summary);
+    j["exact"] = exact;
+    j["grad_norm"] = grad_norm;
+    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
+    j["warnings"] = warnings.all();
+    j["top"] = nlohmann::json::array();
+    for (int64_t k : top)
+      j["top"].push_back({{"train_id", train.ids[chosen[k]]},
+                          {"label", train.y[chosen[k] * train.target_width]},
+                          {"score", scores[k]}});
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << "highest self-influence (candidates for mislabeled or memorised examples):\n";
-  for (int64_t k : Extremes(scores.data(), static_cast<int64_t>(scores.size()), top_k, true))
-    std::cout << "  id " << train.ids[chosen[k]] << "  label " << train.y[chosen[k] * train.target_width]
-              << "  score " << Sci(scores[k]) << "\n";
-  std::cout << "wrote " << out << "\n";
+  std::cout << Describe(r.summary) << (exact ? "" : "   [INEXACT: --allow-inexact]") << "\n"
+            << "‖∇L(θ)‖ on the training data: " << Sci(grad_norm)
+            << (grad_norm <= kStationarityTolerance ? " (stationary)" : " (NOT stationary: see the warning)")
+            << "\n\n";
+  if (!top.empty()) {
+    std::cout << "highest self-influence (candidates for mislabeled or memorised examples):\n";
+    char header[128];
+    std::snprintf(header, sizeof header, "  %12s %8s %12s", "train id", "label", "score");
+    std::cout << header << "\n";
+    for (int64_t k : top) {
+      char line[128];
+      std::snprintf(line, sizeof line, "  %12lld %8g %12.4e",
+                    static_cast<long long>(train.ids[chosen[k]]),
+                    train.y[chosen[k] * train.target_width], scores[k]);
+      std::cout << line << "\n";
+    }
+  }
+  std::cout << "wrote " << paths.out << "\n";
   return 0;
 }
 
@@ -199,7 +309,8 @@ int RunInfluence(const std::vector<std::string>& args) {
   io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
   const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  const io::Dataset train = ExcludeForgotten(
+      model.forgotten, io::LoadDataset(train_path, common.Data()), "influence", model_path);
   const io::Dataset test = io::LoadDataset(test_path, common.Data());
   CheckDataMatchesModel(model.arch, train);
   CheckDataMatchesModel(model.arch, test);
@@ -210,8 +321,9 @@ int RunInfluence(const std::vector<std::string>& args) {
     rows.resize(test.n);
     std::iota(rows.begin(), rows.end(), 0);
   }
-  return f32 ? Influence<float>(model, train, test, rows, flags, common, out, top_k)
-             : Influence<double>(model, train, test, rows, flags, common, out, top_k);
+  const Paths paths{model_path, train_path, out};
+  return f32 ? Influence<float>(model, train, test, rows, flags, common, paths, top_k)
+             : Influence<double>(model, train, test, rows, flags, common, paths, top_k);
 }
 
 int RunSelfInfluence(const std::vector<std::string>& args) {
@@ -240,12 +352,14 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
   const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  const io::Dataset train = io::LoadDataset(train_path, common.Data());
+  const io::Dataset train = ExcludeForgotten(
+      model.forgotten, io::LoadDataset(train_path, common.Data()), "self-influence", model_path);
   CheckDataMatchesModel(model.arch, train);
   std::vector<int64_t> rows;
   if (!ids.empty()) rows = train.RowsOf(io::ParseIdList(ids, "--ids"), "--ids");
-  return f32 ? Self<float>(model, train, rows, flags, common, out, top_k)
-             : Self<double>(model, train, rows, flags, common, out, top_k);
+  const Paths paths{model_path, train_path, out};
+  return f32 ? Self<float>(model, train, rows, flags, common, paths, top_k)
+             : Self<double>(model, train, rows, flags, common, paths, top_k);
 }
 
 }  // namespace lethe::cli

@@ -35,6 +35,7 @@ int RunInspect(const std::vector<std::string>& args) {
     j["loss"] = Name(a.spec.loss);
     j["l2"] = a.spec.l2;
     j["spec"] = nlohmann::json::parse(a.spec.ToJson());
+    j["forgotten"] = nlohmann::json::parse(model.forgotten.ToJson());
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -58,6 +59,25 @@ int RunInspect(const std::vector<std::string>& args) {
     std::cout << line << "\n";
   }
   std::cout << "\n  spec: " << a.spec.ToJson() << "\n";
+  const ForgetHistory& f = model.forgotten;
+  if (f.empty()) {
+    std::cout << "\n  forgotten: nothing (no deletion request recorded)\n";
+    return 0;
+  }
+  std::cout << "\n  forgotten: " << f.ids.size() << " id(s) in " << f.requests.size()
+            << " deletion request(s); every command that takes training data leaves them out\n";
+  std::cout << "    #  utc                   method           k  parent sha256\n";
+  for (size_t i = 0; i < f.requests.size(); ++i) {
+    const ForgetRequest& r = f.requests[i];
+    char line[256];
+    std::snprintf(line, sizeof line, "    %-2zu %-21s %-12s %5lld  %.16s", i + 1, r.utc.c_str(),
+                  r.method.c_str(), static_cast<long long>(r.k),
+                  r.parent_sha256.empty() ? "-" : r.parent_sha256.c_str());
+    std::cout << line << "\n";
+  }
+  std::string ids;
+  for (size_t i = 0; i < f.ids.size() && i < 20; ++i) ids += (i ? "," : "") + std::to_string(f.ids[i]);
+  std::cout << "    ids: " << ids << (f.ids.size() > 20 ? ",… (--json lists all)" : "") << "\n";
   return 0;
 }
 

@@ -11,7 +11,9 @@
 #include "engine/objective.h"
 #include "engine/trainer.h"
 #include "io/atomic_file.h"
+#include "io/sha256.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/forgotten_data.h"
 
 namespace lethe::cli {
 namespace {
@@ -26,10 +28,9 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   auto theta = backend->Allocate(1, model.arch.num_params);
   backend->Upload(host.data(), theta);
   Progress progress(common.quiet);
-  progress.Update("lethe train: " + std::to_string(objective.num_examples()) + " examples, " +
-                      std::to_string(model.arch.num_params) + " parameters, " +
-                      Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe(),
-                  true);
+  progress.Announce("lethe train: " + std::to_string(objective.num_examples()) + " examples, " +
+                    std::to_string(model.arch.num_params) + " parameters, " +
+                    Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe());
   const TrainSummary s = lethe::Train(objective, theta, options, [&](const TrainProgress& p) {
     progress.Update(std::string("  ") + p.phase + " " + std::to_string(p.iteration) +
                     "  objective " + io::FormatDouble(p.objective) + "  ‖∇‖ " + Sci(p.grad_norm));
@@ -37,9 +38,16 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   backend->Download(theta, host.data());
   model.theta.assign(host.begin(), host.end());
   SaveModel(out, model);
-  if (!s.converged && options.optimizer != Optimizer::kAdam)
-    std::cerr << "lethe train: warning: ‖∇L‖ = " << Sci(s.grad_norm) << " > tolerance "
-              << Sci(options.gradient_tolerance) << " (" << s.message << ")\n";
+  // Not converged is a result, not a failure (exit 0: the model asked for is written), but
+  // it is said where the result is: in the summary line, in --json, and as a warning.
+  // Adam is a stochastic optimiser with no stopping test; its ‖∇L‖ is reported all the same.
+  std::vector<std::string> warnings;
+  if (!s.converged)
+    warnings.push_back("NOT converged: ‖∇L‖ = " + Sci(s.grad_norm) + " > tolerance " +
+                       Sci(options.gradient_tolerance) + " after " + std::to_string(s.iterations) +
+                       " iterations (" + s.message + "); influence and unlearning assume a "
+                       "minimiser and will warn on this model");
+  for (const std::string& w : warnings) Warn("train", w);
   if (common.json) {
     nlohmann::json j;
     j["out"] = out;
@@ -47,6 +55,11 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
     j["num_params"] = model.arch.num_params;
     j["optimizer"] = s.optimizer;
     j["converged"] = s.converged;
+    j["tolerance"] = options.gradient_tolerance;
+    j["max_iterations"] = options.max_iterations;
+    j["message"] = s.message;
+    j["warnings"] = warnings;
+    j["forgotten"] = static_cast<int64_t>(model.forgotten.ids.size());
     j["iterations"] = s.iterations;
     j["evaluations"] = s.evaluations;
     j["objective"] = s.objective;
@@ -57,7 +70,10 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
     std::cout << "trained " << out << ": " << s.optimizer << ", " << s.iterations
               << " iterations, " << s.evaluations << " gradient evaluations, "
               << Fixed(s.seconds, 2) << " s\n  objective " << io::FormatDouble(s.objective)
-              << "   ‖∇L‖ " << Sci(s.grad_norm) << (s.converged ? "   (converged)" : "") << "\n";
+              << "   ‖∇L‖ " << Sci(s.grad_norm)
+              << (s.converged ? "   (converged)" : "   (NOT converged: tolerance " +
+                                                      Sci(options.gradient_tolerance) + ")")
+              << "\n";
   }
   return 0;
 }
@@ -111,24 +127,36 @@ int RunTrain(const std::vector<std::string>& args) {
   io::CheckOutputIsNotAnInput(out, inputs);
   io::CheckOutputCanBeWritten(out);
 
-  const io::Dataset data = io::LoadDataset(data_path, common.Data());
   Model model;
+  std::string init_sha256;
   if (!init.empty()) {
     model = LoadModel(init, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  } else {
+    init_sha256 = io::Sha256File(init);
+  }
+  // A model that has forgotten examples is trained on without them (engine/forgotten.h).
+  const io::Dataset data = ExcludeForgotten(model.forgotten, io::LoadDataset(data_path, common.Data()),
+                                            "train", init);
+  if (init.empty())
     model = InitializeModel(io::ReadSpecFile(spec_path), data, seed,
                             f32 ? io::DType::kF32 : io::DType::kF64);
-  }
   CheckDataMatchesModel(model.arch, data);
 
   std::vector<int64_t> rows;  // empty: all
   if (auto forget = ForgetIds(vm)) {
     const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
-    const std::vector<int64_t> drop = data.RowsOf(*forget, what);
+    std::vector<int64_t> ids;
+    for (int64_t id : *forget)
+      if (!model.forgotten.Contains(id)) ids.push_back(id);
+    const std::vector<int64_t> drop = data.RowsOf(ids, what);
     std::unordered_set<int64_t> dropped(drop.begin(), drop.end());
     for (int64_t i = 0; i < data.n; ++i)
       if (!dropped.count(i)) rows.push_back(i);
     if (rows.empty()) Fail(what, ": forgets every example; nothing left to train on");
+    // The model is trained without these ids: it has forgotten them, and says so.
+    std::sort(ids.begin(), ids.end());
+    if (!ids.empty())
+      model.forgotten.Add(ids, {"retrain", init_sha256, IdsSha256(ids),
+                                static_cast<int64_t>(ids.size()), UtcNow()});
   }
   return f32 ? Train<float>(model, data, rows, options, common, out)
              : Train<double>(model, data, rows, options, common, out);

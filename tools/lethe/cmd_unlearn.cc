@@ -1,7 +1,9 @@
 // lethe unlearn: remove a forget set from a trained model with a Newton patch (or the
 // gradient-ascent baseline), write the patched model and, on request, the erasure record
 // and the proof against retraining (docs/unlearning.md).
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <numeric>
 #include <unordered_set>
@@ -14,25 +16,34 @@
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/comparison.h"
+#include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 
 namespace lethe::cli {
 namespace {
 
-// ‖∇L(θ)‖ above this on the model's own training data means it was not trained to a
-// stationary point: the patch then also "finishes training", which the user must know.
-constexpr double kStationarityWarning = 1e-5;
-
 struct Inputs {
   std::string model_path, train_path, out, report, forget_file, test_path;
   std::vector<std::string> command_line;
-  std::vector<int64_t> forget_ids;
+  std::vector<int64_t> forget_ids;          // this request's ids, as given
+  std::vector<int64_t> already_forgotten;   // of those, the ones the model had forgotten
+  std::string model_sha256;                 // of the input model file
 };
+
+// {"path": as given, "absolute": resolved, "sha256": …}
+nlohmann::json FileJson(const std::string& path, bool hash = true) {
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  nlohmann::json j{{"path", path}, {"absolute", ec ? path : absolute.lexically_normal().string()}};
+  if (hash) j["sha256"] = io::Sha256File(path);
+  return j;
+}
 
 template <typename T>
 int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* test,
             const std::vector<int64_t>& forget_rows, const UnlearnOptions& options, bool verify,
-            const CommonOptions& common, const Inputs& in) {
+            const CommonOptions& common, const Inputs& in,
+            const std::vector<std::string>* pending_warnings) {
   const auto start = std::chrono::steady_clock::now();
   std::unordered_set<int64_t> forget_set(forget_rows.begin(), forget_rows.end());
   std::vector<int64_t> kept_rows;
@@ -44,10 +55,11 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   Session<T> session(model, train, common, kept_rows);
   Objective<T>& kept = *session.train;
   Progress progress(common.quiet);
-  progress.Update("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
+  Warnings warnings("unlearn");
+  for (const std::string& w : *pending_warnings) warnings.Add(w);
+  progress.Announce("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
                       std::to_string(train.n) + " examples, " + std::to_string(model.arch.num_params) +
-                      " parameters, " + Name(options.method) + ", " + session.backend->Describe(),
-                  true);
+                      " parameters, " + Name(options.method) + ", " + session.backend->Describe());
   ObjectiveOptions oo{common.batch_size};
   Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
   // The kept rows again in f32 for the steps whose solve runs in f32 (UnlearnOptions).
@@ -62,47 +74,68 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
         *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
   }
   auto theta = session.Upload(model.theta);
-  const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, options, kept_f32.get());
+  UnlearnOptions run_options = options;
+  run_options.inverse.progress = &progress;
+  const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run_options, kept_f32.get());
   kept_f32.reset();
   backend_f32.reset();
   const double full_grad_norm = s.input_grad_norm;
-  if (full_grad_norm > kStationarityWarning)
-    std::cerr << "lethe unlearn: warning: the model is not at a stationary point of its own "
-                 "objective (‖∇L‖ = " << Sci(full_grad_norm)
-              << "): the patch also finishes its training\n";
-  for (size_t k = 0; k < s.steps.size(); ++k)
-    std::cerr << "step " << k + 1 << ": " << Describe(s.steps[k].solve) << " in "
-              << s.steps[k].solve_dtype << "; damping " << s.steps[k].damping << "; "
-              << s.steps[k].action << "; ‖∇L₋ₛ‖ " << Sci(s.steps[k].kept_grad_norm_before) << " → "
-              << Sci(s.steps[k].kept_grad_norm_after) << "\n";
+  if (!(full_grad_norm <= kStationarityTolerance))
+    warnings.Add("the model is not at a stationary point of its objective on " + in.train_path +
+                 (model.forgotten.ids.empty() ? "" : " without the ids it had forgotten") +
+                 " (‖∇L‖ = " + Sci(full_grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
+                 "): the patch also finishes its training, so its distance to retraining mixes "
+                 "both; `lethe train --init " + in.model_path + " --data " + in.train_path +
+                 " --out FINISHED.safetensors` finishes training first (docs/formats.md)");
+  // The steps are results (stdout), unless --json carries them.
+  if (!common.json)
+    for (size_t k = 0; k < s.steps.size(); ++k)
+      std::cout << "step " << k + 1 << ": " << Describe(s.steps[k].solve) << " in "
+                << s.steps[k].solve_dtype << "; damping " << s.steps[k].damping << "; "
+                << s.steps[k].action << "; ‖∇L₋ₛ‖ " << Sci(s.steps[k].kept_grad_norm_before)
+                << " → " << Sci(s.steps[k].kept_grad_norm_after) << "\n";
   if (!s.ok) Fail("unlearning failed, nothing written: ", s.message);
 
   Model patched = model;
   patched.theta = session.Download(theta);
+  // The patched model carries what it has forgotten, so that no later command analyses or
+  // patches it against data that still holds these examples (engine/forgotten.h).
+  const std::string& parent_sha256 = in.model_sha256;
+  std::vector<int64_t> removed;
+  for (int64_t r : forget_rows) removed.push_back(train.ids[r]);
+  std::sort(removed.begin(), removed.end());
+  patched.forgotten.Add(removed, {s.method, parent_sha256, IdsSha256(removed),
+                                  static_cast<int64_t>(removed.size()), UtcNow()});
   SaveModel(in.out, patched);
   const double patch_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   nlohmann::json report;
   report["lethe_version"] = LETHE_VERSION;
+  report["utc"] = patched.forgotten.requests.back().utc;
   report["command_line"] = in.command_line;
   // The record is written or printed only on request: hash the files only then (hashing
   // the training data reads all of it again).
   const bool record = !in.report.empty() || common.json;
   if (record) {
-    report["input_model"] = {{"path", in.model_path}, {"sha256", io::Sha256File(in.model_path)}};
-    report["training_data"] = {{"path", in.train_path}, {"sha256", io::Sha256File(in.train_path)}};
-    std::string canonical;
-    for (int64_t id : in.forget_ids) canonical += std::to_string(id) + "\n";
+    report["input_model"] = FileJson(in.model_path, false);
+    report["input_model"]["sha256"] = parent_sha256;
+    report["training_data"] = FileJson(in.train_path);
+    if (test) report["test_data"] = FileJson(in.test_path);
     report["forget_list"] = in.forget_file.empty()
-                                ? nlohmann::json{{"ids_sha256", io::Sha256Hex(canonical)}}
-                                : nlohmann::json{{"path", in.forget_file},
-                                                 {"sha256", io::Sha256File(in.forget_file)},
-                                                 {"ids_sha256", io::Sha256Hex(canonical)}};
+                                ? nlohmann::json{{"ids_sha256", IdsSha256(in.forget_ids)}}
+                                : FileJson(in.forget_file);
+    report["forget_list"]["ids_sha256"] = IdsSha256(in.forget_ids);
   }
+  // What the model had already forgotten: left out of the kept data (and of this request).
+  report["previously_forgotten"] = {
+      {"ids", static_cast<int64_t>(model.forgotten.ids.size())},
+      {"requests", static_cast<int64_t>(model.forgotten.requests.size())},
+      {"in_this_request", in.already_forgotten}};
+  report["warnings"] = warnings.all();
   report["n"] = train.n;
   report["k"] = static_cast<int64_t>(forget_rows.size());
-  report["forget_ids"] = in.forget_ids;
+  report["forget_ids"] = removed;
   report["method"] = s.method;
   if (options.method == UnlearnMethod::kNewton) {
     report["solver"] = Name(options.inverse.solver);
@@ -146,35 +179,50 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     // weights, on the same kept objective.
     Objective<T>& retrain_objective = kept;
     auto retrained_theta = session.Upload(model.theta);
-    progress.Update("verifying: retraining without the forget set (lethe train --forget --init)", true);
+    progress.Announce("verifying: retraining without the forget set (lethe train --forget --init)");
     const TrainSummary ts = lethe::Train(retrain_objective, retrained_theta, TrainOptions{});
     Model retrained = model;
     retrained.theta = session.Download(retrained_theta);
     report["verify"]["retrain"] = {{"optimizer", ts.optimizer},   {"converged", ts.converged},
                                    {"iterations", ts.iterations}, {"grad_norm", ts.grad_norm},
                                    {"seconds", ts.seconds}};
+    // An unconverged reference is not "the retrained model": say so in its row, and qualify
+    // every distance to it.
+    const std::string retrained_name = ts.converged ? "retrained" : "retrained*";
     const io::Dataset no_test;  // without --test: no test metrics and no membership audit
     const io::Dataset& eval_test = test ? *test : no_test;
     std::vector<ModelRow> rows = {
         {"original", model.theta, {}, -1},
         {"patched", patched.theta, {}, patch_seconds},
-        {"retrained", retrained.theta, {}, ts.seconds},
+        {retrained_name, retrained.theta, {}, ts.seconds},
     };
     for (ModelRow& r : rows)
       r.audit = AuditModel<T>(*session.backend, model.arch, r.theta, train, forget_rows, eval_test,
                               common.batch_size);
+    if (!ts.converged) {
+      const std::string caveat =
+          "the retraining reference did not converge (‖∇L₋ₛ‖ = " + Sci(ts.grad_norm) + " > " +
+          Sci(TrainOptions{}.gradient_tolerance, 0) + ", " + ts.message +
+          "): distances to it bound nothing, they compare two approximations";
+      report["verify"]["reference_caveat"] = caveat;
+      if (!common.json) warnings.Add(caveat);
+    }
     report["verify"]["models"] = ComparisonJson(rows, 2, 0);
     report["verify"]["speedup"] = ts.seconds / patch_seconds;
     if (!test) report["verify"]["note"] = "no --test given: no test metrics, no membership audit";
     if (tables) {
       std::cout << "\n";
       PrintComparison(rows, 2, 0);
+      if (!ts.converged)
+        std::cout << "* retrained: NOT converged (‖∇L₋ₛ‖ = " << Sci(ts.grad_norm)
+                  << "): the distances above are to an unconverged reference\n";
       std::cout << "unlearning took " << Fixed(patch_seconds, 3) << " s; retraining, warm-started "
                 << "from the trained weights, " << Fixed(ts.seconds, 3) << " s (ratio "
                 << Fixed(ts.seconds / patch_seconds, 1) << ")\n";
     }
   }
-  if (record) report["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
+  report["warnings"] = warnings.all();
+  if (record) report["patched_model"] = FileJson(in.out);
   if (!in.report.empty()) {
     io::WriteFileAtomically(in.report, report.dump(2) + "\n");
     if (tables) std::cout << "erasure record: " << in.report << "\n";
@@ -211,7 +259,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("verify", po::bool_switch(&verify), "also retrain without the forget set and compare")
     ("test", po::value(&in.test_path), "test data for --verify's metrics and membership audit")
     ("spec", po::value(&spec_path), "sidecar spec JSON");
-  flags.Add(desc);
+  flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
@@ -245,29 +293,50 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.forget_ids = *ids;
 
   const Model model = LoadModel(in.model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  const io::Dataset train = io::LoadDataset(in.train_path, common.Data());
+  in.model_sha256 = io::Sha256File(in.model_path);
+  const io::Dataset train = ExcludeForgotten(
+      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
   CheckDataMatchesModel(model.arch, train);
   std::optional<io::Dataset> test;
   if (!in.test_path.empty()) {
     test = io::LoadDataset(in.test_path, common.Data());
     CheckDataMatchesModel(model.arch, *test);
   }
-  const std::vector<int64_t> forget_rows =
-      train.RowsOf(in.forget_ids, in.forget_file.empty() ? "--forget-ids" : in.forget_file);
+  // Ids this model has already forgotten need no second removal (a repeated request):
+  // they are not in the kept data any more, so they are skipped, and said so.
+  const std::string what = in.forget_file.empty() ? "--forget-ids" : in.forget_file;
+  std::vector<int64_t> new_ids;
+  for (int64_t id : in.forget_ids)
+    (model.forgotten.Contains(id) ? in.already_forgotten : new_ids).push_back(id);
+  std::vector<std::string> pending;
+  if (!in.already_forgotten.empty()) {
+    std::string list;
+    for (size_t i = 0; i < in.already_forgotten.size() && i < 10; ++i)
+      list += (i ? ", " : "") + std::to_string(in.already_forgotten[i]);
+    if (in.already_forgotten.size() > 10) list += ", …";
+    if (new_ids.empty())
+      Fail(what, ": every id in this request (", list, ") was already forgotten by ", in.model_path,
+           "; nothing to do");
+    pending.push_back(std::to_string(in.already_forgotten.size()) + " id(s) of " + what + " (" +
+                      list + ") were already forgotten by " + in.model_path + ": skipped");
+  }
+  const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, what);
   if (static_cast<int64_t>(forget_rows.size()) >= train.n)
     Fail(in.forget_file.empty() ? "--forget-ids" : in.forget_file,
          ": forgets every example; nothing would be left");
   if (2 * static_cast<int64_t>(forget_rows.size()) > train.n)
-    std::cerr << "lethe unlearn: warning: forgetting more than half of the data; a Newton patch "
-                 "is a local approximation, consider retraining\n";
+    pending.push_back("forgetting more than half of the data; a Newton patch is a local "
+                      "approximation, consider retraining");
   // One right-hand side per step: CG's few passes beat forming the whole Hessian (on the
   // digits softmax, 35 CG iterations took 0.10 s where the direct solve took 0.73 s).
   if (flags.solver == "auto") flags.solver = "cg";
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
-  return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in)
-             : Unlearn<double>(model, train, test ? &*test : nullptr, forget_rows, options, verify, common, in);
+  return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
+                             common, in, &pending)
+             : Unlearn<double>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
+                              common, in, &pending);
 }
 
 }  // namespace lethe::cli

@@ -31,12 +31,13 @@ void PrintComparison(const std::vector<ModelRow>& rows, int reference, int origi
                            : std::nan("");
   for (const ModelRow& r : rows) {
     const double dist = reference >= 0 ? Distance(r.theta, rows[reference].theta) : std::nan("");
-    std::printf("%-12s %9s %11s %11s %10.6f %10s %10.6f %9s %9.4f\n", r.name.c_str(),
+    std::printf("%-12s %9s %11s %11s %10.6f %10s %10.6f %9s %9s\n", r.name.c_str(),
                 r.seconds >= 0 ? Fixed(r.seconds, 3).c_str() : "-",
                 std::isfinite(dist) ? Sci(dist).c_str() : "-",
                 std::isfinite(dist / denom) ? Sci(dist / denom).c_str() : "-", r.audit.forget.loss,
                 Pct(r.audit.forget.accuracy).c_str(), r.audit.kept.loss,
-                Pct(r.audit.test.accuracy).c_str(), r.audit.membership_auc);
+                Pct(r.audit.test.accuracy).c_str(),
+                std::isfinite(r.audit.membership_auc) ? Fixed(r.audit.membership_auc, 4).c_str() : "-");
   }
   if (reference >= 0)
     std::printf("distances to %s%s; member AUC: loss-threshold attack, forget set vs test set "
@@ -63,7 +64,7 @@ nlohmann::json ComparisonJson(const std::vector<ModelRow>& rows, int reference, 
     j["forget"] = SetJson(r.audit.forget);
     j["kept"] = SetJson(r.audit.kept);
     j["test"] = SetJson(r.audit.test);
-    j["membership_auc"] = r.audit.membership_auc;
+    if (std::isfinite(r.audit.membership_auc)) j["membership_auc"] = r.audit.membership_auc;
     out[r.name] = j;
   }
   return out;

@@ -4,7 +4,7 @@
 
 namespace lethe::cli {
 
-void SolverFlags::Add(po::options_description& desc) {
+void SolverFlags::Add(po::options_description& desc, bool allow_inexact_option) {
   desc.add_options()
     ("solver", po::value(&solver)->default_value("auto"),
      "direct, cg, lissa or lanczos (auto: unlearn uses cg; influence direct where p <= 20000, else cg)")
@@ -26,9 +26,11 @@ void SolverFlags::Add(po::options_description& desc) {
     ("lissa-repeats", po::value(&lissa.repeats)->default_value(lissa.repeats),
      "lissa: independent recursions averaged")
     ("rank", po::value(&rank)->default_value(100), "lanczos: eigenpairs kept")
-    ("solver-seed", po::value(&lissa.seed)->default_value(0), "lissa / lanczos seed")
-    ("allow-inexact", po::bool_switch(&allow_inexact),
-     "write results even when the solve did not converge");
+    ("solver-seed", po::value(&lissa.seed)->default_value(0), "lissa / lanczos seed");
+  if (allow_inexact_option)
+    desc.add_options()("allow-inexact", po::bool_switch(&allow_inexact),
+                       "write the scores even when the solve stopped short of its tolerance "
+                       "(marked inexact; never after negative curvature or divergence)");
 }
 
 InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {

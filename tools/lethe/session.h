@@ -27,7 +27,9 @@ struct SolverFlags {
   LissaOptions lissa;
   int64_t rank = 100;
   bool allow_inexact = false;
-  void Add(po::options_description& desc);
+  // allow_inexact_option: whether --allow-inexact is offered (influence commands only: an
+  // unlearning step that fails writes nothing, whatever the flags).
+  void Add(po::options_description& desc, bool allow_inexact_option = true);
   InverseHvpOptions Resolve(int64_t num_params) const;  // validates
 };
 
@@ -56,6 +58,30 @@ struct Session {
     return std::vector<double>(host.begin(), host.end());
   }
 };
+
+// ‖∇L(θ)‖ above which a model does not count as trained to a stationary point of its
+// objective on its training data. Absolute, as `lethe train --tolerance` (default 1e-9,
+// which lethe's own training meets): a model that only an optimiser with another
+// objective (BCELoss after a sigmoid, nn.MSELoss without ½, label smoothing, a different
+// weight decay) or an early stop left there misses it by orders of magnitude.
+constexpr double kStationarityTolerance = 1e-5;
+
+// ‖∇L(θ)‖ of the session's training objective (one pass over the data). Above
+// kStationarityTolerance, a warning says so, with the number and `consequence` (what it
+// means for this command's results), and how to finish training.
+template <typename T>
+double CheckStationary(Session<T>& session, Warnings& warnings, const std::string& train_path,
+                       const std::string& model_path, const std::string& consequence) {
+  kernels::Matrix<T> grad = session.backend->Allocate(1, session.train->num_params());
+  session.train->ValueAndGradient(session.theta, grad);
+  const double norm = static_cast<double>(kernels::Norm(*session.backend, grad));
+  if (!(norm <= kStationarityTolerance))
+    warnings.Add("the model is not at a stationary point of its objective on " + train_path +
+                 " (‖∇L‖ = " + Sci(norm) + " > " + Sci(kStationarityTolerance, 0) + "): " +
+                 consequence + "; `lethe train --init " + model_path + " --data " + train_path +
+                 " --out FINISHED.safetensors` finishes its training (docs/formats.md)");
+  return norm;
+}
 
 // One line per summary for people: "solver direct: converged, 0 iterations, residual 3.1e-15".
 std::string Describe(const SolveSummary& s);

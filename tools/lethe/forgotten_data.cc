@@ -1,0 +1,34 @@
+#include "tools/lethe/forgotten_data.h"
+
+#include <iostream>
+
+namespace lethe::cli {
+
+io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
+                             const std::string& command, const std::string& model_path) {
+  if (forgotten.ids.empty()) return data;
+  const std::vector<int64_t> rows = RowsNotForgotten(data, forgotten);
+  const int64_t left_out = data.n - static_cast<int64_t>(rows.size());
+  const size_t requests = forgotten.requests.size();
+  std::cerr << "lethe " << command << ": note: " << model_path << " has forgotten "
+            << forgotten.ids.size() << " id(s) in " << requests << " deletion request"
+            << (requests == 1 ? "" : "s") << "; ";
+  if (left_out == 0) {
+    std::cerr << "none of them is in " << data.path << "\n";
+    return data;
+  }
+  std::cerr << left_out << " of them are in " << data.path << " and are left out of it ("
+            << rows.size() << " examples remain; lethe inspect lists them)\n";
+  return SelectRows(data, rows);
+}
+
+ForgetHistory UnionOfForgotten(const std::vector<const ForgetHistory*>& histories) {
+  ForgetHistory all;
+  for (const ForgetHistory* h : histories) all.Add(h->ids, {});
+  all.requests.clear();
+  for (const ForgetHistory* h : histories)
+    all.requests.insert(all.requests.end(), h->requests.begin(), h->requests.end());
+  return all;
+}
+
+}  // namespace lethe::cli
