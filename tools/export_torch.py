@@ -136,7 +136,9 @@ def model_spec(model: nn.Sequential, loss: str, l2: float = 0.0,
     allow_output_activation.
     """
     if not isinstance(model, nn.Sequential):
-        raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}")
+        raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}: rebuild "
+                          "it as an nn.Sequential of supported modules, or export its "
+                          "state_dict with a lethe spec naming its tensors (--spec)")
     if loss not in LOSSES:
         raise ExportError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
     l2 = float(l2)
@@ -535,17 +537,46 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray], compress: bool) -> None
 
 # ------------------------------------------------------------------------------- CLI
 
+def _torch_load(path: str):
+    """torch.load(path) on the CPU, every failure turned into one ExportError line."""
+    try:
+        return torch.load(path, map_location="cpu")
+    except OSError:
+        raise  # no such file, permission: main() prints these as they are
+    except (AttributeError, ImportError) as e:
+        # torch.save(model) pickles a reference to the model's class, not its code:
+        # loading needs the class importable under the module name it was defined in
+        # (a class from the training script's __main__ never is, here).
+        raise ExportError(
+            f"{path}: cannot load the pickled model: {e}. torch.save(model) stores only a "
+            "reference to the model's class, which must be importable here. Save "
+            "model.state_dict() and pass --spec SPEC.json (a lethe spec describing the "
+            "layers), or call export_model() from the script that defines the class "
+            "(an nn.Sequential of supported modules)") from None
+    except Exception as e:  # corrupt, truncated or not a torch file at all
+        raise ExportError(f"{path}: not a file torch.load can read "
+                          f"({type(e).__name__}: {e})") from None
+
+
 def _cmd_model(args) -> int:
-    obj = torch.load(args.input, map_location="cpu")
+    obj = _torch_load(args.input)
     if isinstance(obj, nn.Module):
         model = obj
     elif isinstance(obj, dict):
         # A state_dict: the architecture must come from a spec file.
+        not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        if not_tensors or not obj:
+            raise ExportError(f"{args.input}: a dict but not a state_dict (entries that are not "
+                              f"tensors: {', '.join(not_tensors[:5]) or 'none, it is empty'}); "
+                              "a training checkpoint? save model.state_dict() itself")
         if not args.spec:
             raise ExportError(f"{args.input} holds a state_dict; pass --spec with the lethe "
                               "spec JSON describing the layers")
-        with open(args.spec) as f:
-            spec = json.load(f)
+        try:
+            with open(args.spec) as f:
+                spec = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ExportError(f"{args.spec}: not valid JSON: {e}") from None
         tensors = {k: v.detach().cpu().numpy() for k, v in obj.items()}
         model = model_from_spec(spec, next(iter(obj.values())).dtype, tensors)
         args.loss = args.loss or spec["loss"]

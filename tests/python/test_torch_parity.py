@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 
 from lethe_test_main import run_tests
@@ -543,6 +544,55 @@ class TestOtherObjectives(unittest.TestCase):
         code, err = run_exporter("model", self.path("m.pt"), self.path("m.safetensors"),
                                  "--loss", "logistic", "--allow-output-activation")
         self.assertEqual(code, 0, err)
+
+    def test_cli_unloadable_files_one_line(self):
+        # torch.save(model) pickles a reference to the class; a class from the training
+        # script (its __main__, or a module not importable here) cannot be found on loading.
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+
+        class MySequential(nn.Sequential):
+            pass
+
+        main_module = sys.modules["__main__"]
+        script = types.ModuleType("my_training_script")
+        sys.modules["my_training_script"] = script
+        try:
+            for cls, module in ((Net, main_module), (MySequential, script)):
+                cls.__module__, cls.__qualname__ = module.__name__, cls.__name__
+                setattr(module, cls.__name__, cls)
+            torch.save(Net(), self.path("net.pt"))
+            torch.save(MySequential(nn.Linear(3, 2)), self.path("seq.pt"))
+        finally:
+            del sys.modules["my_training_script"]
+            delattr(main_module, "Net")
+        torch.save({"epoch": 3, "model": nn.Linear(3, 2).state_dict()}, self.path("ckpt.pt"))
+        with open(self.path("junk.pt"), "wb") as f:
+            f.write(b"not a torch file at all")
+        with open(self.path("bad.json"), "w") as f:
+            f.write("{oops")
+        torch.save(nn.Sequential(nn.Linear(3, 2)).state_dict(), self.path("sd.pt"))
+        cases = [
+            (["net.pt"], "Net"),
+            (["seq.pt"], "my_training_script"),
+            (["ckpt.pt"], "checkpoint"),
+            (["junk.pt"], "torch.load"),
+            (["missing.pt"], "missing.pt"),
+            (["sd.pt", "--spec", self.path("bad.json")], "not valid JSON"),
+        ]
+        for args, phrase in cases:
+            code, err = run_exporter("model", self.path(args[0]), self.path("out.safetensors"),
+                                     "--loss", "mse", *args[1:])
+            ctx = f"{args}: {err}"
+            self.assertEqual(code, 1, ctx)
+            self.assertEqual(len(err.splitlines()), 1, ctx)
+            self.assertTrue(err.startswith("export_torch.py: error: "), ctx)
+            self.assertIn(phrase, err, ctx)
+            self.assertFalse(os.path.exists(self.path("out.safetensors")), ctx)
+        self.assertIn("state_dict", run_exporter("model", self.path("net.pt"), "o", "--loss",
+                                                 "mse")[1])
 
     def test_bce_trained_model_exported_as_logits(self):
         """Sequential(Linear, Sigmoid) trained with BCELoss = model[:-1] under lethe's logistic."""
