@@ -28,6 +28,9 @@ Loss conventions (lethe minimises L(θ) = (1/n) Σᵢ lossᵢ(θ) + (l2/2)‖θ�
 * ``mse``: float targets [n] or [n, k]; lossᵢ = ½‖f(x) − y‖², *summed* over the outputs
   and halved. This is NOT ``nn.MSELoss()``, which averages over outputs and has no ½:
   MSELoss = (2/k)·(lethe's mean loss).
+* The network output is the last layer's: cross_entropy and logistic apply their own
+  softmax / sigmoid, so a final nn.Sigmoid / nn.Softmax / nn.LogSoftmax in front of them
+  is refused (a model trained with nn.BCELoss or nn.NLLLoss exports as ``model[:-1]``).
 * ``l2``: the penalty is (l2/2)‖θ‖², so its gradient is l2·θ: ``torch.optim.SGD(...,
   weight_decay=wd)`` (which adds wd·θ to the gradient, biases included unless you use
   parameter groups) corresponds to ``l2 = wd``.
@@ -635,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ExportError, OSError) as e:
-        print(f"export_torch.py: error: {e}", file=sys.stderr)
+        # One line, whatever the message (torch's own errors can span several).
+        print(f"export_torch.py: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
 
 
