@@ -28,6 +28,9 @@ Loss conventions (lethe minimises L(θ) = (1/n) Σᵢ lossᵢ(θ) + (l2/2)‖θ�
 * ``mse``: float targets [n] or [n, k]; lossᵢ = ½‖f(x) − y‖², *summed* over the outputs
   and halved. This is NOT ``nn.MSELoss()``, which averages over outputs and has no ½:
   MSELoss = (2/k)·(lethe's mean loss).
+* The network output is the last layer's: cross_entropy and logistic apply their own
+  softmax / sigmoid, so a final nn.Sigmoid / nn.Softmax / nn.LogSoftmax in front of them
+  is refused (a model trained with nn.BCELoss or nn.NLLLoss exports as ``model[:-1]``).
 * ``l2``: the penalty is (l2/2)‖θ‖², so its gradient is l2·θ: ``torch.optim.SGD(...,
   weight_decay=wd)`` (which adds wd·θ to the gradient, biases included unless you use
   parameter groups) corresponds to ``l2 = wd``.
@@ -127,18 +130,24 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     return _DTYPE_ALIASES[key]
 
 
-def model_spec(model: nn.Sequential, loss: str, l2: float = 0.0) -> tuple[dict, list[tuple[str, torch.Tensor]]]:
+def model_spec(model: nn.Sequential, loss: str, l2: float = 0.0,
+               allow_output_activation: bool = False) -> tuple[dict, list[tuple[str, torch.Tensor]]]:
     """The lethe spec of `model` and its tensors [(name, tensor)] in parameter order.
 
-    Raises ExportError for any module lethe cannot represent.
+    Raises ExportError for any module lethe cannot represent, and for a final sigmoid in
+    front of a loss that applies its own (see _check_output_activation) unless
+    allow_output_activation.
     """
     if not isinstance(model, nn.Sequential):
-        raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}")
+        raise ExportError(f"expected a torch.nn.Sequential, got {type(model).__name__}: rebuild "
+                          "it as an nn.Sequential of supported modules, or export its "
+                          "state_dict with a lethe spec naming its tensors (--spec)")
     if loss not in LOSSES:
         raise ExportError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
     l2 = float(l2)
     if not math.isfinite(l2) or l2 < 0:
         raise ExportError(f"l2 must be a finite number >= 0, got {l2}")
+    _check_output_activation(model, loss, allow_output_activation)
 
     layers: list[dict] = []
     tensors: list[tuple[str, torch.Tensor]] = []
@@ -178,6 +187,49 @@ def model_spec(model: nn.Sequential, loss: str, l2: float = 0.0) -> tuple[dict, 
 
     spec = {"format": FORMAT, "layers": layers, "loss": loss, "l2": l2}
     return spec, tensors
+
+
+# The losses that normalise the network output themselves, and how.
+_OWN_NORMALISATION = {"cross_entropy": "a softmax", "logistic": "a sigmoid"}
+
+
+def _check_output_activation(model: nn.Sequential, loss: str, allow: bool) -> None:
+    """Refuse a final Sigmoid / Softmax / LogSoftmax in front of a loss that applies its own.
+
+    lethe's cross_entropy and logistic losses take logits (they are nn.CrossEntropyLoss and
+    nn.BCEWithLogitsLoss). A model ending in nn.Sigmoid was almost surely trained with
+    nn.BCELoss on probabilities; exporting it whole would make lethe squash the output twice:
+    every accuracy, loss and influence score would be those of another objective, without
+    any error. BCELoss(sigmoid(z), y) = BCEWithLogitsLoss(z, y) and NLLLoss(log_softmax(z), y)
+    = CrossEntropyLoss(z, y), so the same model without its last module is exactly the model
+    lethe understands. nn.Softmax and nn.LogSoftmax are refused anyway (lethe has no such
+    layer); as the final module they get this message, which names the fix.
+    """
+    modules = [m for m in model.children() if not isinstance(m, nn.Identity)]
+    last = modules[-1] if modules else None
+    own = _OWN_NORMALISATION.get(loss)
+    if own is None or not isinstance(last, (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)):
+        return
+    name = next(n for n, m in reversed(list(model.named_children())) if m is last)
+    kind = type(last).__name__
+    trained, same = {
+        "Sigmoid": ("nn.BCELoss on its output", "nn.BCEWithLogitsLoss on the logit"),
+        "LogSoftmax": ("nn.NLLLoss on its output", "nn.CrossEntropyLoss on the logits"),
+        "Softmax": ("nn.NLLLoss on the log of its output", "nn.CrossEntropyLoss on the logits"),
+    }[kind]
+    right_loss = "logistic" if kind == "Sigmoid" else "cross_entropy"
+    if isinstance(last, nn.Sigmoid) and allow:
+        return
+    without = ("model[:-1]" if list(model.children())[-1] is last
+               else f"the model without layer {name}")
+    message = (f"layer {name} ({kind}): the model ends in nn.{kind}, but loss={loss!r} applies "
+               f"{own} itself (lethe's losses take logits), so lethe would evaluate and analyse "
+               f"another objective. If it was trained with {trained} (= {same}), export "
+               f"{without} with loss={right_loss!r}: the same model without the final nn.{kind}")
+    if kind == "Sigmoid":
+        message += (" (allow_output_activation=True / --allow-output-activation only if it "
+                    f"really was trained with {own} on top of this sigmoid)")
+    raise ExportError(message)
 
 
 def validate_spec(spec: dict) -> None:
@@ -315,7 +367,7 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 # ------------------------------------------------------------------------ public API
 
 def export_model(model: nn.Sequential, path: str, loss: str, l2: float = 0.0,
-                 dtype: Any = None) -> dict:
+                 dtype: Any = None, allow_output_activation: bool = False) -> dict:
     """Write `model` to `path` as a lethe safetensors model; returns the spec dict.
 
     model: an nn.Sequential of nn.Linear and activation modules (see the module doc).
@@ -323,8 +375,12 @@ def export_model(model: nn.Sequential, path: str, loss: str, l2: float = 0.0,
     l2:    the penalty coefficient: the objective adds (l2/2)‖θ‖² over all parameters.
     dtype: None keeps the model's dtype (all parameters must share one, float32 or
            float64); "f32"/"f64" (or a torch/numpy dtype) converts.
+    allow_output_activation: a final nn.Sigmoid in front of cross_entropy or logistic
+           (which apply their own softmax / sigmoid) is refused unless this is True: it
+           almost always means a model trained with nn.BCELoss, to be exported as
+           model[:-1] (see docs/formats.md).
     """
-    spec, tensors = model_spec(model, loss, l2)
+    spec, tensors = model_spec(model, loss, l2, allow_output_activation)
     target = _resolve_dtype(dtype)
     dtypes = {t.dtype for _, t in tensors}
     if target is None:
@@ -484,17 +540,46 @@ def _write_npz(path: str, arrays: dict[str, np.ndarray], compress: bool) -> None
 
 # ------------------------------------------------------------------------------- CLI
 
+def _torch_load(path: str):
+    """torch.load(path) on the CPU, every failure turned into one ExportError line."""
+    try:
+        return torch.load(path, map_location="cpu")
+    except OSError:
+        raise  # no such file, permission: main() prints these as they are
+    except (AttributeError, ImportError) as e:
+        # torch.save(model) pickles a reference to the model's class, not its code:
+        # loading needs the class importable under the module name it was defined in
+        # (a class from the training script's __main__ never is, here).
+        raise ExportError(
+            f"{path}: cannot load the pickled model: {e}. torch.save(model) stores only a "
+            "reference to the model's class, which must be importable here. Save "
+            "model.state_dict() and pass --spec SPEC.json (a lethe spec describing the "
+            "layers), or call export_model() from the script that defines the class "
+            "(an nn.Sequential of supported modules)") from None
+    except Exception as e:  # corrupt, truncated or not a torch file at all
+        raise ExportError(f"{path}: not a file torch.load can read "
+                          f"({type(e).__name__}: {e})") from None
+
+
 def _cmd_model(args) -> int:
-    obj = torch.load(args.input, map_location="cpu")
+    obj = _torch_load(args.input)
     if isinstance(obj, nn.Module):
         model = obj
     elif isinstance(obj, dict):
         # A state_dict: the architecture must come from a spec file.
+        not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        if not_tensors or not obj:
+            raise ExportError(f"{args.input}: a dict but not a state_dict (entries that are not "
+                              f"tensors: {', '.join(not_tensors[:5]) or 'none, it is empty'}); "
+                              "a training checkpoint? save model.state_dict() itself")
         if not args.spec:
             raise ExportError(f"{args.input} holds a state_dict; pass --spec with the lethe "
                               "spec JSON describing the layers")
-        with open(args.spec) as f:
-            spec = json.load(f)
+        try:
+            with open(args.spec) as f:
+                spec = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ExportError(f"{args.spec}: not valid JSON: {e}") from None
         tensors = {k: v.detach().cpu().numpy() for k, v in obj.items()}
         model = model_from_spec(spec, next(iter(obj.values())).dtype, tensors)
         args.loss = args.loss or spec["loss"]
@@ -504,7 +589,8 @@ def _cmd_model(args) -> int:
                           f"got {type(obj).__name__}")
     if not args.loss:
         raise ExportError("--loss is required")
-    spec = export_model(model, args.output, args.loss, args.l2 or 0.0, args.dtype)
+    spec = export_model(model, args.output, args.loss, args.l2 or 0.0, args.dtype,
+                        allow_output_activation=args.allow_output_activation)
     print(json.dumps(spec, indent=2))
     return 0
 
@@ -537,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--l2", type=float, default=None, help="penalty (l2/2)*||theta||^2 (default 0)")
     p.add_argument("--dtype", choices=("f32", "f64"), help="convert parameters (default: keep)")
     p.add_argument("--spec", help="lethe spec JSON giving the layers when INPUT is a state_dict")
+    p.add_argument("--allow-output-activation", action="store_true",
+                   help="export a final nn.Sigmoid in front of --loss logistic/cross_entropy "
+                        "(which apply their own sigmoid/softmax); without it such a model is "
+                        "refused, since it almost always was trained with nn.BCELoss and is "
+                        "lethe's model without that last sigmoid")
     p.set_defaults(func=_cmd_model)
 
     p = sub.add_parser("inspect", help="validate a safetensors file and print its tensors and spec")
@@ -547,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ExportError, OSError) as e:
-        print(f"export_torch.py: error: {e}", file=sys.stderr)
+        # One line, whatever the message (torch's own errors can span several).
+        print(f"export_torch.py: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
 
 

@@ -12,6 +12,8 @@ The reference values are computed by torch autograd in float64 on the same files
 reads, so the tolerances below measure lethe's arithmetic, not data conversion.
 """
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -19,6 +21,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 
 from lethe_test_main import run_tests
@@ -31,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXAMPLES = os.path.join(ROOT, "examples")
 EXPORTER = os.path.join(ROOT, "tools", "export_torch.py")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import export_torch  # noqa: E402
 from export_torch import ExportError, export_dataset, export_model, load_model  # noqa: E402
 
 LETHE = None  # set from --lethe in main()
@@ -479,6 +483,177 @@ class TestTrainParity(unittest.TestCase):
         self.assertLessEqual(diff, 1e-6, ctx)
         self.assertLessEqual(rel(obj_lethe, obj_torch), 1e-12, ctx)
         self.assertLessEqual(rel(obj_at_lethe, obj_torch), 1e-12, ctx)
+
+
+# -------------------------------------------- models trained on another objective
+
+def run_exporter(*args):
+    """export_torch.main(args) in this process (importing torch in a subprocess takes
+    seconds on a loaded machine): (exit code, stderr). An exception escaping main() fails
+    the test, as a traceback would."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = export_torch.main(list(args))
+    return code, err.getvalue()
+
+
+class TestOtherObjectives(unittest.TestCase):
+    """A model whose output or objective is not lethe's is refused or exported exactly."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.tmp.name, name)
+
+    def test_final_normalisation_refused(self):
+        out = self.path("m.safetensors")
+        refused = [
+            (nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), "logistic", "model[:-1]"),
+            (nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.Sigmoid()),
+             "cross_entropy", "model[:-1]"),
+            (nn.Sequential(nn.Linear(3, 4), nn.LogSoftmax(dim=1)), "cross_entropy", "model[:-1]"),
+            (nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=1)), "cross_entropy", "model[:-1]"),
+            (nn.Sequential(nn.Linear(3, 1), nn.Sigmoid(), nn.Identity()), "logistic",
+             "without layer 1"),
+        ]
+        for model, loss, fix in refused:
+            with self.assertRaises(ExportError, msg=f"{model} {loss}") as cm:
+                export_model(model, out, loss=loss)
+            self.assertIn(fix, str(cm.exception))
+            self.assertIn("logits", str(cm.exception))
+            self.assertFalse(os.path.exists(out))
+        # mse applies nothing to the output: a final sigmoid is part of the model.
+        export_model(nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), out, loss="mse")
+        # A sigmoid that really sits under the loss's own can be exported on request.
+        spec = export_model(nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), out, loss="logistic",
+                            allow_output_activation=True)
+        self.assertEqual(spec["layers"][-1], {"type": "sigmoid"})
+
+    def test_cli_final_sigmoid_one_line(self):
+        torch.save(nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()).double(), self.path("m.pt"))
+        code, err = run_exporter("model", self.path("m.pt"), self.path("m.safetensors"),
+                                 "--loss", "logistic")
+        self.assertEqual(code, 1, err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertIn("BCEWithLogitsLoss", err)
+        self.assertFalse(os.path.exists(self.path("m.safetensors")))
+        code, err = run_exporter("model", self.path("m.pt"), self.path("m.safetensors"),
+                                 "--loss", "logistic", "--allow-output-activation")
+        self.assertEqual(code, 0, err)
+
+    def test_cli_unloadable_files_one_line(self):
+        # torch.save(model) pickles a reference to the class; a class from the training
+        # script (its __main__, or a module not importable here) cannot be found on loading.
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+
+        class MySequential(nn.Sequential):
+            pass
+
+        main_module = sys.modules["__main__"]
+        script = types.ModuleType("my_training_script")
+        sys.modules["my_training_script"] = script
+        try:
+            for cls, module in ((Net, main_module), (MySequential, script)):
+                cls.__module__, cls.__qualname__ = module.__name__, cls.__name__
+                setattr(module, cls.__name__, cls)
+            torch.save(Net(), self.path("net.pt"))
+            torch.save(MySequential(nn.Linear(3, 2)), self.path("seq.pt"))
+        finally:
+            del sys.modules["my_training_script"]
+            delattr(main_module, "Net")
+        torch.save({"epoch": 3, "model": nn.Linear(3, 2).state_dict()}, self.path("ckpt.pt"))
+        with open(self.path("junk.pt"), "wb") as f:
+            f.write(b"not a torch file at all")
+        with open(self.path("bad.json"), "w") as f:
+            f.write("{oops")
+        torch.save(nn.Sequential(nn.Linear(3, 2)).state_dict(), self.path("sd.pt"))
+        cases = [
+            (["net.pt"], "Net"),
+            (["seq.pt"], "my_training_script"),
+            (["ckpt.pt"], "checkpoint"),
+            (["junk.pt"], "torch.load"),
+            (["missing.pt"], "missing.pt"),
+            (["sd.pt", "--spec", self.path("bad.json")], "not valid JSON"),
+        ]
+        for args, phrase in cases:
+            code, err = run_exporter("model", self.path(args[0]), self.path("out.safetensors"),
+                                     "--loss", "mse", *args[1:])
+            ctx = f"{args}: {err}"
+            self.assertEqual(code, 1, ctx)
+            self.assertEqual(len(err.splitlines()), 1, ctx)
+            self.assertTrue(err.startswith("export_torch.py: error: "), ctx)
+            self.assertIn(phrase, err, ctx)
+            self.assertFalse(os.path.exists(self.path("out.safetensors")), ctx)
+        self.assertIn("state_dict", run_exporter("model", self.path("net.pt"), "o", "--loss",
+                                                 "mse")[1])
+
+    def test_bce_trained_model_exported_as_logits(self):
+        """Sequential(Linear, Sigmoid) trained with BCELoss = model[:-1] under lethe's logistic."""
+        require_lethe()
+        data_path = os.path.join(EXAMPLES, "breast_cancer", "train.npz")
+        X, y = load_npz(data_path)
+        torch.manual_seed(5)
+        model = nn.Sequential(nn.Linear(X.shape[1], 1), nn.Sigmoid()).double()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(200):
+            opt.zero_grad()
+            bce = nn.functional.binary_cross_entropy(model(X)[:, 0], y.double())
+            bce.backward()
+            opt.step()
+        with torch.no_grad():
+            p = model(X)[:, 0]
+            bce = float(nn.functional.binary_cross_entropy(p, y.double()))
+            acc = float(((p > 0.5).long() == y).double().mean())
+        with self.assertRaises(ExportError):
+            export_model(model, self.path("whole.safetensors"), loss="logistic")
+        export_model(model[:-1], self.path("logits.safetensors"), loss="logistic")
+        got = lethe_eval(self.path("logits.safetensors"), data_path)
+        ctx = f"lethe {got} torch BCELoss {bce!r} accuracy {acc!r}"
+        self.assertEqual(got["accuracy"], acc, ctx)
+        self.assertLessEqual(rel(got["loss"], bce), 1e-9, ctx)
+        # What the refusal prevents: under logistic the whole model's output σ(z) > 0 is
+        # read as a logit, so every example is predicted 1.
+        export_model(model, self.path("whole.safetensors"), loss="logistic",
+                     allow_output_activation=True)
+        twice = lethe_eval(self.path("whole.safetensors"), data_path)
+        self.assertEqual(twice["accuracy"], float(y.double().mean()), f"{twice} {ctx}")
+        self.assertGreater(acc, 0.95, ctx)
+
+    def test_mse_loss_weight_decay_is_l2_k_wd_over_2(self):
+        """The optimum of nn.MSELoss() + weight_decay wd is lethe's mse optimum at l2 = k·wd/2."""
+        require_lethe()
+        X, Y = synthetic_regression(2)
+        Y = torch.cat([Y, Y[:, :1] ** 2], dim=1)  # k = 3, so that k·wd/2 ≠ wd
+        n, k = Y.shape
+        wd = 1e-2
+        # Closed form: the gradient (2/(nk)) Xaᵀ(Xa Θ − Y) + wd Θ vanishes (Xa = [X, 1]).
+        Xa = torch.cat([X, torch.ones(n, 1, dtype=X.dtype)], dim=1)
+        theta = torch.linalg.solve(Xa.T @ Xa + (n * k * wd / 2) * torch.eye(Xa.shape[1],
+                                                                           dtype=X.dtype), Xa.T @ Y)
+        model = nn.Sequential(nn.Linear(X.shape[1], k)).double()
+        with torch.no_grad():
+            model[0].weight.copy_(theta[:-1].T)
+            model[0].bias.copy_(theta[-1])
+        model.zero_grad()
+        mse = nn.MSELoss()(model(X), Y) + 0.5 * wd * sum((q ** 2).sum() for q in model.parameters())
+        mse.backward()
+        torch_grad = math.sqrt(sum(float((q.grad ** 2).sum()) for q in model.parameters()))
+        self.assertLess(torch_grad, 1e-12, "the closed form is not MSELoss's optimum")
+        data_path = self.path("regress.npz")
+        export_dataset(data_path, X, Y)
+        norms = {}
+        for name, l2 in (("k_wd_over_2", k * wd / 2), ("wd", wd)):
+            export_model(model, self.path(f"{name}.safetensors"), loss="mse", l2=l2)
+            norms[name] = lethe_eval(self.path(f"{name}.safetensors"), data_path)["grad_norm"]
+        self.assertLess(norms["k_wd_over_2"], 1e-12, norms)
+        self.assertGreater(norms["wd"], 1e-4, norms)
 
 
 # ----------------------------------------------------------------------------- main

@@ -26,8 +26,9 @@ int RunCompare(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe compare --model A --reference B --train T --test E [--forget FILE] [--original O] [--json]",
-             "lethe compare --model patched.safetensors --reference retrained.safetensors --train "
-             "examples/digits/train.npz --test examples/digits/test.npz --forget examples/digits/forget.txt"))
+             "lethe compare --model examples/digits/model.safetensors --reference "
+             "examples/digits/retrained.safetensors --train examples/digits/train.npz --test "
+             "examples/digits/test.npz --forget examples/digits/forget.txt"))
     return 0;
   for (const char* name : {"model", "reference", "train", "test"}) Require(vm, name);
   const bool f32 = common.F32();

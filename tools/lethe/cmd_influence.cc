@@ -300,8 +300,9 @@ int RunInfluence(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe influence --model M --train T --test E [--test-ids 3,17] --out scores.csv",
-             "lethe influence --model model.safetensors --train examples/digits/train.npz "
-             "--test examples/digits/test.npz --test-ids 100000 --out scores.csv"))
+             "lethe influence --model examples/digits/model.safetensors --train "
+             "examples/digits/train.npz --test examples/digits/test.npz --test-ids 100000 "
+             "--out scores.csv"))
     return 0;
   for (const char* name : {"model", "train", "test", "out"}) Require(vm, name);
   CheckOutputName(out);
@@ -343,8 +344,8 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm, "lethe self-influence --model M --train T --out self.csv",
-             "lethe self-influence --model model.safetensors --train examples/digits/train.npz "
-             "--out self.csv"))
+             "lethe self-influence --model examples/digits/model.safetensors --train "
+             "examples/digits/train.npz --out self.csv"))
     return 0;
   for (const char* name : {"model", "train", "out"}) Require(vm, name);
   CheckOutputName(out);

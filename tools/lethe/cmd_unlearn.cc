@@ -265,8 +265,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
   if (!Parse(args, desc, nullptr, vm,
              "lethe unlearn --model M --train T (--forget FILE | --forget-ids LIST) --out PATCHED "
              "[--report R.json] [--verify]",
-             "lethe unlearn --model model.safetensors --train examples/digits/train.npz --forget "
-             "examples/digits/forget.txt --out patched.safetensors --report erasure.json --verify"))
+             "lethe unlearn --model examples/digits/model.safetensors --train "
+             "examples/digits/train.npz --forget examples/digits/forget.txt --out "
+             "patched.safetensors --report erasure.json --verify"))
     return 0;
   for (const char* name : {"model", "train", "out"}) Require(vm, name);
   in.command_line = {"lethe", "unlearn"};
