@@ -160,6 +160,8 @@ class TestExampleModels(unittest.TestCase):
         with open(os.path.join(digits, spec)) as f:
             want = json.load(f)
         self.assertEqual(json.loads(proc.stdout)["spec"], want)
+        if forget:  # and it records what it was trained without
+            self.assertEqual(json.loads(proc.stdout)["forgotten"]["ids"], sorted(ids))
 
     def test_model(self):
         self.check_optimum("model.safetensors", "softmax.json")
