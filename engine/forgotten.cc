@@ -1,6 +1,7 @@
 #include "engine/forgotten.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -101,7 +102,12 @@ std::string IdsSha256(const std::vector<int64_t>& ids) {
 }
 
 std::string UtcNow() {
-  const std::time_t now = std::time(nullptr);
+  // SOURCE_DATE_EPOCH (reproducible-builds.org): a fixed time, so that a run can write the
+  // same bytes twice; ignored unless it is a plain non-negative decimal.
+  std::time_t now = std::time(nullptr);
+  if (const char* epoch = std::getenv("SOURCE_DATE_EPOCH"); epoch && *epoch && std::strlen(epoch) <= 12 &&
+                                                            std::strspn(epoch, "0123456789") == std::strlen(epoch))
+    now = static_cast<std::time_t>(std::stoll(epoch));
   std::tm tm{};
   gmtime_r(&now, &tm);
   char buf[32];

@@ -45,7 +45,8 @@ struct ForgetHistory {
 
 // SHA-256 of ids in the canonical form ForgetRequest::ids_sha256 uses.
 std::string IdsSha256(const std::vector<int64_t>& ids);
-// The current time as ISO 8601 UTC, seconds.
+// The current time as ISO 8601 UTC, seconds; SOURCE_DATE_EPOCH (seconds since 1970), when
+// set, instead: the same run then writes the same bytes.
 std::string UtcNow();
 
 // The rows of `data` whose id is not in `forgotten` (data order).

@@ -190,6 +190,20 @@ class Honesty(unittest.TestCase):
             self.assertNotIn("relative residual 0.000e+00", last)
             self.assertFalse(os.path.exists(self.path("s.csv")))
 
+    def test_unconverged_reference_is_marked(self):
+        r = run("unlearn", "--model", self.model, "--train", TRAIN, "--forget-ids", "10,11", "--out",
+                self.path("p.safetensors"), "--verify", "--verify-max-iterations", "1",
+                "--report", self.path("r.json"), "--quiet")
+        rows = [line for line in r.stdout.splitlines() if line.startswith("retrained")]
+        self.assertEqual(len(rows), 1)
+        self.assertTrue(rows[0].startswith("retrained*"), r.stdout)
+        self.assertIn("NOT converged", r.stdout)
+        self.assertIn("did not converge", r.stderr)
+        record = json.load(open(self.path("r.json")))
+        self.assertFalse(record["verify"]["retrain"]["converged"])
+        self.assertIn("reference_caveat", record["verify"])
+        self.assertFalse(record["verify"]["models"]["retrained"]["converged"])
+
     def test_unlearn_has_no_allow_inexact(self):
         r = run("unlearn", "--help")
         self.assertNotIn("allow-inexact", r.stdout)
