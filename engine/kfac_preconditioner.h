@@ -57,7 +57,7 @@ class KfacPreconditioner final : public LinearOperator<T> {
 
  private:
   struct Layer {
-    layers::KroneckerBlock block;  // where its [W | b] sit in θ
+    layers::KroneckerBlock block;                // where its [W | b] sit in θ
     kernels::Matrix<T> out_vectors, in_vectors;  // E_Γ (out × out), E_S (k × k): rows
     kernels::Matrix<T> pivots, multipliers;      // out × k: LDLᵀ of γ_a T + s I, row a
     kernels::Matrix<T> z, t;                     // (group · out) × k workspaces

@@ -90,7 +90,9 @@ Objective<T>::~Objective() = default;
 
 template <typename T>
 layers::Pass<T> Objective<T>::MakePass(const Matrix& theta) const {
-  return {.backend = backend_, .theta = theta, .count = ws_->count,
+  return {.backend = backend_,
+          .theta = theta,
+          .count = ws_->count,
           .scratch = ws_->scratch.Rows(0, ws_->count)};
 }
 
@@ -398,8 +400,7 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
   backend_.Fill(ones, T(1));
   const int64_t passes = blocks == 0 ? (all + ws.losses.rows() - 1) / ws.losses.rows() : blocks;
   for (int64_t pass_index = 0; pass_index < passes; ++pass_index) {
-    const int64_t begin =
-        blocks == 0 ? pass_index * ws.losses.rows() : block_begin(pass_index);
+    const int64_t begin = blocks == 0 ? pass_index * ws.losses.rows() : block_begin(pass_index);
     const int64_t count = blocks == 0 ? std::min(ws.losses.rows(), all - begin) : block;
     Forward(theta, begin, count);
     const layers::Pass<T> pass = MakePass(theta);

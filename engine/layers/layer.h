@@ -99,8 +99,8 @@ class Layer {
   virtual void Forward(const Pass<T>& pass, const Matrix& x, Matrix y) = 0;
   // From δ (count × out): adds ∇w into `sinks`, and δ_in = J_xᵀ δ when delta_in is not
   // empty (the objective leaves it empty below the first layer with parameters).
-  virtual void Backward(const Pass<T>& pass, const Matrix& x, const Matrix& delta,
-                        Matrix delta_in, const GradientSinks<T>& sinks) = 0;
+  virtual void Backward(const Pass<T>& pass, const Matrix& x, const Matrix& delta, Matrix delta_in,
+                        const GradientSinks<T>& sinks) = 0;
 
   // --- curvature -----------------------------------------------------------------------
   // Computes (into the layer's buffers) what the R passes below need of x and w alone, for

@@ -118,12 +118,13 @@ class Linear final : public Layer<T> {
   }
 
   KroneckerBlock Kronecker() const override {
-    return {.out = out(), .in = in(), .weight_offset = s().weight_offset,
+    return {.out = out(),
+            .in = in(),
+            .weight_offset = s().weight_offset,
             .bias_offset = s().bias_offset};
   }
   // S += [xᵀx, xᵀ1; 1ᵀx, 1ᵀ1], by blocks.
-  void AddInputFactor(const Pass<T>& pass, const Matrix& x, const Matrix& ones,
-                      Matrix S) override {
+  void AddInputFactor(const Pass<T>& pass, const Matrix& x, const Matrix& ones, Matrix S) override {
     kernels::Backend<T>& be = pass.backend;
     be.Gemm(Op::kTranspose, Op::kNone, T(1), x, x, T(1), S.Rows(0, in()).Cols(0, in()));
     if (!has_bias()) return;
@@ -161,7 +162,6 @@ std::unique_ptr<Layer<T>> MakeLinear(const io::LayerSpec& spec, const LayerShape
 }
 
 template std::unique_ptr<Layer<float>> MakeLinear<float>(const io::LayerSpec&, const LayerShape&);
-template std::unique_ptr<Layer<double>> MakeLinear<double>(const io::LayerSpec&,
-                                                           const LayerShape&);
+template std::unique_ptr<Layer<double>> MakeLinear<double>(const io::LayerSpec&, const LayerShape&);
 
 }  // namespace lethe::layers

@@ -50,7 +50,6 @@ std::unique_ptr<Layer<T>> MakeLayer(const io::LayerSpec& spec, const LayerShape&
 template class Layer<float>;
 template class Layer<double>;
 template std::unique_ptr<Layer<float>> MakeLayer<float>(const io::LayerSpec&, const LayerShape&);
-template std::unique_ptr<Layer<double>> MakeLayer<double>(const io::LayerSpec&,
-                                                          const LayerShape&);
+template std::unique_ptr<Layer<double>> MakeLayer<double>(const io::LayerSpec&, const LayerShape&);
 
 }  // namespace lethe::layers

@@ -154,7 +154,8 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
     for (int64_t i = 0; i < n; ++i)
       for (int64_t k = 0; k < p; ++k) {
         sum[k] += r[i * p_alloc + k];
-        for (int j = 0; j < 2; ++j) want_dots[i * 2 + j] += r[i * p_alloc + k] * s0[j * p_alloc + k];
+        for (int j = 0; j < 2; ++j)
+          want_dots[i * 2 + j] += r[i * p_alloc + k] * s0[j * p_alloc + k];
       }
     expect_close(sum, Vec(at.grad.begin(), at.grad.begin() + p), o.rounding, "Σ per-example");
     expect_close(d, want_dots, o.rounding, "per-example dots");
@@ -242,8 +243,8 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
     const int64_t k = kb.k();
     Matrix x1 = X.Rows(0, 1), ones = be.Allocate(1, 1);
     be.Fill(ones, 1.0);
-    const layers::Pass<double> one{.backend = be, .theta = theta, .count = 1,
-                                   .scratch = scratch.Rows(0, 1)};
+    const layers::Pass<double> one{
+        .backend = be, .theta = theta, .count = 1, .scratch = scratch.Rows(0, 1)};
     Matrix S = be.Zeros(k, k), Gamma = be.Zeros(kb.out, kb.out);
     layer->AddInputFactor(one, x1, ones, S);
     for (int64_t c = 0; c < kb.out; ++c) {  // J = I here: e_c and A e_c = D_c e_c
@@ -262,13 +263,13 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
     for (int64_t a = 0; a < kb.out; ++a)
       for (int64_t b = 0; b < k; ++b)
         for (int64_t c = 0; c < kb.out; ++c)
-          for (int64_t d = 0; d < k; ++d) want[a * k + b] += gamma[a * kb.out + c] * Vm[c * k + d] * s[d * k + b];
+          for (int64_t d = 0; d < k; ++d)
+            want[a * k + b] += gamma[a * kb.out + c] * Vm[c * k + d] * s[d * k + b];
     Matrix RY = be.Allocate(1, w_out), GV = be.Zeros(1, p_alloc);
     layer->RForward(one, x1, Matrix(), V, RY);
     Vec rd = down(RY);
     for (int64_t c = 0; c < w_out; ++c) rd[c] *= D[c];
-    layer->RBackward(one, false, x1, Matrix(), delta.Rows(0, 1), up(rd, 1, w_out), V, GV,
-                     Matrix());
+    layer->RBackward(one, false, x1, Matrix(), delta.Rows(0, 1), up(rd, 1, w_out), V, GV, Matrix());
     const Vec gv = down(GV);
     Vec got(kb.out * k, 0.0);
     for (int64_t a = 0; a < kb.out; ++a) {
