@@ -53,11 +53,12 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
   const auto start = std::chrono::steady_clock::now();
   std::vector<kernels::Matrix<T>> gammas, inputs;
   objective.KroneckerFactors(theta, &gammas, &inputs, options.max_examples);
+  const std::vector<layers::KroneckerBlock> blocks = objective.KroneckerBlocks();
+  LETHE_CHECK(blocks.size() == gammas.size() && blocks.size() == inputs.size());
   size_t factor = 0;
-  for (const LayerShape& shape : objective.arch().layers) {
-    if (!shape.is_linear()) continue;
+  for (const layers::KroneckerBlock& shape : blocks) {
     Layer layer;
-    layer.shape = shape;
+    layer.block = shape;
     layer.out_vectors = gammas[factor];
     layer.in_vectors = inputs[factor];
     ++factor;
@@ -106,7 +107,7 @@ void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T
   LETHE_CHECK(V.cols() == num_params_ && out.rows() == V.rows() && out.cols() == V.cols());
   kernels::Backend<T>& be = backend_;
   for (Layer& layer : layers_) {
-    const LayerShape& s = layer.shape;
+    const layers::KroneckerBlock& s = layer.block;
     const int64_t k = layer.in_vectors.rows();
     const bool bias = s.bias_offset >= 0;
     // The input-side products of a group of directions are one GEMM on their stacked

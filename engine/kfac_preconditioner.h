@@ -3,7 +3,8 @@
 //
 //   M = blockdiag_l(Γ_l ⊗ S_l) + (l2 + λ) I,
 //
-// with Γ_l, S_l the K-FAC factors of each linear layer (Objective::KroneckerFactors). On a
+// with Γ_l, S_l the K-FAC factors of each layer that has them (Objective::KroneckerFactors;
+// today the linear layers). On a
 // layer's parameters as an out × k matrix V = [W | b] (the product Γ ⊗ S acts as V ↦ Γ V S),
 // an eigendecomposition of the small output factor, Γ = E_Γᵀ diag(γ) E_Γ, and a Householder
 // tridiagonalisation of the input factor, S = E_Sᵀ T E_S (T symmetric tridiagonal), give
@@ -56,7 +57,7 @@ class KfacPreconditioner final : public LinearOperator<T> {
 
  private:
   struct Layer {
-    LayerShape shape;
+    layers::KroneckerBlock block;                // where its [W | b] sit in θ
     kernels::Matrix<T> out_vectors, in_vectors;  // E_Γ (out × out), E_S (k × k): rows
     kernels::Matrix<T> pivots, multipliers;      // out × k: LDLᵀ of γ_a T + s I, row a
     kernels::Matrix<T> z, t;                     // (group · out) × k workspaces

@@ -16,24 +16,28 @@ void ObjectiveOptions::Validate() const {
     Fail("ObjectiveOptions::cache_elements = ", cache_elements, ": must be >= 0");
 }
 
-// Buffers for one batch, allocated once: activations, backpropagated gradients and their
-// R-operator counterparts at every layer boundary (boundary l is the input of layer l).
+// The layers, and buffers for one batch, allocated once: activations, backpropagated
+// gradients and their R-operator counterparts at every layer boundary (boundary l is the
+// input of layer l). The layers keep their own per-batch state (σ', σ'' …).
 template <typename T>
 struct Objective<T>::Workspace {
-  std::vector<Matrix> acts, deltas, r_acts, r_deltas, sigma1, sigma2;
-  Matrix tmp, losses;
+  std::vector<std::unique_ptr<layers::Layer<T>>> layers;
+  int first = 0;  // the first layer with parameters: R{x} = 0 and backpropagation stop there
+  std::vector<Matrix> acts, deltas, r_acts, r_deltas;
+  Matrix scratch, losses;
   int64_t count = 0;  // rows of the current batch
-  // The first linear layer's products for a group of directions at once (see
-  // CurvatureProductRows): R{x₁} for every direction of the group side by side (batch ×
-  // group·out), their R{δ₁}, the stacked V_W (group·out × in) and its weight products.
-  Matrix group_r_out, group_r_delta, group_v, group_products;
+  // The first layer's products for a group of directions at once (see
+  // CurvatureProductRows): R{y} for every direction of the group side by side (batch ×
+  // group·width) and their R{δ}; the layer keeps its own group buffers.
+  Matrix group_r_out, group_r_delta;
   int64_t group = 0;  // directions the group buffers hold
   // What a curvature product's passes compute from θ alone, kept for every batch of the
   // full range while it fits in ObjectiveOptions::cache_elements: the activations, (for the
-  // Hessian) the backpropagated loss gradients, and σ', σ''. A solve applies the curvature
-  // at one θ many times; with this each application skips the forward pass (on a softmax
-  // regression one of its three products with the data). Valid while θ equals cache_theta
-  // element for element and the curvature is the same; the data never change.
+  // Hessian) the backpropagated loss gradients, and each layer's linearisation (σ', σ'').
+  // A solve applies the curvature at one θ many times; with this each application skips
+  // the forward pass (on a softmax regression one of its three products with the data).
+  // Valid while θ equals cache_theta element for element and the curvature is the same;
+  // the data never change.
   struct Cache {
     Matrix theta;  // 1 × p: the θ it was filled at
     bool hessian = false, valid = false;
@@ -41,15 +45,12 @@ struct Objective<T>::Workspace {
   } cache;
   // The matrices of one batch that the cache keeps, in a fixed order. The Gauss-Newton
   // product computes no deltas and no σ'': it keeps (unused) stale ones, for one layout.
-  std::vector<Matrix> CachedState(int64_t count, int first_linear) const {
+  std::vector<Matrix> CachedState(int64_t count) const {
     std::vector<Matrix> m;
     for (size_t l = 1; l < acts.size(); ++l) m.push_back(acts[l].Rows(0, count));
-    for (size_t l = first_linear + 1; l < deltas.size(); ++l) m.push_back(deltas[l].Rows(0, count));
-    for (size_t l = 0; l < sigma1.size(); ++l)
-      if (!sigma1[l].empty()) {
-        m.push_back(sigma1[l].Rows(0, count));
-        m.push_back(sigma2[l].Rows(0, count));
-      }
+    for (size_t l = first + 1; l < deltas.size(); ++l) m.push_back(deltas[l].Rows(0, count));
+    for (size_t l = first; l < layers.size(); ++l)
+      for (const Matrix& s : layers[l]->LinearizationState(count)) m.push_back(s);
     return m;
   }
 };
@@ -60,22 +61,27 @@ Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, 
     : backend_(backend), arch_(arch), data_(std::move(data)), options_(options) {
   options_.Validate();
   LETHE_CHECK(data_.X.cols() == arch_.input_dim && data_.Y.rows() == data_.X.rows());
+  LETHE_CHECK(arch_.layers.size() == arch_.spec.layers.size());
   const int64_t B = std::max<int64_t>(1, std::min(options_.batch_size, data_.n()));
   const size_t L = arch_.layers.size();
   ws_ = std::make_unique<Workspace>();
-  int64_t max_width = arch_.input_dim;
+  int64_t scratch = 1;
+  for (size_t l = 0; l < L; ++l) {
+    ws_->layers.push_back(layers::MakeLayer<T>(arch_.spec.layers[l], arch_.layers[l]));
+    ws_->layers.back()->Allocate(backend_, B);
+    scratch = std::max(scratch, ws_->layers.back()->ScratchWidth());
+  }
+  ws_->first = 0;
+  while (ws_->first < static_cast<int>(L) && !ws_->layers[ws_->first]->has_params()) ++ws_->first;
+  LETHE_CHECK(ws_->first < static_cast<int>(L), "a model without parameters");
   auto width = [&](size_t l) { return l == 0 ? arch_.input_dim : arch_.layers[l - 1].out; };
   for (size_t l = 0; l <= L; ++l) {
-    max_width = std::max(max_width, width(l));
     ws_->acts.push_back(l == 0 ? Matrix() : backend_.Allocate(B, width(l)));
     ws_->deltas.push_back(backend_.Allocate(B, width(l)));
     ws_->r_acts.push_back(backend_.Allocate(B, width(l)));
     ws_->r_deltas.push_back(backend_.Allocate(B, width(l)));
-    const bool act = l < L && !arch_.layers[l].is_linear();
-    ws_->sigma1.push_back(act ? backend_.Allocate(B, width(l)) : Matrix());
-    ws_->sigma2.push_back(act ? backend_.Allocate(B, width(l)) : Matrix());
   }
-  ws_->tmp = backend_.Allocate(B, max_width);
+  ws_->scratch = backend_.Allocate(B, scratch);
   ws_->losses = backend_.Allocate(B, 1);
 }
 
@@ -83,80 +89,38 @@ template <typename T>
 Objective<T>::~Objective() = default;
 
 template <typename T>
-void Objective<T>::LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W,
-                               Matrix* b) const {
-  *W = theta.Block(layer.weight_offset, layer.out, layer.in);
-  *b = layer.bias_offset >= 0 ? theta.Block(layer.bias_offset, 1, layer.out) : Matrix();
+layers::Pass<T> Objective<T>::MakePass(const Matrix& theta) const {
+  return {.backend = backend_,
+          .theta = theta,
+          .count = ws_->count,
+          .scratch = ws_->scratch.Rows(0, ws_->count)};
 }
 
-// x_{l+1} = x_l Wᵀ + 1 bᵀ (linear) or σ(x_l) (activation).
 template <typename T>
 void Objective<T>::Forward(const Matrix& theta, int64_t begin, int64_t count) {
   Workspace& ws = *ws_;
   ws.count = count;
+  const layers::Pass<T> pass = MakePass(theta);
   Matrix x = data_.X.Rows(begin, count);
-  for (size_t l = 0; l < arch_.layers.size(); ++l) {
-    const LayerShape& layer = arch_.layers[l];
+  for (size_t l = 0; l < ws.layers.size(); ++l) {
     Matrix y = ws.acts[l + 1].Rows(0, count);
-    if (layer.is_linear()) {
-      Matrix W, b;
-      LayerParams(theta, layer, &W, &b);
-      backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, W, T(0), y);
-      if (!b.empty()) backend_.AddRow(b, y);
-    } else {
-      backend_.Activate(layer.activation, 0, x, y);
-    }
+    ws.layers[l]->Forward(pass, x, y);
     x = y;
   }
   ws.acts[0] = data_.X.Rows(begin, count);
 }
 
-// Reverse mode from δ_L = ∂(scaled loss)/∂f, held in deltas[L]:
-//   linear:     ∇W += δᵀ x,  ∇b += 1ᵀ δ,  δ_in = δ W
-//   activation: δ_in = δ ⊙ σ'(x)
+// Reverse mode from δ_L = ∂(scaled loss)/∂f, held in deltas[L], down to the first layer
+// with parameters (below it nothing needs δ).
 template <typename T>
 void Objective<T>::Backward(const Matrix& theta, int64_t count, const Sinks& sinks) {
   Workspace& ws = *ws_;
-  Matrix* grad = sinks.grad;
-  Matrix* per_example = sinks.per_example;
-  for (int l = static_cast<int>(arch_.layers.size()) - 1; l >= arch_.first_linear; --l) {
-    const LayerShape& layer = arch_.layers[l];
-    Matrix delta = ws.deltas[l + 1].Rows(0, count);
-    Matrix x = ws.acts[l].Rows(0, count);
-    const bool propagate = l > arch_.first_linear;
-    Matrix delta_in = ws.deltas[l].Rows(0, count);
-    if (layer.is_linear()) {
-      Matrix W, b;
-      LayerParams(theta, layer, &W, &b);
-      if (grad) {
-        backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, x, T(1),
-                      grad->Block(layer.weight_offset, layer.out, layer.in));
-        if (!b.empty())
-          backend_.ColumnSums(T(1), delta, T(1), grad->Block(layer.bias_offset, 1, layer.out));
-      }
-      if (per_example) {
-        backend_.RowOuter(delta, x, per_example->Cols(layer.weight_offset, layer.out * layer.in));
-        if (!b.empty()) backend_.Copy(delta, per_example->Cols(layer.bias_offset, layer.out));
-      }
-      if (sinks.dots) {
-        Matrix xs = ws.tmp.Rows(0, count).Cols(0, layer.out);
-        Matrix rowdots = ws.losses.Rows(0, count);
-        for (int64_t j = 0; j < sinks.dot_with->rows(); ++j) {
-          Matrix sj = sinks.dot_with->Row(j), sW, sb;
-          LayerParams(sj, layer, &sW, &sb);
-          Matrix out_j = sinks.dots->Cols(j, 1);
-          backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x, sW, T(0), xs);  // x S_Wᵀ
-          backend_.RowDots(delta, xs, rowdots);
-          backend_.Axpby(T(1), rowdots, T(1), out_j);
-          if (!sb.empty()) backend_.Gemm(Op::kNone, Op::kTranspose, T(1), delta, sb, T(1), out_j);
-        }
-      }
-      if (propagate) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, W, T(0), delta_in);
-    } else if (propagate) {
-      Matrix s1 = ws.tmp.Rows(0, count).Cols(0, layer.in);
-      backend_.Activate(layer.activation, 1, x, s1);
-      backend_.Multiply(delta, s1, T(0), delta_in);
-    }
+  LETHE_CHECK(count == ws.count);
+  const layers::Pass<T> pass = MakePass(theta);
+  for (int l = static_cast<int>(ws.layers.size()) - 1; l >= ws.first; --l) {
+    Matrix delta_in = l > ws.first ? ws.deltas[l].Rows(0, count) : Matrix();
+    ws.layers[l]->Backward(pass, ws.acts[l].Rows(0, count), ws.deltas[l + 1].Rows(0, count),
+                           delta_in, sinks);
   }
 }
 
@@ -198,15 +162,11 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
 }
 
 // For each direction v (a row of V), with x_l, δ_l from the batch's forward and backward
-// passes and R{·} the directional derivative along v:
-//   forward   linear:     R{x_{l+1}} = R{x_l} Wᵀ + x_l V_Wᵀ + 1 v_bᵀ
-//             activation: R{x_{l+1}} = σ'(x_l) ⊙ R{x_l}
-//   output:   R{δ_L} = (1/n) ∇²_f l · R{f}
-//   backward  linear:     R{∇W} = R{δ}ᵀ x + δᵀ R{x},  R{∇b} = 1ᵀ R{δ},
-//                         R{δ_in} = R{δ} W + δ V_W
-//             activation: R{δ_in} = R{δ} ⊙ σ'(x) + δ ⊙ σ''(x) ⊙ R{x}
-// The Gauss-Newton product drops the terms with δ (they differentiate the Jacobian).
-// Finally Hv += l2 · v.
+// passes and R{·} the directional derivative along v: the forward R pass from the first
+// layer with parameters (R{x} = 0 below it), R{δ_L} = (1/n) ∇²_f l · R{f} at the output,
+// the backward R pass down again, each layer adding its R{∇w} (its header has the
+// formulas). The Gauss-Newton product drops the terms with δ (they differentiate the
+// Jacobian). Finally Hv += l2 · v.
 template <typename T>
 void Objective<T>::CurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V,
                                     Matrix out) {
@@ -223,29 +183,30 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
   LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
   const bool hessian = curvature == Curvature::kHessian;
   Workspace& ws = *ws_;
-  const int L = static_cast<int>(arch_.layers.size());
+  const int L = static_cast<int>(ws.layers.size());
   backend_.Fill(out, T(0));
-  // The first linear layer's input is the data itself (R{x} = 0 there), and its two
-  // products with the data, R{x₁} = x V_Wᵀ and R{∇W} = R{δ₁}ᵀ x, are the widest of the pass
-  // but only out columns each (10 for a softmax regression): thin, slow GEMMs. Stacking a
-  // group of directions makes them two wide GEMMs, x [V_W¹; …; V_Wᵍ]ᵀ and
-  // [R{δ₁}¹ … R{δ₁}ᵍ]ᵀ x; the rest of the pass runs per direction on its column block.
-  const LayerShape& layer0 = arch_.layers[arch_.first_linear];
+  // The first layer with parameters sees the data (R{x} = 0), and its two products with
+  // them (for a linear layer R{y₁} = x V_Wᵀ and R{∇W} = R{δ₁}ᵀ x) are the widest of the pass
+  // but only out columns each (10 for a softmax regression): thin, slow GEMMs. When the
+  // layer can, it takes them for a group of directions at once (two wide GEMMs,
+  // x [V_W¹; …; V_Wᵍ]ᵀ and [R{δ₁}¹ … R{δ₁}ᵍ]ᵀ x); the rest of the pass runs per direction
+  // on its column block.
+  layers::Layer<T>& layer0 = *ws.layers[ws.first];
+  const int64_t B = ws.losses.rows(), width0 = layer0.GroupWidth();
   const int64_t group =
-      options_.DirectionsPerGroup(V.rows(), layer0.out * std::max(ws.losses.rows(), layer0.in));
-  if (ws.group < group) {
-    ws.group_r_out = backend_.Allocate(ws.losses.rows(), group * layer0.out);
-    ws.group_r_delta = backend_.Allocate(ws.losses.rows(), group * layer0.out);
-    ws.group_v = backend_.Allocate(group * layer0.out, layer0.in);
-    ws.group_products = backend_.Allocate(group * layer0.out, layer0.in);
+      width0 > 0 ? options_.DirectionsPerGroup(V.rows(), layer0.GroupElements(B)) : 1;
+  if (width0 > 0 && ws.group < group) {
+    ws.group_r_out = backend_.Allocate(B, group * width0);
+    ws.group_r_delta = backend_.Allocate(B, group * width0);
+    layer0.ReserveGroup(backend_, group);
     ws.group = group;
   }
   const bool cached = UseCache(theta, hessian, first, n);
-  for (int64_t done = 0, batch = 0; done < n; done += ws.losses.rows(), ++batch) {
-    const int64_t count = std::min(ws.losses.rows(), n - done);
+  for (int64_t done = 0, batch = 0; done < n; done += B, ++batch) {
+    const int64_t count = std::min(B, n - done);
     const int64_t begin = first + done;
     if (cached && ws.cache.valid) {
-      const std::vector<Matrix> state = ws.CachedState(count, arch_.first_linear);
+      const std::vector<Matrix> state = ws.CachedState(count);
       for (size_t i = 0; i < state.size(); ++i) backend_.Copy(ws.cache.batches[batch][i], state[i]);
       ws.acts[0] = data_.X.Rows(begin, count);
       ws.count = count;
@@ -257,38 +218,32 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
                               ws.deltas[L].Rows(0, count));
         Backward(theta, count, {});
       }
-      for (int l = arch_.first_linear; l < L; ++l) {
-        const LayerShape& layer = arch_.layers[l];
-        if (layer.is_linear()) continue;
-        Matrix x = ws.acts[l].Rows(0, count);
-        backend_.Activate(layer.activation, 1, x, ws.sigma1[l].Rows(0, count));
-        if (hessian) backend_.Activate(layer.activation, 2, x, ws.sigma2[l].Rows(0, count));
-      }
+      const layers::Pass<T> pass = MakePass(theta);
+      for (int l = ws.first; l < L; ++l)
+        ws.layers[l]->Linearize(pass, ws.acts[l].Rows(0, count), hessian);
       if (cached) {
-        const std::vector<Matrix> state = ws.CachedState(count, arch_.first_linear);
+        const std::vector<Matrix> state = ws.CachedState(count);
         for (size_t i = 0; i < state.size(); ++i)
           backend_.Copy(state[i], ws.cache.batches[batch][i]);
       }
     }
-    Matrix x0 = ws.acts[arch_.first_linear].Rows(0, count);
+    const layers::Pass<T> pass = MakePass(theta);
+    Matrix x0 = ws.acts[ws.first].Rows(0, count);
     for (int64_t r0 = 0; r0 < V.rows(); r0 += group) {
       const int64_t g = std::min(group, V.rows() - r0);
-      Matrix stacked = ws.group_v.Rows(0, g * layer0.out);
-      for (int64_t j = 0; j < g; ++j)
-        backend_.Copy(V.Row(r0 + j).Block(layer0.weight_offset, layer0.out, layer0.in),
-                      stacked.Rows(j * layer0.out, layer0.out));
-      Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * layer0.out);
-      Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * layer0.out);
-      backend_.Gemm(Op::kNone, Op::kTranspose, T(1), x0, stacked, T(0), r_out);
+      if (width0 == 0) {
+        for (int64_t j = 0; j < g; ++j)
+          DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count, Matrix(),
+                           Matrix());
+        continue;
+      }
+      Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * width0);
+      Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * width0);
+      layer0.GroupedRForward(pass, x0, V.Rows(r0, g), r_out);
       for (int64_t j = 0; j < g; ++j)
         DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count,
-                         r_out.Cols(j * layer0.out, layer0.out),
-                         r_delta.Cols(j * layer0.out, layer0.out));
-      Matrix products = ws.group_products.Rows(0, g * layer0.out);
-      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), r_delta, x0, T(0), products);
-      for (int64_t j = 0; j < g; ++j)
-        backend_.Axpby(T(1), products.Rows(j * layer0.out, layer0.out), T(1),
-                       out.Row(r0 + j).Block(layer0.weight_offset, layer0.out, layer0.in));
+                         r_out.Cols(j * width0, width0), r_delta.Cols(j * width0, width0));
+      layer0.GroupedRBackward(pass, x0, r_delta, out.Rows(r0, g));
     }
   }
   if (cached) ws.cache.valid = true;
@@ -307,12 +262,12 @@ bool Objective<T>::UseCache(const Matrix& theta, bool hessian, int64_t first, in
   if (ws.cache.batches.empty()) {
     // Allocated once, at the first product that fits.
     int64_t per_row = 0;
-    for (const Matrix& m : ws.CachedState(1, arch_.first_linear)) per_row += m.cols();
+    for (const Matrix& m : ws.CachedState(1)) per_row += m.cols();
     if (per_row * num_examples() > options_.cache_elements) return false;
     for (int64_t done = 0; done < n; done += B) {
       const int64_t count = std::min(B, n - done);
       std::vector<Matrix> batch;
-      for (const Matrix& m : ws.CachedState(count, arch_.first_linear))
+      for (const Matrix& m : ws.CachedState(count))
         batch.push_back(backend_.Allocate(count, m.cols()));
       ws.cache.batches.push_back(std::move(batch));
     }
@@ -333,73 +288,42 @@ bool Objective<T>::UseCache(const Matrix& theta, bool hessian, int64_t first, in
   return true;
 }
 
-// One direction's R passes over the current batch, given the first linear layer's
-// R{x₁} = x V_Wᵀ (r_first, without the bias term); leaves that layer's R{δ₁} in
-// r_delta_first for the caller's grouped weight product, and adds everything else into hv.
+// One direction's R passes over the current batch. With r_first (the first layer's R{y},
+// taken for a group by the caller), that layer's R{δ} goes to r_delta_first for the
+// caller's grouped product; everything else is added into hv.
 template <typename T>
 void Objective<T>::DirectionProduct(bool hessian, const Matrix& theta, const Matrix& v, Matrix hv,
                                     int64_t n, int64_t count, const Matrix& r_first,
                                     Matrix r_delta_first) {
   Workspace& ws = *ws_;
-  const int L = static_cast<int>(arch_.layers.size());
-  Matrix f = ws.acts[L].Rows(0, count);
-  // Forward R pass. Before the first linear layer R{x} = 0 (the data do not depend on θ).
-  for (int l = arch_.first_linear; l < L; ++l) {
-    const LayerShape& layer = arch_.layers[l];
-    Matrix rx = ws.r_acts[l].Rows(0, count);
+  const int L = static_cast<int>(ws.layers.size());
+  const bool grouped = !r_first.empty();
+  const layers::Pass<T> pass = MakePass(theta);
+  // Forward R pass. Before the first layer with parameters R{x} = 0 (the data do not
+  // depend on θ).
+  for (int l = ws.first; l < L; ++l) {
     Matrix ry = ws.r_acts[l + 1].Rows(0, count);
-    if (layer.is_linear()) {
-      Matrix W, b, VW, vb;
-      LayerParams(theta, layer, &W, &b);
-      LayerParams(v, layer, &VW, &vb);
-      if (l == arch_.first_linear) {
-        backend_.Copy(r_first, ry);
-      } else {
-        backend_.Gemm(Op::kNone, Op::kTranspose, T(1), ws.acts[l].Rows(0, count), VW, T(0), ry);
-        backend_.Gemm(Op::kNone, Op::kTranspose, T(1), rx, W, T(1), ry);
-      }
-      if (!vb.empty()) backend_.AddRow(vb, ry);
-    } else {
-      backend_.Multiply(ws.sigma1[l].Rows(0, count), rx, T(0), ry);
+    if (l == ws.first && grouped) {
+      backend_.Copy(r_first, ry);
+      continue;
     }
+    const Matrix rx = l == ws.first ? Matrix() : ws.r_acts[l].Rows(0, count);
+    ws.layers[l]->RForward(pass, ws.acts[l].Rows(0, count), rx, v, ry);
   }
   Matrix rdelta_out = ws.r_deltas[L].Rows(0, count);
-  backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), f, ws.r_acts[L].Rows(0, count),
-                              rdelta_out);
+  backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), ws.acts[L].Rows(0, count),
+                              ws.r_acts[L].Rows(0, count), rdelta_out);
   // Backward R pass.
-  for (int l = L - 1; l >= arch_.first_linear; --l) {
-    const LayerShape& layer = arch_.layers[l];
-    const bool propagate = l > arch_.first_linear;
-    Matrix x = ws.acts[l].Rows(0, count);
-    Matrix rx = ws.r_acts[l].Rows(0, count);
-    Matrix delta = ws.deltas[l + 1].Rows(0, count);
-    Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
-    Matrix rdelta_in = ws.r_deltas[l].Rows(0, count);
-    if (layer.is_linear()) {
-      Matrix W, b, VW, vb;
-      LayerParams(theta, layer, &W, &b);
-      LayerParams(v, layer, &VW, &vb);
-      if (propagate) {
-        Matrix hw = hv.Block(layer.weight_offset, layer.out, layer.in);
-        backend_.Gemm(Op::kTranspose, Op::kNone, T(1), rdelta, x, T(1), hw);
-        if (hessian) backend_.Gemm(Op::kTranspose, Op::kNone, T(1), delta, rx, T(1), hw);
-      } else {
-        backend_.Copy(rdelta, r_delta_first);  // R{∇W₁} = R{δ₁}ᵀ x: grouped by the caller
-      }
-      if (!b.empty())
-        backend_.ColumnSums(T(1), rdelta, T(1), hv.Block(layer.bias_offset, 1, layer.out));
-      if (propagate) {
-        backend_.Gemm(Op::kNone, Op::kNone, T(1), rdelta, W, T(0), rdelta_in);
-        if (hessian) backend_.Gemm(Op::kNone, Op::kNone, T(1), delta, VW, T(1), rdelta_in);
-      }
-    } else if (propagate) {
-      backend_.Multiply(rdelta, ws.sigma1[l].Rows(0, count), T(0), rdelta_in);
-      if (hessian) {
-        Matrix t = ws.tmp.Rows(0, count).Cols(0, layer.in);
-        backend_.Multiply(delta, ws.sigma2[l].Rows(0, count), T(0), t);
-        backend_.Multiply(t, rx, T(1), rdelta_in);
-      }
+  for (int l = L - 1; l >= ws.first; --l) {
+    const Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
+    if (l == ws.first && grouped) {
+      backend_.Copy(rdelta, r_delta_first);  // R{∇w₁}: grouped by the caller
+      continue;
     }
+    const Matrix rx = l == ws.first ? Matrix() : ws.r_acts[l].Rows(0, count);
+    Matrix rdelta_in = l > ws.first ? ws.r_deltas[l].Rows(0, count) : Matrix();
+    ws.layers[l]->RBackward(pass, hessian, ws.acts[l].Rows(0, count), rx,
+                            ws.deltas[l + 1].Rows(0, count), rdelta, v, hv, rdelta_in);
   }
 }
 
@@ -435,12 +359,20 @@ void Objective<T>::PerExampleGradientDots(const Matrix& theta, const Matrix& S, 
 }
 
 template <typename T>
+std::vector<layers::KroneckerBlock> Objective<T>::KroneckerBlocks() const {
+  std::vector<layers::KroneckerBlock> blocks;
+  for (const auto& layer : ws_->layers)
+    if (layers::KroneckerBlock b = layer->Kronecker(); b.out > 0) blocks.push_back(b);
+  return blocks;
+}
+
+template <typename T>
 void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
                                     std::vector<Matrix>* input, int64_t max_examples) {
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
   LETHE_CHECK(max_examples > 0);
   Workspace& ws = *ws_;
-  const int L = static_cast<int>(arch_.layers.size());
+  const int L = static_cast<int>(ws.layers.size());
   const int64_t width = arch_.output_dim;
   // The rows used: all, or `blocks` contiguous blocks of `block` rows spread evenly over
   // the data (sorted data must not bias the estimate toward its first classes).
@@ -453,64 +385,45 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
   auto block_begin = [&](int64_t b) { return b * all / blocks; };
   const int64_t n = blocks == 0 ? all : blocks * block;
   output->clear(), input->clear();
-  for (const LayerShape& layer : arch_.layers) {
-    if (!layer.is_linear()) continue;
-    const int64_t k = layer.in + (layer.bias_offset >= 0);
-    output->push_back(backend_.Allocate(layer.out, layer.out));
-    input->push_back(backend_.Allocate(k, k));
+  std::vector<int> factor(L, -1);  // layer → index of its factors, -1: none
+  for (int l = 0; l < L; ++l) {
+    const layers::KroneckerBlock kb = ws.layers[l]->Kronecker();
+    if (kb.out == 0) continue;
+    LETHE_CHECK(l >= ws.first);
+    factor[l] = static_cast<int>(output->size());
+    output->push_back(backend_.Allocate(kb.out, kb.out));
+    input->push_back(backend_.Allocate(kb.k(), kb.k()));
     backend_.Fill(output->back(), T(0));
     backend_.Fill(input->back(), T(0));
   }
   Matrix ones = backend_.Allocate(ws.losses.rows(), 1);
   backend_.Fill(ones, T(1));
   const int64_t passes = blocks == 0 ? (all + ws.losses.rows() - 1) / ws.losses.rows() : blocks;
-  for (int64_t pass = 0; pass < passes; ++pass) {
-    const int64_t begin = blocks == 0 ? pass * ws.losses.rows() : block_begin(pass);
+  for (int64_t pass_index = 0; pass_index < passes; ++pass_index) {
+    const int64_t begin = blocks == 0 ? pass_index * ws.losses.rows() : block_begin(pass_index);
     const int64_t count = blocks == 0 ? std::min(ws.losses.rows(), all - begin) : block;
     Forward(theta, begin, count);
+    const layers::Pass<T> pass = MakePass(theta);
     Matrix one = ones.Rows(0, count);
-    // S_l += Σ ã ãᵀ, by blocks: [aᵀa, aᵀ1; 1ᵀa, 1ᵀ1].
-    for (int l = arch_.first_linear, j = 0; l < L; ++l) {
-      const LayerShape& layer = arch_.layers[l];
-      if (!layer.is_linear()) continue;
-      Matrix S = (*input)[j++], a = ws.acts[l].Rows(0, count);
-      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), a, a, T(1),
-                    S.Rows(0, layer.in).Cols(0, layer.in));
-      if (layer.bias_offset < 0) continue;
-      backend_.Gemm(Op::kTranspose, Op::kNone, T(1), a, one, T(1),
-                    S.Rows(0, layer.in).Cols(layer.in, 1));
-      backend_.ColumnSums(T(1), a, T(1), S.Row(layer.in).Cols(0, layer.in));
-      backend_.ColumnSums(T(1), one, T(1), S.Row(layer.in).Cols(layer.in, 1));
-    }
-    for (int l = arch_.first_linear; l < L; ++l)
-      if (!arch_.layers[l].is_linear())
-        backend_.Activate(arch_.layers[l].activation, 1, ws.acts[l].Rows(0, count),
-                          ws.sigma1[l].Rows(0, count));
+    for (int l = ws.first; l < L; ++l)
+      if (factor[l] >= 0)
+        ws.layers[l]->AddInputFactor(pass, ws.acts[l].Rows(0, count), one, (*input)[factor[l]]);
+    for (int l = ws.first; l < L; ++l)
+      ws.layers[l]->Linearize(pass, ws.acts[l].Rows(0, count), false);
     // Γ_l += Σ_c (Jᵀ e_c)ᵀ-rows times (Jᵀ A e_c)-rows: e_c backpropagates in `deltas`,
-    // A e_c in `r_deltas`, through the same linear maps (δ W) and activations (δ ⊙ σ').
+    // A e_c in `r_deltas`, through the same maps J_xᵀ of every layer.
     Matrix f = ws.acts[L].Rows(0, count);
     for (int64_t c = 0; c < width; ++c) {
       Matrix e = ws.deltas[L].Rows(0, count);
       backend_.Fill(e, T(0));
       backend_.Fill(e.Cols(c, 1), T(1));
       backend_.LossHessianProduct(arch_.spec.loss, T(1), f, e, ws.r_deltas[L].Rows(0, count));
-      int j = static_cast<int>(output->size());
-      for (int l = L - 1; l >= arch_.first_linear; --l) {
-        const LayerShape& layer = arch_.layers[l];
-        const bool propagate = l > arch_.first_linear;
+      for (int l = L - 1; l >= ws.first; --l) {
         Matrix be = ws.deltas[l + 1].Rows(0, count), bae = ws.r_deltas[l + 1].Rows(0, count);
-        Matrix be_in = ws.deltas[l].Rows(0, count), bae_in = ws.r_deltas[l].Rows(0, count);
-        if (layer.is_linear()) {
-          backend_.Gemm(Op::kTranspose, Op::kNone, T(1), be, bae, T(1), (*output)[--j]);
-          if (!propagate) continue;
-          Matrix W, b;
-          LayerParams(theta, layer, &W, &b);
-          backend_.Gemm(Op::kNone, Op::kNone, T(1), be, W, T(0), be_in);
-          backend_.Gemm(Op::kNone, Op::kNone, T(1), bae, W, T(0), bae_in);
-        } else if (propagate) {
-          backend_.Multiply(be, ws.sigma1[l].Rows(0, count), T(0), be_in);
-          backend_.Multiply(bae, ws.sigma1[l].Rows(0, count), T(0), bae_in);
-        }
+        if (factor[l] >= 0) ws.layers[l]->AddOutputFactor(pass, be, bae, (*output)[factor[l]]);
+        if (l == ws.first) continue;
+        ws.layers[l]->BackwardInput(pass, be, ws.deltas[l].Rows(0, count));
+        ws.layers[l]->BackwardInput(pass, bae, ws.r_deltas[l].Rows(0, count));
       }
     }
   }

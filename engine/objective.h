@@ -15,6 +15,11 @@
 //
 // Several vectors are the rows of a matrix; CurvatureProduct makes one pass over the
 // data for all of them, reusing each batch's forward and backward pass.
+//
+// The objective is a driver over the model's list of layers (engine/layers/: one module
+// per layer type, each with its own algebra and maths); it owns the buffers at the layer
+// boundaries, the batching, the loss, the forward-pass cache and the grouping of
+// directions, and never looks at a layer's type.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "engine/architecture.h"
+#include "engine/layers/layer.h"
 #include "io/dataset.h"
 #include "kernels/backend.h"
 
@@ -117,6 +123,8 @@ class Objective {
   void KroneckerFactors(const Matrix& theta, std::vector<Matrix>* output,
                         std::vector<Matrix>* input,
                         int64_t max_examples = std::numeric_limits<int64_t>::max());
+  // Where the parameters of each pair of KroneckerFactors sit in θ, in the same order.
+  std::vector<layers::KroneckerBlock> KroneckerBlocks() const;
   // out (n × 1): lᵢ(θ).
   void PerExampleLosses(const Matrix& theta, Matrix out);
   // out (n × output width): f(xᵢ; θ).
@@ -127,19 +135,16 @@ class Objective {
   struct Workspace;
   // Forward pass of rows [begin, begin+count): fills acts[0..L] (acts[0] views X).
   void Forward(const Matrix& theta, int64_t begin, int64_t count);
-  // What a backward pass produces; any may be null.
-  struct Sinks {
-    Matrix* grad = nullptr;            // adds Σ over the batch of each layer's gradient
-    Matrix* per_example = nullptr;     // count × p: per-row gradients
-    const Matrix* dot_with = nullptr;  // m × p: with `dots`, adds ∇lᵢᵀ s_j into dots[i, j]
-    Matrix* dots = nullptr;            // count × m
-  };
-  // CurvatureProductRows' passes for one direction v (into hv) on the current batch.
+  using Sinks = layers::GradientSinks<T>;
+  // A pass of the current batch (ws_->count rows) at θ, for the layers.
+  layers::Pass<T> MakePass(const Matrix& theta) const;
+  // CurvatureProductRows' passes for one direction v (into hv) on the current batch. When the
+  // first layer with parameters takes its products for a group of directions (r_first not
+  // empty), r_first is its R{y} for v and its R{δ} is left in r_delta_first for the caller.
   void DirectionProduct(bool hessian, const Matrix& theta, const Matrix& v, Matrix hv, int64_t n,
                         int64_t count, const Matrix& r_first, Matrix r_delta_first);
-  // Backward pass from deltas[L], down to the first linear layer.
+  // Backward pass from deltas[L], down to the first layer with parameters.
   void Backward(const Matrix& theta, int64_t count, const Sinks& sinks);
-  void LayerParams(const Matrix& theta, const LayerShape& layer, Matrix* W, Matrix* b) const;
   // Whether a curvature product over rows [first, first+n) runs over the forward cache
   // (ObjectiveOptions::cache_elements); invalidates it when θ or the curvature changed.
   bool UseCache(const Matrix& theta, bool hessian, int64_t first, int64_t n);
