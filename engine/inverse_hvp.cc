@@ -63,6 +63,7 @@ void InverseHvpOptions::Validate() const {
   direct.Validate();
   cg.Validate();
   lissa.Validate();
+  lanczos.Validate();
 }
 
 template <typename T>
@@ -80,6 +81,21 @@ template <typename T>
 InverseHvp<T>::~InverseHvp() = default;
 
 template <typename T>
+KfacPreconditioner<T>* InverseHvp<T>::Preconditioner(double* setup_seconds) {
+  *setup_seconds = 0;
+  if (ResolvePreconditioner(options_.preconditioner, objective_.arch()) != PreconditionerKind::kKfac)
+    return nullptr;
+  if (!kfac_) {
+    // About one pass over (part of) the data, once per (objective, θ); its setup time is
+    // counted in the first solve's.
+    kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping,
+                                                    options_.kfac);
+    *setup_seconds = kfac_->setup_seconds();
+  }
+  return kfac_.get();
+}
+
+template <typename T>
 SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X,
                                   bool check_residual) {
   SolveSummary s;
@@ -87,7 +103,9 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
     case SolverKind::kDirect:
       if (!direct_) {
         direct_ = std::make_unique<DirectFactorization<T>>();
-        setup_ = direct_->Factorize(damped_, options_.direct);
+        DirectOptions o = options_.direct;
+        o.progress = options_.progress;
+        setup_ = direct_->Factorize(damped_, o);
       }
       s = setup_;
       if (!direct_->factorized()) return s;
@@ -99,36 +117,40 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
         lanczos_ = std::make_unique<LanczosInverse<T>>();
         LanczosOptions o = options_.lanczos;
         o.damping = options_.damping;
+        o.progress = options_.progress;
         setup_ = lanczos_->Compute(undamped_, o);
       }
       s = setup_;
       if (!lanczos_->ready()) return s;
       lanczos_->Solve(B, X);
       if (check_residual) RecomputeResiduals(undamped_, options_.damping, B, X, &s);
+      lanczos_->Judge(&s);
       return s;
     case SolverKind::kCg: {
-      // The preconditioner costs about one pass over the data, once per (objective, θ);
-      // its setup time is counted in the first solve's.
       double setup = 0;
-      const PreconditionerKind pc =
-          ResolvePreconditioner(options_.preconditioner, objective_.arch());
-      if (pc == PreconditionerKind::kKfac && !kfac_) {
-        kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping,
-                                                        options_.kfac);
-        setup = kfac_->setup_seconds();
-      }
+      KfacPreconditioner<T>* M = Preconditioner(&setup);
+      CgOptions o = options_.cg;
+      o.progress = options_.progress;
       objective_.backend().Fill(X, T(0));
-      s = ConjugateGradient(damped_, B, X, options_.cg, kfac_.get());
+      s = ConjugateGradient(damped_, B, X, o, M);
       s.seconds += setup;
       s.setup_seconds = setup;
-      if (kfac_) s.preconditioner = Name(pc);
+      if (M) s.preconditioner = "kfac";
       return s;
     }
-    case SolverKind::kLissa:
+    case SolverKind::kLissa: {
       if (!minibatch_)
         minibatch_ = std::make_unique<MinibatchCurvatureOperator<T>>(
             objective_, theta_, options_.curvature, options_.damping, options_.lissa.seed);
-      return Lissa(*minibatch_, B, X, options_.lissa);
+      double setup = 0;
+      KfacPreconditioner<T>* M = Preconditioner(&setup);
+      LissaOptions o = options_.lissa;
+      o.progress = options_.progress;
+      s = Lissa(*minibatch_, B, X, o, M);
+      s.seconds += setup;
+      s.setup_seconds = setup;
+      return s;
+    }
   }
   return s;
 }

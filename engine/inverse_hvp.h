@@ -22,9 +22,10 @@ enum class SolverKind { kDirect, kCg, kLissa, kLanczos };
 const char* Name(SolverKind s);
 SolverKind ParseSolver(const std::string& name);  // throws lethe::Error
 
-// What CG is preconditioned with: nothing, or the Kronecker-factored approximation of the
-// curvature's layer blocks (engine/kfac_preconditioner.h). auto: kfac for a model with one
-// linear layer (softmax / logistic / linear regression), none otherwise. Measured on
+// What CG and LiSSA are preconditioned with: nothing, or the Kronecker-factored
+// approximation of the curvature's layer blocks (engine/kfac_preconditioner.h). auto: kfac
+// for a model with one linear layer (softmax / logistic / linear regression), none
+// otherwise. Measured on
 // digits784 (docs/performance.md): K-FAC cuts a softmax regression's CG iterations 3× (there
 // its only approximation is E[A ⊗ ããᵀ] ≈ E[A] ⊗ E[ããᵀ]), but doubles those of a 784-256-10
 // MLP: its Gauss-Newton matrix has rank ≤ n · outputs, far below p, and the full-rank
@@ -41,11 +42,13 @@ struct InverseHvpOptions {
   double damping = 0;  // λ ≥ 0
   DirectOptions direct;
   CgOptions cg;
-  PreconditionerKind preconditioner = PreconditionerKind::kAuto;  // cg only
+  PreconditionerKind preconditioner = PreconditionerKind::kAuto;  // cg and lissa
   KfacOptions kfac;
   LissaOptions lissa;
   LanczosOptions lanczos;  // its damping field is ignored: λ above is used
-  ProgressSink* progress = nullptr;  // handed to the solver that runs (common/progress.h)
+  // Given to the solver that runs (the `progress` fields of the solver options above are
+  // ignored): its phases and units are the solver's.
+  ProgressSink* progress = nullptr;
   void Validate() const;
 };
 
@@ -60,7 +63,9 @@ class InverseHvp {
 
   // X (m × p) = (C + λI)⁻¹ B for the rows of B. The summary carries the solver's
   // termination and the true relative residual ‖(C + λI)x − b‖/‖b‖ of every row (one
-  // extra operator application), unless check_residual is false (bulk solves).
+  // extra operator application), unless check_residual is false (bulk solves with the
+  // direct or Lanczos solver: then the residual is NaN, not computed, and a low-rank
+  // Lanczos solve is inexact since nothing vouches for it; CG and LiSSA always compute it).
   SolveSummary Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X, bool check_residual = true);
 
   const InverseHvpOptions& options() const { return options_; }
@@ -78,6 +83,9 @@ class InverseHvp {
   std::unique_ptr<LanczosInverse<T>> lanczos_;
   std::unique_ptr<KfacPreconditioner<T>> kfac_;
   SolveSummary setup_;  // of the factorisation / Lanczos run
+  // The K-FAC preconditioner when options_.preconditioner resolves to it (built on first
+  // use, its setup seconds returned once), else null.
+  KfacPreconditioner<T>* Preconditioner(double* setup_seconds);
 };
 
 }  // namespace lethe

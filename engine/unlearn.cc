@@ -154,7 +154,8 @@ UnlearnStep NewtonStep(Objective<T>& kept, Objective<float>* kept_f32, kernels::
     return step;
   };
   if (!solved) return refuse("");
-  if (!step.solve.converged() && step.solve.termination != Termination::kMaxIterations)
+  if (!step.solve.converged() && step.solve.termination != Termination::kMaxIterations &&
+      step.solve.termination != Termination::kInexact)
     return refuse(std::string("solve ") + Name(step.solve.termination) + ": step refused");
   // Backtracking on L₋ₛ along −d: accept t when L₋ₛ(θ − t d) ≤ L₋ₛ(θ) − 1e-4·t·gᵀd (Armijo),
   // with a rounding allowance so a step at the optimum is not refused for noise. Each trial

@@ -20,8 +20,12 @@ output) and, in brackets, the computation lethe reports. One run, one machine, o
 
     /usr/bin/python3 bench/compare/grid.py --lethe build/tools/lethe [--n 10000]
         [--data digits784|synthetic] [--device cpu|cuda] [--threads N] [--models softmax,mlp]
-        [--solvers cg,cg-plain,lissa,lanczos] [--skip softmax/lissa/100,...] [--timeout 300]
-        [--ks 1,0.01,0.1] [--no-influence] [--mlp-iterations 2000] [--json results.json]
+        [--solvers cg,cg-plain,lissa,lissa-plain,lanczos] [--ms 1,10,100]
+        [--skip softmax/lissa/100,...] [--timeout 300] [--ks 1,0.01,0.1] [--no-influence]
+        [--no-unlearn] [--mlp-iterations 2000] [--json results.json]
+
+`-plain` after cg or lissa means `--preconditioner none` (both use K-FAC by default for the
+softmax regression).
 """
 import argparse
 import json
@@ -50,9 +54,10 @@ EXTRA_ARGS = {("softmax", "lanczos"): ["--damping", "1e-3"]}
 
 
 def solver_args(solver):
-    """cg-plain: --preconditioner none (`cg` uses K-FAC by default for the softmax regression)."""
-    if solver == "cg-plain":
-        return ["--solver", "cg", "--preconditioner", "none"]
+    """cg-plain, lissa-plain: --preconditioner none (`cg` and `lissa` use K-FAC by default for
+    the softmax regression)."""
+    if solver.endswith("-plain"):
+        return ["--solver", solver[:-len("-plain")], "--preconditioner", "none"]
     return ["--solver", solver]
 
 
@@ -76,7 +81,9 @@ def main():
     ap.add_argument("--mlp-iterations", type=int, default=2000, help="MLP training iteration limit")
     ap.add_argument("--ks", default="1,0.01,0.1",
                     help="forget-set sizes: counts (≥ 1) or fractions of n (< 1)")
+    ap.add_argument("--ms", default="1,10,100", help="numbers of test examples")
     ap.add_argument("--no-influence", action="store_true", help="unlearning only")
+    ap.add_argument("--no-unlearn", action="store_true", help="influence only")
     ap.add_argument("--json", help="write every measurement here")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -123,11 +130,12 @@ def main():
             ref = np.load(ref_path)
             print(f"reference scores ({' '.join(ref_args + SOLVE_ARGS[name])}, m = 10): {wall:.1f} s\n",
                   flush=True)
-            print("| solver | m | time [solve] | Spearman vs reference (mean, worst) | max rel. difference |")
-            print("|---|---|---|---|---|", flush=True)
+            print("| solver | m | time [solve] | Spearman vs reference (mean, worst) | max rel. difference "
+                  "| termination |")
+            print("|---|---|---|---|---|---|", flush=True)
             solvers = [v for v in args.solvers.split(",") if not (name == "mlp" and v == "direct")]
             for solver in solvers:
-                for m in (1, 10, 100):
+                for m in map(int, args.ms.split(",")):
                     if f"{name}/{solver}/{m}" in skip:
                         continue
                     out_path = os.path.join(tmp, f"{name}_{solver}_{m}.npy")
@@ -155,9 +163,13 @@ def main():
                                                  "spearman_min": float(np.min(rhos)), "max_rel_diff": err})
                     save()
                     print(f"| {solver} | {m} | {wall:.2f} s [{info['seconds']:.2f} s] | "
-                          f"{np.mean(rhos):.4f}, {np.min(rhos):.4f} | {err:.1e} |", flush=True)
+                          f"{np.mean(rhos):.4f}, {np.min(rhos):.4f} | {err:.1e} | "
+                          f"{info['termination']}, {info['iterations']} it., residual "
+                          f"{info.get('relative_residual', float('nan')):.1e} |", flush=True)
 
         # 2. unlearning against retraining
+        if args.no_unlearn:
+            continue
         rng = np.random.default_rng(2)
         theta0 = theta_of(model)
         print("\n| k | lethe unlearn [patch] | rel. error | retrain from scratch [train] | speedup (wall, compute) |")

@@ -69,6 +69,7 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
   for (int64_t r = 0; r < m; ++r) n_active += (active[r] = !converged(r));
 
   summary.termination = Termination::kConverged;
+  ReportProgress(options.progress, "cg", 0, options.max_iterations);
   while (n_active > 0) {
     if (summary.iterations >= options.max_iterations) {
       summary.termination = Termination::kMaxIterations;
@@ -76,6 +77,7 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
     }
     ++summary.iterations;
     A.Apply(P, AP);
+    ReportProgress(options.progress, "cg", summary.iterations, options.max_iterations);
     be.RowDots(P, AP, scalars);
     std::vector<T> pap_host(m);
     be.Download(scalars, pap_host.data());

@@ -14,6 +14,7 @@
 // so a preconditioned solve answers to the same tolerance as a plain one.
 #pragma once
 
+#include "common/progress.h"
 #include "engine/solvers/linear_operator.h"
 #include "engine/solvers/solve_summary.h"
 
@@ -23,7 +24,9 @@ struct CgOptions {
   // Stop when ‖A x − b‖ ≤ relative_tolerance · ‖b‖ for every right-hand side.
   double relative_tolerance = 1e-8;
   int max_iterations = 1000;  // one operator application (for all m) per iteration
-  void Validate() const;      // throws lethe::Error naming the bad field
+  // Reports phase "cg", done = iterations of max_iterations, once per iteration.
+  ProgressSink* progress = nullptr;
+  void Validate() const;  // throws lethe::Error naming the bad field
 };
 
 // X (m × p) holds the starting point on entry (zero for none) and the solution on exit.

@@ -101,7 +101,7 @@ namespace {
 // rounding), so the products land directly in their rows: nothing crosses to the host
 // but the identity blocks.
 template <typename T>
-kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size) {
+kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size, ProgressSink* progress) {
   kernels::Backend<T>& be = A.backend();
   const int64_t p = A.size(), k = std::min(block_size, p);
   kernels::Matrix<T> a = be.Allocate(p, p), E = be.Allocate(k, p);
@@ -112,6 +112,7 @@ kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size) {
     for (int64_t i = 0; i < c; ++i) host[i * p + begin + i] = T(1);
     be.Upload(host.data(), E.Rows(0, c));
     A.Apply(E.Rows(0, c), a.Rows(begin, c));
+    ReportProgress(progress, "forming the curvature matrix", begin + c, p);
   }
   // A Hessian is symmetric; the products are so only up to rounding. The factorisation
   // reads one triangle, so symmetrising makes it that of (A + Aᵀ)/2, not of one half.
@@ -138,7 +139,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
   summary.solver = "direct";
   summary.iterations = 1;
 
-  kernels::Matrix<T> a = FormMatrix(A, options.block_size);
+  kernels::Matrix<T> a = FormMatrix(A, options.block_size, options.progress);
   // Σ a_ij² is finite exactly when every entry is (short of overflow, which is no better).
   if (!std::isfinite(static_cast<double>(be.Dot(a, a)))) {
     summary.termination = Termination::kDiverged;
@@ -153,7 +154,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
     // The failed factorisation overwrote A: form it again for the diagnosis (p more
     // operator applications, on the failure path only, rather than 2p² memory always).
     a = kernels::Matrix<T>();  // release it first: one p × p matrix at a time
-    a = FormMatrix(A, options.block_size);
+    a = FormMatrix(A, options.block_size, options.progress);
     kernels::Matrix<T> values = be.Allocate(1, p);
     be.SymmetricEigen(a, values, /*vectors=*/false);
     std::vector<T> host(static_cast<size_t>(p));

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "common/progress.h"
 #include "engine/solvers/linear_operator.h"
 #include "engine/solvers/solve_summary.h"
 
@@ -28,6 +29,8 @@ struct DirectOptions {
   int64_t block_size = 256;
   // Refuse to form A for more parameters than this (backend memory ≈ sizeof(T)·p² bytes).
   int64_t max_params = 20000;
+  // Reports phase "forming the curvature matrix", done = columns formed of p.
+  ProgressSink* progress = nullptr;
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 

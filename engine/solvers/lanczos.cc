@@ -24,6 +24,8 @@ void LanczosOptions::Validate() const {
          ": must be 0 (automatic) or >= rank = ", rank);
   if (!(damping >= 0) || !std::isfinite(damping))
     Fail("LanczosOptions::damping = ", damping, ": must be >= 0");
+  if (!(relative_tolerance > 0))
+    Fail("LanczosOptions::relative_tolerance = ", relative_tolerance, ": must be > 0");
 }
 
 namespace {
@@ -68,7 +70,8 @@ void RandomRow(kernels::Backend<T>& be, std::mt19937_64& rng, kernels::Matrix<T>
 
 // K steps of Lanczos with full reorthogonalisation, restarting on breakdown.
 template <typename T>
-Krylov<T> RunLanczos(LinearOperator<T>& A, int64_t K, uint64_t seed) {
+Krylov<T> RunLanczos(LinearOperator<T>& A, int64_t K, uint64_t seed,
+                     ProgressSink* progress = nullptr) {
   kernels::Backend<T>& be = A.backend();
   const int64_t p = A.size();
   LETHE_CHECK(K >= 1 && K <= p);
@@ -96,6 +99,7 @@ Krylov<T> RunLanczos(LinearOperator<T>& A, int64_t K, uint64_t seed) {
   for (int64_t j = 0; j < K; ++j) {
     kernels::Matrix<T> q = out.Q.Row(j);
     A.Apply(q, w);
+    ReportProgress(progress, "lanczos", j + 1, K);
     const double alpha = static_cast<double>(be.Dot(q, w));
     out.alpha(j) = alpha;
     be.Axpby(T(-alpha), q, T(1), w);
@@ -146,7 +150,9 @@ SolveSummary LanczosInverse<T>::Compute(LinearOperator<T>& A, const LanczosOptio
   summary.solver = "lanczos";
   summary.iterations = static_cast<int>(K);
 
-  const Krylov<T> krylov = RunLanczos(A, K, options.seed);
+  tolerance_ = options.relative_tolerance;
+  ReportProgress(options.progress, "lanczos", 0, K);
+  const Krylov<T> krylov = RunLanczos(A, K, options.seed, options.progress);
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig;
   eig.computeFromTridiagonal(krylov.alpha, krylov.beta, Eigen::ComputeEigenvectors);
   const Eigen::VectorXd& theta = eig.eigenvalues();  // ascending
@@ -200,9 +206,29 @@ SolveSummary LanczosInverse<T>::Compute(LinearOperator<T>& A, const LanczosOptio
     be.Axpby(T(d), V_.Row(i), T(0), W_.Row(i));
   }
   ready_ = true;
-  summary.termination = Termination::kConverged;
+  // Full rank is the exact solve. Below it nothing is vouched for until a residual is
+  // computed against a right-hand side (Judge).
+  summary.termination = full ? Termination::kConverged : Termination::kInexact;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
+}
+
+template <typename T>
+void LanczosInverse<T>::Judge(SolveSummary* summary) const {
+  if (!ready_ || full_rank_) return;
+  const std::string base = summary->message;
+  if (summary->residual_computed() && summary->relative_residual <= tolerance_) {
+    summary->termination = Termination::kConverged;
+    return;
+  }
+  summary->termination = Termination::kInexact;
+  summary->message =
+      base + "; a low-rank approximation: " +
+      (summary->residual_computed()
+           ? "relative residual " + Sci(summary->relative_residual) + " above the tolerance " +
+                 Sci(tolerance_)
+           : std::string("its residual was not computed")) +
+      " (raise --rank, or use --solver cg for the exact answer)";
 }
 
 template <typename T>
@@ -231,16 +257,77 @@ SolveSummary LanczosSolve(LinearOperator<T>& A, const kernels::Matrix<T>& B, ker
   else
     A.backend().Fill(X, T(0));
   RecomputeResiduals(A, options.damping, B, X, &summary);
+  inverse.Judge(&summary);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }
 
+namespace {
+
+// Lanczos on L⁻¹ A L⁻ᵀ (M = L Lᵀ) carried in z = L y, u = M⁻¹ z (see the header); the
+// tridiagonal T it returns has the Ritz values of M⁻¹A. Stops early when the Krylov
+// space closes (T is then exact on an invariant subspace).
 template <typename T>
-double EstimateLargestEigenvalue(LinearOperator<T>& A, int iterations, uint64_t seed) {
+void PreconditionedLanczos(LinearOperator<T>& A, LinearOperator<T>& M, int64_t K, uint64_t seed,
+                           Eigen::VectorXd* alpha, Eigen::VectorXd* beta) {
+  kernels::Backend<T>& be = A.backend();
+  const int64_t p = A.size();
+  kernels::Matrix<T> Z = be.Allocate(K + 1, p), U = be.Allocate(K + 1, p);
+  kernels::Matrix<T> w = be.Allocate(1, p), t = be.Allocate(1, p), coeffs = be.Allocate(1, K + 1);
+  std::mt19937_64 rng(seed);
+  const double breakdown = std::pow(static_cast<double>(std::numeric_limits<T>::epsilon()), 0.75);
+  std::vector<double> a, b;
+  // z_1 random, u_1 = M⁻¹ z_1, both scaled to z_1ᵀ u_1 = 1.
+  RandomRow(be, rng, w);
+  M.Apply(w, t);
+  double norm = std::sqrt(static_cast<double>(be.Dot(w, t)));
+  LETHE_CHECK(norm > 0 && std::isfinite(norm), "the preconditioner is not positive definite");
+  be.Axpby(T(1 / norm), w, T(0), Z.Row(0));
+  be.Axpby(T(1 / norm), t, T(0), U.Row(0));
+  double scale = 0;  // max |α|, β so far
+  for (int64_t j = 0; j < K; ++j) {
+    A.Apply(U.Row(j), w);
+    const double alpha_j = static_cast<double>(be.Dot(U.Row(j), w));
+    if (!std::isfinite(alpha_j)) Fail("Lanczos: the operator produced non-finite values");
+    a.push_back(alpha_j);
+    if (j == K - 1) break;
+    // w −= Σ_i (wᵀ u_i) z_i over all earlier vectors (covers α_j z_j + β_{j−1} z_{j−1}
+    // and restores orthogonality in the M⁻¹ inner product), twice.
+    kernels::Matrix<T> c = coeffs.Cols(0, j + 1);
+    for (int pass = 0; pass < 2; ++pass) {
+      be.Gemm(Op::kNone, Op::kTranspose, T(1), w, U.Rows(0, j + 1), T(0), c);
+      be.Gemm(Op::kNone, Op::kNone, T(-1), c, Z.Rows(0, j + 1), T(1), w);
+    }
+    M.Apply(w, t);
+    const double wt = static_cast<double>(be.Dot(w, t));
+    const double beta_j = std::sqrt(std::max(wt, 0.0));
+    scale = std::max({scale, std::abs(alpha_j), beta_j});
+    if (!(beta_j > breakdown * scale)) break;  // invariant subspace: T is exact on it
+    b.push_back(beta_j);
+    be.Axpby(T(1 / beta_j), w, T(0), Z.Row(j + 1));
+    be.Axpby(T(1 / beta_j), t, T(0), U.Row(j + 1));
+  }
+  *alpha = Eigen::Map<const Eigen::VectorXd>(a.data(), static_cast<int64_t>(a.size()));
+  *beta = Eigen::Map<const Eigen::VectorXd>(b.data(), static_cast<int64_t>(a.size()) - 1);
+}
+
+}  // namespace
+
+template <typename T>
+double EstimateLargestEigenvalue(LinearOperator<T>& A, int iterations, uint64_t seed,
+                                 LinearOperator<T>* preconditioner) {
   if (iterations < 1) Fail("Lanczos iterations = ", iterations, ": must be >= 1");
-  const Krylov<T> krylov = RunLanczos(A, std::min<int64_t>(iterations, A.size()), seed);
+  const int64_t K = std::min<int64_t>(iterations, A.size());
+  Eigen::VectorXd alpha, beta;
+  if (preconditioner) {
+    LETHE_CHECK(preconditioner->size() == A.size());
+    PreconditionedLanczos(A, *preconditioner, K, seed, &alpha, &beta);
+  } else {
+    const Krylov<T> krylov = RunLanczos(A, K, seed);
+    alpha = krylov.alpha, beta = krylov.beta;
+  }
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig;
-  eig.computeFromTridiagonal(krylov.alpha, krylov.beta, Eigen::EigenvaluesOnly);
+  eig.computeFromTridiagonal(alpha, beta, Eigen::EigenvaluesOnly);
   return eig.eigenvalues()(eig.eigenvalues().size() - 1);
 }
 
@@ -248,7 +335,8 @@ double EstimateLargestEigenvalue(LinearOperator<T>& A, int iterations, uint64_t 
   template class LanczosInverse<T>;                                                    \
   template SolveSummary LanczosSolve<T>(LinearOperator<T>&, const kernels::Matrix<T>&, \
                                         kernels::Matrix<T>, const LanczosOptions&);    \
-  template double EstimateLargestEigenvalue<T>(LinearOperator<T>&, int, uint64_t);
+  template double EstimateLargestEigenvalue<T>(LinearOperator<T>&, int, uint64_t,   \
+                                               LinearOperator<T>*);
 LETHE_INSTANTIATE(float)
 LETHE_INSTANTIATE(double)
 #undef LETHE_INSTANTIATE

@@ -16,11 +16,14 @@ namespace lethe {
 void LissaOptions::Validate() const {
   if (depth < 1) Fail("LissaOptions::depth = ", depth, ": must be >= 1");
   if (repeats < 1) Fail("LissaOptions::repeats = ", repeats, ": must be >= 1");
-  if (batch_size < 1) Fail("LissaOptions::batch_size = ", batch_size, ": must be >= 1");
+  if (batch_size < 0)
+    Fail("LissaOptions::batch_size = ", batch_size, ": must be >= 1, or 0 for all examples");
   if (!(scale >= 0) || !std::isfinite(scale))
     Fail("LissaOptions::scale = ", scale, ": must be > 0, or 0 for automatic");
   if (scale_iterations < 1)
     Fail("LissaOptions::scale_iterations = ", scale_iterations, ": must be >= 1");
+  if (!(relative_tolerance > 0))
+    Fail("LissaOptions::relative_tolerance = ", relative_tolerance, ": must be > 0");
 }
 
 template <typename T>
@@ -64,7 +67,9 @@ void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V, kern
 
 namespace {
 
-// ‖h_j‖ ≤ (j + 1)‖b‖ holds while the recursion is stable; this much more is divergence.
+// ‖r_j‖_{M⁻¹} ≤ ‖b‖_{M⁻¹} holds with full batches while the recursion is stable, and
+// minibatch residuals are noisy but do not grow exponentially: beyond this factor times
+// (j + 1)‖b‖_{M⁻¹} is divergence.
 constexpr double kDivergenceFactor = 10;
 // Automatic s = factor · λ̂. The series converges for s > λ_max/2 (then |1 − μ/s| < 1 on
 // the whole spectrum (0, λ_max]), and the slow directions, small μ, converge like
@@ -131,12 +136,13 @@ std::vector<double> RowNorms(kernels::Backend<T>& be, const kernels::Matrix<T>& 
 
 template <typename T>
 SolveSummary Lissa(StochasticOperator<T>& A, const kernels::Matrix<T>& B, kernels::Matrix<T> X,
-                   const LissaOptions& options) {
+                   const LissaOptions& options, LinearOperator<T>* M) {
   options.Validate();
   const auto start = std::chrono::steady_clock::now();
   kernels::Backend<T>& be = A.backend();
   const int64_t m = B.rows(), p = B.cols(), n = A.num_examples();
   LETHE_CHECK(p == A.size() && X.rows() == m && X.cols() == p && n >= 1);
+  LETHE_CHECK(!M || M->size() == p);
   SolveSummary summary;
   summary.solver = "lissa";
   auto finish = [&] {
@@ -147,85 +153,133 @@ SolveSummary Lissa(StochasticOperator<T>& A, const kernels::Matrix<T>& B, kernel
   };
   be.Fill(X, T(0));
 
-  const int64_t batch = std::min(options.batch_size, n);
+  const int64_t batch = options.batch_size == 0 ? n : std::min(options.batch_size, n);
   // With the full data every step is the same deterministic operator: one run suffices.
-  const int repeats = batch == n ? 1 : options.repeats;
+  const bool full_batch = batch == n;
+  const int repeats = full_batch ? 1 : options.repeats;
   std::mt19937_64 rng(options.seed);
 
   double s = options.scale;
+  const char* of = M ? " of the preconditioned operator" : "";
   std::string scale_note = "--lissa-scale (now " + Num(s) + ")";
   if (s == 0) {
-    double top = EstimateLargestEigenvalue(A, options.scale_iterations, options.seed);
-    for (int k = 0; k < kAutoScaleBatches && batch < n && top > 0; ++k) {
+    double top = EstimateLargestEigenvalue(A, options.scale_iterations, options.seed, M);
+    for (int k = 0; k < kAutoScaleBatches && !full_batch && top > 0; ++k) {
       WindowOperator<T> window(A, static_cast<int64_t>(rng() % n), batch);
-      top = std::max(top, EstimateLargestEigenvalue(window, options.scale_iterations, rng()));
+      top = std::max(top, EstimateLargestEigenvalue(window, options.scale_iterations, rng(), M));
     }
     if (!(top > 0)) {
       summary.termination = Termination::kNegativeCurvature;
-      summary.message = "the operator's largest eigenvalue is " + Num(top) +
+      summary.message = std::string("the largest eigenvalue") + of + " is " + Num(top) +
                         " <= 0: it is not positive definite; add damping";
       return finish();
     }
     s = kAutoScaleFactor * top;
     scale_note = "--lissa-scale (now automatic: " + Num(s) + " = " + Num(kAutoScaleFactor) +
-                 " × estimated largest eigenvalue " + Num(top) + ")";
+                 " × estimated largest eigenvalue" + of + " " + Num(top) + ")";
   }
 
-  kernels::Matrix<T> H = be.Allocate(m, p), AH = be.Allocate(m, p), scratch,
+  // R: the residual b − A_j x; Z = M⁻¹ R (R itself without a preconditioner); S: the sum
+  // of the repeats' answers.
+  kernels::Matrix<T> R = be.Allocate(m, p), AX = be.Allocate(m, p), scratch,
                      scalars = be.Allocate(m, 1);
-  if (batch < n) scratch = be.Allocate(m, p);
-  const std::vector<double> b_norm = RowNorms(be, B, scalars);
+  kernels::Matrix<T> Z = M ? be.Allocate(m, p) : R;
+  kernels::Matrix<T> S = repeats > 1 ? be.Allocate(m, p) : kernels::Matrix<T>();
+  if (!full_batch) scratch = be.Allocate(m, p);
+  if (repeats > 1) be.Fill(S, T(0));
+  auto row_dots = [&](const kernels::Matrix<T>& U, const kernels::Matrix<T>& V) {
+    be.RowDots(U, V, scalars);
+    std::vector<T> host(m);
+    be.Download(scalars, host.data());
+    return std::vector<double>(host.begin(), host.end());
+  };
+  const std::vector<double> bb = row_dots(B, B);
+  if (M) M->Apply(B, Z);
+  const std::vector<double> b_m = M ? row_dots(B, Z) : bb;  // ‖b‖²_{M⁻¹}
   // A minibatch is the window [start, start + batch) of the shuffled examples, wrapping
   // around the end, with start uniform: every example is in it with probability
   // batch/n, so E[A_batch] = A exactly and the estimate is unbiased for the full-batch
   // iterate.
   auto apply_batch = [&](const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
-    if (batch == n) return A.ApplyBatch(V, out, 0, n);
+    if (full_batch) return A.ApplyBatch(V, out, 0, n);
     ApplyWindow(A, V, out, scratch, static_cast<int64_t>(rng() % n), batch);
   };
 
+  const int64_t total_steps = int64_t{options.depth} * repeats;
+  ReportProgress(options.progress, "lissa", 0, total_steps);
   int completed = 0;
   for (int r = 0; r < repeats && summary.termination != Termination::kDiverged; ++r) {
-    be.Copy(B, H);  // h_0 = b
-    for (int j = 1; j <= options.depth; ++j) {
-      ++summary.iterations;
-      apply_batch(H, AH);
-      be.Axpby(T(-1 / s), AH, T(1), H);  // h ← h − A_j h / s
-      be.Axpby(T(1), B, T(1), H);        //     + b
-      const std::vector<double> h_norm = RowNorms(be, H, scalars);
-      for (int64_t i = 0; i < m; ++i) {
-        if (std::isfinite(h_norm[i]) && h_norm[i] <= kDivergenceFactor * (j + 1) * b_norm[i])
-          continue;
-        summary.termination = Termination::kDiverged;
-        summary.message = "increase " + scale_note + ": the recursion diverged at step " +
-                          std::to_string(j) + " of repeat " + std::to_string(r + 1) +
-                          " (‖h‖ = " + Num(h_norm[i]) + " for right-hand side " +
-                          std::to_string(i) + "); with indefinite curvature add --damping";
-        break;
+    be.Fill(X, T(0));
+    for (int j = 0; j <= options.depth; ++j) {
+      // r_j = b − A_j x_j; x_0 = 0 needs no application.
+      be.Copy(B, R);
+      if (j > 0) {
+        ++summary.iterations;
+        apply_batch(X, AX);
+        be.Axpby(T(-1), AX, T(1), R);
+        ReportProgress(options.progress, "lissa", summary.iterations, total_steps);
+        if (full_batch) {  // r_j is the true residual: the stopping test
+          const std::vector<double> rr = row_dots(R, R);
+          bool reached = true;
+          for (int64_t i = 0; i < m; ++i)
+            reached = reached && std::sqrt(rr[i]) <= options.relative_tolerance * std::sqrt(bb[i]);
+          if (reached) break;
+        }
       }
-      if (summary.termination == Termination::kDiverged) break;
+      if (M) M->Apply(R, Z);
+      if (j > 0) {
+        const std::vector<double> rz = M ? row_dots(R, Z) : row_dots(R, R);
+        for (int64_t i = 0; i < m; ++i) {
+          if (std::isfinite(rz[i]) && rz[i] <= std::pow(kDivergenceFactor * (j + 1), 2) * b_m[i])
+            continue;
+          summary.termination = Termination::kDiverged;
+          summary.message = "increase " + scale_note + ": the recursion diverged at step " +
+                            std::to_string(j) + " of repeat " + std::to_string(r + 1) +
+                            " (‖r‖_M⁻¹ / ‖b‖_M⁻¹ = " + Num(std::sqrt(rz[i] / b_m[i])) +
+                            " for right-hand side " + std::to_string(i) +
+                            "); with indefinite curvature add --damping";
+          break;
+        }
+        if (summary.termination == Termination::kDiverged) break;
+      }
+      be.Axpby(T(1 / s), Z, T(1), X);  // x ← x + M⁻¹ r / s
     }
     if (summary.termination == Termination::kDiverged) break;
-    be.Axpby(T(1 / s), H, T(1), X);  // Σ_r h_J / s
+    if (repeats > 1) be.Axpby(T(1), X, T(1), S);
     ++completed;
   }
-  // The average over the repeats that completed (none: X stays 0).
-  if (completed > 0) {
-    be.Copy(X, H);  // H is free now (and may hold the diverged values)
-    be.Axpby(T(1.0 / completed), H, T(0), X);
+  // The average over the repeats that completed (none: x = 0).
+  if (summary.termination == Termination::kDiverged && completed == 0) be.Fill(X, T(0));
+  if (repeats > 1) {
+    if (completed > 0)
+      be.Axpby(T(1.0 / completed), S, T(0), X);
+    else
+      be.Fill(X, T(0));
   }
-  if (summary.termination != Termination::kDiverged) {
+  if (M) summary.preconditioner = "kfac";
+  const std::string what = (full_batch ? "full batch" : "batch " + std::to_string(batch)) +
+                           ", scale " + Num(s) +
+                           (full_batch ? "" : ", " + std::to_string(repeats) + " repeats");
+  finish();
+  if (summary.termination == Termination::kDiverged) return summary;
+  if (summary.residual_computed() && summary.relative_residual <= options.relative_tolerance) {
     summary.termination = Termination::kConverged;
-    summary.message = "depth " + std::to_string(options.depth) + " × " + std::to_string(repeats) +
-                      " repeats, batch " + std::to_string(batch) + ", scale " + Num(s);
+    summary.message = std::to_string(summary.iterations) + " steps (" + what + ")";
+  } else {
+    summary.termination = Termination::kMaxIterations;
+    summary.message = "relative residual " + Num(summary.relative_residual) +
+                      " above --lissa-tolerance " + Num(options.relative_tolerance) +
+                      " after depth " + std::to_string(options.depth) + " (" + what +
+                      "); raise --lissa-depth" + (full_batch ? "" : " or --lissa-batch") +
+                      ", or use --solver cg";
   }
-  return finish();
+  return summary;
 }
 
 #define LETHE_INSTANTIATE(T)                                                        \
   template class MinibatchCurvatureOperator<T>;                                     \
   template SolveSummary Lissa<T>(StochasticOperator<T>&, const kernels::Matrix<T>&, \
-                                 kernels::Matrix<T>, const LissaOptions&);
+                                 kernels::Matrix<T>, const LissaOptions&, LinearOperator<T>*);
 LETHE_INSTANTIATE(float)
 LETHE_INSTANTIATE(double)
 #undef LETHE_INSTANTIATE

@@ -154,6 +154,7 @@ TEST_F(InfluenceTest, LissaApproachesExplicitSolve) {
   o.damping = 0.1;
   o.lissa.batch_size = 1 << 20;  // full batch: deterministic
   o.lissa.depth = 2000;
+  o.lissa.relative_tolerance = 1e-4;
   Check(o, kLissaTolerance);
 }
 

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <Eigen/Dense>
+#include <cmath>
 #include <random>
+#include <tuple>
 
 #include "engine/inverse_hvp.h"
 #include "engine/kfac_preconditioner.h"
@@ -369,8 +371,9 @@ TEST(Lissa, FullBatchApproachesExplicitSolve) {
   Problem pr = Logistic();
   MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0, 1);
   const Eigen::MatrixXd b = RandomRows(2, pr.p, 9);
-  LissaOptions options;  // the default batch exceeds n = 40: deterministic Richardson
+  LissaOptions options;  // the default batch is all n = 40: deterministic Richardson
   options.depth = 1000;
+  options.relative_tolerance = 1e-4;
   Matrix X = pr.backend->Allocate(2, pr.p);
   const SolveSummary s = Lissa(A, Upload(*pr.backend, b), X, options);
   ASSERT_TRUE(s.converged()) << s.message;
@@ -389,14 +392,15 @@ TEST(Lissa, MinibatchEstimateIsUnbiased) {
   LissaOptions options;
   options.depth = 30;
   options.scale = 1.0;
+  options.relative_tolerance = 1e-15;  // all 30 steps: no early stop of the full batch
   Matrix full = pr.backend->Allocate(1, pr.p), mean = pr.backend->Allocate(1, pr.p);
-  ASSERT_TRUE(Lissa(A, b, full, options).converged());
+  ASSERT_EQ(Lissa(A, b, full, options).termination, Termination::kMaxIterations);
   options.batch_size = 15;
   options.repeats = 1;
   const double one = RelativeError((Lissa(A, b, mean, options), Download(*pr.backend, mean)),
                                    Download(*pr.backend, full));
   options.repeats = 3200;  // expected difference ≈ one/√3200 ≈ 0.0035
-  ASSERT_TRUE(Lissa(A, b, mean, options).converged());
+  ASSERT_NE(Lissa(A, b, mean, options).termination, Termination::kDiverged);
   const double many = RelativeError(Download(*pr.backend, mean), Download(*pr.backend, full));
   EXPECT_GT(one, 4 * kLissaTolerance) << "the test needs noisy minibatches";
   EXPECT_LE(many, kLissaTolerance);
@@ -415,6 +419,112 @@ TEST(Lissa, DetectsDivergenceWhenScaleIsTooSmall) {
   EXPECT_NE(s.message.find("increase --lissa-scale (now "), std::string::npos) << s.message;
   EXPECT_NE(s.message.find("diverged at step"), std::string::npos) << s.message;
   EXPECT_LT(s.iterations, options.depth);
+}
+
+// The summary's residual is that of the returned x, recomputed: ‖A x − b‖ / ‖b‖ per row
+// with A formed explicitly in the test.
+TEST(Lissa, ResidualInSummaryEqualsExplicitRecomputation) {
+  Problem pr = Logistic();
+  MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.1, 1);
+  const Eigen::MatrixXd b = RandomRows(3, pr.p, 15), H = Explicit(A);
+  for (int64_t batch : {int64_t{15}, int64_t{1} << 20}) {
+    LissaOptions options;
+    options.depth = 40;
+    options.batch_size = batch;
+    Matrix X = pr.backend->Allocate(3, pr.p);
+    const SolveSummary s = Lissa(A, Upload(*pr.backend, b), X, options);
+    const Eigen::MatrixXd x = Download(*pr.backend, X);
+    ASSERT_EQ(s.relative_residuals.size(), 3u);
+    double worst = 0;
+    for (int64_t r = 0; r < 3; ++r) {
+      const double want = (H * x.row(r).transpose() - b.row(r).transpose()).norm() / b.row(r).norm();
+      EXPECT_NEAR(s.relative_residuals[r], want, kExactTolerance * std::max(1.0, want));
+      worst = std::max(worst, want);
+    }
+    EXPECT_NEAR(s.relative_residual, worst, kExactTolerance * std::max(1.0, worst));
+  }
+}
+
+// LiSSA says converged only when its residual is below its tolerance: a truncated series
+// is max-iterations with its residual, and a full-batch run stops once it gets there.
+TEST(Lissa, ConvergedOnlyBelowTolerance) {
+  Problem pr = Logistic();
+  MinibatchCurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0, 1);
+  const Matrix b = Upload(*pr.backend, RandomRows(2, pr.p, 16));
+  Matrix X = pr.backend->Allocate(2, pr.p);
+  LissaOptions options;
+  options.depth = 5;
+  options.relative_tolerance = 1e-6;
+  const SolveSummary few = Lissa(A, b, X, options);
+  EXPECT_EQ(few.termination, Termination::kMaxIterations) << few.message;
+  EXPECT_GT(few.relative_residual, options.relative_tolerance);
+  EXPECT_NE(few.message.find("above --lissa-tolerance"), std::string::npos) << few.message;
+  options.depth = 100000;
+  const SolveSummary enough = Lissa(A, b, X, options);
+  ASSERT_TRUE(enough.converged()) << enough.message;
+  EXPECT_LE(enough.relative_residual, options.relative_tolerance);
+  EXPECT_LT(enough.iterations, options.depth);
+}
+
+// The K-FAC preconditioner on the badly conditioned softmax regression of the CG test
+// above (κ(A) ≈ 3e6, features over four orders of magnitude), at weights scaled to a tenth
+// so that the softmax is not saturated, as at a fitted model's optimum (at the random
+// weights K-FAC's E[A ⊗ xxᵀ] ≈ E[A] ⊗ E[xxᵀ] is poor; on digits784 it is excellent):
+// κ(M⁻¹A) ≈ 19. Preconditioned LiSSA reaches the explicit solve where plain LiSSA, given
+// more steps, is still far from it.
+TEST(Lissa, KfacPreconditionedSolvesBadlyConditionedSoftmaxInFewerSteps) {
+  auto backend = kernels::MakeBackend<double>({});
+  io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 300, 30, 4, 51);
+  for (int64_t i = 0; i < data.n; ++i)
+    for (int64_t j = 0; j < data.d; ++j) data.X[i * data.d + j] *= std::pow(1.35, j) / 100;
+  const Model model = testing::RandomModel(
+      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 0, 1e-4), data, 52);
+  Objective<double> objective(*backend, model.arch, UploadData(*backend, data),
+                              ObjectiveOptions{64});
+  const int64_t p = objective.num_params();
+  Matrix theta = Upload(*backend, 0.1 * Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  MinibatchCurvatureOperator<double> A(objective, theta, Curvature::kHessian, 0.0, 1);
+  KfacPreconditioner<double> M(objective, theta, 0.0);
+  const Eigen::MatrixXd b = RandomRows(2, p, 53);
+  const Eigen::MatrixXd want = ExplicitSolve(Explicit(A), b);
+  LissaOptions options;  // full batch (n = 300): deterministic, stops at the tolerance
+  options.relative_tolerance = 1e-6;
+  options.depth = 3000;
+  Matrix X = backend->Allocate(2, p);
+  const SolveSummary pre = Lissa(A, Upload(*backend, b), X, options, &M);
+  ASSERT_TRUE(pre.converged()) << pre.message;
+  EXPECT_EQ(pre.preconditioner, "kfac");
+  EXPECT_LE(RelativeError(Download(*backend, X), want), 1e-3);
+  const SolveSummary plain = Lissa(A, Upload(*backend, b), X, options);
+  EXPECT_EQ(plain.termination, Termination::kMaxIterations) << plain.message;
+  EXPECT_EQ(plain.iterations, options.depth);
+  EXPECT_LT(2 * pre.iterations, plain.iterations);
+  EXPECT_GT(RelativeError(Download(*backend, X), want), 10 * 1e-3)
+      << "plain LiSSA should be far from the answer at this depth";
+}
+
+// The largest eigenvalue of M⁻¹A by preconditioned Lanczos, against an explicit
+// eigensolve of M⁻¹A (similar to a symmetric matrix: real eigenvalues).
+TEST(Lissa, PreconditionedLargestEigenvalueEstimate) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  KfacPreconditioner<double> M(*pr.objective, pr.theta, 0.0);
+  const Eigen::MatrixXd MA = Explicit(M) * Explicit(A);  // M⁻¹ A (both symmetric)
+  const double top = Eigen::EigenSolver<Eigen::MatrixXd>(MA).eigenvalues().real().maxCoeff();
+  EXPECT_NEAR(EstimateLargestEigenvalue<double>(A, 20, 3, &M), top, 1e-6 * top);
+}
+
+// A failed solve does not report a residual it did not compute.
+TEST(Direct, FailedSolveReportsNoResidual) {
+  Problem pr = Mlp();  // its Hessian is indefinite without damping
+  InverseHvpOptions o;
+  o.solver = SolverKind::kDirect;
+  InverseHvp<double> inverse(*pr.objective, pr.theta, o);
+  Matrix X = pr.backend->Zeros(1, pr.p);
+  const SolveSummary s = inverse.Solve(Upload(*pr.backend, RandomRows(1, pr.p, 17)), X);
+  EXPECT_EQ(s.termination, Termination::kNegativeCurvature);
+  EXPECT_FALSE(s.residual_computed());
+  EXPECT_TRUE(std::isnan(s.relative_residual)) << s.relative_residual;
 }
 
 // ---- lanczos --------------------------------------------------------------------------
@@ -453,7 +563,9 @@ TEST(Lanczos, ReducedRankIsExactOnItsSubspace) {
   options.rank = 6;
   options.damping = 0.05;
   LanczosInverse<double> inverse;
-  ASSERT_TRUE(inverse.Compute(A, options).converged());
+  // Below full rank nothing is vouched for before a residual is computed.
+  ASSERT_EQ(inverse.Compute(A, options).termination, Termination::kInexact);
+  ASSERT_TRUE(inverse.ready());
   const Eigen::MatrixXd V = Download(*pr.backend, inverse.vectors());
   const Eigen::VectorXd theta =
       Eigen::Map<const Eigen::VectorXd>(inverse.eigenvalues().data(), options.rank);
@@ -477,6 +589,46 @@ TEST(Lanczos, ReducedRankIsExactOnItsSubspace) {
   inverse.Solve(Upload(*pr.backend, c * V), X.Rows(0, 1));
   const Eigen::MatrixXd in_span = c * (theta.array() + lambda).inverse().matrix().asDiagonal() * V;
   EXPECT_LE(RelativeError(Download(*pr.backend, X.Rows(0, 1)), in_span), kExactTolerance);
+}
+
+// Below full rank Lanczos is an approximation: converged only when its recomputed residual
+// is below the tolerance (here with a damping so large that the discarded spectrum
+// hardly matters), inexact otherwise and whenever the residual was not computed.
+TEST(Lanczos, LowRankNeverClaimsConvergenceAboveTolerance) {
+  Problem pr = Mlp();
+  CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kGaussNewton, 0.0);
+  const Matrix b = Upload(*pr.backend, RandomRows(2, pr.p, 18));
+  Matrix X = pr.backend->Allocate(2, pr.p);
+  LanczosOptions options;
+  options.rank = 6;
+  options.damping = 0.05;
+  const SolveSummary low = LanczosSolve(A, b, X, options);
+  EXPECT_EQ(low.termination, Termination::kInexact) << low.message;
+  EXPECT_GT(low.relative_residual, options.relative_tolerance);
+  EXPECT_NE(low.message.find("above the tolerance"), std::string::npos) << low.message;
+  options.damping = 1e9;
+  const SolveSummary damped = LanczosSolve(A, b, X, options);
+  EXPECT_TRUE(damped.converged()) << damped.message;
+  EXPECT_LE(damped.relative_residual, options.relative_tolerance);
+  // Through InverseHvp: a bulk solve without the residual check vouches for nothing.
+  InverseHvpOptions o;
+  o.solver = SolverKind::kLanczos;
+  o.curvature = Curvature::kGaussNewton;
+  o.damping = 0.05;
+  o.lanczos.rank = 6;
+  InverseHvp<double> inverse(*pr.objective, pr.theta, o);
+  const SolveSummary checked = inverse.Solve(b, X);
+  EXPECT_EQ(checked.termination, Termination::kInexact);
+  EXPECT_TRUE(checked.residual_computed());
+  const SolveSummary bulk = inverse.Solve(b, X, /*check_residual=*/false);
+  EXPECT_EQ(bulk.termination, Termination::kInexact);
+  EXPECT_FALSE(bulk.residual_computed());
+  EXPECT_NE(bulk.message.find("not computed"), std::string::npos) << bulk.message;
+  // Full rank is the exact solve, converged with or without the check.
+  o.lanczos.rank = pr.p;
+  InverseHvp<double> full(*pr.objective, pr.theta, o);
+  EXPECT_TRUE(full.Solve(b, X).converged());
+  EXPECT_TRUE(full.Solve(b, X, /*check_residual=*/false).converged());
 }
 
 TEST(Lanczos, IndefiniteHessianReportedAndRejectedWhenDampingTooSmall) {
@@ -519,7 +671,10 @@ TEST(SolverOptions, ValidateRejectsBadValues) {
   lissa.scale = -1;
   EXPECT_THROW(lissa.Validate(), Error);
   lissa = {};
-  lissa.batch_size = 0;
+  lissa.batch_size = -1;  // 0 is all examples
+  EXPECT_THROW(lissa.Validate(), Error);
+  lissa = {};
+  lissa.relative_tolerance = 0;
   EXPECT_THROW(lissa.Validate(), Error);
   LanczosOptions lanczos;
   lanczos.rank = 0;
@@ -530,6 +685,9 @@ TEST(SolverOptions, ValidateRejectsBadValues) {
   EXPECT_THROW(lanczos.Validate(), Error);
   lanczos = {};
   lanczos.damping = -1;
+  EXPECT_THROW(lanczos.Validate(), Error);
+  lanczos = {};
+  lanczos.relative_tolerance = -1;
   EXPECT_THROW(lanczos.Validate(), Error);
 }
 
@@ -550,6 +708,56 @@ TEST(SolverOptions, SizeLimitsAreErrors) {
   EXPECT_THROW(LanczosSolve(A, B, X, lanczos), Error);
   lanczos.rank = pr.p - 1;  // damping 0 below full rank
   EXPECT_THROW(LanczosSolve(A, B, X, lanczos), Error);
+}
+
+// ---- progress -------------------------------------------------------------------------
+
+struct RecordingSink final : ProgressSink {
+  std::vector<std::tuple<std::string, int64_t, int64_t>> reports;
+  void Report(const char* phase, int64_t done, int64_t total) override {
+    reports.emplace_back(phase, done, total);
+  }
+};
+
+// Every solver reports its long work through InverseHvpOptions::progress: a phase that
+// starts at 0 and counts up to its units of work (operator applications, steps).
+TEST(Progress, EverySolverReportsThroughInverseHvpOptions) {
+  Problem pr = Logistic();
+  const Matrix b = Upload(*pr.backend, RandomRows(1, pr.p, 19));
+  Matrix X = pr.backend->Allocate(1, pr.p);
+  struct Case {
+    SolverKind solver;
+    std::string phase;
+    int64_t total;  // expected total, 0: the solver's own limit (checked below)
+  };
+  for (const Case& c : {Case{SolverKind::kDirect, "forming the curvature matrix", pr.p},
+                        Case{SolverKind::kCg, "cg", 1000}, Case{SolverKind::kLissa, "lissa", 50},
+                        Case{SolverKind::kLanczos, "lanczos", pr.p}}) {
+    SCOPED_TRACE(Name(c.solver));
+    RecordingSink sink;
+    InverseHvpOptions o;
+    o.solver = c.solver;
+    o.damping = 0.1;
+    o.lissa.depth = 50;
+    o.lanczos.rank = pr.p;
+    o.direct.block_size = 4;  // several blocks
+    o.progress = &sink;
+    InverseHvp<double> inverse(*pr.objective, pr.theta, o);
+    inverse.Solve(b, X);
+    ASSERT_GE(sink.reports.size(), 2u);
+    int64_t last = -1;
+    for (const auto& [phase, done, total] : sink.reports) {
+      if (phase != c.phase) continue;  // e.g. LiSSA's scale estimate reports nothing
+      EXPECT_EQ(total, c.total);
+      EXPECT_GT(done, last);
+      EXPECT_LE(done, total);
+      last = done;
+    }
+    EXPECT_GT(last, 0);
+    if (c.solver == SolverKind::kDirect || c.solver == SolverKind::kLanczos) {
+      EXPECT_EQ(last, c.total);
+    }
+  }
 }
 
 }  // namespace

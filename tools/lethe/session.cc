@@ -14,17 +14,19 @@ void SolverFlags::Add(po::options_description& desc, bool allow_inexact_option) 
      "cg: stop at ‖(C+λI)x − b‖ ≤ this · ‖b‖")
     ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
     ("preconditioner", po::value(&preconditioner)->default_value("auto"),
-     "cg: kfac (Kronecker-factored approximation of each layer's curvature block), none, or "
-     "auto (kfac for a model with one linear layer, else none)")
+     "cg and lissa: kfac (Kronecker-factored approximation of each layer's curvature block), "
+     "none, or auto (kfac for a model with one linear layer, else none)")
     ("kfac-examples", po::value(&kfac_examples)->default_value(kfac_examples),
      "kfac: examples its factors are averaged over (at most; evenly spread blocks)")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
     ("lissa-scale", po::value(&lissa.scale)->default_value(0.0),
-     "lissa: scale s > λ_max/2 (0: 0.55·λ_max, estimated by Lanczos)")
+     "lissa: scale s > λ_max/2 of the (preconditioned) operator (0: 0.55·λ_max, estimated by Lanczos)")
     ("lissa-batch", po::value(&lissa.batch_size)->default_value(lissa.batch_size),
-     "lissa: examples per step")
+     "lissa: examples per step (0: all; deterministic, stops at --lissa-tolerance)")
     ("lissa-repeats", po::value(&lissa.repeats)->default_value(lissa.repeats),
      "lissa: independent recursions averaged")
+    ("lissa-tolerance", po::value(&lissa.relative_tolerance)->default_value(lissa.relative_tolerance),
+     "lissa: converged only at ‖(C+λI)x − b‖ ≤ this · ‖b‖ (full batch: stops there)")
     ("rank", po::value(&rank)->default_value(100), "lanczos: eigenpairs kept")
     ("solver-seed", po::value(&lissa.seed)->default_value(0), "lissa / lanczos seed");
   if (allow_inexact_option)
@@ -58,8 +60,10 @@ std::string Describe(const SolveSummary& s) {
   std::string line = "solver " + s.solver +
                      (s.preconditioner.empty() ? "" : " (" + s.preconditioner + " preconditioner)") +
                      ": " + Name(s.termination) + ", " +
-                     std::to_string(s.iterations) + " iterations, relative residual " +
-                     Sci(s.relative_residual) + ", " + Fixed(s.seconds, 2) + " s" +
+                     std::to_string(s.iterations) + " iterations, " +
+                     (s.residual_computed() ? "relative residual " + Sci(s.relative_residual)
+                                            : std::string("residual not computed")) +
+                     ", " + Fixed(s.seconds, 2) + " s" +
                      (s.setup_seconds > 0 ? " (setup " + Fixed(s.setup_seconds, 2) + " s)" : "");
   if (!s.message.empty()) line += " (" + s.message + ")";
   return line;
@@ -71,7 +75,8 @@ nlohmann::json ToJson(const SolveSummary& s) {
   if (!s.preconditioner.empty()) j["preconditioner"] = s.preconditioner;
   j["termination"] = Name(s.termination);
   j["iterations"] = s.iterations;
-  j["relative_residual"] = s.relative_residual;
+  // absent when not computed (a computed NaN is written as null)
+  if (s.residual_computed()) j["relative_residual"] = s.relative_residual;
   j["seconds"] = s.seconds;
   if (s.setup_seconds > 0) j["setup_seconds"] = s.setup_seconds;
   if (!s.message.empty()) j["message"] = s.message;
