@@ -88,19 +88,22 @@ def overlapping_members(count, payload):
     return out + central + end_record(count, len(central), len(out))
 
 
-def deflated_zeros_member(name, size):
+def deflated_zeros_member(name, size, noise_per_mib=0):
     """A one-member archive: NAME, an npy of float64 zeros of about `size` bytes, deflated
-    at level 9 (deflate's ~1000x), streamed so that nothing of `size` is ever held."""
+    at level 9 (deflate's ~1000x), streamed so that nothing of `size` is ever held.
+    `noise_per_mib` random bytes at the start of every MiB lower the ratio at will."""
     rows = size // 8 // 64
     head = npy(np.zeros((0, 64)))
     head = head.replace(b"(0, 64)", f"({rows}, 64)".encode()).replace(b" " * (len(str(rows)) - 1) + b"\n", b"\n", 1)
     assert len(head) % 64 == 0, len(head)
     comp = zlib.compressobj(9, zlib.DEFLATED, -15)
     packed, crc = [comp.compress(head)], zlib.crc32(head)
-    chunk = bytes(1 << 24)
+    chunk = bytearray(1 << 20)
+    rng = np.random.default_rng(0)
     left = rows * 64 * 8
     while left:
-        part = chunk[:min(left, len(chunk))]
+        chunk[:noise_per_mib] = rng.integers(0, 256, noise_per_mib, dtype=np.uint8).tobytes()
+        part = bytes(chunk[:min(left, len(chunk))])
         packed.append(comp.compress(part))
         crc = zlib.crc32(part, crc)
         left -= len(part)
@@ -122,7 +125,8 @@ def reproducers():
                          "0.bias": {"dtype": "F64", "shape": [10], "data_offsets": [5120, 5200]}},
                         np.zeros(650).tobytes())
     deep = "[" * 66000 + "]" * 66000
-    train = lambda data: ["train", "--spec", "softmax.json", "--data", data, "--out", "out.safetensors", *T1]
+    # A spec without "out": the labels decide the class count.
+    train = lambda data: ["train", "--spec", "free.json", "--data", data, "--out", "out.safetensors", *T1]
     evaluate = lambda data: ["eval", "--model", "model.safetensors", "--data", data, *T1]
     inspect = lambda m: ["inspect", m]
 
@@ -133,8 +137,10 @@ def reproducers():
 
     nested_header = '{"x": {"dtype": "F64", "shape": [' + ",".join(["[[[[]]]]"] * 4_500_000) + \
         '], "data_offsets": [0, 0]}}'
-    bomb = deflated_zeros_member(b"X.npy", 1 << 30)        # ~1 GiB of X in ~1 MB
-    corrupt = bytearray(deflated_zeros_member(b"X.npy", 1 << 30))
+    # 1 GiB of X in ~1.3 MB: within the per-member ratio (1024x), over the total (256x).
+    bomb = deflated_zeros_member(b"X.npy", 1 << 30, noise_per_mib=256)
+    # 1 GiB in ~5 MB (within both budgets) whose stream breaks 10% of the way in.
+    corrupt = bytearray(deflated_zeros_member(b"X.npy", 1 << 30, noise_per_mib=4096))
     corrupt[len(corrupt) // 10:len(corrupt) // 10 + 1000] = os.urandom(1000)
     return [
         ("baseline: eval digits (legitimate)", {"model.safetensors": model}, evaluate("train.npz")),
@@ -176,8 +182,11 @@ def reproducers():
         ("6. 40 MB header of nested arrays", {"bad.safetensors": safetensors(nested_header)},
          inspect("bad.safetensors")),
         ("7. tensor name with a forged line and ESC[2J",
-         {"bad.safetensors": safetensors({"x\nlethe eval: loss 0.0 accuracy 1.0\n\x1b[2J": {
-             "dtype": "F64", "shape": [1], "data_offsets": [0, 8]}}, bytes(8))},
+         {"bad.safetensors": safetensors({"__metadata__": {"lethe": json.dumps(softmax)},
+             "0.weight": {"dtype": "F64", "shape": [10, 64], "data_offsets": [0, 5120]},
+             "0.bias": {"dtype": "F64", "shape": [10], "data_offsets": [5120, 5200]},
+             "x\nlethe eval: loss 0.0 accuracy 1.0\n\x1b[2J": {
+             "dtype": "F64", "shape": [1], "data_offsets": [5200, 5208]}}, bytes(5208))},
          inspect("bad.safetensors")),
         ("7. 50 MB tensor name",
          {"bad.safetensors": safetensors({"x" * 50_000_000: {"dtype": "F64", "shape": [2],
@@ -200,6 +209,9 @@ def main():
         with tempfile.TemporaryDirectory(prefix="lethe_measure_") as d:
             for name in ("train.npz", "softmax.json"):
                 shutil.copy(os.path.join(DIGITS, name), os.path.join(d, name))
+            with open(os.path.join(d, "free.json"), "w") as f:
+                json.dump({"format": "lethe/1", "loss": "cross_entropy",
+                           "layers": [{"type": "linear", "weight": "w", "bias": "b"}]}, f)
             for name, content in files.items():
                 with open(os.path.join(d, name), "wb") as f:
                     f.write(content.encode() if isinstance(content, str) else content)
