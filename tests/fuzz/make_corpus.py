@@ -124,7 +124,7 @@ def main():
                         '"linear"', '"out"', '"weight"', '"bias"', '"loss"', '"cross_entropy"'],
         "spec": ['"format"', '"lethe/1"', '"layers"', '"type"', '"linear"', '"tanh"', '"relu"',
                  '"weight"', '"bias"', '"out"', '"loss"', '"cross_entropy"', '"logistic"',
-                 '"mse"', '"l2"', "4611686018427387904"],
+                 '"mse"', '"l2"', '"4611686018427387904"'],
         "npy": ['"\\x93NUMPY"', '"\'descr\'"', '"\'fortran_order\'"', '"\'shape\'"', '"True"',
                 '"False"', '"<f8"', '"<f4"', '"<i8"', '"|b1"'],
         "zip": ['"PK\\x03\\x04"', '"PK\\x01\\x02"', '"PK\\x05\\x06"', '"PK\\x06\\x06"',
