@@ -12,10 +12,12 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -30,13 +32,15 @@ inline uint64_t MemoryLimitBytes() {
       char* end = nullptr;
       errno = 0;
       const unsigned long long value = std::strtoull(text, &end, 10);
+      // An optional binary suffix: K, M, G or T (either case).
+      const char kSuffixes[] = "KMGT";
       uint64_t scale = 1;
-      switch (*end) {
-        case 'K': case 'k': scale = uint64_t{1} << 10, ++end; break;
-        case 'M': case 'm': scale = uint64_t{1} << 20, ++end; break;
-        case 'G': case 'g': scale = uint64_t{1} << 30, ++end; break;
-        case 'T': case 't': scale = uint64_t{1} << 40, ++end; break;
-        default: break;
+      if (*end) {
+        if (const char* s =
+                std::strchr(kSuffixes, std::toupper(static_cast<unsigned char>(*end)))) {
+          scale = uint64_t{1} << (10 * (s - kSuffixes + 1));
+          ++end;
+        }
       }
       uint64_t bytes;
       if (errno || end == text || *end || __builtin_mul_overflow(uint64_t{value}, scale, &bytes))

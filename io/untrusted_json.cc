@@ -47,8 +47,8 @@ json ParseUntrustedJson(std::string_view text, const std::string& what,
     return json::parse(text.begin(), text.end(), callback);
   } catch (const json::exception& e) {
     // nlohmann quotes the last token it read; Escape bounds and cleans it.
-    Fail(what, ": ", subject, subject.empty() ? "" : "is ", "not valid JSON: ",
-         Escape(e.what(), 300));
+    Fail(what, ": ", subject, subject.empty() ? "" : "is ",
+         "not valid JSON: ", Escape(e.what(), 300));
   }
 }
 

@@ -25,12 +25,14 @@ TEST(Escape, ControlCharactersBecomeVisible) {
   EXPECT_EQ(Escape("plain name.npy"), "plain name.npy");
   EXPECT_EQ(Escape("a\nb\r\tc"), "a\\nb\\r\\tc");
   EXPECT_EQ(Escape(std::string("\x1b[2J\0z", 6)), "\\x1b[2J\\x00z");
-  EXPECT_EQ(Escape("caf\xc3\xa9"), "caf\xc3\xa9");             // UTF-8 é is printable
-  EXPECT_EQ(Escape("\xc2\x9b" "2J"), "\\xc2\\x9b2J");          // C1 CSI is not
-  EXPECT_EQ(Escape("\xff\xfe"), "\\xff\\xfe");                 // not UTF-8
-  EXPECT_EQ(Escape("\xe0\x80\x80"), "\\xe0\\x80\\x80");        // overlong
+  EXPECT_EQ(Escape("caf\xc3\xa9"), "caf\xc3\xa9");  // UTF-8 é is printable
+  EXPECT_EQ(Escape("\xc2\x9b"
+                   "2J"),
+            "\\xc2\\x9b2J");                             // C1 CSI is not
+  EXPECT_EQ(Escape("\xff\xfe"), "\\xff\\xfe");           // not UTF-8
+  EXPECT_EQ(Escape("\xe0\x80\x80"), "\\xe0\\x80\\x80");  // overlong
   EXPECT_EQ(Quote("x\ny"), "'x\\ny'");
-  EXPECT_EQ(Escape(Escape("a\nb")), Escape("a\nb"));           // idempotent
+  EXPECT_EQ(Escape(Escape("a\nb")), Escape("a\nb"));  // idempotent
 }
 
 TEST(Escape, LongTextIsCut) {
@@ -76,8 +78,9 @@ TEST(CheckedAlloc, OverflowAndLimitAreErrors) {
 TEST(Safetensors, HostileNamesAreEscaped) {
   TempDir tmp;
   const std::string path = tmp.Path("m.safetensors");
-  std::string header = "{\"w\\nlethe eval: ok\\u001b[2J\":{\"dtype\":\"F32\",\"shape\":[2],"
-                       "\"data_offsets\":[0,4]}}";
+  std::string header =
+      "{\"w\\nlethe eval: ok\\u001b[2J\":{\"dtype\":\"F32\",\"shape\":[2],"
+      "\"data_offsets\":[0,4]}}";
   std::string file;
   testing::PutLe<uint64_t>(&file, header.size());
   WriteBytes(path, file + header + std::string(4, '\0'));
@@ -95,14 +98,16 @@ ZipMember Member(const std::string& name, const std::string& data, uint16_t meth
 
 // A stored member whose data are another member's local header and data.
 std::string OverlappingArchive() {
-  const std::string inner = BuildZip({Member("y.npy", SerializeNpy(Array::FromInt64({0, 1}, {2})))});
+  const std::string inner =
+      BuildZip({Member("y.npy", SerializeNpy(Array::FromInt64({0, 1}, {2})))});
   const size_t inner_local_size = inner.find("PK\x01\x02");
   const std::string x_name = "X.npy";
   std::string outer = BuildZip({Member(x_name, inner.substr(0, inner_local_size))});
   const size_t outer_local_size = outer.find("PK\x01\x02");
   const size_t outer_end = outer.find("PK\x05\x06");
   std::string central = outer.substr(outer_local_size, outer_end - outer_local_size);
-  std::string y_central = inner.substr(inner_local_size, inner.find("PK\x05\x06") - inner_local_size);
+  std::string y_central =
+      inner.substr(inner_local_size, inner.find("PK\x05\x06") - inner_local_size);
   const uint32_t y_offset = static_cast<uint32_t>(30 + x_name.size());
   for (int i = 0; i < 4; ++i) y_central[42 + i] = static_cast<char>(y_offset >> (8 * i));
   central += y_central;
@@ -141,9 +146,9 @@ TEST(Npz, TotalExpansionIsBudgeted) {
   TempDir tmp;
   const std::string path = tmp.Path("zeros.npz");
   const std::vector<double> zeros(5'000'000);  // 40 MB that deflate to ~40 kB
-  WriteBytes(path, BuildZip({Member(
-                       "X.npy", SerializeNpy(Array::FromDouble(zeros, {5'000'000}, DType::kF64)),
-                       8)}));
+  WriteBytes(path,
+             BuildZip({Member(
+                 "X.npy", SerializeNpy(Array::FromDouble(zeros, {5'000'000}, DType::kF64)), 8)}));
   EXPECT_LETHE_ERROR(ReadNpz(path), path, "members to read declare");
 }
 

@@ -1134,6 +1134,20 @@ class TestHostileInput(CliCase):
                                   "out.safetensors", *THREADS], ["bad.json"], ["unknown key"])
             self.assert_clean_line(line)
 
+    def test_memory_limit_variable(self):
+        # LETHE_MAX_MEMORY caps every input-sized allocation; the error names it.
+        d = self.fresh()
+        for value, phrase in (("4K", "more than the 4.1 kB this machine allows (LETHE_MAX_MEMORY)"),
+                              ("lots", "LETHE_MAX_MEMORY=lots: expected a number of bytes")):
+            with self.subTest(value):
+                proc = subprocess.run([LETHE, "inspect", "model.safetensors"], cwd=d,
+                                      capture_output=True, timeout=60,
+                                      env=dict(os.environ, LETHE_MAX_MEMORY=value))
+                err = proc.stderr.decode("utf-8", "backslashreplace")
+                self.assertEqual(proc.returncode, 1, err)
+                self.assertEqual(err.count("\n"), 1, err)
+                self.assertIn(phrase, err)
+
     # 8. A long row of commas: field counts are checked while the row is parsed.
     def test_csv_row_of_commas(self):
         with self.case("10 MB of commas") as d:
