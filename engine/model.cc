@@ -1,10 +1,15 @@
 #include "engine/model.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <set>
+#include <unordered_set>
 
+#include "common/checked_alloc.h"
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/safetensors.h"
 
 namespace lethe {
@@ -16,12 +21,51 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+// A label as text: integers in full ("100000", not "1e+05"), others as the shortest text
+// that reads back as the same double ("1.5", "1e+300").
+std::string LabelText(double y) {
+  char buf[32];
+  if (y == std::trunc(y) && std::fabs(y) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", y);
+    return buf;
+  }
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, y);
+  return ec == std::errc() ? std::string(buf, end) : "?";
+}
+
+// Labels come from files, so each is checked as a double before any cast: casting 1e300
+// or 2^63 to int64 is undefined behaviour. The most classes a label may imply; a model
+// that wide would not fit anyway (architecture.cc bounds widths by 2^31 too).
+constexpr double kMaxClasses = 2147483648.0;  // 2^31
+// Class count = max label + 1, so one stray label decides the model's width (and its
+// memory): a label of 10^5 among 0..9 trained a 100,001-class model. More unused classes
+// than this, below the largest label, is an error unless the spec's "out" gives the width.
+constexpr int64_t kMaxUnusedClasses = 1024;
+
+// "label 1.5 of id 3": the value and the id (what the user searches for); messages add
+// the row.
+std::string WhichLabel(const io::Dataset& data, int64_t row) {
+  return "label " + LabelText(data.y[row]) + " of id " + std::to_string(data.ids[row]);
+}
+
+// Throws unless label `row` is an integer in [0, classes).
+void CheckClassLabel(const io::Dataset& data, int64_t row, double classes, LossKind loss) {
+  const double y = data.y[row];
+  if (y != std::trunc(y))  // NaN and Inf were refused when the data was read
+    Fail(data.path, ": ", WhichLabel(data, row), " is not an integer (row ", row, "): loss ",
+         Name(loss), " takes class labels 0, 1, 2, ...");
+  if (y < 0 || y >= classes)
+    Fail(data.path, ": ", WhichLabel(data, row), " is out of range [0, ", LabelText(classes),
+         ") for loss ", Name(loss), " (row ", row, ")");
+}
+
 const io::Array& Need(const io::SafetensorsFile& file, const std::string& name,
                       const std::string& path) {
   const io::Array* a = file.Find(name);
-  if (!a) Fail(path, ": the spec names tensor \"", name, "\" but the file has no such tensor");
+  if (!a)
+    Fail(path, ": the spec names tensor \"", Escape(name), "\" but the file has no such tensor");
   if (!io::IsFloating(a->dtype))
-    Fail(path, ": tensor \"", name, "\" has dtype ", io::DTypeName(a->dtype),
+    Fail(path, ": tensor \"", Escape(name), "\" has dtype ", io::DTypeName(a->dtype),
          ": parameters must be F16, BF16, F32 or F64");
   return *a;
 }
@@ -50,7 +94,7 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     if (ls.type != io::LayerSpec::Type::kLinear) continue;
     const io::Array& w = Need(file, ls.weight, path);
     if (w.shape.size() != 2)
-      Fail(path, ": tensor \"", ls.weight, "\" has shape ", ShapeString(w.shape),
+      Fail(path, ": tensor \"", Escape(ls.weight), "\" has shape ", ShapeString(w.shape),
            ": a linear weight must be [out, in]");
     if (input_dim < 0) input_dim = w.shape[1];
     if (width >= 0 && w.shape[1] != width)
@@ -67,7 +111,7 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     if (!ls.bias.empty()) {
       const io::Array& b = Need(file, ls.bias, path);
       if (b.shape.size() != 1 || b.shape[0] != width)
-        Fail(path, ": tensor \"", ls.bias, "\" has shape ", ShapeString(b.shape), ", expected [",
+        Fail(path, ": tensor \"", Escape(ls.bias), "\" has shape ", ShapeString(b.shape), ", expected [",
              width, "]");
       if (b.dtype != *dtype)
         Fail(path, ": tensors mix dtypes ", io::DTypeName(*dtype), " and ", io::DTypeName(b.dtype));
@@ -75,14 +119,14 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     }
   }
   for (const auto& [name, array] : file.tensors)
-    if (!used.count(name)) Fail(path, ": tensor \"", name, "\" is not used by the spec");
+    if (!used.count(name)) Fail(path, ": tensor \"", Escape(name), "\" is not used by the spec");
 
   Model model;
   if (auto it = file.metadata.find("lethe_forgotten"); it != file.metadata.end())
     model.forgotten = ForgetHistory::Parse(it->second, path);
   model.arch = Architecture::Build(spec, input_dim, widths, path);
   model.dtype = *dtype;
-  model.theta.resize(model.arch.num_params);
+  ResizeChecked(model.theta, model.arch.num_params, path + ": parameters");
   size_t j = 0;
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     const io::LayerSpec& ls = spec.layers[i];
@@ -132,9 +176,23 @@ void SaveModel(const std::string& path, const Model& model) {
 int64_t OutputWidthForData(LossKind loss, const io::Dataset& data) {
   switch (loss) {
     case LossKind::kCrossEntropy: {
-      double max_label = 0;
-      for (double y : data.y) max_label = std::max(max_label, y);
-      return static_cast<int64_t>(max_label) + 1;
+      if (data.target_width != 1)
+        Fail(data.path, ": y must be one label per example for loss ", Name(loss));
+      int64_t max_row = 0;
+      for (int64_t i = 0; i < data.n; ++i) {
+        CheckClassLabel(data, i, kMaxClasses, loss);
+        if (data.y[i] > data.y[max_row]) max_row = i;
+      }
+      const int64_t classes = static_cast<int64_t>(data.y[max_row]) + 1;  // checked above
+      std::unordered_set<int64_t> distinct;
+      for (double y : data.y) distinct.insert(static_cast<int64_t>(y));
+      const int64_t unused = classes - static_cast<int64_t>(distinct.size());
+      if (unused > kMaxUnusedClasses)
+        Fail(data.path, ": ", WhichLabel(data, max_row), " (row ", max_row, ") would make ",
+             classes, " classes, but only ", distinct.size(), " distinct labels occur in ", data.n,
+             " rows (", unused, " classes unused): a stray label? If the model really has ",
+             classes, " outputs, give the last linear layer \"out\": ", classes, " in the spec");
+      return classes;
     }
     case LossKind::kLogistic:
       return 1;
@@ -147,10 +205,15 @@ int64_t OutputWidthForData(LossKind loss, const io::Dataset& data) {
 Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64_t seed,
                       io::DType dtype) {
   Model model;
-  model.arch = Architecture::FromSpec(spec, data.d, OutputWidthForData(spec.loss, data),
-                                      data.path + " with the spec");
+  // The data decide the last width only where the spec does not ("out" wins, so a
+  // model can have classes that the data do not use).
+  int64_t last_out = 0;
+  for (const io::LayerSpec& ls : spec.layers)
+    if (ls.type == io::LayerSpec::Type::kLinear) last_out = ls.out;
+  const int64_t output_width = last_out > 0 ? last_out : OutputWidthForData(spec.loss, data);
+  model.arch = Architecture::FromSpec(spec, data.d, output_width, data.path + " with the spec");
   model.dtype = dtype;
-  model.theta.resize(model.arch.num_params);
+  ResizeChecked(model.theta, model.arch.num_params, data.path + " with the spec: parameters");
   std::mt19937_64 rng(seed);
   // 53 random bits → a double uniform in [0, 1).
   auto uniform = [&rng]() { return static_cast<double>(rng() >> 11) * 0x1.0p-53; };
@@ -167,21 +230,25 @@ Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64
 }
 
 void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data) {
-  if (data.d != arch.input_dim)
+  if (data.d != arch.input_dim) {
+    // pandas' to_csv writes its index as an unnamed first column unless index=False.
+    std::string hint;
+    if (data.index_like_column && data.d == arch.input_dim + 1)
+      hint = "; its first column " + Quote(*data.index_like_column) + " holds 0, 1, ..., " +
+             std::to_string(data.n - 1) +
+             ", probably the index pandas writes (save with to_csv(index=False), or pass "
+             "--id-column to use it as the ids)";
     Fail(data.path, ": X has ", data.d, " features per example but the model's first layer takes ",
-         arch.input_dim);
+         arch.input_dim, hint);
+  }
   switch (arch.spec.loss) {
     case LossKind::kCrossEntropy:
     case LossKind::kLogistic: {
       const int64_t classes = arch.spec.loss == LossKind::kLogistic ? 2 : arch.output_dim;
       if (data.target_width != 1)
         Fail(data.path, ": y must be one label per example for loss ", Name(arch.spec.loss));
-      for (int64_t i = 0; i < data.n; ++i) {
-        const double y = data.y[i];
-        if (y != std::floor(y) || y < 0 || y >= classes)
-          Fail(data.path, ": label ", y, " of id ", data.ids[i], " is out of range [0, ", classes,
-               ") for loss ", Name(arch.spec.loss));
-      }
+      for (int64_t i = 0; i < data.n; ++i)
+        CheckClassLabel(data, i, static_cast<double>(classes), arch.spec.loss);
       break;
     }
     case LossKind::kMse:

@@ -33,7 +33,9 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
 void SaveModel(const std::string& path, const Model& model);
 
 // The output width training needs from the data: cross_entropy: the number of classes
-// (max label + 1), logistic: 1, mse: the target width.
+// (max label + 1), logistic: 1, mse: the target width. For cross_entropy every label must
+// be an integer in [0, 2^31) and at most 1024 classes below the largest may go unused
+// (a stray label would otherwise decide the model's size); errors name the row and id.
 int64_t OutputWidthForData(LossKind loss, const io::Dataset& data);
 
 // A freshly initialised model, as PyTorch's nn.Linear default: every weight and bias

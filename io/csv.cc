@@ -2,35 +2,41 @@
 // may only open a field or, doubled, appear inside a quoted one.
 #include "io/csv.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <set>
+#include <unordered_set>
 
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/atomic_file.h"
 
 namespace lethe::io {
-namespace {
 
-struct Record {
-  int64_t line = 0;
-  std::vector<std::string> fields;
-  bool blank = false;  // an empty line (one unquoted empty field)
-};
+// Far wider than any table lethe can train on; bounds the header's memory (a header row
+// of 10 million commas would otherwise be 10 million strings).
+constexpr size_t kMaxCsvColumns = size_t{1} << 20;
 
-class CsvParser {
+class CsvReader::Parser {
  public:
-  CsvParser(const std::string& text, const std::string& path) : text_(text), path_(path) {
+  Parser(const std::string& text, const std::string& path) : text_(text), path_(path) {
     if (text_.compare(0, 3, "\xEF\xBB\xBF") == 0) pos_ = 3;  // UTF-8 byte order mark
   }
 
-  bool Next(Record* record) {
+  // Parses one record into *fields (cleared first). Fields past `max_fields` are
+  // counted, not stored; *count is the record's field count. *blank: an empty line
+  // (one unquoted empty field). False at the end of the text.
+  bool Next(std::vector<std::string>* fields, size_t max_fields, size_t* count, int64_t* line,
+            bool* blank) {
     if (pos_ >= text_.size()) return false;
-    record->line = line_;
-    record->fields.clear();
+    *line = line_;
+    fields->clear();
+    *count = 0;
     bool quoted_any = false;
+    std::string field;
     while (true) {
-      std::string field;
+      field.clear();
+      const bool keep = *count < max_fields;
       if (Peek() == '"') {
         quoted_any = true;
         const int64_t open_line = line_;
@@ -44,17 +50,20 @@ class CsvParser {
           } else if (c == '\n') {
             ++line_;
           }
-          field += c;
+          if (keep) field += c;
         }
         if (!AtFieldEnd()) Fail(path_, ":", line_, ": unexpected character after a closing quote");
       } else {
+        const size_t start = pos_;
         while (!AtFieldEnd()) {
           if (text_[pos_] == '"')
             Fail(path_, ":", line_, ": '\"' inside an unquoted field (quote the whole field)");
-          field += text_[pos_++];
+          ++pos_;
         }
+        if (keep) field.assign(text_, start, pos_ - start);
       }
-      record->fields.push_back(std::move(field));
+      if (keep) fields->push_back(field);
+      ++*count;
       if (Peek() == ',') {
         ++pos_;
         continue;
@@ -62,7 +71,7 @@ class CsvParser {
       SkipLineEnd();
       break;
     }
-    record->blank = !quoted_any && record->fields.size() == 1 && record->fields[0].empty();
+    *blank = !quoted_any && *count == 1 && fields->size() == 1 && (*fields)[0].empty();
     return true;
   }
 
@@ -85,31 +94,81 @@ class CsvParser {
   int64_t line_ = 1;
 };
 
-}  // namespace
+CsvReader::CsvReader(const std::string& path) : path_(path), text_(ReadFile(path)) {
+  parser_ = std::make_unique<Parser>(text_, path_);
+  max_rows_ = static_cast<uint64_t>(std::count(text_.begin(), text_.end(), '\n')) + 1;
+  // The header: the first record. Its field count is not known in advance; its names
+  // must be distinct.
+  size_t count = 0;
+  int64_t line = 0;
+  bool blank = false;
+  if (!parser_->Next(&header_, kMaxCsvColumns, &count, &line, &blank))
+    Fail(path_, ": empty file (no header row)");
+  if (count > kMaxCsvColumns)
+    Fail(path_, ":", line, ": header has ", count, " columns, more than the limit of ",
+         kMaxCsvColumns);
+  if (blank) {
+    const int64_t header_line = line;
+    std::vector<std::string> rest;
+    while (parser_->Next(&rest, 1, &count, &line, &blank))
+      if (!blank) Fail(path_, ":", header_line, ": blank header row");
+    Fail(path_, ": empty file (no header row)");
+  }
+  std::unordered_set<std::string> names;
+  for (const std::string& name : header_)
+    if (!names.insert(name).second) Fail(path_, ":", line, ": duplicate column ", Quote(name));
+}
+
+CsvReader::~CsvReader() = default;
+
+bool CsvReader::Next(std::vector<std::string>* fields, int64_t* line) {
+  const size_t width = header_.size();
+  // Blank lines are only allowed at the end, or as the one empty field of a one-column
+  // file: they are counted until a record shows whether they were trailing. In a
+  // one-column file, a record after them is held back while they are handed out as rows
+  // (blank lines are single, consecutive lines).
+  if (held_) {
+    if (pending_blank_ > 0) {
+      fields->assign(1, std::string());
+      *line = pending_blank_line_++;
+      --pending_blank_;
+      return true;
+    }
+    *fields = std::move(held_fields_);
+    *line = held_line_;
+    held_ = false;
+    return true;
+  }
+  size_t count = 0;
+  bool blank = false;
+  while (parser_->Next(fields, width, &count, line, &blank)) {
+    if (blank) {
+      if (pending_blank_++ == 0) pending_blank_line_ = *line;
+      continue;
+    }
+    if (pending_blank_ > 0 && width > 1) Fail(path_, ":", pending_blank_line_, ": blank line");
+    if (count != width)
+      Fail(path_, ":", *line, ": row has ", count, " fields but the header has ", width);
+    if (pending_blank_ > 0) {
+      held_fields_ = *fields;
+      held_line_ = *line;
+      held_ = true;
+      return Next(fields, line);
+    }
+    return true;
+  }
+  return false;  // only blank lines were left: trailing, ignored
+}
 
 CsvTable ReadCsv(const std::string& path) {
-  const std::string text = ReadFile(path);
-  CsvParser parser(text, path);
-  std::vector<Record> records;
-  Record record;
-  while (parser.Next(&record)) records.push_back(record);
-  while (!records.empty() && records.back().blank) records.pop_back();
-  if (records.empty()) Fail(path, ": empty file (no header row)");
-
+  CsvReader reader(path);
   CsvTable table;
-  table.header = std::move(records[0].fields);
-  std::set<std::string> names;
-  for (const std::string& name : table.header)
-    if (!names.insert(name).second)
-      Fail(path, ":", records[0].line, ": duplicate column '", name, "'");
-  for (size_t i = 1; i < records.size(); ++i) {
-    Record& r = records[i];
-    if (r.blank && table.header.size() > 1) Fail(path, ":", r.line, ": blank line");
-    if (r.fields.size() != table.header.size())
-      Fail(path, ":", r.line, ": row has ", r.fields.size(), " fields but the header has ",
-           table.header.size());
-    table.rows.push_back(std::move(r.fields));
-    table.row_lines.push_back(r.line);
+  table.header = reader.header();
+  std::vector<std::string> fields;
+  int64_t line = 0;
+  while (reader.Next(&fields, &line)) {
+    table.rows.push_back(fields);
+    table.row_lines.push_back(line);
   }
   return table;
 }

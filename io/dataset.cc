@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "common/checked_alloc.h"
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/csv.h"
 #include "io/npy.h"
 #include "io/parse_number.h"
@@ -38,7 +40,8 @@ int64_t FirstNonFiniteRow(const Vector& values, int64_t width) {
 }
 
 Dataset LoadNpz(const std::string& path) {
-  std::map<std::string, Array> arrays = ReadNpz(path);
+  // Only the arrays lethe uses are inflated: other members cost no memory.
+  std::map<std::string, Array> arrays = ReadNpz(path, std::set<std::string>{"X", "y", "ids"});
   const auto require = [&](const char* name) -> const Array& {
     const auto it = arrays.find(name);
     if (it == arrays.end()) Fail(path, ": missing array '", name, "'");
@@ -55,7 +58,7 @@ Dataset LoadNpz(const std::string& path) {
   if (ds.n == 0) Fail(path, ": X has no rows (n = 0)");
   ds.d = X.NumElements() / ds.n;  // trailing dimensions flattened; 1 for a 1-D X
   if (ds.d == 0) Fail(path, ": X has no features (shape ", ShapeString(X.shape), ")");
-  ds.X.resize(static_cast<size_t>(X.NumElements()));
+  ResizeChecked(ds.X, static_cast<uint64_t>(X.NumElements()), path + ": X as doubles");
   X.ToDouble(path + ": X", ds.X.data());
   if (const int64_t row = FirstNonFiniteRow(ds.X, ds.d); row >= 0)
     Fail(path, ": X contains NaN or Inf at row ", row);
@@ -89,61 +92,79 @@ Dataset LoadNpz(const std::string& path) {
   return ds;
 }
 
-size_t ColumnIndex(const CsvTable& table, const std::string& name, const std::string& path,
-                   const char* option) {
-  const auto it = std::find(table.header.begin(), table.header.end(), name);
-  if (it == table.header.end()) Fail(path, ": no column '", name, "' (use ", option, ")");
-  return static_cast<size_t>(it - table.header.begin());
+size_t ColumnIndex(const std::vector<std::string>& header, const std::string& name,
+                   const std::string& path, const char* option) {
+  const auto it = std::find(header.begin(), header.end(), name);
+  if (it == header.end()) Fail(path, ": no column ", Quote(name), " (use ", option, ")");
+  return static_cast<size_t>(it - header.begin());
 }
 
+// Rows are converted as the reader hands them out, so memory is the file's text plus X:
+// no table of strings is ever built.
 Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
-  const CsvTable table = ReadCsv(path);
-  const size_t label = ColumnIndex(table, options.label_column, path, "--label-column");
+  CsvReader reader(path);
+  const std::vector<std::string>& header = reader.header();
+  const size_t label = ColumnIndex(header, options.label_column, path, "--label-column");
   const bool has_id = !options.id_column.empty();
-  const size_t id = has_id ? ColumnIndex(table, options.id_column, path, "--id-column") : 0;
+  const size_t id = has_id ? ColumnIndex(header, options.id_column, path, "--id-column") : 0;
   if (has_id && id == label) Fail(path, ": the id column cannot also be the label column");
   std::vector<size_t> features;
-  for (size_t c = 0; c < table.header.size(); ++c)
+  for (size_t c = 0; c < header.size(); ++c)
     if (c != label && !(has_id && c == id)) features.push_back(c);
 
   Dataset ds;
   ds.path = path;
-  ds.n = static_cast<int64_t>(table.rows.size());
   ds.d = static_cast<int64_t>(features.size());
-  if (ds.n == 0) Fail(path, ": no data rows");
   if (ds.d == 0) Fail(path, ": no feature columns");
-  ds.X.reserve(static_cast<size_t>(ds.n * ds.d));
-  ds.y.reserve(static_cast<size_t>(ds.n));
-  ds.ids.reserve(static_cast<size_t>(ds.n));
-  const auto number = [&](size_t row, size_t column) {
+  // Every value takes at least two bytes of text (a digit and a separator), which bounds
+  // the reservation by the file, whatever its line count claims.
+  const uint64_t max_rows = std::min<uint64_t>(reader.MaxRows(), reader.file_size() / 2 + 1);
+  ReserveChecked(ds.X, std::min<uint64_t>(max_rows * static_cast<uint64_t>(ds.d),
+                                          reader.file_size() / 2 + 1),
+                 path + ": X");
+  ReserveChecked(ds.y, max_rows, path + ": y");
+  ReserveChecked(ds.ids, max_rows, path + ": ids");
+  std::vector<std::string> fields;
+  int64_t line = 0;
+  const auto number = [&](size_t column) {
     double v;
-    if (!ParseDoubleField(table.rows[row][column], &v))
-      Fail(path, ":", table.row_lines[row], ": column '", table.header[column],
-           "': not a number: '", table.rows[row][column], "'");
+    if (!ParseDoubleField(fields[column], &v))
+      Fail(path, ":", line, ": column ", Quote(header[column]), ": not a number: ",
+           Quote(fields[column]));
     return v;
   };
-  for (size_t r = 0; r < table.rows.size(); ++r) {
+  for (int64_t r = 0; reader.Next(&fields, &line); ++r) {
     for (size_t c : features) {
-      ds.X.push_back(number(r, c));
+      ds.X.push_back(number(c));
       if (!std::isfinite(ds.X.back()))
-        Fail(path, ": X contains NaN or Inf at row ", r, " (line ", table.row_lines[r], ")");
+        Fail(path, ": X contains NaN or Inf at row ", r, " (line ", line, ")");
     }
-    ds.y.push_back(number(r, label));
+    ds.y.push_back(number(label));
     if (!std::isfinite(ds.y.back()))
-      Fail(path, ": y contains NaN or Inf at row ", r, " (line ", table.row_lines[r], ")");
+      Fail(path, ": y contains NaN or Inf at row ", r, " (line ", line, ")");
     if (has_id) {
       int64_t value;
-      if (!ParseInt64Field(table.rows[r][id], &value))
-        Fail(path, ":", table.row_lines[r], ": column '", table.header[id], "': not an integer: '",
-             table.rows[r][id], "'");
+      if (!ParseInt64Field(fields[id], &value))
+        Fail(path, ":", line, ": column ", Quote(header[id]), ": not an integer: ",
+             Quote(fields[id]));
       ds.ids.push_back(value);
     } else {
-      ds.ids.push_back(static_cast<int64_t>(r));
+      ds.ids.push_back(r);
     }
+    ++ds.n;
   }
+  if (ds.n == 0) Fail(path, ": no data rows");
   ds.integer_targets =
       std::all_of(ds.y.begin(), ds.y.end(), [](double v) { return v == std::trunc(v); });
   if (has_id) CheckUniqueIds(ds.ids, path);
+  // pandas writes its index as a first column named "" (or "Unnamed: 0" once read and
+  // written again) unless told index=False; remember it for the feature-count hint.
+  const std::string& first = header[features[0]];
+  if (features[0] == 0 && (first.empty() || first == "Unnamed: 0")) {
+    bool counts = true;
+    for (int64_t r = 0; r < ds.n && counts; ++r) counts = ds.X[r * ds.d] == static_cast<double>(r);
+    if (counts) ds.index_like_column = first;
+  }
   return ds;
 }
 

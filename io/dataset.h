@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct Dataset {
   bool integer_targets = true;  // y came as integers (class labels)
   std::vector<double> y;        // [n, target_width] row-major
   std::vector<int64_t> ids;     // [n], unique
+  // CSV only: the name of the first feature column when it looks like the index pandas
+  // writes by default (header "" or "Unnamed: 0", values 0, 1, ..., n-1), for the hint
+  // in a feature-count mismatch.
+  std::optional<std::string> index_like_column;
 
   // Row index of each id in `wanted`; throws lethe::Error naming the first unknown id.
   std::vector<int64_t> RowsOf(const std::vector<int64_t>& wanted, const std::string& what) const;

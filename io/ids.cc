@@ -2,6 +2,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/atomic_file.h"
 #include "io/dataset.h"
 #include "io/parse_number.h"
@@ -39,7 +40,7 @@ std::vector<int64_t> ReadIdFile(const std::string& path) {
     if (content.empty()) continue;
     int64_t id;
     if (!ParseInt64Field(content, &id))
-      Fail(path, ":", line, ": not an integer id: '", std::string(content), "'");
+      Fail(path, ":", line, ": not an integer id: ", Quote(content));
     const auto [it, inserted] = line_of.emplace(id, line);
     if (!inserted)
       Fail(path, ":", line, ": duplicate id ", id, " (first on line ", it->second, ")");
@@ -58,9 +59,9 @@ std::vector<int64_t> ParseIdList(const std::string& list, const std::string& wha
     size_t comma = list.find(',', pos);
     if (comma == std::string::npos) comma = list.size();
     const std::string_view item = TrimSpace(std::string_view(list).substr(pos, comma - pos));
-    if (item.empty()) Fail(what, ": empty item in id list '", list, "'");
+    if (item.empty()) Fail(what, ": empty item in id list ", Quote(list));
     int64_t id;
-    if (!ParseInt64Field(item, &id)) Fail(what, ": not an integer id: '", std::string(item), "'");
+    if (!ParseInt64Field(item, &id)) Fail(what, ": not an integer id: ", Quote(item));
     if (!seen.emplace(id, ids.size()).second) Fail(what, ": duplicate id ", id);
     ids.push_back(id);
     if (comma == list.size()) break;

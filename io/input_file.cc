@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/checked_alloc.h"
 #include "common/error.h"
 
 namespace lethe::io {
@@ -47,7 +48,9 @@ void InputFile::ReadAt(uint64_t offset, void* out, size_t size) const {
 }
 
 std::string InputFile::ReadString(uint64_t offset, size_t size) const {
-  std::string s(size, '\0');
+  // Callers check `size` against the file; this names the file if it still does not fit.
+  std::string s;
+  ResizeChecked(s, size, path_ + ": reading " + std::to_string(size) + " bytes");
   ReadAt(offset, s.data(), size);
   return s;
 }

@@ -7,7 +7,9 @@
 #include <cstring>
 #include <limits>
 
+#include "common/checked_alloc.h"
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/atomic_file.h"
 #include "io/input_file.h"
 #include "io/npy_format.h"
@@ -36,14 +38,14 @@ DType ParseDescr(const std::string& descr, const std::string& what) {
       const bool one_byte = DTypeSize(d.dtype) == 1;
       if (order == '<' || (one_byte && (order == '|' || order == '>'))) return d.dtype;
       if (order == '>')
-        Fail(what, ": big-endian dtype '", descr, "' is not supported (save it with a.astype('<",
+        Fail(what, ": big-endian dtype ", Quote(descr), " is not supported (save it with a.astype('<",
              code, "'))");
-      Fail(what, ": unsupported dtype '", descr, "' (expected little-endian '<", code, "')");
+      Fail(what, ": unsupported dtype ", Quote(descr), " (expected little-endian '<", code, "')");
     }
     if (code[0] == 'O') Fail(what, ": object arrays (pickles) are not supported");
   }
-  Fail(what, ": unsupported dtype '", descr,
-       "' (supported: bool, int8-64, uint8-64, float16/32/64, little-endian)");
+  Fail(what, ": unsupported dtype ", Quote(descr),
+       " (supported: bool, int8-64, uint8-64, float16/32/64, little-endian)");
 }
 
 // A recursive-descent reader for the small subset of Python literals numpy writes:
@@ -77,7 +79,7 @@ class DictParser {
         h.shape = Tuple();
         have_shape = true;
       } else {
-        Error("unexpected key '" + key + "'");
+        Error("unexpected key " + Quote(key));
       }
       SkipSpace();
       if (Peek() == ',') {
@@ -298,7 +300,8 @@ Array ReadNpy(const std::string& path) {
     Fail(path, ": truncated: data is ", available, " bytes but the header needs ", h.data_bytes);
   if (available > h.data_bytes)
     Fail(path, ": ", available - h.data_bytes, " trailing bytes after the array data");
-  HostVector<uint8_t> data(static_cast<size_t>(h.data_bytes));
+  HostVector<uint8_t> data;
+  ResizeChecked(data, h.data_bytes, path);
   if (!data.empty()) file.ReadAt(data_start, data.data(), data.size());
   return npy::FromData(std::move(h), std::move(data));
 }

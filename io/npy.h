@@ -12,6 +12,8 @@
 #pragma once
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "io/array.h"
@@ -21,8 +23,11 @@ namespace lethe::io {
 // `what` is used as the file name in error messages.
 Array ParseNpy(const std::string& bytes, const std::string& what);
 Array ReadNpy(const std::string& path);
-// Member names without the ".npy" suffix.
-std::map<std::string, Array> ReadNpz(const std::string& path);
+// Member names without the ".npy" suffix. Only the members named in `wanted` (when given)
+// are inflated and kept; every member's name and zip entry are still checked. The
+// members read may together expand at most zip::kMaxTotalRatio times the file size.
+std::map<std::string, Array> ReadNpz(const std::string& path,
+                                     const std::optional<std::set<std::string>>& wanted = {});
 
 std::string SerializeNpy(const Array& array);
 void WriteNpy(const std::string& path, const Array& array);  // atomic

@@ -8,9 +8,12 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/checked_alloc.h"
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/atomic_file.h"
 #include "io/input_file.h"
+#include "io/untrusted_json.h"
 
 namespace lethe::io {
 namespace {
@@ -40,34 +43,6 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// nlohmann keeps the last of duplicate keys silently; a file whose meaning depends on
-// which duplicate wins is refused instead. The callback sees every key while parsing.
-json ParseHeaderJson(const std::string& text, const std::string& path) {
-  std::vector<std::set<std::string>> seen;  // one set of keys per open object
-  std::string duplicate;
-  auto callback = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      seen.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      seen.pop_back();
-    } else if (event == json::parse_event_t::key && !seen.empty()) {
-      const std::string& key = parsed.get_ref<const std::string&>();
-      if (!seen.back().insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(text, callback);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    std::replace(what.begin(), what.end(), '\n', ' ');
-    Fail(path, ": header is not valid JSON: ", what);
-  }
-  if (!duplicate.empty()) Fail(path, ": header has duplicate key \"", duplicate, "\"");
-  return header;
-}
-
 struct Entry {
   std::string name;
   DType dtype;
@@ -77,16 +52,16 @@ struct Entry {
 
 uint64_t UnsignedField(const json& value, const std::string& where) {
   if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<int64_t>() >= 0))
-    Fail(where, " must be a non-negative integer, got ", value.dump());
+    Fail(where, " must be a non-negative integer, got ", JsonKind(value));
   return value.get<uint64_t>();
 }
 
 Entry ParseEntry(const std::string& name, const json& info, const std::string& path) {
-  const std::string where = path + ": tensor '" + name + "'";
+  const std::string where = path + ": tensor " + Quote(name);
   if (!info.is_object()) Fail(where, ": entry must be an object");
   for (auto it = info.begin(); it != info.end(); ++it) {
     if (it.key() != "dtype" && it.key() != "shape" && it.key() != "data_offsets")
-      Fail(where, ": unknown key \"", it.key(), "\"");
+      Fail(where, ": unknown key \"", Escape(it.key()), "\"");
   }
   for (const char* key : {"dtype", "shape", "data_offsets"})
     if (!info.contains(key)) Fail(where, ": missing \"", key, "\"");
@@ -95,7 +70,7 @@ Entry ParseEntry(const std::string& name, const json& info, const std::string& p
   e.name = name;
   const json& dtype = info["dtype"];
   if (!dtype.is_string() || !ParseDType(dtype.get<std::string>(), &e.dtype))
-    Fail(where, ": unknown dtype ", dtype.dump());
+    Fail(where, ": unknown dtype ", JsonKind(dtype));
 
   const json& shape = info["shape"];
   if (!shape.is_array()) Fail(where, ": shape must be an array");
@@ -104,13 +79,13 @@ Entry ParseEntry(const std::string& name, const json& info, const std::string& p
     const uint64_t d = UnsignedField(dim, where + ": shape entry");
     if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
         __builtin_mul_overflow(numel, d, &numel))
-      Fail(where, ": shape ", shape.dump(), " overflows");
+      Fail(where, ": shape of ", shape.size(), " dimensions overflows at dimension ", d);
     e.shape.push_back(static_cast<int64_t>(d));
   }
   uint64_t nbytes;
   if (numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
       __builtin_mul_overflow(numel, static_cast<uint64_t>(DTypeSize(e.dtype)), &nbytes))
-    Fail(where, ": shape ", shape.dump(), " overflows");
+    Fail(where, ": shape ", ShapeString(e.shape), " overflows");
 
   const json& offsets = info["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2)
@@ -146,7 +121,7 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
   if (header_size > kMaxHeaderSize)
     Fail(path, ": header length ", header_size, " exceeds the limit of ", kMaxHeaderSize, " bytes");
   const std::string header_text = file.ReadString(8, static_cast<size_t>(header_size));
-  const json header = ParseHeaderJson(header_text, path);
+  const json header = ParseUntrustedJson(header_text, path, "header ");
   if (!header.is_object()) Fail(path, ": header must be a JSON object");
 
   SafetensorsFile result;
@@ -156,7 +131,7 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
       if (!it->is_object()) Fail(path, ": __metadata__ must be an object of strings");
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string())
-          Fail(path, ": __metadata__ value for \"", m.key(), "\" must be a string");
+          Fail(path, ": __metadata__ value for \"", Escape(m.key()), "\" must be a string");
         result.metadata[m.key()] = m->get<std::string>();
       }
       continue;
@@ -173,13 +148,13 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
   for (size_t i = 0; i < entries.size(); ++i) {
     const Entry& e = entries[i];
     if (e.end > data_size)
-      Fail(path, ": tensor '", e.name, "' data_offsets end ", e.end,
+      Fail(path, ": tensor ", Quote(e.name), " data_offsets end ", e.end,
            " is past the end of the data buffer (", data_size, " bytes)");
     if (e.begin > expected)
       Fail(path, ": hole in the data buffer: bytes [", expected, ", ", e.begin,
-           ") belong to no tensor (before tensor '", e.name, "')");
+           ") belong to no tensor (before tensor ", Quote(e.name), ")");
     if (e.begin < expected)
-      Fail(path, ": tensor '", e.name, "' overlaps tensor '", entries[i - 1].name, "'");
+      Fail(path, ": tensor ", Quote(e.name), " overlaps tensor ", Quote(entries[i - 1].name));
     expected = e.end;
   }
   if (expected != data_size)
@@ -191,7 +166,7 @@ SafetensorsFile ReadSafetensors(const std::string& path) {
     Array array;
     array.dtype = e.dtype;
     array.shape = std::move(e.shape);
-    array.bytes.resize(static_cast<size_t>(e.end - e.begin));
+    ResizeChecked(array.bytes, e.end - e.begin, path + ": tensor " + Quote(e.name));
     if (!array.bytes.empty())
       file.ReadAt(data_start + e.begin, array.bytes.data(), array.bytes.size());
     result.tensors.emplace_back(std::move(e.name), std::move(array));
@@ -211,10 +186,10 @@ void WriteSafetensors(const std::string& path, const SafetensorsFile& file) {
   std::set<std::string> names;
   for (const auto& [name, array] : file.tensors) {
     if (name == "__metadata__" || !names.insert(name).second)
-      Fail(path, ": cannot write tensor name '", name, "' (reserved or duplicate)");
+      Fail(path, ": cannot write tensor name ", Quote(name), " (reserved or duplicate)");
     const uint64_t nbytes = static_cast<uint64_t>(array.NumElements()) * DTypeSize(array.dtype);
     if (array.bytes.size() != nbytes)
-      Fail(path, ": tensor '", name, "' has ", array.bytes.size(), " bytes but ",
+      Fail(path, ": tensor ", Quote(name), " has ", array.bytes.size(), " bytes but ",
            DTypeName(array.dtype), " ", ShapeString(array.shape), " needs ", nbytes);
     header[name] = {{"dtype", DTypeName(array.dtype)},
                     {"shape", array.shape},
@@ -225,7 +200,7 @@ void WriteSafetensors(const std::string& path, const SafetensorsFile& file) {
   try {
     text = header.dump();
   } catch (const nlohmann::json::exception& e) {  // e.g. a name that is not UTF-8
-    Fail(path, ": cannot encode header: ", e.what());
+    Fail(path, ": cannot encode header: ", Escape(e.what()));
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // the reference pads to 8-byte alignment
 

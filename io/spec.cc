@@ -5,7 +5,9 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/quote.h"
 #include "io/atomic_file.h"
+#include "io/untrusted_json.h"
 
 namespace lethe::io {
 namespace {
@@ -14,7 +16,7 @@ using nlohmann::json;
 
 void CheckKeys(const json& object, const std::set<std::string>& allowed, const std::string& where) {
   for (auto it = object.begin(); it != object.end(); ++it)
-    if (!allowed.count(it.key())) Fail(where, ": unknown key \"", it.key(), "\"");
+    if (!allowed.count(it.key())) Fail(where, ": unknown key \"", Escape(it.key()), "\"");
 }
 
 std::string StringField(const json& object, const char* key, const std::string& where) {
@@ -28,12 +30,7 @@ std::string StringField(const json& object, const char* key, const std::string& 
 }  // namespace
 
 ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what) {
-  json root;
-  try {
-    root = json::parse(json_text);
-  } catch (const json::exception& e) {
-    Fail(what, ": not valid JSON: ", e.what());
-  }
+  const json root = ParseUntrustedJson(json_text, what, "");
   if (!root.is_object()) Fail(what, ": must be a JSON object");
   CheckKeys(root, {"format", "layers", "loss", "l2"}, what);
   if (!root.contains("format") || root["format"] != "lethe/1")
@@ -46,7 +43,7 @@ ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what
   ModelSpec spec;
   auto loss = ParseLoss(root["loss"].get<std::string>());
   if (!loss)
-    Fail(what, ": unknown loss \"", root["loss"].get<std::string>(),
+    Fail(what, ": unknown loss \"", Escape(root["loss"].get<std::string>()),
          "\" (known: cross_entropy, logistic, mse)");
   spec.loss = *loss;
   if (root.contains("l2")) {
@@ -77,12 +74,12 @@ ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what
       }
       for (const std::string* name : {&ls.weight, &ls.bias})
         if (!name->empty() && !tensor_names.insert(*name).second)
-          Fail(where, ": tensor \"", *name, "\" is used twice");
+          Fail(where, ": tensor \"", Escape(*name), "\" is used twice");
       any_linear = true;
     } else {
       auto act = ParseActivation(type);
       if (!act)
-        Fail(where, ": unknown layer type \"", type,
+        Fail(where, ": unknown layer type \"", Escape(type),
              "\" (known: linear, relu, tanh, sigmoid, gelu, softplus, identity)");
       CheckKeys(layer, {"type"}, where);
       ls.type = LayerSpec::Type::kActivation;

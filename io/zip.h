@@ -22,17 +22,25 @@ struct Entry {
   uint32_t crc32 = 0;
   uint64_t compressed_size = 0;
   uint64_t uncompressed_size = 0;
-  uint64_t data_offset = 0;  // first byte of the member's (compressed) data
+  uint64_t local_offset = 0;  // its local header
+  uint64_t data_offset = 0;   // first byte of the member's (compressed) data
 };
 
-// Reads and validates the central directory and every local header.
+// Reads and validates the central directory and every local header; members must not
+// overlap (each byte of the file belongs to at most one member).
 // Throws lethe::Error "PATH: problem" or "PATH: member 'NAME': problem".
 std::vector<Entry> ReadDirectory(const InputFile& file);
 
-// Largest accepted deflate expansion: declared uncompressed size at most
+// Largest accepted deflate expansion of one member: declared uncompressed size at most
 // kMaxRatio * compressed size + kRatioSlack. Real data (floats) compresses far less.
 constexpr uint64_t kMaxRatio = 1024;
 constexpr uint64_t kRatioSlack = 1 << 20;
+// Largest accepted expansion of all the members a reader takes from one archive: their
+// declared sizes together at most kMaxTotalRatio * file size + kRatioSlack. Deflate
+// reaches ~1030x on constant data; float features compress 1-10x, one-hot or mostly-zero
+// ones perhaps 100x. An archive beyond this is refused with a message that says so
+// (numpy.savez, uncompressed, is never refused).
+constexpr uint64_t kMaxTotalRatio = 256;
 
 // Streams one member's uncompressed bytes, never past its declared size.
 class MemberReader {

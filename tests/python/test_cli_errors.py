@@ -59,6 +59,10 @@ LETHE = None  # set from --lethe in main()
 THREADS = ("--threads", "1")
 GIGABYTES_SECONDS = 5.0          # hostile size claims must fail at least this fast
 ADDRESS_SPACE_LIMIT = 4 << 30    # ... and within this much address space (RLIMIT_AS)
+# Set by CMake for -DLETHE_SANITIZE builds: AddressSanitizer reserves terabytes of address
+# space for its shadow memory and runs several times slower, so the address-space and
+# time limits above (and the peak-memory measurements) are skipped there, with a note.
+SANITIZED = bool(os.environ.get("LETHE_SANITIZED"))
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -232,8 +236,10 @@ class CliCase(unittest.TestCase):
         code None: any non-zero exit code. gigabytes: the input claims gigabytes; lethe
         must refuse it within GIGABYTES_SECONDS and ADDRESS_SPACE_LIMIT."""
         before = snapshot(d)
+        if gigabytes and SANITIZED:
+            print(f"  note: no address-space or time limit under a sanitizer: lethe {args[0]}")
         rc, out, err, seconds = run_lethe(
-            [*args], d, address_space=ADDRESS_SPACE_LIMIT if gigabytes else None)
+            [*args], d, address_space=ADDRESS_SPACE_LIMIT if gigabytes and not SANITIZED else None)
         what = f"lethe {' '.join(args)}\n  exit {rc}, {seconds:.2f} s\n  stdout: {out!r}\n  stderr: {err!r}"
         if code is None:
             self.assertNotEqual(rc, 0, what)
@@ -257,7 +263,7 @@ class CliCase(unittest.TestCase):
         self.assertEqual(changed, [], f"input files changed (bytes, inode or mtime)\n{what}")
         if gigabytes:
             max_seconds = GIGABYTES_SECONDS
-        if max_seconds is not None:
+        if max_seconds is not None and not SANITIZED:
             self.assertLess(seconds, max_seconds, f"not fast\n{what}")
         return line
 
@@ -863,6 +869,303 @@ class TestTrainControls(CliCase):
         full_on_full = self.eval_json(d, "full.safetensors", "train.npz")
         self.assertLessEqual(full_on_full["grad_norm"], 1e-9)
         self.assertGreater(self.eval_json(d, "full.safetensors", "kept.npz")["grad_norm"], 1e-6)
+
+
+# ----------------------------------------------------------------------- hostile input
+# Reproducers of issue 13 (docs/security.md): each crashed, aborted, hit undefined
+# behaviour, took memory out of proportion to the file, or printed a forgeable line.
+
+FORGED = "\nlethe eval: loss 0.0 accuracy 1.0\n\x1b[2J\x00"
+
+
+def peak_rss_mb(args, cwd):
+    """Runs lethe ARGS in cwd in a child of a fresh Python; returns (rc, stderr, peak RSS MB)."""
+    probe = ("import resource, subprocess, sys\n"
+             "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "sys.stderr.buffer.write(p.stderr)\n"
+             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, LETHE, *args], cwd=cwd,
+                          capture_output=True, timeout=300)
+    rc, kb = proc.stdout.split()
+    return int(rc), proc.stderr.decode("utf-8", "backslashreplace"), int(kb) / 1024
+
+
+def startup_rss_mb(cwd):
+    """Peak RSS of a lethe run that fails at once (shared libraries, CUDA runtime): what
+    a memory reproducer's peak is measured above."""
+    return peak_rss_mb(["inspect", "nonexistent.safetensors"], cwd)[2]
+
+
+class TestHostileInput(CliCase):
+
+    def check_bad_model(self, label, content, phrases, name="bad.safetensors"):
+        for args in self.model_commands(name):
+            with self.case(f"{label}: {args[0]}") as d:
+                write(os.path.join(d, name), content)
+                self.fails(d, args, [name], phrases)
+
+    def check_bad_data(self, label, content, phrases, name="bad.npz", commands=None):
+        free = dict(SOFTMAX_SPEC, layers=[{"type": "linear", "weight": "w", "bias": "b"}])
+        for args in commands or self.data_commands(name):
+            with self.case(f"{label}: {args[0]}", free__json=json.dumps(free)) as d:
+                write(os.path.join(d, name), content)
+                self.fails(d, args, [name], phrases)
+
+    def assert_clean_line(self, line, max_length=1000):
+        for bad in ("\x1b", "\x00", "\r", "accuracy 1.0\n"):
+            self.assertNotIn(bad, line)
+        self.assertLess(len(line), max_length, "error line not bounded")
+
+    # 1. Deep nesting in a safetensors header: the error path printed it recursively.
+    def test_deeply_nested_header_values(self):
+        deep = "[" * 66000 + "]" * 66000
+        for key in ("dtype", "shape"):
+            header = ('{"0.weight": {"dtype": "F64", "shape": [10, 64], "data_offsets": [0, 5120]}}'
+                      .replace('"F64"' if key == "dtype" else "[10, 64]", deep))
+            self.check_bad_model(f"{key} nested 66000 deep", safetensors_bytes(header, bytes(5120)),
+                                 ["header nests deeper than 16 levels"])
+        header = '{"__metadata__": {"a": ' + deep + "}}"
+        self.check_bad_model("metadata nested", safetensors_bytes(header, b""), ["nests deeper"])
+        # A value that is wrong but shallow is described, not printed.
+        header, size = model_header([("0.weight", "F64", (10, 64)), ("0.bias", "F64", (10,))])
+        header["0.bias"]["dtype"] = [[1, 2], [3]]
+        self.check_bad_model("dtype array", safetensors_bytes(header, bytes(size)),
+                             ["tensor '0.bias': unknown dtype an array"])
+
+    # 6. Header cost: many small values.
+    def test_header_with_millions_of_values(self):
+        header = '{"__metadata__": {"a": "b"}, "x": {"dtype": "F64", "shape": [' + \
+            ",".join(["[]"] * 1_100_000) + '], "data_offsets": [0, 0]}}'
+        name = "bad.safetensors"
+        with self.case("1.1 million values") as d:
+            write(os.path.join(d, name), safetensors_bytes(header, b""))
+            self.fails(d, ["inspect", name], [name], ["header has more than 1048576 JSON values"])
+            if not SANITIZED:
+                rc, err, mb = peak_rss_mb(["inspect", name], d)
+                mb -= startup_rss_mb(d)
+                self.assertLess(mb, 400, f"peak RSS {mb:.0f} MB above startup for a "
+                                         f"{len(header) >> 20} MB header")
+
+    # 2. Widths and parameter counts that overflow int64.
+    def test_widths_overflow(self):
+        def spec(*outs, last_out=None):
+            layers = []
+            for i, out in enumerate(outs):
+                layers += [{"type": "linear", "weight": f"{i}.w", "out": out}, {"type": "tanh"}]
+            layers.append({"type": "linear", "weight": "last.w", **({"out": last_out} if last_out else {})})
+            return json.dumps({"format": "lethe/1", "layers": layers, "loss": "cross_entropy"})
+        cases = [("out 2^62", spec(2**62), "output width 4611686018427387904 exceeds the limit"),
+                 ("out 10^12 twice", spec(10**12, 10**12), "exceeds the limit"),
+                 ("out 2^30 twice", spec(2**30, 2**30), "parameters, more than the limit"),
+                 ("last out 2^62", spec(last_out=2**62), "exceeds the limit")]
+        for label, text, phrase in cases:
+            with self.case(label, big__json=text) as d:
+                # InitializeModel names the data "with the spec", not the spec's file.
+                self.fails(d, ["train", "--spec", "big.json", "--data", "train.npz",
+                               "--out", "out.safetensors", *THREADS], ["train.npz"],
+                           ["with the spec: layer 0", phrase])
+
+    # 3. and 4. Labels that are not integers, do not fit int64, or decide the class count.
+    def test_hostile_labels(self):
+        X, y, ids = load_train()
+        # A spec without "out": the labels decide the class count.
+        train = ("train", "--spec", "free.json", "--data", "bad.npz", "--out",
+                 "out.safetensors", *THREADS)
+        evaluate = ("eval", "--model", "model.safetensors", "--data", "bad.npz", *THREADS)
+        cases = [(2.0**62, "label 4611686018427387904 of id 3 is out of range [0, 2147483648)"),
+                 (1e300, "label 1e+300 of id 3 is out of range"),
+                 (9.3e18, "label 9.3e+18 of id 3 is out of range"),
+                 (3e9, "label 3000000000 of id 3 is out of range"),
+                 (1.5, "label 1.5 of id 3 is not an integer (row 3)"),
+                 (1e5, "label 100000 of id 3 (row 3) would make 100001 classes, but only 11 "
+                       "distinct labels occur in 1437 rows"),
+                 (1e7, "would make 10000001 classes")]
+        for value, phrase in cases:
+            bad = y.astype(np.float64)
+            bad[3] = value
+            self.check_bad_data(f"label {value}", TestData.npz(X=X, y=bad, ids=ids), [phrase],
+                                commands=[train])
+        big = y.astype(np.int64)
+        big[3] = np.iinfo(np.int64).max
+        for args in (train, evaluate):
+            self.check_bad_data(f"int64 max: {args[0]}", TestData.npz(X=X, y=big, ids=ids),
+                                ["label 9223372036854775808 of id 3 is out of range", "(row 3)"],
+                                commands=[args])
+        with self.case("1.5 against a model") as d:
+            bad = y.astype(np.float64)
+            bad[5] = 1.5
+            write(os.path.join(d, "bad.npz"), TestData.npz(X=X, y=bad, ids=ids))
+            self.fails(d, list(evaluate), ["bad.npz"], ["label 1.5 of id 5 is not an integer (row 5)"])
+        # CSV spellings of the same labels.
+        for text, phrase in (("1e300", "label 1e+300 of id 1 is out of range"),
+                             ("1.5", "label 1.5 of id 1 is not an integer (row 1)")):
+            csv = "a,b,label\n0,1,0\n1,0," + text + "\n1,1,1\n"
+            with self.case(f"csv {text}", bad__csv=csv, two__json=json.dumps(
+                    dict(SOFTMAX_SPEC, layers=[{"type": "linear", "weight": "w"}]))) as d:
+                self.fails(d, ["train", "--spec", "two.json", "--data", "bad.csv", "--out",
+                               "out.safetensors", *THREADS], ["bad.csv"], [phrase])
+
+    def test_stray_label_allowed_when_the_spec_says_so(self):
+        # Unused classes are fine when "out" says how many classes there are.
+        X, y, ids = load_train()
+        spec = dict(SOFTMAX_SPEC, layers=[dict(SOFTMAX_SPEC["layers"][0], out=2000)])
+        bad = y.astype(np.int64)
+        bad[3] = 1999
+        with self.case("out 2000", wide__json=json.dumps(spec)) as d:
+            write(os.path.join(d, "wide.npz"), TestData.npz(X=X, y=bad, ids=ids))
+            self.succeeds(d, ["train", "--spec", "wide.json", "--data", "wide.npz", "--out",
+                              "out.safetensors", *THREADS, *QUICK_TRAIN])
+
+    def test_pandas_index_column_hint(self):
+        X, y, ids = load_train()
+        rows = ["," + ",".join(f"f{j}" for j in range(64)) + ",label"]
+        rows += [f"{i}," + ",".join(str(v) for v in X[i]) + f",{y[i]}" for i in range(50)]
+        for header in ("", "Unnamed: 0"):
+            text = "\n".join(rows).replace(",", header + ",", 1) if header else "\n".join(rows)
+            with self.case(f"index column {header!r}", pandas__csv=text + "\n") as d:
+                self.fails(d, ["eval", "--model", "model.safetensors", "--data", "pandas.csv",
+                               *THREADS], ["pandas.csv"],
+                           ["X has 65 features per example but the model's first layer takes 64",
+                            f"its first column '{header}' holds 0, 1, ..., 49",
+                            "to_csv(index=False)"])
+
+    # 5. npz amplification: overlapping members, unused members, total expansion.
+    def test_npz_overlapping_members(self):
+        X, y, ids = load_train()
+        # Member "X.npy" is stored; its data are y.npy's local header and data.
+        inner = zip_bytes([("y.npy", npy_bytes(y), None)])
+        y_local_end = inner.index(b"PK\x01\x02")  # y's local header + data
+        y_part = inner[:y_local_end]
+        name = b"X.npy"
+        x_local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0x21,
+                              zlib.crc32(y_part), len(y_part), len(y_part), len(name), 0) + name
+        body = x_local + y_part
+        central = b""
+        for member, offset, size, crc in ((b"X.npy", 0, len(y_part), zlib.crc32(y_part)),):
+            central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0x21, crc,
+                                   size, size, len(member), 0, 0, 0, 0, 0, offset) + member
+        # y.npy's central entry points at its local header inside X.npy's data.
+        y_cd = inner[y_local_end:inner.index(b"PK\x05\x06")]
+        y_cd = bytearray(y_cd)
+        struct.pack_into("<I", y_cd, 42, 0xFFFFFFFF)  # offset lives in the zip64 extra field
+        extra_at = 46 + len(b"y.npy")
+        struct.pack_into("<Q", y_cd, extra_at + 4 + 16, len(x_local))
+        central += bytes(y_cd)
+        archive = body + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 2, 2, len(central),
+                                               len(body), 0)
+        self.check_bad_data("y inside X", archive, ["overlaps member"])
+
+    def test_npz_unused_members_are_not_read(self):
+        X, y, ids = load_train()
+        good = [(k + ".npy", npy_bytes(v), None) for k, v in (("X", X), ("y", y), ("ids", ids))]
+        archive = bytearray(zip_bytes(good + [("junk.npy", bytes(100000), None)]))
+        junk = archive.index(b"junk.npy") + len(b"junk.npy") + 20
+        archive[junk + 10:junk + 60] = b"\xff" * 50  # corrupt its deflate stream
+        d = self.fresh()
+        write(os.path.join(d, "extra.npz"), bytes(archive))
+        self.succeeds(d, ["eval", "--model", "model.safetensors", "--data", "extra.npz", *THREADS])
+
+    def test_npz_total_expansion_budget(self):
+        X, y, ids = load_train()
+        zeros = np.zeros((80_000, 64))  # 41 MB that deflate to ~40 kB
+        members = [("X.npy", npy_bytes(zeros), None),
+                   ("y.npy", npy_bytes(np.zeros(80_000, dtype=np.int64)), None)]
+        self.check_bad_data("41 MB of zeros", zip_bytes(members),
+                            ["members to read declare", "zip bomb?"])
+
+    def test_npz_corrupt_stream_memory(self):
+        # X.npy declares 200 MB (zeros, so it deflates ~1000x) but its deflate stream breaks
+        # 5% of the way in: memory must follow what was inflated, not what was declared.
+        raw = npy_bytes(np.zeros((200_000_000 // 512, 64)))
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        packed = bytearray(comp.compress(raw) + comp.flush())
+        cut = len(packed) // 20
+        packed[cut:] = np.random.default_rng(1).integers(0, 256, len(packed) - cut,
+                                                         dtype=np.uint8).tobytes()
+        name = b"X.npy"
+        out = struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, 8, 0, 0x21, zlib.crc32(raw),
+                          0xFFFFFFFF, 0xFFFFFFFF, len(name), 20)
+        out += name + struct.pack("<HHQQ", 1, 16, len(raw), len(packed)) + packed
+        out += bytes(1 << 20)  # unreferenced padding: keeps the file within the expansion budget
+        central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, 8, 0, 0x21,
+                              zlib.crc32(raw), 0xFFFFFFFF, 0xFFFFFFFF, len(name), 28, 0, 0, 0,
+                              0o644 << 16, 0xFFFFFFFF)
+        central += name + struct.pack("<HHQQQ", 1, 24, len(raw), len(packed), 0)
+        archive = out + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central),
+                                              len(out), 0)
+        del raw
+        args = ["eval", "--model", "model.safetensors", "--data", "bad.npz", *THREADS]
+        with self.case("broken stream") as d:
+            write(os.path.join(d, "bad.npz"), archive)
+            self.fails(d, args, ["bad.npz", "member 'X.npy'"], ["corrupt deflate data"])
+            if not SANITIZED:
+                rc, err, mb = peak_rss_mb(args, d)
+                self.assertEqual(rc, 1, err)
+                mb -= startup_rss_mb(d)
+                self.assertLess(mb, 100, f"peak RSS {mb:.0f} MB above startup; the member "
+                                         "declares 200 MB")
+
+    # 7. Names and values from files are escaped and bounded in the one error line.
+    def test_errors_cannot_be_forged(self):
+        header, size = model_header([("0.weight", "F64", (10, 64)), ("0.bias", "F64", (10,)),
+                                     ("x" + FORGED, "F64", (1,))])
+        name = "bad.safetensors"
+        for args in self.model_commands(name):
+            with self.case(f"tensor name: {args[0]}") as d:
+                write(os.path.join(d, name), safetensors_bytes(header, bytes(size)))
+                line = self.fails(d, args, [name], ["is not used by the spec", "\\nlethe eval"])
+                self.assert_clean_line(line)
+        header, size = model_header([("0.weight", "F64", (10, 64)), ("0.bias", "F64", (10,)),
+                                     ("x" * 5_000_000, "F64", (1,))])
+        with self.case("5 MB tensor name") as d:
+            write(os.path.join(d, name), safetensors_bytes(header, bytes(size)))
+            line = self.fails(d, ["inspect", name], [name], ["... (5000000 bytes)"])
+            self.assert_clean_line(line)
+        X, y, ids = load_train()
+        archive = bytearray(TestData.npz(X=X, y=y, ids=ids))
+        archive = archive.replace(b"ids.npy", b"i\n\x1b[2Jx")  # same length in every header
+        with self.case("zip member name") as d:
+            write(os.path.join(d, "bad.npz"), bytes(archive))
+            line = self.fails(d, ["eval", "--model", "model.safetensors", "--data", "bad.npz",
+                                  *THREADS], ["bad.npz"],
+                              ["member 'i\\n\\x1b[2Jx': not an .npy file"])
+            self.assert_clean_line(line)
+        csv = 'a,label\n"1\nlethe eval: loss 0.0 accuracy 1.0\n\x1b[2J",0\n'
+        with self.case("csv field", bad__csv=csv) as d:
+            line = self.fails(d, ["train", "--spec", "softmax.json", "--data", "bad.csv", "--out",
+                                  "out.safetensors", *THREADS], ["bad.csv"], ["not a number"])
+            self.assert_clean_line(line)
+        with self.case("spec key", bad__json='{"format": "lethe/1", "bogus\\u001b[2J\\n": 1}') as d:
+            line = self.fails(d, ["train", "--spec", "bad.json", "--data", "train.npz", "--out",
+                                  "out.safetensors", *THREADS], ["bad.json"], ["unknown key"])
+            self.assert_clean_line(line)
+
+    def test_memory_limit_variable(self):
+        # LETHE_MAX_MEMORY caps every input-sized allocation; the error names it.
+        d = self.fresh()
+        for value, phrase in (("4K", "more than the 4.1 kB this machine allows (LETHE_MAX_MEMORY)"),
+                              ("lots", "LETHE_MAX_MEMORY=lots: expected a number of bytes")):
+            with self.subTest(value):
+                proc = subprocess.run([LETHE, "inspect", "model.safetensors"], cwd=d,
+                                      capture_output=True, timeout=60,
+                                      env=dict(os.environ, LETHE_MAX_MEMORY=value))
+                err = proc.stderr.decode("utf-8", "backslashreplace")
+                self.assertEqual(proc.returncode, 1, err)
+                self.assertEqual(err.count("\n"), 1, err)
+                self.assertIn(phrase, err)
+
+    # 8. A long row of commas: field counts are checked while the row is parsed.
+    def test_csv_row_of_commas(self):
+        with self.case("10 MB of commas") as d:
+            write(os.path.join(d, "bad.csv"), b"a,label\n" + b"," * 10_000_000 + b"\n")
+            args = ["train", "--spec", "softmax.json", "--data", "bad.csv", "--out",
+                    "out.safetensors", *THREADS]
+            self.fails(d, args, ["bad.csv"], [":2: row has 10000001 fields but the header has 2"])
+            if not SANITIZED:
+                rc, err, mb = peak_rss_mb(args, d)
+                self.assertEqual(rc, 1, err)
+                mb -= startup_rss_mb(d)
+                self.assertLess(mb, 60, f"peak RSS {mb:.0f} MB above startup for a 10 MB file")
 
 
 # ----------------------------------------------------------------------------- main

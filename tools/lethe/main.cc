@@ -1,6 +1,9 @@
 // lethe: the command line. Each subcommand lives in its own cmd_*.cc; this file only
 // dispatches and turns errors into one stderr line and an exit code:
 //   0 success, 1 lethe::Error (bad input, failed solve), 2 bad command-line usage.
+// Any other exception (a library's std::length_error, say) is still the caller's input
+// reaching a limit, so it gets the same one line and exit 1 rather than std::terminate.
+// Every line goes through Escape: whatever a message quotes, it stays one bounded line.
 #include <boost/program_options.hpp>
 #include <cstring>
 #include <iostream>
@@ -8,6 +11,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/quote.h"
 #include "tools/lethe/commands.h"
 
 namespace {
@@ -18,6 +22,12 @@ void PrintUsage() {
                "details)\n\ncommands:\n";
   for (const auto& c : lethe::cli::AllCommands())
     std::cout << "  " << c.name << std::string(16 - std::strlen(c.name), ' ') << c.summary << "\n";
+}
+
+// "lethe NAME: MESSAGE" with MESSAGE escaped and bounded: exactly one line.
+void PrintError(const std::string& name, const std::string& message) {
+  std::cerr << "lethe " << name << ": " << lethe::Escape(message, lethe::kMaxErrorLineBytes)
+            << "\n";
 }
 
 }  // namespace
@@ -39,16 +49,24 @@ int main(int argc, char** argv) {
     try {
       return c.run(args);
     } catch (const lethe::Error& e) {
-      std::cerr << "lethe " << name << ": " << e.what() << "\n";
+      PrintError(name, e.what());
       return 1;
     } catch (const boost::program_options::error& e) {
-      std::cerr << "lethe " << name << ": " << e.what() << " (see lethe " << name << " --help)\n";
+      PrintError(name, std::string(e.what()) + " (see lethe " + name + " --help)");
       return 2;
     } catch (const std::bad_alloc&) {
-      std::cerr << "lethe " << name << ": out of memory\n";
+      // Allocations sized from input files are checked where they happen and name what
+      // they were for (common/checked_alloc.h); this is everything else.
+      PrintError(name, "out of memory (the model's or the solver's working buffers do not fit)");
+      return 1;
+    } catch (const std::exception& e) {
+      PrintError(name, std::string("error: ") + e.what());
+      return 1;
+    } catch (...) {
+      PrintError(name, "unknown error");
       return 1;
     }
   }
-  std::cerr << "lethe: unknown command '" << name << "' (see lethe --help)\n";
+  std::cerr << "lethe: unknown command " << lethe::Quote(name) << " (see lethe --help)\n";
   return 2;
 }
