@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "common/host_memory.h"
 #include "kernels/scalar_math.h"
@@ -220,6 +222,65 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // The lower triangle of out in square tiles, each tile one thread's single-threaded
+  // product (Eigen does not parallelise its triangular rank update, and a tile per thread
+  // needs no reduction): off-diagonal tiles are GEMMs, diagonal tiles symmetric rank
+  // updates (SYRK) of the √|w|-scaled rows when w has one sign, so the whole costs n·k²
+  // flops; the upper triangle is then copied from the lower.
+  void WeightedGram(T alpha, const Matrix<T>& X, const Matrix<T>& w, T beta,
+                    Matrix<T> out) override {
+    const int64_t n = X.rows(), k = X.cols();
+    LETHE_CHECK(w.rows() == n && w.cols() == 1 && out.rows() == k && out.cols() == k);
+    auto o = Mut(out);
+    if (beta == T(0))
+      o.template triangularView<Eigen::Lower>().setZero();
+    else if (beta != T(1))
+      o.template triangularView<Eigen::Lower>() *= beta;
+    bool positive = false, negative = false;
+    for (int64_t i = 0; i < n; ++i) {
+      positive |= w.data()[i * w.ld()] > T(0);
+      negative |= w.data()[i * w.ld()] < T(0);
+    }
+    // One sign: Σ wᵢ xᵢxᵢᵀ = sign · Σ sᵢsᵢᵀ with sᵢ = √|wᵢ| xᵢ (S·Sᵀ products only). Mixed
+    // signs: Xᵀ · (diag(w) X), every tile a GEMM.
+    const bool one_sign = !(positive && negative);
+    const T scale = alpha * (negative && one_sign ? T(-1) : T(1));
+    if (n > 0 && k > 0 && (positive || negative)) {
+      scratch_.resize(static_cast<size_t>(n * k));
+      MutMap<T> s(scratch_.data(), n, k, Eigen::OuterStride<>(k));
+      const auto x = In(X);
+#pragma omp parallel for if (n * k > kParallelThreshold)
+      for (int64_t i = 0; i < n; ++i) {
+        const T wi = w.data()[i * w.ld()];
+        s.row(i) = (one_sign ? std::sqrt(std::abs(wi)) : wi) * x.row(i);
+      }
+      const ConstMap<T> left = one_sign ? ConstMap<T>(scratch_.data(), n, k, Eigen::OuterStride<>(k))
+                                        : x;
+      // Tiles of about kGramTile: large enough for GEMM-rate products, small enough that
+      // the triangle splits evenly over the threads.
+      const int64_t per_side = (k + kGramTile - 1) / kGramTile;
+      std::vector<std::pair<int64_t, int64_t>> tiles;  // (I, J), I ≥ J: the lower triangle
+      for (int64_t I = 0; I < per_side; ++I)
+        for (int64_t J = 0; J <= I; ++J) tiles.emplace_back(I, J);
+      auto edge = [&](int64_t t) { return k * t / per_side; };
+      Eigen::setNbThreads(1);
+#pragma omp parallel for schedule(dynamic, 1) if (n * k * k > kParallelGemmThreshold)
+      for (size_t t = 0; t < tiles.size(); ++t) {
+        const auto [I, J] = tiles[t];
+        const int64_t r0 = edge(I), rows = edge(I + 1) - r0, c0 = edge(J), cols = edge(J + 1) - c0;
+        auto tile = o.block(r0, c0, rows, cols);
+        if (I == J && one_sign)
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(s.middleCols(r0, rows).transpose(),
+                                                                   scale);
+        else
+          tile.noalias() += scale * left.middleCols(r0, rows).transpose() * s.middleCols(c0, cols);
+      }
+      Eigen::setNbThreads(threads_);
+    }
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = i + 1; j < k; ++j) o(i, j) = o(j, i);
+  }
+
   void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) override {
     CheckSameShape(Z.rows(), Z.cols(), out.rows(), out.cols());
     LETHE_CHECK(order >= 0 && order <= 2);
@@ -328,7 +389,10 @@ class CpuBackend final : public Backend<T> {
   }
 
  private:
+  // WeightedGram's tile side (see there).
+  static constexpr int64_t kGramTile = 256;
   int threads_ = 1;
+  std::vector<T> scratch_;  // WeightedGram's scaled rows, n × k, kept between calls
 };
 
 }  // namespace
