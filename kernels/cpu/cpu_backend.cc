@@ -10,6 +10,7 @@
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -56,6 +57,20 @@ constexpr int64_t kParallelThreshold = 1 << 18;
 constexpr int64_t kParallelGemmThreshold = int64_t{1} << 24;
 // Thin products (see Gemm) are split across threads by hand from this many multiply-adds.
 constexpr int64_t kSplitGemmThreshold = int64_t{1} << 20;
+
+// The lower-triangle tiles (row block ≥ column block) of a k × k matrix cut into squares of
+// about `tile`, as {first row, rows, first column, columns}: work for a parallel loop in
+// which each tile is one thread's single-threaded product (Eigen parallelises neither its
+// triangular rank update nor its triangular solves, and tiles need no reduction).
+std::vector<std::array<int64_t, 4>> LowerTiles(int64_t k, int64_t tile) {
+  const int64_t per_side = (k + tile - 1) / tile;
+  auto edge = [&](int64_t t) { return k * t / per_side; };
+  std::vector<std::array<int64_t, 4>> tiles;
+  for (int64_t I = 0; I < per_side; ++I)
+    for (int64_t J = 0; J <= I; ++J)
+      tiles.push_back({edge(I), edge(I + 1) - edge(I), edge(J), edge(J + 1) - edge(J)});
+  return tiles;
+}
 
 void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
   LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
@@ -256,20 +271,15 @@ class CpuBackend final : public Backend<T> {
       }
       const ConstMap<T> left = one_sign ? ConstMap<T>(scratch_.data(), n, k, Eigen::OuterStride<>(k))
                                         : x;
-      // Tiles of about kGramTile: large enough for GEMM-rate products, small enough that
-      // the triangle splits evenly over the threads.
-      const int64_t per_side = (k + kGramTile - 1) / kGramTile;
-      std::vector<std::pair<int64_t, int64_t>> tiles;  // (I, J), I ≥ J: the lower triangle
-      for (int64_t I = 0; I < per_side; ++I)
-        for (int64_t J = 0; J <= I; ++J) tiles.emplace_back(I, J);
-      auto edge = [&](int64_t t) { return k * t / per_side; };
+      // Tiles of about kTile: large enough for GEMM-rate products, small enough that the
+      // triangle splits evenly over the threads.
+      const auto tiles = LowerTiles(k, kTile);
       Eigen::setNbThreads(1);
 #pragma omp parallel for schedule(dynamic, 1) if (n * k * k > kParallelGemmThreshold)
       for (size_t t = 0; t < tiles.size(); ++t) {
-        const auto [I, J] = tiles[t];
-        const int64_t r0 = edge(I), rows = edge(I + 1) - r0, c0 = edge(J), cols = edge(J + 1) - c0;
+        const auto [r0, rows, c0, cols] = tiles[t];
         auto tile = o.block(r0, c0, rows, cols);
-        if (I == J && one_sign)
+        if (r0 == c0 && one_sign)
           tile.template selfadjointView<Eigen::Lower>().rankUpdate(s.middleCols(r0, rows).transpose(),
                                                                    scale);
         else
@@ -334,15 +344,52 @@ class CpuBackend final : public Backend<T> {
       for (int64_t j = i + 1; j < n; ++j)
         a[i * ld + j] = a[j * ld + i] = T(0.5) * (a[i * ld + j] + a[j * ld + i]);
   }
+  // Right-looking blocked Cholesky on the row-major lower triangle, panels of kTile: the
+  // panel's diagonal block by Eigen's LLT (on the column-major view, whose upper triangle it
+  // is), the panel below it by a triangular solve split over the threads by rows, and the
+  // trailing update A₂₂ −= L₂₁ L₂₁ᵀ (nearly all of the p³/3 flops) in parallel lower tiles,
+  // as WeightedGram. Eigen's own blocked LLT does its trailing updates as triangular rank
+  // updates, which it runs on one thread.
   bool CholeskyFactor(Matrix<T> A) override {
     LETHE_CHECK(A.rows() == A.cols());
-    Eigen::setNbThreads(threads_);  // blocked: its updates are large GEMMs
-    ColMajorMap<T> a = Transposed(A);
-    Eigen::LLT<
-        Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>,
-        Eigen::Upper>
-        llt(a);
-    return llt.info() == Eigen::Success;
+    const int64_t p = A.rows();
+    auto a = Mut(A);
+    ColMajorMap<T> t = Transposed(A);  // t(i, j) = a(j, i): the same storage
+    using Ref = Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+    Eigen::setNbThreads(1);
+    bool ok = true;
+    for (int64_t k0 = 0; k0 < p && ok; k0 += kTile) {
+      const int64_t kb = std::min(kTile, p - k0), rest = p - k0 - kb;
+      auto diagonal = t.block(k0, k0, kb, kb);
+      Eigen::LLT<Ref, Eigen::Upper> llt(diagonal);  // in place: L₁₁ᵀ
+      if (llt.info() != Eigen::Success) {
+        ok = false;
+        break;
+      }
+      if (rest == 0) break;
+      // L₂₁ = A₂₁ L₁₁⁻ᵀ, i.e. L₂₁ᵀ = L₁₁⁻¹ A₂₁ᵀ: columns of the column-major view.
+      const auto U = t.block(k0, k0, kb, kb).template triangularView<Eigen::Upper>();
+      const bool parallel = rest * kb * kb > kParallelGemmThreshold;
+      const int parts = parallel ? threads_ : 1;
+#pragma omp parallel for num_threads(parts) schedule(static) if (parallel)
+      for (int part = 0; part < parts; ++part) {
+        const int64_t c0 = rest * part / parts, cc = rest * (part + 1) / parts - c0;
+        if (cc > 0) U.transpose().solveInPlace(t.block(k0, k0 + kb + c0, kb, cc));
+      }
+      const auto L21 = a.block(k0 + kb, k0, rest, kb);
+      const auto tiles = LowerTiles(rest, kTile);
+#pragma omp parallel for schedule(dynamic, 1) if (rest * rest * kb > kParallelGemmThreshold)
+      for (size_t i = 0; i < tiles.size(); ++i) {
+        const auto [r0, rows, c0, cols] = tiles[i];
+        auto tile = a.block(k0 + kb + r0, k0 + kb + c0, rows, cols);
+        if (r0 == c0)
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(L21.middleRows(r0, rows), T(-1));
+        else
+          tile.noalias() -= L21.middleRows(r0, rows) * L21.middleRows(c0, cols).transpose();
+      }
+    }
+    Eigen::setNbThreads(threads_);
+    return ok;
   }
   void CholeskySolve(const Matrix<T>& L, Matrix<T> X) override {
     LETHE_CHECK(L.rows() == L.cols() && X.cols() == L.rows());
@@ -389,8 +436,9 @@ class CpuBackend final : public Backend<T> {
   }
 
  private:
-  // WeightedGram's tile side (see there).
-  static constexpr int64_t kGramTile = 256;
+  // The tile side of WeightedGram and CholeskyFactor's trailing updates, and the latter's
+  // panel width.
+  static constexpr int64_t kTile = 256;
   int threads_ = 1;
   std::vector<T> scratch_;  // WeightedGram's scaled rows, n × k, kept between calls
 };
