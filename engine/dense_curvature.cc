@@ -79,8 +79,7 @@ bool DenseCurvature(Objective<T>& objective, Curvature /*curvature*/,
 
 template bool DenseCurvature<float>(Objective<float>&, Curvature, const kernels::Matrix<float>&,
                                     double, kernels::Matrix<float>);
-template bool DenseCurvature<double>(Objective<double>&, Curvature,
-                                     const kernels::Matrix<double>&, double,
-                                     kernels::Matrix<double>);
+template bool DenseCurvature<double>(Objective<double>&, Curvature, const kernels::Matrix<double>&,
+                                     double, kernels::Matrix<double>);
 
 }  // namespace lethe

@@ -6,10 +6,11 @@
 // a time, each product written straight into rows i … i+k−1 of the p × p matrix (A is
 // symmetric), so the backend holds p² + k·p values (20000² · 8 B = 3.2 GB in f64 at the
 // default max_params). Where the operator can write itself out (LinearOperator::FormDense,
-// DirectOptions::dense_form) that replaces the products. The formed matrix is symmetrised, (A + Aᵀ)/2, to remove the
-// rounding asymmetry of the Hessian-vector products before Cholesky. When A is not
-// positive definite the smallest eigenvalue μ is reported (A is formed again for it):
-// A + |μ|·I is singular and any damping above |μ| makes it positive definite.
+// DirectOptions::dense_form) that replaces the products, and is exactly symmetric already.
+// Formed from products, A is symmetrised, (A + Aᵀ)/2, to remove their rounding asymmetry
+// before Cholesky. When A is not positive definite the smallest eigenvalue μ is reported (A
+// is formed again for it): A + |μ|·I is singular and any damping above |μ| makes it
+// positive definite.
 //
 // Cost: p operator applications (p/k passes over the data with k vectors each) or the
 // operator's dense form,

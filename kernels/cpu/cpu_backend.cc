@@ -269,8 +269,8 @@ class CpuBackend final : public Backend<T> {
         const T wi = w.data()[i * w.ld()];
         s.row(i) = (one_sign ? std::sqrt(std::abs(wi)) : wi) * x.row(i);
       }
-      const ConstMap<T> left = one_sign ? ConstMap<T>(scratch_.data(), n, k, Eigen::OuterStride<>(k))
-                                        : x;
+      const ConstMap<T> left =
+          one_sign ? ConstMap<T>(scratch_.data(), n, k, Eigen::OuterStride<>(k)) : x;
       // Tiles of about kTile: large enough for GEMM-rate products, small enough that the
       // triangle splits evenly over the threads.
       const auto tiles = LowerTiles(k, kTile);
@@ -280,8 +280,8 @@ class CpuBackend final : public Backend<T> {
         const auto [r0, rows, c0, cols] = tiles[t];
         auto tile = o.block(r0, c0, rows, cols);
         if (r0 == c0 && one_sign)
-          tile.template selfadjointView<Eigen::Lower>().rankUpdate(s.middleCols(r0, rows).transpose(),
-                                                                   scale);
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(
+              s.middleCols(r0, rows).transpose(), scale);
         else
           tile.noalias() += scale * left.middleCols(r0, rows).transpose() * s.middleCols(c0, cols);
       }
@@ -355,7 +355,8 @@ class CpuBackend final : public Backend<T> {
     const int64_t p = A.rows();
     auto a = Mut(A);
     ColMajorMap<T> t = Transposed(A);  // t(i, j) = a(j, i): the same storage
-    using Ref = Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+    using Ref =
+        Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
     Eigen::setNbThreads(1);
     bool ok = true;
     for (int64_t k0 = 0; k0 < p && ok; k0 += kTile) {

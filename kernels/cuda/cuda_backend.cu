@@ -546,8 +546,8 @@ class CudaBackend final : public Backend<T> {
       T* s = static_cast<T*>(context_->Workspace(sizeof(T) * n * k));
       LaunchElements(stream_, n, k, ScaleRowsOp<T>{X.data(), w.data(), s, X.ld(), w.ld(), k});
       LETHE_CUDA_CHECK(CublasSyrkx(context_->cublas(), CUBLAS_FILL_MODE_UPPER, k, n, &alpha,
-                                   X.data(), std::max<int64_t>(1, X.ld()), s, k, &beta,
-                                   out.data(), std::max<int64_t>(1, out.ld())));
+                                   X.data(), std::max<int64_t>(1, X.ld()), s, k, &beta, out.data(),
+                                   std::max<int64_t>(1, out.ld())));
     }
     LaunchElements(stream_, k, k, MirrorLowerOp<T>{out.data(), out.ld()});
   }

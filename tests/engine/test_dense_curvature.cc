@@ -82,12 +82,12 @@ void ExpectDenseEqualsProducts(const Case& c, double tolerance) {
     worst = std::max(worst, std::fabs(got[i] - ref[i]));
     scale = std::max(scale, std::fabs(ref[i]));
   }
-  EXPECT_LE(worst, tolerance * scale) << c.name() << ": max |dense − products| " << worst
-                                      << " of max |entry| " << scale;
+  EXPECT_LE(worst, tolerance * scale)
+      << c.name() << ": max |dense − products| " << worst << " of max |entry| " << scale;
   for (int64_t i = 0; i < p; ++i)
     for (int64_t j = 0; j < i; ++j)
-      ASSERT_EQ(got[i * p + j], got[j * p + i]) << c.name() << ": not symmetric at " << i << ", "
-                                                << j;
+      ASSERT_EQ(got[i * p + j], got[j * p + i])
+          << c.name() << ": not symmetric at " << i << ", " << j;
 }
 
 TEST(DenseCurvature, EqualsProductColumnsF64) {
@@ -100,9 +100,8 @@ TEST(DenseCurvature, EqualsProductColumnsF32) {
 
 TEST(DenseCurvature, DeclinesModelsWithMoreThanOneLinearLayer) {
   io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 20, 5, 3, 9);
-  Model model =
-      testing::RandomModel(testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 4, 0.01),
-                           data, 10);
+  Model model = testing::RandomModel(
+      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 4, 0.01), data, 10);
   auto be = kernels::MakeBackend<double>({});
   Objective<double> objective(*be, model.arch, UploadData(*be, data));
   kernels::Matrix<double> theta = be->Allocate(1, objective.num_params());
@@ -128,8 +127,7 @@ TEST(DenseCurvature, DirectSolveAgreesWithProductForm) {
   CurvatureOperator<double> op(objective, theta, Curvature::kHessian, 0.0);
   std::vector<double> b(3 * p);
   for (size_t i = 0; i < b.size(); ++i) b[i] = std::sin(1.7 * double(i));
-  kernels::Matrix<double> B = be->Allocate(3, p), X1 = be->Allocate(3, p),
-                          X2 = be->Allocate(3, p);
+  kernels::Matrix<double> B = be->Allocate(3, p), X1 = be->Allocate(3, p), X2 = be->Allocate(3, p);
   be->Upload(b.data(), B);
   DirectOptions dense, products;
   products.dense_form = false;

@@ -360,8 +360,8 @@ TEST_P(Conformance, WeightedGram) {
       h.ref().Copy(negative.ref, W.Cols(2, 1).ref);
       h.Fill(W.Cols(3, 1), 0);
       for (int j = 0; j < 4; ++j) {
-        const std::string what = "WeightedGram k = " + std::to_string(k) + " weights " +
-                                 std::to_string(j);
+        const std::string what =
+            "WeightedGram k = " + std::to_string(k) + " weights " + std::to_string(j);
         auto out = h.Random(k + 1, k + 3, 90 + k);
         const double alpha = H::Round(0.3);
         h.test().WeightedGram(T(alpha), X.Cols(1, k).test, W.Cols(j, 1).test, T(0),

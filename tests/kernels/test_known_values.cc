@@ -35,14 +35,17 @@ TEST(KnownValues, WeightedGramIsItsDefinition) {
   std::vector<double> x(n * k), out0(k * k);
   for (int64_t i = 0; i < n * k; ++i) x[i] = std::sin(0.37 * i) + 0.1 * std::cos(1.3 * i);
   for (int64_t a = 0; a < k; ++a)
-    for (int64_t b = 0; b <= a; ++b) out0[a * k + b] = out0[b * k + a] = std::cos(0.01 * (a + 2 * b));
+    for (int64_t b = 0; b <= a; ++b)
+      out0[a * k + b] = out0[b * k + a] = std::cos(0.01 * (a + 2 * b));
   Matrix<double> X = cpu->Allocate(n, k), w = cpu->Allocate(n, 1), out = cpu->Allocate(k, k);
   cpu->Upload(x.data(), X);
   for (int sign = 0; sign < 4; ++sign) {
     std::vector<double> weights(n);
     for (int64_t i = 0; i < n; ++i)
-      weights[i] = sign == 0 ? 1.5 + std::sin(double(i)) : sign == 1 ? -0.2 - std::cos(double(i)) * std::cos(double(i))
-                 : sign == 2 ? std::sin(2.0 * i) : 0.0;
+      weights[i] = sign == 0   ? 1.5 + std::sin(double(i))
+                   : sign == 1 ? -0.2 - std::cos(double(i)) * std::cos(double(i))
+                   : sign == 2 ? std::sin(2.0 * i)
+                               : 0.0;
     cpu->Upload(weights.data(), w);
     cpu->Upload(out0.data(), out);
     const double alpha = 0.7, beta = sign == 3 ? 0.0 : -1.5;
