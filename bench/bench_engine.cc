@@ -9,6 +9,7 @@
 
 
 #include "bench/bench_problems.h"
+#include "engine/dense_curvature.h"
 #include "engine/model.h"
 #include "engine/objective.h"
 #include "kernels/backend.h"
@@ -89,6 +90,57 @@ BENCHMARK_CAPTURE(BM_Hvp, mlp_784_256_10_b1024, 1024, {256})->Unit(benchmark::kM
 BENCHMARK_CAPTURE(BM_Gradient, softmax_10000x784, 10000, {})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_PerExampleGradients, softmax_10000x784, 10000, {})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Hvp, softmax_10000x784, 10000, {})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The direct solver's pieces on the softmax regression (n × 784 → 10, p = 7,850): forming
+// H from its weighted Gram blocks (cross-entropy: C(C−1)/2 = 45 of them, n·784·785 flops
+// each, counted as SYRK flops: the triangle the backend computes), one such block alone
+// (WeightedGram, against the GEMM rate above), and the Cholesky factorisation of the formed
+// H (p³/3 flops).
+void BM_WeightedGram(benchmark::State& state) {
+  auto backend = kernels::MakeBackend<double>({});
+  const int64_t n = state.range(0), k = state.range(1);
+  const io::Dataset data = Synthetic(n, k, 10);
+  auto X = backend->Allocate(n, k), w = backend->Allocate(n, 1), out = backend->Allocate(k, k);
+  backend->Upload(data.X.data(), X);
+  backend->Fill(w, state.range(2) ? 0.5 : -0.5);
+  for (auto _ : state) backend->WeightedGram(1.0, X, w, 0.0, out);
+  Report(state, 1.0 * n * k * (k + 1));
+}
+BENCHMARK(BM_WeightedGram)
+    ->Args({10000, 785, 1})
+    ->Args({10000, 785, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_DenseCurvature(benchmark::State& state, int64_t n) {
+  Problem p = Make(n, {});
+  const int64_t P = p.model.arch.num_params;
+  auto H = p.backend->Allocate(P, P);
+  for (auto _ : state) DenseCurvature(*p.objective, Curvature::kHessian, p.theta, 0.0, H);
+  Report(state, 45.0 * n * 784 * 785);
+}
+BENCHMARK_CAPTURE(BM_DenseCurvature, softmax_10000x784, 10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(2);
+
+void BM_Cholesky(benchmark::State& state, int64_t n) {
+  Problem p = Make(n, {});
+  const int64_t P = p.model.arch.num_params;
+  auto H = p.backend->Allocate(P, P), A = p.backend->Allocate(P, P);
+  DenseCurvature(*p.objective, Curvature::kHessian, p.theta, 0.0, H);
+  for (auto _ : state) {
+    state.PauseTiming();
+    p.backend->Copy(H, A);
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(p.backend->CholeskyFactor(A));
+  }
+  Report(state, double(P) * P * P / 3);
+}
+BENCHMARK_CAPTURE(BM_Cholesky, softmax_10000x784, 10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(2);
 
 }  // namespace
 }  // namespace lethe

@@ -52,7 +52,8 @@ struct InverseHvpOptions {
   void Validate() const;
 };
 
-// direct where p ≤ 20,000 (forming H costs p HVPs and 8p² bytes), else cg.
+// direct where p ≤ 20,000 (forming H costs p HVPs, or a few Gram products for a model with
+// one linear layer, and 8p² bytes), else cg.
 SolverKind DefaultSolver(int64_t num_params);
 
 template <typename T>

@@ -63,6 +63,15 @@ class Backend {
   // layer's weight, δ_i x_iᵀ, for every example at once.
   virtual void RowOuter(const Matrix<T>& A, const Matrix<T>& B, Matrix<T> out) = 0;
 
+  // out (k × k) = alpha · Xᵀ diag(w) X + beta · out for X (n × k) and weights w (n × 1): a
+  // weighted Gram matrix Σᵢ wᵢ xᵢ xᵢᵀ, symmetric, both triangles written (when beta ≠ 0 only
+  // out's lower triangle is read: out must be symmetric). The blocks of a linear layer's
+  // Hessian Σᵢ Aᵢ ⊗ xᵢ xᵢᵀ are these with w = one entry of the Aᵢ (engine/objective.h,
+  // DenseCurvature). Where w has one sign it costs n·k² flops (a symmetric rank-n update of
+  // √|w|-scaled rows, SYRK), else 2·n·k² (a GEMM). out must not alias X or w.
+  virtual void WeightedGram(T alpha, const Matrix<T>& X, const Matrix<T>& w, T beta,
+                            Matrix<T> out) = 0;
+
   // --- activations ----------------------------------------------------------------------
   // out = σ⁽ᵏ⁾(Z) elementwise, k = order ∈ {0, 1, 2}. out may alias Z.
   virtual void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) = 0;

@@ -51,6 +51,10 @@ class Matrix {
                 offset + rows * cols <= size());
     return Matrix(storage_, data_ + offset, rows, cols, cols, device_);
   }
+  // The diagonal, min(rows, cols) × 1: a strided view (ld + 1), e.g. to add λ·I.
+  Matrix Diagonal() const {
+    return Matrix(storage_, data_, rows_ < cols_ ? rows_ : cols_, 1, ld_ + 1, device_);
+  }
   Matrix Reshaped(int64_t rows, int64_t cols) const {
     LETHE_CHECK(rows * cols == size());
     return Block(0, rows, cols);

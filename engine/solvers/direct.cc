@@ -101,10 +101,13 @@ namespace {
 // rounding), so the products land directly in their rows: nothing crosses to the host
 // but the identity blocks.
 template <typename T>
-kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size, ProgressSink* progress) {
+kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, const DirectOptions& options) {
   kernels::Backend<T>& be = A.backend();
-  const int64_t p = A.size(), k = std::min(block_size, p);
-  kernels::Matrix<T> a = be.Allocate(p, p), E = be.Allocate(k, p);
+  const int64_t p = A.size(), k = std::min(options.block_size, p);
+  kernels::Matrix<T> a = be.Allocate(p, p);
+  // Written out exactly symmetric: nothing to symmetrise.
+  if (options.dense_form && A.FormDense(a)) return a;
+  kernels::Matrix<T> E = be.Allocate(k, p);
   std::vector<T> host(static_cast<size_t>(k * p));
   for (int64_t begin = 0; begin < p; begin += k) {
     const int64_t c = std::min(k, p - begin);
@@ -112,7 +115,7 @@ kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, int64_t block_size, Progress
     for (int64_t i = 0; i < c; ++i) host[i * p + begin + i] = T(1);
     be.Upload(host.data(), E.Rows(0, c));
     A.Apply(E.Rows(0, c), a.Rows(begin, c));
-    ReportProgress(progress, "forming the curvature matrix", begin + c, p);
+    ReportProgress(options.progress, "forming the curvature matrix", begin + c, p);
   }
   // A Hessian is symmetric; the products are so only up to rounding. The factorisation
   // reads one triangle, so symmetrising makes it that of (A + Aᵀ)/2, not of one half.
@@ -139,7 +142,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
   summary.solver = "direct";
   summary.iterations = 1;
 
-  kernels::Matrix<T> a = FormMatrix(A, options.block_size, options.progress);
+  kernels::Matrix<T> a = FormMatrix(A, options);
   // Σ a_ij² is finite exactly when every entry is (short of overflow, which is no better).
   if (!std::isfinite(static_cast<double>(be.Dot(a, a)))) {
     summary.termination = Termination::kDiverged;
@@ -154,7 +157,7 @@ SolveSummary DirectFactorization<T>::Factorize(LinearOperator<T>& A, const Direc
     // The failed factorisation overwrote A: form it again for the diagnosis (p more
     // operator applications, on the failure path only, rather than 2p² memory always).
     a = kernels::Matrix<T>();  // release it first: one p × p matrix at a time
-    a = FormMatrix(A, options.block_size, options.progress);
+    a = FormMatrix(A, options);
     kernels::Matrix<T> values = be.Allocate(1, p);
     be.SymmetricEigen(a, values, /*vectors=*/false);
     std::vector<T> host(static_cast<size_t>(p));

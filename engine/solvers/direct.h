@@ -5,12 +5,15 @@
 // A is formed block by block: A · [e_i … e_{i+k−1}] for k = block_size identity rows at
 // a time, each product written straight into rows i … i+k−1 of the p × p matrix (A is
 // symmetric), so the backend holds p² + k·p values (20000² · 8 B = 3.2 GB in f64 at the
-// default max_params). The formed matrix is symmetrised, (A + Aᵀ)/2, to remove the
-// rounding asymmetry of the Hessian-vector products before Cholesky. When A is not
-// positive definite the smallest eigenvalue μ is reported (A is formed again for it):
-// A + |μ|·I is singular and any damping above |μ| makes it positive definite.
+// default max_params). Where the operator can write itself out (LinearOperator::FormDense,
+// DirectOptions::dense_form) that replaces the products, and is exactly symmetric already.
+// Formed from products, A is symmetrised, (A + Aᵀ)/2, to remove their rounding asymmetry
+// before Cholesky. When A is not positive definite the smallest eigenvalue μ is reported (A
+// is formed again for it): A + |μ|·I is singular and any damping above |μ| makes it
+// positive definite.
 //
-// Cost: p operator applications (p/k passes over the data with k vectors each),
+// Cost: p operator applications (p/k passes over the data with k vectors each) or the
+// operator's dense form,
 // p³/3 flops for the factorisation, 2p² per right-hand side.
 #pragma once
 
@@ -31,6 +34,10 @@ struct DirectOptions {
   int64_t max_params = 20000;
   // Reports phase "forming the curvature matrix", done = columns formed of p.
   ProgressSink* progress = nullptr;
+  // Form A by the operator's own dense form where it offers one (LinearOperator::FormDense:
+  // a linear model's curvature from C(C+1)/2 weighted Gram matrices, ~10× fewer flops than
+  // p products), else from p applications. false: always from applications.
+  bool dense_form = true;
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 

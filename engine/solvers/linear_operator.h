@@ -4,6 +4,7 @@
 // LinearOperators.
 #pragma once
 
+#include "engine/dense_curvature.h"
 #include "engine/objective.h"
 #include "kernels/backend.h"
 
@@ -17,6 +18,11 @@ class LinearOperator {
   virtual kernels::Backend<T>& backend() const = 0;
   // out (m × p), row r = A · V.row(r).
   virtual void Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) = 0;
+  // Writes the whole operator, p × p (both triangles), into out and returns true when it
+  // can do so faster than p applications (a linear model's curvature: a few large Gram
+  // products, engine/dense_curvature.h); returns false, out untouched, otherwise. The
+  // direct solver forms A with it where offered.
+  virtual bool FormDense(kernels::Matrix<T> /*out*/) { return false; }
 };
 
 // (C + damping · I) with C the Hessian or Gauss-Newton matrix of `objective` at θ.
@@ -34,6 +40,9 @@ class CurvatureOperator final : public LinearOperator<T> {
     ++applications_;
   }
   int64_t applications() const { return applications_; }
+  bool FormDense(kernels::Matrix<T> out) override {
+    return DenseCurvature(objective_, curvature_, theta_, damping_, out);
+  }
 
  private:
   Objective<T>& objective_;

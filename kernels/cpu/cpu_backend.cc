@@ -10,8 +10,11 @@
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include "common/host_memory.h"
 #include "kernels/scalar_math.h"
@@ -54,6 +57,20 @@ constexpr int64_t kParallelThreshold = 1 << 18;
 constexpr int64_t kParallelGemmThreshold = int64_t{1} << 24;
 // Thin products (see Gemm) are split across threads by hand from this many multiply-adds.
 constexpr int64_t kSplitGemmThreshold = int64_t{1} << 20;
+
+// The lower-triangle tiles (row block ≥ column block) of a k × k matrix cut into squares of
+// about `tile`, as {first row, rows, first column, columns}: work for a parallel loop in
+// which each tile is one thread's single-threaded product (Eigen parallelises neither its
+// triangular rank update nor its triangular solves, and tiles need no reduction).
+std::vector<std::array<int64_t, 4>> LowerTiles(int64_t k, int64_t tile) {
+  const int64_t per_side = (k + tile - 1) / tile;
+  auto edge = [&](int64_t t) { return k * t / per_side; };
+  std::vector<std::array<int64_t, 4>> tiles;
+  for (int64_t I = 0; I < per_side; ++I)
+    for (int64_t J = 0; J <= I; ++J)
+      tiles.push_back({edge(I), edge(I + 1) - edge(I), edge(J), edge(J + 1) - edge(J)});
+  return tiles;
+}
 
 void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
   LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
@@ -220,6 +237,60 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  // The lower triangle of out in square tiles, each tile one thread's single-threaded
+  // product (Eigen does not parallelise its triangular rank update, and a tile per thread
+  // needs no reduction): off-diagonal tiles are GEMMs, diagonal tiles symmetric rank
+  // updates (SYRK) of the √|w|-scaled rows when w has one sign, so the whole costs n·k²
+  // flops; the upper triangle is then copied from the lower.
+  void WeightedGram(T alpha, const Matrix<T>& X, const Matrix<T>& w, T beta,
+                    Matrix<T> out) override {
+    const int64_t n = X.rows(), k = X.cols();
+    LETHE_CHECK(w.rows() == n && w.cols() == 1 && out.rows() == k && out.cols() == k);
+    auto o = Mut(out);
+    if (beta == T(0))
+      o.template triangularView<Eigen::Lower>().setZero();
+    else if (beta != T(1))
+      o.template triangularView<Eigen::Lower>() *= beta;
+    bool positive = false, negative = false;
+    for (int64_t i = 0; i < n; ++i) {
+      positive |= w.data()[i * w.ld()] > T(0);
+      negative |= w.data()[i * w.ld()] < T(0);
+    }
+    // One sign: Σ wᵢ xᵢxᵢᵀ = sign · Σ sᵢsᵢᵀ with sᵢ = √|wᵢ| xᵢ (S·Sᵀ products only). Mixed
+    // signs: Xᵀ · (diag(w) X), every tile a GEMM.
+    const bool one_sign = !(positive && negative);
+    const T scale = alpha * (negative && one_sign ? T(-1) : T(1));
+    if (n > 0 && k > 0 && (positive || negative)) {
+      scratch_.resize(static_cast<size_t>(n * k));
+      MutMap<T> s(scratch_.data(), n, k, Eigen::OuterStride<>(k));
+      const auto x = In(X);
+#pragma omp parallel for if (n * k > kParallelThreshold)
+      for (int64_t i = 0; i < n; ++i) {
+        const T wi = w.data()[i * w.ld()];
+        s.row(i) = (one_sign ? std::sqrt(std::abs(wi)) : wi) * x.row(i);
+      }
+      const ConstMap<T> left =
+          one_sign ? ConstMap<T>(scratch_.data(), n, k, Eigen::OuterStride<>(k)) : x;
+      // Tiles of about kTile: large enough for GEMM-rate products, small enough that the
+      // triangle splits evenly over the threads.
+      const auto tiles = LowerTiles(k, kTile);
+      Eigen::setNbThreads(1);
+#pragma omp parallel for schedule(dynamic, 1) if (n * k * k > kParallelGemmThreshold)
+      for (size_t t = 0; t < tiles.size(); ++t) {
+        const auto [r0, rows, c0, cols] = tiles[t];
+        auto tile = o.block(r0, c0, rows, cols);
+        if (r0 == c0 && one_sign)
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(
+              s.middleCols(r0, rows).transpose(), scale);
+        else
+          tile.noalias() += scale * left.middleCols(r0, rows).transpose() * s.middleCols(c0, cols);
+      }
+      Eigen::setNbThreads(threads_);
+    }
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = i + 1; j < k; ++j) o(i, j) = o(j, i);
+  }
+
   void Activate(Activation act, int order, const Matrix<T>& Z, Matrix<T> out) override {
     CheckSameShape(Z.rows(), Z.cols(), out.rows(), out.cols());
     LETHE_CHECK(order >= 0 && order <= 2);
@@ -273,15 +344,53 @@ class CpuBackend final : public Backend<T> {
       for (int64_t j = i + 1; j < n; ++j)
         a[i * ld + j] = a[j * ld + i] = T(0.5) * (a[i * ld + j] + a[j * ld + i]);
   }
+  // Right-looking blocked Cholesky on the row-major lower triangle, panels of kTile: the
+  // panel's diagonal block by Eigen's LLT (on the column-major view, whose upper triangle it
+  // is), the panel below it by a triangular solve split over the threads by rows, and the
+  // trailing update A₂₂ −= L₂₁ L₂₁ᵀ (nearly all of the p³/3 flops) in parallel lower tiles,
+  // as WeightedGram. Eigen's own blocked LLT does its trailing updates as triangular rank
+  // updates, which it runs on one thread.
   bool CholeskyFactor(Matrix<T> A) override {
     LETHE_CHECK(A.rows() == A.cols());
-    Eigen::setNbThreads(threads_);  // blocked: its updates are large GEMMs
-    ColMajorMap<T> a = Transposed(A);
-    Eigen::LLT<
-        Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>,
-        Eigen::Upper>
-        llt(a);
-    return llt.info() == Eigen::Success;
+    const int64_t p = A.rows();
+    auto a = Mut(A);
+    ColMajorMap<T> t = Transposed(A);  // t(i, j) = a(j, i): the same storage
+    using Ref =
+        Eigen::Ref<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>, 0, Eigen::OuterStride<>>;
+    Eigen::setNbThreads(1);
+    bool ok = true;
+    for (int64_t k0 = 0; k0 < p && ok; k0 += kTile) {
+      const int64_t kb = std::min(kTile, p - k0), rest = p - k0 - kb;
+      auto diagonal = t.block(k0, k0, kb, kb);
+      Eigen::LLT<Ref, Eigen::Upper> llt(diagonal);  // in place: L₁₁ᵀ
+      if (llt.info() != Eigen::Success) {
+        ok = false;
+        break;
+      }
+      if (rest == 0) break;
+      // L₂₁ = A₂₁ L₁₁⁻ᵀ, i.e. L₂₁ᵀ = L₁₁⁻¹ A₂₁ᵀ: columns of the column-major view.
+      const auto U = t.block(k0, k0, kb, kb).template triangularView<Eigen::Upper>();
+      const bool parallel = rest * kb * kb > kParallelGemmThreshold;
+      const int parts = parallel ? threads_ : 1;
+#pragma omp parallel for num_threads(parts) schedule(static) if (parallel)
+      for (int part = 0; part < parts; ++part) {
+        const int64_t c0 = rest * part / parts, cc = rest * (part + 1) / parts - c0;
+        if (cc > 0) U.transpose().solveInPlace(t.block(k0, k0 + kb + c0, kb, cc));
+      }
+      const auto L21 = a.block(k0 + kb, k0, rest, kb);
+      const auto tiles = LowerTiles(rest, kTile);
+#pragma omp parallel for schedule(dynamic, 1) if (rest * rest * kb > kParallelGemmThreshold)
+      for (size_t i = 0; i < tiles.size(); ++i) {
+        const auto [r0, rows, c0, cols] = tiles[i];
+        auto tile = a.block(k0 + kb + r0, k0 + kb + c0, rows, cols);
+        if (r0 == c0)
+          tile.template selfadjointView<Eigen::Lower>().rankUpdate(L21.middleRows(r0, rows), T(-1));
+        else
+          tile.noalias() -= L21.middleRows(r0, rows) * L21.middleRows(c0, cols).transpose();
+      }
+    }
+    Eigen::setNbThreads(threads_);
+    return ok;
   }
   void CholeskySolve(const Matrix<T>& L, Matrix<T> X) override {
     LETHE_CHECK(L.rows() == L.cols() && X.cols() == L.rows());
@@ -328,7 +437,11 @@ class CpuBackend final : public Backend<T> {
   }
 
  private:
+  // The tile side of WeightedGram and CholeskyFactor's trailing updates, and the latter's
+  // panel width.
+  static constexpr int64_t kTile = 256;
   int threads_ = 1;
+  std::vector<T> scratch_;  // WeightedGram's scaled rows, n × k, kept between calls
 };
 
 }  // namespace

@@ -206,6 +206,28 @@ struct SymmetrizeOp {
   }
 };
 
+// s[r, c] = w[r] · x[r, c]: the weighted rows of WeightedGram.
+template <typename T>
+struct ScaleRowsOp {
+  const T* x;
+  const T* w;
+  T* s;
+  int64_t ldx, ldw, lds;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    s[r * lds + c] = w[r * ldw] * x[r * ldx + c];
+  }
+};
+
+// a[r, c] = a[c, r] above the diagonal: the lower triangle mirrored.
+template <typename T>
+struct MirrorLowerOp {
+  T* a;
+  int64_t lda;
+  __device__ void operator()(int64_t r, int64_t c) const {
+    if (r < c) a[r * lda + c] = a[c * lda + r];
+  }
+};
+
 // Row r of X ← (L D Lᵀ)⁻¹ x, one thread per row (scalar_math.h, as the CPU).
 template <typename T>
 struct TridiagonalSolveOp {
@@ -313,6 +335,17 @@ cublasStatus_t CublasGemm(cublasHandle_t h, cublasOperation_t ta, cublasOperatio
                           const double* b, int64_t ldb, const double* beta, double* c,
                           int64_t ldc) {
   return cublasDgemm_64(h, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+// C (n × n, one triangle) = alpha · A Bᵀ + beta · C, A and B n × k, A Bᵀ known symmetric.
+cublasStatus_t CublasSyrkx(cublasHandle_t h, cublasFillMode_t uplo, int64_t n, int64_t k,
+                           const float* alpha, const float* a, int64_t lda, const float* b,
+                           int64_t ldb, const float* beta, float* c, int64_t ldc) {
+  return cublasSsyrkx_64(h, uplo, CUBLAS_OP_N, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+cublasStatus_t CublasSyrkx(cublasHandle_t h, cublasFillMode_t uplo, int64_t n, int64_t k,
+                           const double* alpha, const double* a, int64_t lda, const double* b,
+                           int64_t ldb, const double* beta, double* c, int64_t ldc) {
+  return cublasDsyrkx_64(h, uplo, CUBLAS_OP_N, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 cublasStatus_t CublasGemv(cublasHandle_t h, int64_t m, int64_t n, const float* alpha,
                           const float* a, int64_t lda, const float* x, const float* beta,
@@ -496,6 +529,27 @@ class CudaBackend final : public Backend<T> {
     LaunchRows(
         stream_, F.rows(),
         CorrectOp<T>{F.data(), Y.data(), out.data(), F.ld(), Y.ld(), out.ld(), F.cols(), loss});
+  }
+
+  // S = diag(w) X in the workspace, then syrkx: X read column-major is Xᵀ (k × n), S
+  // column-major is Xᵀ diag(w), so Xᵀ (Xᵀ diag(w))ᵀ = Xᵀ diag(w) X, which syrkx computes in
+  // one triangle only (n·k² flops, whatever the signs of w). Its column-major upper triangle
+  // is the row-major lower one, which is then mirrored.
+  void WeightedGram(T alpha, const Matrix<T>& X, const Matrix<T>& w, T beta,
+                    Matrix<T> out) override {
+    const int64_t n = X.rows(), k = X.cols();
+    LETHE_CHECK(w.rows() == n && w.cols() == 1 && out.rows() == k && out.cols() == k);
+    if (k == 0) return;
+    if (n == 0) {
+      Scale(beta, out);
+    } else {
+      T* s = static_cast<T*>(context_->Workspace(sizeof(T) * n * k));
+      LaunchElements(stream_, n, k, ScaleRowsOp<T>{X.data(), w.data(), s, X.ld(), w.ld(), k});
+      LETHE_CUDA_CHECK(CublasSyrkx(context_->cublas(), CUBLAS_FILL_MODE_UPPER, k, n, &alpha,
+                                   X.data(), std::max<int64_t>(1, X.ld()), s, k, &beta, out.data(),
+                                   std::max<int64_t>(1, out.ld())));
+    }
+    LaunchElements(stream_, k, k, MirrorLowerOp<T>{out.data(), out.ld()});
   }
 
   // --- dense symmetric matrices -------------------------------------------------------------

@@ -342,6 +342,49 @@ TEST_P(Conformance, Symmetrize) {
   });
 }
 
+// Weights of one sign (the SYRK path of the CPU backend, both signs), of mixed signs (its
+// GEMM path), all zero (MSE's off-diagonal blocks), read from a strided column, into a
+// strided block of a wider matrix; k = 300 spans two of the CPU backend's tiles and n·k²
+// is above its parallel threshold.
+TEST_P(Conformance, WeightedGram) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    for (int64_t k : {1, 7, 300}) {
+      const int64_t n = 200;
+      auto X = h.Random(n, k + 2, 50 + k);
+      auto W = h.Random(n, 4, 60 + k);  // column 0 mixed, 1 positive, 2 negative, 3 zero
+      auto positive = h.Random(n, 1, 70 + k, 0.1, 2), negative = h.Random(n, 1, 80 + k, -2, -0.1);
+      h.test().Copy(positive.test, W.Cols(1, 1).test);
+      h.ref().Copy(positive.ref, W.Cols(1, 1).ref);
+      h.test().Copy(negative.test, W.Cols(2, 1).test);
+      h.ref().Copy(negative.ref, W.Cols(2, 1).ref);
+      h.Fill(W.Cols(3, 1), 0);
+      for (int j = 0; j < 4; ++j) {
+        const std::string what =
+            "WeightedGram k = " + std::to_string(k) + " weights " + std::to_string(j);
+        auto out = h.Random(k + 1, k + 3, 90 + k);
+        const double alpha = H::Round(0.3);
+        h.test().WeightedGram(T(alpha), X.Cols(1, k).test, W.Cols(j, 1).test, T(0),
+                              out.Rows(1, k).Cols(2, k).test);
+        h.ref().WeightedGram(alpha, X.Cols(1, k).ref, W.Cols(j, 1).ref, 0.0,
+                             out.Rows(1, k).Cols(2, k).ref);
+        h.Expect(out, kGemmTolerance, what);
+        // beta ≠ 0 accumulates onto a symmetric out (Σ over two weight vectors).
+        h.test().WeightedGram(T(1), X.Cols(1, k).test, W.Cols((j + 1) % 4, 1).test, T(-0.5),
+                              out.Rows(1, k).Cols(2, k).test);
+        h.ref().WeightedGram(1.0, X.Cols(1, k).ref, W.Cols((j + 1) % 4, 1).ref, -0.5,
+                             out.Rows(1, k).Cols(2, k).ref);
+        h.Expect(out, kGemmTolerance, what + " with beta");
+        std::vector<T> test(out.test.size());
+        h.test().Download(out.test, test.data());
+        for (int64_t a = 0; a < k; ++a)
+          for (int64_t b = 0; b < a; ++b)
+            ASSERT_EQ(test[(1 + a) * (k + 3) + 2 + b], test[(1 + b) * (k + 3) + 2 + a]) << what;
+      }
+    }
+  });
+}
+
 TEST_P(Conformance, CholeskyFactorAndSolve) {
   ForCandidate(GetParam(), [](auto& h) {
     LETHE_HARNESS_TYPES(h);

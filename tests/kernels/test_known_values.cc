@@ -2,6 +2,7 @@
 // and the device-selection errors a user sees.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -24,6 +25,44 @@ std::vector<T> Apply(Backend<T>& backend, Activation act, int order, const std::
   std::vector<T> out(z.size());
   backend.Download(m, out.data());
   return out;
+}
+
+// The reference of the WeightedGram conformance test against its definition, summed here in
+// f64 (order differences only): one-sign, mixed-sign and zero weights, alpha and beta.
+TEST(KnownValues, WeightedGramIsItsDefinition) {
+  auto cpu = MakeBackend<double>({});
+  const int64_t n = 300, k = 270;  // two tiles, parallel
+  std::vector<double> x(n * k), out0(k * k);
+  for (int64_t i = 0; i < n * k; ++i) x[i] = std::sin(0.37 * i) + 0.1 * std::cos(1.3 * i);
+  for (int64_t a = 0; a < k; ++a)
+    for (int64_t b = 0; b <= a; ++b)
+      out0[a * k + b] = out0[b * k + a] = std::cos(0.01 * (a + 2 * b));
+  Matrix<double> X = cpu->Allocate(n, k), w = cpu->Allocate(n, 1), out = cpu->Allocate(k, k);
+  cpu->Upload(x.data(), X);
+  for (int sign = 0; sign < 4; ++sign) {
+    std::vector<double> weights(n);
+    for (int64_t i = 0; i < n; ++i)
+      weights[i] = sign == 0   ? 1.5 + std::sin(double(i))
+                   : sign == 1 ? -0.2 - std::cos(double(i)) * std::cos(double(i))
+                   : sign == 2 ? std::sin(2.0 * i)
+                               : 0.0;
+    cpu->Upload(weights.data(), w);
+    cpu->Upload(out0.data(), out);
+    const double alpha = 0.7, beta = sign == 3 ? 0.0 : -1.5;
+    cpu->WeightedGram(alpha, X, w, beta, out);
+    std::vector<double> got(k * k);
+    cpu->Download(out, got.data());
+    double worst = 0, scale = 0;
+    for (int64_t a = 0; a < k; ++a)
+      for (int64_t b = 0; b < k; ++b) {
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += weights[i] * x[i * k + a] * x[i * k + b];
+        const double expected = alpha * s + beta * out0[a * k + b];
+        worst = std::max(worst, std::fabs(got[a * k + b] - expected));
+        scale = std::max(scale, std::fabs(expected));
+      }
+    EXPECT_LE(worst, 1e-13 * std::max(scale, 1.0)) << "weights " << sign;
+  }
 }
 
 TEST(KnownValues, ActivationsAtZero) {
