@@ -106,7 +106,12 @@ kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, const DirectOptions& options
   const int64_t p = A.size(), k = std::min(options.block_size, p);
   kernels::Matrix<T> a = be.Allocate(p, p);
   // Written out exactly symmetric: nothing to symmetrise.
-  if (options.dense_form && A.FormDense(a)) return a;
+  const char* phase = "forming the curvature matrix";
+  ReportProgress(options.progress, phase, 0, p);
+  if (options.dense_form && A.FormDense(a)) {
+    ReportProgress(options.progress, phase, p, p);  // in one go: all p columns
+    return a;
+  }
   kernels::Matrix<T> E = be.Allocate(k, p);
   std::vector<T> host(static_cast<size_t>(k * p));
   for (int64_t begin = 0; begin < p; begin += k) {
@@ -115,7 +120,7 @@ kernels::Matrix<T> FormMatrix(LinearOperator<T>& A, const DirectOptions& options
     for (int64_t i = 0; i < c; ++i) host[i * p + begin + i] = T(1);
     be.Upload(host.data(), E.Rows(0, c));
     A.Apply(E.Rows(0, c), a.Rows(begin, c));
-    ReportProgress(options.progress, "forming the curvature matrix", begin + c, p);
+    ReportProgress(options.progress, phase, begin + c, p);
   }
   // A Hessian is symmetric; the products are so only up to rounding. The factorisation
   // reads one triangle, so symmetrising makes it that of (A + Aᵀ)/2, not of one half.

@@ -199,14 +199,22 @@ class TestSolverDefaultsDocumented(unittest.TestCase):
         if not match:
             self.skipTest("docs/influence.md has no '**LiSSA's defaults** (...)' sentence")
         prose = match.group(1)
-        for pattern, option in ((r"depth\s+(\d+)", "--lissa-depth"),
-                                (r"batches\s+of\s+(\d+)", "--lissa-batch"),
-                                (r"(\d+)\s+repeats?\b", "--lissa-repeats")):
+        for pattern, option in ((r"depth\s+(?:at\s+most\s+)?(\d+)", "--lissa-depth"),
+                                (r"`--lissa-tolerance`\s+([\d.e+-]+)", "--lissa-tolerance")):
             found = re.search(pattern, prose)
             self.assertIsNotNone(found, f"'{pattern}' not in the LiSSA defaults: {prose}")
             self.assertTrue(same_value(found.group(1), self.code[option]),
                             f"docs/influence.md says {found.group(0)}, lethe influence --help "
                             f"says {option} {self.code[option]}")
+        # "full batches" is --lissa-batch 0; otherwise the prose names the batch size.
+        if re.search(r"full\s+batches", prose):
+            self.assertTrue(same_value("0", self.code["--lissa-batch"]),
+                            "docs/influence.md says full batches, lethe influence --help says "
+                            f"--lissa-batch {self.code['--lissa-batch']}")
+        else:
+            found = re.search(r"batches\s+of\s+(\d+)", prose)
+            self.assertIsNotNone(found, f"no batch size in the LiSSA defaults: {prose}")
+            self.assertTrue(same_value(found.group(1), self.code["--lissa-batch"]))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,51 @@ struct Paths {
   std::string model, train, out;
 };
 
+// What influence and self-influence share: the --json fields about how the scores were
+// computed, and the lines above their tables.
+nlohmann::json ResultJson(const Paths& paths, const InverseHvpOptions& options, const Model& model,
+                          const CommonOptions& common, const SolveSummary& summary, bool exact,
+                          double grad_norm, const Warnings& warnings) {
+  nlohmann::json j;
+  j["out"] = paths.out;
+  j["settings"] = SettingsJson(options, model.arch, common);
+  j["solver"] = ToJson(summary);
+  j["exact"] = exact;
+  j["grad_norm"] = grad_norm;
+  j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
+  j["warnings"] = warnings.all();
+  return j;
+}
+
+void PrintResultHeader(const SolveSummary& summary, bool exact, double grad_norm) {
+  std::cout << Describe(summary) << (exact ? "" : "   [INEXACT: --allow-inexact]") << "\n"
+            << "‖∇L(θ)‖ on the training data: " << Sci(grad_norm)
+            << (grad_norm <= kStationarityTolerance ? " (stationary)"
+                                                    : " (NOT stationary: see the warning)")
+            << "\n\n";
+}
+
+// Announces the run, checks stationarity, and resolves the solver options (with progress).
+struct Prepared {
+  InverseHvpOptions options;
+  double grad_norm = 0;
+};
+template <typename T>
+Prepared Prepare(Session<T>& session, const Model& model, const SolverFlags& flags,
+                    const Paths& paths, Progress& progress, Warnings& warnings,
+                    const std::string& what, const std::string& scores) {
+  Prepared p;
+  p.options = flags.Resolve(model.arch.num_params);
+  progress.Announce("lethe " + warnings.command() + ": " + what + ", " +
+                    std::to_string(model.arch.num_params) + " parameters, solver " +
+                    Name(p.options.solver) + ", " + session.backend->Describe());
+  p.grad_norm = CheckStationary(session, warnings, paths.train, paths.model,
+                                scores + " are first-order effects at a minimiser, so here they "
+                                         "describe a nearby optimum rather than this model");
+  p.options.progress = &progress;
+  return p;
+}
+
 template <typename T>
 int Influence(const Model& model, const io::Dataset& train, const io::Dataset& test,
               const std::vector<int64_t>& test_rows, const SolverFlags& flags,
@@ -106,16 +151,13 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
   Session<T> session(model, train, common);
   Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
                      ObjectiveOptions{common.batch_size});
-  InverseHvpOptions options = flags.Resolve(model.arch.num_params);
-  progress.Announce("lethe influence: " + std::to_string(test_rows.size()) + " test × " +
-                    std::to_string(train.n) + " training examples, " +
-                    std::to_string(model.arch.num_params) + " parameters, solver " +
-                    Name(options.solver) + ", " + session.backend->Describe());
-  const double grad_norm = CheckStationary(
-      session, warnings, paths.train, paths.model,
-      "influence scores are the first-order effects at a minimiser, so here they describe a "
-      "nearby optimum rather than this model");
-  options.progress = &progress;
+  const Prepared prepared =
+      Prepare(session, model, flags, paths, progress, warnings,
+              std::to_string(test_rows.size()) + " test × " + std::to_string(train.n) +
+                  " training examples",
+              "influence scores");
+  const InverseHvpOptions& options = prepared.options;
+  const double grad_norm = prepared.grad_norm;
   InverseHvp<T> inverse(*session.train, session.theta, options);
   const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
   const bool exact = CheckConverged(r.summary, flags.allow_inexact, warnings);
@@ -151,16 +193,10 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
                           {"label", train.y[i * train.target_width]}};
   };
   if (common.json) {
-    nlohmann::json j;
-    j["out"] = paths.out;
+    nlohmann::json j =
+        ResultJson(paths, options, model, common, r.summary, exact, grad_norm, warnings);
     j["m"] = m;
     j["n"] = n;
-    j["settings"] = SettingsJson(options, model.arch, common);
-    j["solver"] = ToJson(r.summary);
-    j["exact"] = exact;
-    j["grad_norm"] = grad_norm;
-    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
-    j["warnings"] = warnings.all();
     j["top"] = nlohmann::json::array();
     for (int64_t t = 0; t < shown_tests; ++t) {
       const double* row = r.scores.data() + t * n;
@@ -173,10 +209,7 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << Describe(r.summary) << (exact ? "" : "   [INEXACT: --allow-inexact]") << "\n"
-            << "‖∇L(θ)‖ on the training data: " << Sci(grad_norm)
-            << (grad_norm <= kStationarityTolerance ? " (stationary)" : " (NOT stationary: see the warning)")
-            << "\n\n";
+  PrintResultHeader(r.summary, exact, grad_norm);
   for (int64_t j = 0; j < shown_tests; ++j) {
     const double* row = r.scores.data() + j * n;
     const int64_t row_index = test_rows[j];
@@ -204,15 +237,11 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
   Warnings warnings("self-influence");
   Progress progress(common.quiet);
   Session<T> session(model, train, common);
-  InverseHvpOptions options = flags.Resolve(model.arch.num_params);
-  progress.Announce("lethe self-influence: " + std::to_string(train.n) + " training examples, " +
-                    std::to_string(model.arch.num_params) + " parameters, solver " +
-                    Name(options.solver) + ", " + session.backend->Describe());
-  const double grad_norm = CheckStationary(
-      session, warnings, paths.train, paths.model,
-      "self-influence scores are the first-order effects at a minimiser, so here they describe "
-      "a nearby optimum rather than this model");
-  options.progress = &progress;
+  const Prepared prepared =
+      Prepare(session, model, flags, paths, progress, warnings,
+              std::to_string(train.n) + " training examples", "self-influence scores");
+  const InverseHvpOptions& options = prepared.options;
+  const double grad_norm = prepared.grad_norm;
   InverseHvp<T> inverse(*session.train, session.theta, options);
   const int64_t block = options.solver == SolverKind::kDirect ? 256 : 64;
   const InfluenceResult r = SelfInfluence(*session.train, session.theta, inverse, block,
@@ -241,15 +270,9 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
   const std::vector<int64_t> top =
       Extremes(scores.data(), static_cast<int64_t>(scores.size()), top_k, true);
   if (common.json) {
-    nlohmann::json j;
-    j["out"] = paths.out;
+    nlohmann::json j =
+        ResultJson(paths, options, model, common, r.summary, exact, grad_norm, warnings);
     j["n"] = static_cast<int64_t>(scores.size());
-    j["settings"] = SettingsJson(options, model.arch, common);
-    j["solver"] = ToJson(r.summary);
-    j["exact"] = exact;
-    j["grad_norm"] = grad_norm;
-    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
-    j["warnings"] = warnings.all();
     j["top"] = nlohmann::json::array();
     for (int64_t k : top)
       j["top"].push_back({{"train_id", train.ids[chosen[k]]},
@@ -258,10 +281,7 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << Describe(r.summary) << (exact ? "" : "   [INEXACT: --allow-inexact]") << "\n"
-            << "‖∇L(θ)‖ on the training data: " << Sci(grad_norm)
-            << (grad_norm <= kStationarityTolerance ? " (stationary)" : " (NOT stationary: see the warning)")
-            << "\n\n";
+  PrintResultHeader(r.summary, exact, grad_norm);
   if (!top.empty()) {
     std::cout << "highest self-influence (candidates for mislabeled or memorised examples):\n";
     char header[128];
