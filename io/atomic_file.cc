@@ -34,8 +34,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   // An existing output that is not a regular file (/dev/null, /dev/stdout, a FIFO) is
   // written in place: renaming a temporary file over it would replace the device node,
   // and "all or nothing" has no meaning for a stream.
-  struct stat st;
-  if (::stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+  if (IsExistingStream(path_)) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd_ < 0) Fail(path_, ": cannot open for writing: ", std::strerror(errno));
     direct_ = true;
@@ -93,6 +92,11 @@ void WriteFileAtomically(const std::string& path, const std::string& contents) {
   file.Commit();
 }
 
+bool IsExistingStream(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 void CheckOutputIsNotAnInput(const std::string& output, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   struct stat out_stat;
@@ -116,8 +120,7 @@ void CheckOutputIsNotAnInput(const std::string& output, const std::vector<std::s
 }
 
 void CheckOutputCanBeWritten(const std::string& output) {
-  struct stat out_st;
-  if (::stat(output.c_str(), &out_st) == 0 && !S_ISREG(out_st.st_mode) && !S_ISDIR(out_st.st_mode)) {
+  if (IsExistingStream(output)) {
     // A device or FIFO (/dev/null): written in place (AtomicFile), so it must be writable.
     if (::access(output.c_str(), W_OK) != 0)
       Fail(output, ": cannot write: ", std::strerror(errno));

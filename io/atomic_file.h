@@ -32,6 +32,10 @@ class AtomicFile {
 // Whole-file helper: AtomicFile + Write + Commit.
 void WriteFileAtomically(const std::string& path, const std::string& contents);
 
+// Whether `path` exists and is neither a regular file nor a directory (/dev/null, a FIFO): an
+// output that is written in place, never replaced by a renamed temporary file.
+bool IsExistingStream(const std::string& path);
+
 // Throws lethe::Error "OUT: refusing to overwrite input file IN" if `output` names the
 // same file as any of `inputs` (compared by device and inode where the file exists,
 // else by canonical path).

@@ -298,19 +298,36 @@ TEST(Kfac, FactorsFromAtMostMaxExamplesComeFromEvenlySpreadBlocks) {
   }
 }
 
+// A softmax regression (300 × 30, 4 classes) on features spread over four orders of
+// magnitude (as blank and busy pixels are): κ(A) ≈ 3e6. θ is the random model's weights
+// times `weight_scale`.
+struct BadlyConditionedSoftmax {
+  std::unique_ptr<kernels::Backend<double>> backend = kernels::MakeBackend<double>({});
+  std::unique_ptr<Objective<double>> objective;
+  Matrix theta;
+  int64_t p = 0;
+  explicit BadlyConditionedSoftmax(double weight_scale) {
+    io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 300, 30, 4, 51);
+    for (int64_t i = 0; i < data.n; ++i)
+      for (int64_t j = 0; j < data.d; ++j) data.X[i * data.d + j] *= std::pow(1.35, j) / 100;
+    const Model model = testing::RandomModel(
+        testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 0, 1e-4), data, 52);
+    objective = std::make_unique<Objective<double>>(*backend, model.arch,
+                                                    UploadData(*backend, data), ObjectiveOptions{64});
+    p = objective->num_params();
+    theta = Upload(*backend,
+                   weight_scale * Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  }
+};
+
 // A softmax regression on features spread over four orders of magnitude (as blank and busy
 // pixels are): preconditioned CG reaches the same answer in a fraction of the iterations.
 TEST(Kfac, PreconditionedCgSolvesBadlyConditionedProblemsInFewerIterations) {
-  auto backend = kernels::MakeBackend<double>({});
-  io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 300, 30, 4, 51);
-  for (int64_t i = 0; i < data.n; ++i)
-    for (int64_t j = 0; j < data.d; ++j) data.X[i * data.d + j] *= std::pow(1.35, j) / 100;
-  const Model model = testing::RandomModel(
-      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 0, 1e-4), data, 52);
-  Objective<double> objective(*backend, model.arch, UploadData(*backend, data),
-                              ObjectiveOptions{64});
-  const int64_t p = objective.num_params();
-  Matrix theta = Upload(*backend, Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  BadlyConditionedSoftmax problem(1.0);
+  kernels::Backend<double>* backend = problem.backend.get();
+  Objective<double>& objective = *problem.objective;
+  const int64_t p = problem.p;
+  Matrix theta = problem.theta;
   CurvatureOperator<double> A(objective, theta, Curvature::kHessian, 0.0);
   KfacPreconditioner<double> M(objective, theta, 0.0);
   const Eigen::MatrixXd b = RandomRows(2, p, 53);
@@ -473,16 +490,11 @@ TEST(Lissa, ConvergedOnlyBelowTolerance) {
 // κ(M⁻¹A) ≈ 19. Preconditioned LiSSA reaches the explicit solve where plain LiSSA, given
 // more steps, is still far from it.
 TEST(Lissa, KfacPreconditionedSolvesBadlyConditionedSoftmaxInFewerSteps) {
-  auto backend = kernels::MakeBackend<double>({});
-  io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 300, 30, 4, 51);
-  for (int64_t i = 0; i < data.n; ++i)
-    for (int64_t j = 0; j < data.d; ++j) data.X[i * data.d + j] *= std::pow(1.35, j) / 100;
-  const Model model = testing::RandomModel(
-      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 0, 1e-4), data, 52);
-  Objective<double> objective(*backend, model.arch, UploadData(*backend, data),
-                              ObjectiveOptions{64});
-  const int64_t p = objective.num_params();
-  Matrix theta = Upload(*backend, 0.1 * Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  BadlyConditionedSoftmax problem(0.1);
+  kernels::Backend<double>* backend = problem.backend.get();
+  Objective<double>& objective = *problem.objective;
+  const int64_t p = problem.p;
+  Matrix theta = problem.theta;
   MinibatchCurvatureOperator<double> A(objective, theta, Curvature::kHessian, 0.0, 1);
   KfacPreconditioner<double> M(objective, theta, 0.0);
   const Eigen::MatrixXd b = RandomRows(2, p, 53);

@@ -1,7 +1,5 @@
 // lethe influence / lethe self-influence: which training examples made the model say
 // this (docs/influence.md for the maths and the sign convention).
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -24,8 +22,7 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
 }
 
 void CheckOutputName(const std::string& out) {
-  struct stat st;  // an existing device or FIFO (/dev/null) takes the CSV form
-  if (::stat(out.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return;
+  if (io::IsExistingStream(out)) return;  // /dev/null, a FIFO: takes the CSV form
   if (!EndsWith(out, ".csv") && !EndsWith(out, ".npy"))
     Fail("--out ", out, ": must end in .csv or .npy");
 }

@@ -1,5 +1,6 @@
 #include "tools/lethe/forgotten_data.h"
 
+#include <algorithm>
 #include <iostream>
 
 namespace lethe::cli {
@@ -24,10 +25,12 @@ io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
 
 ForgetHistory UnionOfForgotten(const std::vector<const ForgetHistory*>& histories) {
   ForgetHistory all;
-  for (const ForgetHistory* h : histories) all.Add(h->ids, {});
-  all.requests.clear();
-  for (const ForgetHistory* h : histories)
+  for (const ForgetHistory* h : histories) {
+    all.ids.insert(all.ids.end(), h->ids.begin(), h->ids.end());
     all.requests.insert(all.requests.end(), h->requests.begin(), h->requests.end());
+  }
+  std::sort(all.ids.begin(), all.ids.end());
+  all.ids.erase(std::unique(all.ids.begin(), all.ids.end()), all.ids.end());
   return all;
 }
 
