@@ -19,6 +19,23 @@ namespace lethe::kernels {
 
 enum class Op { kNone, kTranspose };
 
+// The geometry of a 2-D window operation (convolution, pooling) over one example's tensor
+// [C, H, W], which a batch holds row-major as one row of C·H·W values, exactly as PyTorch's
+// Conv2d / MaxPool2d / AvgPool2d see it (zero padding, groups 1). The output is
+// [·, out_h(), out_w()] with out = ⌊(in + 2·pad − dilation·(kernel − 1) − 1) / stride⌋ + 1.
+struct WindowGeometry {
+  int64_t channels = 1, height = 1, width = 1;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t out_h() const { return (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1; }
+  int64_t in_size() const { return channels * height * width; }   // one example's input
+  int64_t positions() const { return out_h() * out_w(); }         // output positions per channel
+  int64_t patch_size() const { return channels * kernel_h * kernel_w; }  // one im2col row
+};
+
 template <typename T>
 class Backend {
  public:
