@@ -99,6 +99,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 
   Model patched = model;
   patched.theta = session.Download(theta);
+  // A DP guarantee does not survive the patch: the Newton step reads the kept training
+  // data outside the DP mechanism (docs/privacy.md), so the patched model claims none.
+  patched.dp.reset();
   // The patched model carries what it has forgotten, so that no later command analyses or
   // patches it against data that still holds these examples (engine/forgotten.h).
   const std::string& parent_sha256 = in.model_sha256;
