@@ -1,13 +1,20 @@
-// The RDP accountant (engine/privacy/rdp_accountant.h): Opacus's published values, the
-// closed form without subsampling, both series against a direct numerical integration of
-// A_α, the two series against each other, monotonicity, and the σ search.
+// engine/privacy: the RDP accountant (Opacus's published values, the closed form without
+// subsampling, both series against a direct numerical integration of A_α, the two series
+// against each other, monotonicity, the σ search), DP-SGD's step against a direct
+// computation and its block size, the seeded generator, and the metadata record.
+// (tests/python/test_privacy.py replays a whole DP-SGD run in numpy.)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "common/error.h"
+#include "engine/privacy/dp_record.h"
+#include "engine/privacy/dp_sgd.h"
 #include "engine/privacy/rdp_accountant.h"
+#include "engine/privacy/seeded_random.h"
+#include "tests/engine/test_problems.h"
 
 namespace lethe::privacy {
 namespace {
@@ -203,6 +210,164 @@ TEST(RdpAccountant, DefaultDeltaIsOneOverNRoundedDownToAPowerOfTen) {
   EXPECT_EQ(DefaultDelta(10000), 1e-4);
   EXPECT_EQ(DefaultDelta(60000), 1e-5);
   EXPECT_EQ(DefaultDelta(1), 0.1);  // δ < 1 always
+}
+
+// --- DP-SGD ---------------------------------------------------------------------------
+
+// A small MLP (tanh, three linear layers, one without bias) on random data: clipping and noise
+// over all its parameters.
+struct DpProblem {
+  std::unique_ptr<kernels::Backend<double>> backend = kernels::MakeBackend<double>({});
+  io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 60, 4, 3, 11);
+  Model model = testing::RandomModel(testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 5, 1e-2),
+                                     data, 12);
+  std::unique_ptr<Objective<double>> objective = std::make_unique<Objective<double>>(
+      *backend, model.arch, UploadData(*backend, data), ObjectiveOptions{16});
+
+  std::vector<double> Train(const DpSgdOptions& options) {
+    auto theta = backend->Allocate(1, model.arch.num_params);
+    backend->Upload(model.theta.data(), theta);
+    TrainDpSgd(*objective, theta, options);
+    std::vector<double> out(model.arch.num_params);
+    backend->Download(theta, out.data());
+    return out;
+  }
+};
+
+// q = 1 and σ = 0: one step is θ − η((1/n) Σ clip_C(gᵢ) + l2 θ), with the per-example
+// gradients clipped here, on the host.
+TEST(DpSgd, NoiselessFullBatchStepIsClippedGradientDescent) {
+  DpProblem pr;
+  const int64_t n = pr.data.n, p = pr.model.arch.num_params;
+  auto theta = pr.backend->Allocate(1, p);
+  pr.backend->Upload(pr.model.theta.data(), theta);
+  auto G = pr.backend->Allocate(n, p);
+  pr.objective->PerExampleGradients(theta, 0, n, G);
+  std::vector<double> g(n * p);
+  pr.backend->Download(G, g.data());
+  std::vector<double> norms(n);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < p; ++j) norms[i] += g[i * p + j] * g[i * p + j];
+    norms[i] = std::sqrt(norms[i]);
+  }
+  // C between two middle norms: about half the examples clipped.
+  std::vector<double> sorted = norms;
+  std::sort(sorted.begin(), sorted.end());
+  const double C = 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]), eta = 0.7, l2 = pr.model.arch.spec.l2;
+  std::vector<double> expected(p);
+  int clipped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double norm = norms[i];
+    clipped += norm > C;
+    for (int64_t j = 0; j < p; ++j) expected[j] += g[i * p + j] * std::min(1.0, C / norm) / n;
+  }
+  ASSERT_GT(clipped, 0);      // the test exercises clipping…
+  ASSERT_LT(clipped, n);      // …and examples left as they are
+  for (int64_t j = 0; j < p; ++j)
+    expected[j] = (1 - eta * l2) * pr.model.theta[j] - eta * expected[j];
+  DpSgdOptions o;
+  o.max_grad_norm = C, o.noise_multiplier = 0, o.sample_rate = 1, o.epochs = 1, o.learning_rate = eta;
+  const std::vector<double> got = pr.Train(o);
+  for (int64_t j = 0; j < p; ++j) EXPECT_NEAR(got[j], expected[j], 1e-14) << j;
+}
+
+// Per-example gradients are taken in blocks of block_elements / p rows to bound memory; one
+// row at a time or all at once, the result is the same (to the summation order's rounding).
+TEST(DpSgd, BlockSizeDoesNotChangeTheResult) {
+  DpProblem pr;
+  DpSgdOptions o;
+  o.max_grad_norm = 0.5, o.noise_multiplier = 1.3, o.sample_rate = 0.3, o.epochs = 3;
+  o.learning_rate = 0.2, o.seed = 9;
+  const std::vector<double> all = pr.Train(o);
+  o.block_elements = 1;
+  const std::vector<double> rows = pr.Train(o);
+  o.block_elements = 7 * pr.model.arch.num_params;
+  const std::vector<double> sevens = pr.Train(o);
+  for (size_t j = 0; j < all.size(); ++j) {
+    EXPECT_NEAR(rows[j], all[j], 1e-12) << j;
+    EXPECT_NEAR(sevens[j], all[j], 1e-12) << j;
+    // And it moved: noise and steps happened.
+    EXPECT_GT(std::abs(all[j] - pr.model.theta[j]), 0) << j;
+  }
+  // The same seed: the same bits; another seed: another model.
+  o.block_elements = int64_t{1} << 22;
+  EXPECT_EQ(pr.Train(o), all);
+  o.seed = 10;
+  EXPECT_NE(pr.Train(o), all);
+}
+
+TEST(DpSgd, StepsPerEpochIsCeilOfOneOverQ) {
+  DpSgdOptions o;
+  for (auto [q, steps] : {std::pair<double, int64_t>{0.04, 25}, {1.0, 1}, {0.3, 4}, {128.0 / 1437, 12},
+                          {1.0 / 3, 3}, {0.5, 2}}) {
+    o.sample_rate = q;
+    EXPECT_EQ(o.StepsPerEpoch(), steps) << q;
+  }
+  o.sample_rate = 0.04;
+  o.epochs = 90;
+  EXPECT_EQ(o.Steps(), 2250);
+}
+
+TEST(DpSgd, RejectsBadOptions) {
+  DpProblem pr;
+  auto theta = pr.backend->Allocate(1, pr.model.arch.num_params);
+  pr.backend->Upload(pr.model.theta.data(), theta);
+  for (auto set : std::vector<void (*)(DpSgdOptions&)>{
+           [](DpSgdOptions& o) { o.max_grad_norm = 0; }, [](DpSgdOptions& o) { o.noise_multiplier = -1; },
+           [](DpSgdOptions& o) { o.sample_rate = 0; }, [](DpSgdOptions& o) { o.sample_rate = 1.01; },
+           [](DpSgdOptions& o) { o.epochs = -1; }, [](DpSgdOptions& o) { o.learning_rate = 0; },
+           [](DpSgdOptions& o) { o.block_elements = 0; }}) {
+    DpSgdOptions o;
+    set(o);
+    EXPECT_THROW(TrainDpSgd(*pr.objective, theta, o), Error);
+  }
+}
+
+TEST(SeededRandom, NormalsAreStandardAndReproducible) {
+  SeededRandom a(42), b(42), c(43);
+  const int count = 1000000;
+  double sum = 0, sum2 = 0, sum4 = 0;
+  bool differs = false;
+  for (int k = 0; k < count; ++k) {
+    const double z = a.Normal();
+    ASSERT_EQ(z, b.Normal());
+    differs |= z != c.Normal();
+    sum += z, sum2 += z * z, sum4 += z * z * z * z;
+  }
+  EXPECT_TRUE(differs);
+  // Standard errors at 1e6 draws: mean 1e-3, variance 1.4e-3, fourth moment ~1e-2; 5σ bounds.
+  EXPECT_NEAR(sum / count, 0, 5e-3);
+  EXPECT_NEAR(sum2 / count, 1, 7e-3);
+  EXPECT_NEAR(sum4 / count, 3, 5e-2);
+  SeededRandom u(1);
+  for (int k = 0; k < 1000; ++k) {
+    const double x = u.Uniform();
+    ASSERT_TRUE(x >= 0 && x < 1);
+    ASSERT_EQ(x, std::ldexp(std::floor(std::ldexp(x, 53)), -53));  // on the 2⁻⁵³ grid
+  }
+}
+
+// --- The metadata record ----------------------------------------------------------------
+
+TEST(DpRecord, RoundTripsAndIsStrict) {
+  DpRecord r;
+  r.accountant = "rdp", r.accountant_version = 1, r.epsilon = 3.5, r.delta = 1e-5;
+  r.best_order = 7.5, r.noise_multiplier = 1.1, r.max_grad_norm = 0.5, r.sample_rate = 0.01;
+  r.steps = 1000, r.epochs = 10, r.examples = 10000, r.learning_rate = 0.3, r.l2 = 1e-3;
+  const DpRecord back = DpRecord::Parse(r.ToJson(), "m.safetensors");
+  EXPECT_EQ(back.ToJson(), r.ToJson());
+  EXPECT_EQ(back.epsilon, 3.5);
+  EXPECT_EQ(back.steps, 1000);
+  for (const char* bad : {"[]", "{\"epsilon\": \"3\"}", "{\"steps\": 1.5}", "{\"steps\": -1}",
+                          "{\"seed\": 1}", "{\"mechanism\": {\"a\": 1}}", "{", ""}) {
+    try {
+      DpRecord::Parse(bad, "m.safetensors");
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("m.safetensors: __metadata__[\"lethe_dp\"]"),
+                std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
