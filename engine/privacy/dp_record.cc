@@ -47,7 +47,9 @@ DpRecord DpRecord::Parse(const std::string& text, const std::string& where) {
   if (!j.is_object()) bad("must be an object");
   DpRecord r;
   for (const auto& [key, v] : j.items()) {
-    std::string* text_field = key == "mechanism" ? &r.mechanism : key == "accountant" ? &r.accountant : nullptr;
+    std::string* text_field = key == "mechanism"    ? &r.mechanism
+                              : key == "accountant" ? &r.accountant
+                                                    : nullptr;
     double* real = key == "epsilon"            ? &r.epsilon
                    : key == "delta"            ? &r.delta
                    : key == "best_order"       ? &r.best_order
@@ -57,7 +59,10 @@ DpRecord DpRecord::Parse(const std::string& text, const std::string& where) {
                    : key == "learning_rate"    ? &r.learning_rate
                    : key == "l2"               ? &r.l2
                                                : nullptr;
-    int64_t* integer = key == "steps" ? &r.steps : key == "epochs" ? &r.epochs : key == "examples" ? &r.examples : nullptr;
+    int64_t* integer = key == "steps"      ? &r.steps
+                       : key == "epochs"   ? &r.epochs
+                       : key == "examples" ? &r.examples
+                                           : nullptr;
     if (text_field) {
       if (!v.is_string()) bad("\"" + key + "\" must be a string");
       *text_field = v.get<std::string>();
@@ -65,9 +70,12 @@ DpRecord DpRecord::Parse(const std::string& text, const std::string& where) {
       if (!v.is_number()) bad("\"" + key + "\" must be a number");
       *real = v.get<double>();
     } else if (integer || key == "accountant_version") {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0) bad("\"" + key + "\" must be an integer >= 0");
-      if (integer) *integer = v.get<int64_t>();
-      else r.accountant_version = static_cast<int>(std::min<int64_t>(v.get<int64_t>(), 1 << 30));
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        bad("\"" + key + "\" must be an integer >= 0");
+      if (integer)
+        *integer = v.get<int64_t>();
+      else
+        r.accountant_version = static_cast<int>(std::min<int64_t>(v.get<int64_t>(), 1 << 30));
     } else {
       bad("unknown key (known: mechanism, epsilon, delta, accountant, accountant_version, "
           "best_order, noise_multiplier, max_grad_norm, sample_rate, steps, epochs, examples, "

@@ -39,21 +39,21 @@ struct DpSgdOptions {
 
   int64_t StepsPerEpoch() const;  // ⌈1/q⌉
   int64_t Steps() const { return epochs * StepsPerEpoch(); }
-  void Validate() const;          // throws lethe::Error naming the option
+  void Validate() const;  // throws lethe::Error naming the option
 };
 
 struct DpSgdProgress {
-  int64_t epoch;       // 1-based
-  int64_t step;        // steps done
-  double objective;    // full-data objective at the end of the epoch (not private)
+  int64_t epoch;     // 1-based
+  int64_t step;      // steps done
+  double objective;  // full-data objective at the end of the epoch (not private)
   double grad_norm;
 };
 
 struct DpSgdSummary {
   int64_t steps = 0;
-  int64_t sampled = 0;          // Σ_t |B_t|
-  int64_t clipped = 0;          // per-example gradients with ‖gᵢ‖ > C
-  double objective = 0;         // final, full data (reported to the operator, not private)
+  int64_t sampled = 0;   // Σ_t |B_t|
+  int64_t clipped = 0;   // per-example gradients with ‖gᵢ‖ > C
+  double objective = 0;  // final, full data (reported to the operator, not private)
   double grad_norm = 0;
   double seconds = 0;
 };

@@ -74,8 +74,8 @@ double LogAIntegerOrder(double q, double sigma, int alpha) {
   for (int i = 0; i <= alpha; ++i) {
     if (i > 0) log_binom += std::log(static_cast<double>(alpha - i + 1) / i);
     const double di = i;
-    log_a = LogAdd(log_a, log_binom + di * log_q + (alpha - di) * log_1mq +
-                              (di * di - di) / two_var);
+    log_a =
+        LogAdd(log_a, log_binom + di * log_q + (alpha - di) * log_1mq + (di * di - di) / two_var);
   }
   return log_a;
 }
@@ -148,9 +148,8 @@ PrivacySpent ComputeEpsilon(const SubsampledGaussian& mechanism, double delta,
   size_t best_index = 0;
   for (size_t k = 0; k < orders.size(); ++k) {
     const double a = orders[k];
-    const double rdp =
-        static_cast<double>(mechanism.steps) *
-        StepRdp(mechanism.noise_multiplier, mechanism.sample_rate, a);
+    const double rdp = static_cast<double>(mechanism.steps) *
+                       StepRdp(mechanism.noise_multiplier, mechanism.sample_rate, a);
     // Balle et al. 2020, Thm. 21.
     const double eps = rdp + std::log((a - 1) / a) - (std::log(delta) + std::log(a)) / (a - 1);
     if (eps < best.epsilon) {
@@ -159,9 +158,8 @@ PrivacySpent ComputeEpsilon(const SubsampledGaussian& mechanism, double delta,
   }
   // ε < 0 says no more than ε = 0 (no mechanism does better than revealing nothing).
   if (best.epsilon < 0) best.epsilon = 0;
-  best.order_at_edge =
-      std::isfinite(best.epsilon) && orders.size() > 1 &&
-      (best_index == 0 || best_index + 1 == orders.size());
+  best.order_at_edge = std::isfinite(best.epsilon) && orders.size() > 1 &&
+                       (best_index == 0 || best_index + 1 == orders.size());
   return best;
 }
 

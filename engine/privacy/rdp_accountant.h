@@ -46,19 +46,20 @@ std::vector<double> DefaultRdpOrders();
 
 // The mechanism: T steps of the Poisson-subsampled Gaussian mechanism.
 struct SubsampledGaussian {
-  double noise_multiplier = 1.0;  // σ: noise standard deviation / sensitivity (the clip norm C); > 0
-  double sample_rate = 0.01;      // q: each example's inclusion probability per step, in (0, 1]
-  int64_t steps = 1;              // T ≥ 0
-  void Validate() const;          // throws lethe::Error naming the option
+  double noise_multiplier =
+      1.0;                    // σ: noise standard deviation / sensitivity (the clip norm C); > 0
+  double sample_rate = 0.01;  // q: each example's inclusion probability per step, in (0, 1]
+  int64_t steps = 1;          // T ≥ 0
+  void Validate() const;      // throws lethe::Error naming the option
 };
 
 // RDP of one step at order α > 1 (nats); +inf only if it overflows.
 double StepRdp(double noise_multiplier, double sample_rate, double order);
 
 struct PrivacySpent {
-  double epsilon = 0;      // ε of (ε, δ)-DP; +inf when no order gives a finite bound
-  double delta = 0;        // the δ it was asked for
-  double best_order = 0;   // the α that attains the minimum
+  double epsilon = 0;     // ε of (ε, δ)-DP; +inf when no order gives a finite bound
+  double delta = 0;       // the δ it was asked for
+  double best_order = 0;  // the α that attains the minimum
   // The minimum is at the smallest or the largest order: a wider range might give a
   // smaller ε (the bound stays valid; it may be loose).
   bool order_at_edge = false;

@@ -61,8 +61,8 @@ TEST(RdpAccountant, NoSubsamplingIsTheGaussianMechanism) {
           expected = std::min(expected, steps * a / (2 * sigma * sigma) + std::log((a - 1) / a) -
                                             (std::log(delta) + std::log(a)) / (a - 1));
         }
-        EXPECT_NEAR(ComputeEpsilon({sigma, 1.0, steps}, delta).epsilon,
-                    std::max(0.0, expected), 1e-12 * std::max(1.0, expected))
+        EXPECT_NEAR(ComputeEpsilon({sigma, 1.0, steps}, delta).epsilon, std::max(0.0, expected),
+                    1e-12 * std::max(1.0, expected))
             << sigma << " " << steps << " " << delta;
       }
 }
@@ -107,9 +107,9 @@ TEST(RdpAccountant, SeriesMatchNumericalIntegration) {
   struct Case {
     double q, sigma, alpha;
   };
-  for (const Case& c : {Case{0.04, 1.5, 2}, Case{0.04, 1.5, 5.5}, Case{0.04, 1.5, 12},
-                        Case{0.01, 0.8, 3.7}, Case{0.3, 1.0, 1.1}, Case{0.5, 3.0, 20},
-                        Case{0.001, 1.1, 9.9}, Case{0.2, 2.0, 40}}) {
+  for (const Case& c :
+       {Case{0.04, 1.5, 2}, Case{0.04, 1.5, 5.5}, Case{0.04, 1.5, 12}, Case{0.01, 0.8, 3.7},
+        Case{0.3, 1.0, 1.1}, Case{0.5, 3.0, 20}, Case{0.001, 1.1, 9.9}, Case{0.2, 2.0, 40}}) {
     const double rdp = StepRdp(c.sigma, c.q, c.alpha);
     const double numeric = LogAByQuadrature(c.q, c.sigma, c.alpha) / (c.alpha - 1);
     EXPECT_NEAR(rdp, numeric, kQuadratureTolerance * std::max(1.0, numeric))
@@ -152,7 +152,7 @@ TEST(RdpAccountant, EpsilonIsMonotone) {
   EXPECT_GT(ComputeEpsilon(m, delta).epsilon, eps);  // larger batches
   m = base;
   m.noise_multiplier = 1.2;
-  EXPECT_LT(ComputeEpsilon(m, delta).epsilon, eps);  // more noise
+  EXPECT_LT(ComputeEpsilon(m, delta).epsilon, eps);    // more noise
   EXPECT_LT(ComputeEpsilon(base, 1e-3).epsilon, eps);  // larger δ
   // Along a fine σ grid, strictly decreasing.
   double previous = INFINITY;
@@ -219,8 +219,8 @@ TEST(RdpAccountant, DefaultDeltaIsOneOverNRoundedDownToAPowerOfTen) {
 struct DpProblem {
   std::unique_ptr<kernels::Backend<double>> backend = kernels::MakeBackend<double>({});
   io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 60, 4, 3, 11);
-  Model model = testing::RandomModel(testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 5, 1e-2),
-                                     data, 12);
+  Model model = testing::RandomModel(
+      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 5, 1e-2), data, 12);
   std::unique_ptr<Objective<double>> objective = std::make_unique<Objective<double>>(
       *backend, model.arch, UploadData(*backend, data), ObjectiveOptions{16});
 
@@ -261,12 +261,13 @@ TEST(DpSgd, NoiselessFullBatchStepIsClippedGradientDescent) {
     clipped += norm > C;
     for (int64_t j = 0; j < p; ++j) expected[j] += g[i * p + j] * std::min(1.0, C / norm) / n;
   }
-  ASSERT_GT(clipped, 0);      // the test exercises clipping…
-  ASSERT_LT(clipped, n);      // …and examples left as they are
+  ASSERT_GT(clipped, 0);  // the test exercises clipping…
+  ASSERT_LT(clipped, n);  // …and examples left as they are
   for (int64_t j = 0; j < p; ++j)
     expected[j] = (1 - eta * l2) * pr.model.theta[j] - eta * expected[j];
   DpSgdOptions o;
-  o.max_grad_norm = C, o.noise_multiplier = 0, o.sample_rate = 1, o.epochs = 1, o.learning_rate = eta;
+  o.max_grad_norm = C, o.noise_multiplier = 0, o.sample_rate = 1, o.epochs = 1,
+  o.learning_rate = eta;
   const std::vector<double> got = pr.Train(o);
   for (int64_t j = 0; j < p; ++j) EXPECT_NEAR(got[j], expected[j], 1e-14) << j;
 }
@@ -298,8 +299,12 @@ TEST(DpSgd, BlockSizeDoesNotChangeTheResult) {
 
 TEST(DpSgd, StepsPerEpochIsCeilOfOneOverQ) {
   DpSgdOptions o;
-  for (auto [q, steps] : {std::pair<double, int64_t>{0.04, 25}, {1.0, 1}, {0.3, 4}, {128.0 / 1437, 12},
-                          {1.0 / 3, 3}, {0.5, 2}}) {
+  for (auto [q, steps] : {std::pair<double, int64_t>{0.04, 25},
+                          {1.0, 1},
+                          {0.3, 4},
+                          {128.0 / 1437, 12},
+                          {1.0 / 3, 3},
+                          {0.5, 2}}) {
     o.sample_rate = q;
     EXPECT_EQ(o.StepsPerEpoch(), steps) << q;
   }
@@ -313,9 +318,11 @@ TEST(DpSgd, RejectsBadOptions) {
   auto theta = pr.backend->Allocate(1, pr.model.arch.num_params);
   pr.backend->Upload(pr.model.theta.data(), theta);
   for (auto set : std::vector<void (*)(DpSgdOptions&)>{
-           [](DpSgdOptions& o) { o.max_grad_norm = 0; }, [](DpSgdOptions& o) { o.noise_multiplier = -1; },
-           [](DpSgdOptions& o) { o.sample_rate = 0; }, [](DpSgdOptions& o) { o.sample_rate = 1.01; },
-           [](DpSgdOptions& o) { o.epochs = -1; }, [](DpSgdOptions& o) { o.learning_rate = 0; },
+           [](DpSgdOptions& o) { o.max_grad_norm = 0; },
+           [](DpSgdOptions& o) { o.noise_multiplier = -1; },
+           [](DpSgdOptions& o) { o.sample_rate = 0; },
+           [](DpSgdOptions& o) { o.sample_rate = 1.01; }, [](DpSgdOptions& o) { o.epochs = -1; },
+           [](DpSgdOptions& o) { o.learning_rate = 0; },
            [](DpSgdOptions& o) { o.block_elements = 0; }}) {
     DpSgdOptions o;
     set(o);
@@ -365,7 +372,8 @@ TEST(DpRecord, RoundTripsAndIsStrict) {
       ADD_FAILURE() << bad;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("m.safetensors: __metadata__[\"lethe_dp\"]"),
-                std::string::npos) << e.what();
+                std::string::npos)
+          << e.what();
     }
   }
 }
