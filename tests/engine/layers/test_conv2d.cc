@@ -13,7 +13,9 @@
 #include "engine/architecture.h"
 #include "engine/layers/conv2d.h"
 #include "engine/layers/layer.h"
+#include "engine/objective.h"
 #include "tests/engine/layers/layer_gradient_check.h"
+#include "tests/engine/test_problems.h"
 
 namespace lethe {
 namespace {
@@ -201,6 +203,152 @@ TEST(Conv2dLayer, InitialisationIsTorchDefault) {
     EXPECT_GT(largest, 0.9 * bound) << t.name;  // the bound is reached, not a smaller one
     EXPECT_LT(std::fabs(sum / t.size()), 0.25 * bound) << t.name;  // centred
   }
+}
+
+// Two conv layers through the objective (batching, R{x} ≠ 0 into the second, grouped
+// first-layer products, the forward-pass cache, K-FAC's backpropagation of unit vectors):
+// conv 3x3 stride 2 padding 1 → tanh → conv 3x3 over the whole 3x3 map, 4 outputs, as the
+// logits of a cross-entropy loss. (The last conv's output is [4, 1, 1], a vector in all but
+// name; the checker's one-layer source admits it, so this test needs no flatten layer.)
+TEST(Conv2dLayer, TwoConvLayersThroughTheObjective) {
+  using Matrix = kernels::Matrix<double>;
+  io::ModelSpec spec;
+  spec.loss = LossKind::kCrossEntropy;
+  spec.l2 = 0.01;
+  spec.input = {2, 6, 6};
+  spec.layers = {Conv(R"({"weight": "0.weight", "bias": "0.bias", "out": 3, "kernel": 3,
+                          "stride": 2, "padding": 1})"),
+                 io::LayerSpec::Of("tanh"),
+                 Conv(R"({"weight": "2.weight", "bias": "2.bias", "out": 4, "kernel": 3})")};
+  ArchitectureSource source;
+  source.one_layer_test = true;
+  const Architecture arch = Architecture::Build(spec, source, "test");
+  ASSERT_EQ(arch.output_dim, 4);
+  const int64_t p = arch.num_params;
+  ASSERT_EQ(p, 3 * 18 + 3 + 4 * 27 + 4);
+  const io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 7, 72, 4, 13);
+  auto be = kernels::MakeBackend<double>({});
+  // Batches of 3 (a partial last one); groups of 2 directions in the first conv layer
+  // (its GroupElements(3) = 3 · (3·9 + 2·18) = 189 per direction).
+  Objective<double> objective(*be, arch, UploadData(*be, data),
+                              ObjectiveOptions{.batch_size = 3, .group_elements = 400});
+  std::mt19937_64 rng(17);
+  std::normal_distribution<double> normal(0.0, 0.5);
+  auto random = [&](int64_t size) {
+    std::vector<double> v(size);
+    for (double& x : v) x = normal(rng);
+    return v;
+  };
+  auto up = [&](const std::vector<double>& v, int64_t rows) {
+    Matrix m = be->Allocate(rows, static_cast<int64_t>(v.size()) / rows);
+    be->Upload(v.data(), m);
+    return m;
+  };
+  auto down = [&](const Matrix& m) {
+    std::vector<double> v(m.size());
+    be->Download(m, v.data());
+    return v;
+  };
+  auto shifted = [](std::vector<double> a, double t, const std::vector<double>& d) {
+    for (size_t i = 0; i < a.size(); ++i) a[i] += t * d[i];
+    return a;
+  };
+  auto gradient = [&](const std::vector<double>& theta) {
+    Matrix g = be->Allocate(1, p);
+    objective.ValueAndGradient(up(theta, 1), g);
+    return down(g);
+  };
+  auto expect_close = [](const std::vector<double>& got, const std::vector<double>& want,
+                         double tol, const char* what) {
+    ASSERT_EQ(got.size(), want.size());
+    double scale = 1e-3;
+    for (double w : want) scale = std::max(scale, std::abs(w));
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], tol * scale) << what << " component " << i;
+  };
+  const double h = 1e-5, fd_tolerance = 1e-7, rounding = 1e-12;
+  const std::vector<double> theta0 = random(p);
+  const Matrix theta = up(theta0, 1);
+  const std::vector<double> g0 = gradient(theta0);
+
+  // Gradient against central differences of the objective.
+  std::vector<double> fd(p);
+  for (int64_t k = 0; k < p; ++k) {
+    std::vector<double> e(p, 0.0);
+    e[k] = 1;
+    fd[k] = (objective.ValueAndGradient(up(shifted(theta0, h, e), 1), Matrix()) -
+             objective.ValueAndGradient(up(shifted(theta0, -h, e), 1), Matrix())) /
+            (2 * h);
+  }
+  expect_close(g0, fd, fd_tolerance, "∇L");
+
+  // Hessian products of three directions (a group of 2 and one of 1) against central
+  // differences of the gradient; symmetry of H and G; G positive semi-definite.
+  const std::vector<double> v = random(3 * p);
+  Matrix V = up(v, 3), HV = be->Allocate(3, p), GV = be->Allocate(3, p);
+  objective.CurvatureProduct(Curvature::kHessian, theta, V, HV);
+  objective.CurvatureProduct(Curvature::kGaussNewton, theta, V, GV);
+  const std::vector<double> hv = down(HV), gv = down(GV);
+  for (int j = 0; j < 3; ++j) {
+    const std::vector<double> vj(v.begin() + j * p, v.begin() + (j + 1) * p);
+    const std::vector<double> plus = gradient(shifted(theta0, h, vj));
+    const std::vector<double> minus = gradient(shifted(theta0, -h, vj));
+    std::vector<double> want(p);
+    for (int64_t k = 0; k < p; ++k) want[k] = (plus[k] - minus[k]) / (2 * h);
+    expect_close(std::vector<double>(hv.begin() + j * p, hv.begin() + (j + 1) * p), want,
+                 fd_tolerance, "H v");
+  }
+  auto dot = [&](const std::vector<double>& a, int i, const std::vector<double>& b, int j) {
+    double s = 0, m = 0;
+    for (int64_t k = 0; k < p; ++k)
+      s += a[i * p + k] * b[j * p + k], m += std::abs(a[i * p + k] * b[j * p + k]);
+    return std::pair<double, double>{s, m};
+  };
+  for (const auto* c : {&hv, &gv}) {
+    const auto [uhv, mag] = dot(v, 0, *c, 1);
+    EXPECT_NEAR(uhv, dot(v, 1, *c, 0).first, rounding * mag) << "symmetry";
+  }
+  for (int j = 0; j < 3; ++j) EXPECT_GT(dot(v, j, gv, j).first, 0) << "vᵀ G v";
+
+  // Per-example gradients: their mean plus l2·θ is the gradient; their dots with two
+  // directions equal PerExampleGradientDots (never forming n × p).
+  const int64_t n = data.n;
+  Matrix rows = be->Allocate(n, p), dots = be->Allocate(n, 2);
+  objective.PerExampleGradients(theta, 0, n, rows);
+  const std::vector<double> r = down(rows), s = random(2 * p);
+  objective.PerExampleGradientDots(theta, up(s, 2), dots);
+  std::vector<double> mean(p, 0.0), want_dots(n * 2, 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < p; ++k) {
+      mean[k] += r[i * p + k] / n;
+      for (int j = 0; j < 2; ++j) want_dots[i * 2 + j] += r[i * p + k] * s[j * p + k];
+    }
+  for (int64_t k = 0; k < p; ++k) mean[k] += spec.l2 * theta0[k];
+  expect_close(mean, g0, rounding, "mean of per-example gradients");
+  expect_close(down(dots), want_dots, rounding, "per-example dots");
+
+  // K-FAC: one pair per conv layer, [W | b] blocks of out × (C·kh·kw + 1), Γ and S
+  // symmetric with a positive diagonal.
+  std::vector<Matrix> gammas, inputs;
+  objective.KroneckerFactors(theta, &gammas, &inputs);
+  const std::vector<layers::KroneckerBlock> blocks = objective.KroneckerBlocks();
+  ASSERT_EQ(blocks.size(), 2u);
+  EXPECT_EQ(blocks[0].out, 3);
+  EXPECT_EQ(blocks[0].k(), 19);
+  EXPECT_EQ(blocks[1].out, 4);
+  EXPECT_EQ(blocks[1].k(), 28);
+  for (size_t l = 0; l < 2; ++l)
+    for (const Matrix* m : {&gammas[l], &inputs[l]}) {
+      const std::vector<double> f = down(*m);
+      const int64_t k = m->rows();
+      for (int64_t a = 0; a < k; ++a) {
+        EXPECT_GT(f[a * k + a], 0) << "layer " << l;
+        for (int64_t b = 0; b < a; ++b) EXPECT_EQ(f[a * k + b], f[b * k + a]);
+      }
+    }
+  // The bias corner of S: every example's every position contributes 1, averaged over n.
+  const std::vector<double> s0 = down(inputs[0]);
+  EXPECT_NEAR(s0[18 * 19 + 18], 9.0, 1e-12);
 }
 
 void ExpectPlanError(const std::string& keys, const Shape& in, const std::string& part) {
