@@ -10,6 +10,7 @@
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
+#include "engine/layers/residual.h"
 
 namespace lethe::layers {
 namespace {
@@ -19,6 +20,7 @@ const LayerType* const kLayerTypes[] = {
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
     &kConv2dType,
+    &kResidualType,
 };
 
 }  // namespace
