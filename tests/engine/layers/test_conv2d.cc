@@ -65,6 +65,17 @@ TEST(Conv2dLayer, DerivativesFrozen) {
       Spatial());
 }
 
+// A residual block of two "same" convolutions (padding 1, C channels in and out), the
+// second without bias: y = x + conv(tanh(conv(x))), R{x} ≠ 0 into the second.
+TEST(Conv2dLayer, DerivativesInsideAResidualBlock) {
+  io::LayerSpec block = io::LayerSpec::Of("residual");
+  block.has_body = true;
+  block.body = {Conv(R"({"weight": "a.w", "bias": "a.b", "out": 2, "kernel": 3, "padding": 1})"),
+                io::LayerSpec::Of("tanh"),
+                Conv(R"({"weight": "c.w", "out": 2, "kernel": [3, 1], "padding": [1, 0]})")};
+  testing::CheckLayerDerivatives(block, {2, 4, 5}, -1, Spatial());
+}
+
 // The planned layer of `keys` on input `in`, alone in a model.
 Architecture Plan(const std::string& keys, const Shape& in) {
   io::ModelSpec spec;
