@@ -68,7 +68,7 @@ class Conv2d final : public Layer<T> {
     if (rows <= rows_) return;
     rows_ = rows;
     cols_ = backend.Allocate(rows * P(), K());
-    other_cols_ = backend.Allocate(rows * P(), K());
+    other_cols_ = Matrix();  // R{x}'s patches: allocated when first needed (RxPatches)
     d_ = backend.Allocate(rows * P(), out_);
     e_ = backend.Allocate(rows * P(), out_);
     if (has_bias() && this->has_params()) {
@@ -140,7 +140,7 @@ class Conv2d final : public Layer<T> {
       beta = T(1);
     }
     if (!rx.empty())
-      be.Gemm(Op::kNone, Op::kTranspose, T(1), Patches(be, rx, other_cols_), WeightValue(pass),
+      be.Gemm(Op::kNone, Op::kTranspose, T(1), RxPatches(be, rx), WeightValue(pass),
               beta, z);
     if (has_bias() && this->has_params()) be.AddRow(Bias(v), z);
     ChannelsFirst(be, z, ry);
@@ -158,7 +158,7 @@ class Conv2d final : public Layer<T> {
       Matrix hw = Weight(hv);
       be.Gemm(Op::kTranspose, Op::kNone, T(1), rd, Patches(be, x, cols_), T(1), hw);
       if (cross && !rx.empty())
-        be.Gemm(Op::kTranspose, Op::kNone, T(1), d, Patches(be, rx, other_cols_), T(1), hw);
+        be.Gemm(Op::kTranspose, Op::kNone, T(1), d, RxPatches(be, rx), T(1), hw);
       if (has_bias()) be.ColumnSums(T(1), rd, T(1), Bias(hv));
     }
     if (!rdelta_in.empty())
@@ -257,6 +257,12 @@ class Conv2d final : public Layer<T> {
     Matrix cols = buffer.Rows(0, x.rows() * P());
     be.Im2Col(g_, x, cols);
     return cols;
+  }
+  // R{x}'s patches, in their own buffer: only a layer above the first with parameters
+  // sees R{x} ≠ 0, so the first conv layer (often the widest) never allocates it.
+  Matrix RxPatches(Backend& be, const Matrix& rx) {
+    if (other_cols_.rows() < rows_ * P()) other_cols_ = be.Allocate(rows_ * P(), K());
+    return Patches(be, rx, other_cols_);
   }
   // δ (count × out·P, each row [out, OH, OW]) channels-last: (count·P) × out in `buffer`.
   Matrix ChannelsLast(Backend& be, const Matrix& delta, const Matrix& buffer) const {
