@@ -140,8 +140,7 @@ class Conv2d final : public Layer<T> {
       beta = T(1);
     }
     if (!rx.empty())
-      be.Gemm(Op::kNone, Op::kTranspose, T(1), RxPatches(be, rx), WeightValue(pass),
-              beta, z);
+      be.Gemm(Op::kNone, Op::kTranspose, T(1), RxPatches(be, rx), WeightValue(pass), beta, z);
     if (has_bias() && this->has_params()) be.AddRow(Bias(v), z);
     ChannelsFirst(be, z, ry);
   }
