@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/host_memory.h"
+#include "kernels/cpu/row_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -434,6 +435,19 @@ class CpuBackend final : public Backend<T> {
     for (int64_t r = 0; r < X.rows(); ++r)
       TridiagonalSolveRow(pivots.data() + r * pivots.ld(),
                           multipliers.data() + r * multipliers.ld(), X.data() + r * X.ld(), n);
+  }
+
+  // --- row and column scaling (kernels/cpu/cpu_row_ops.cc) ------------------------------
+  void ScaleRows(T alpha, const Matrix<T>& s, const Matrix<T>& A, T beta, Matrix<T> out) override {
+    cpu::ScaleRows(alpha, s, A, beta, out);
+  }
+  void ScaleColumns(T alpha, const Matrix<T>& A, const Matrix<T>& r, T beta,
+                    Matrix<T> out) override {
+    cpu::ScaleColumns(alpha, A, r, beta, out);
+  }
+  void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) override { cpu::AddColumn(alpha, c, A); }
+  void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) override {
+    cpu::InverseSqrt(x, shift, out);
   }
 
  private:
