@@ -6,7 +6,10 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/batchnorm.h"
+#include "engine/layers/dropout.h"
 #include "engine/layers/layer.h"
+#include "engine/layers/layernorm.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
 
@@ -17,6 +20,7 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kLayerNormType, &kBatchNormType, &kDropoutType,
 };
 
 }  // namespace
