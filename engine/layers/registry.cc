@@ -12,6 +12,7 @@
 #include "engine/layers/layernorm.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
+#include "engine/layers/residual.h"
 
 namespace lethe::layers {
 namespace {
@@ -21,6 +22,7 @@ const LayerType* const kLayerTypes[] = {
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
     &kLayerNormType, &kBatchNormType, &kDropoutType,
+    &kResidualType,
 };
 
 }  // namespace
