@@ -159,6 +159,35 @@ class Backend {
   // b = C turns channels-last [OH, OW, C] into channels-first [C, OH, OW]; a = C, b = OH·OW
   // goes back. dst must not alias src.
   virtual void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) = 0;
+
+  // --- row and column scaling (normalisation layers; kernels/cpu/cpu_row_ops.cc,
+  // kernels/cuda/cuda_row_ops.cu) -----------------------------------------------------------
+  // LayerNorm normalises each example (a row) by its own mean and standard deviation;
+  // BatchNorm scales each feature (a column) by fixed statistics. Both are these four ops
+  // plus the ones above: a per-row mean is a Gemm with a ones vector, (1/d)·A·1, a per-row
+  // Σ a⊙b is RowDots, a per-column sum ColumnSums.
+  //
+  // Per-channel factors on [C, H, W] rows (one example = C·H·W values, channel-major) need
+  // no op of their own: a factor c (C values) is expanded to the 1 × C·H·W row it means by
+  // the rank-1 Gemm c·1ᵀ into the C × H·W reshape of that row, then used with ScaleColumns
+  // or AddRow; and per-channel sums are Gemms of the reshapes with a ones vector (for
+  // contiguous storage: a count × C·H·W batch is a (count·C) × H·W matrix, whose product
+  // with 1 (H·W × 1) is the count × C matrix of per-example channel sums).
+  //
+  // Every op reads each element before writing it, so `out` may alias A (with beta = 0,
+  // out is never read: NaN there is overwritten).
+
+  // out = alpha · diag(s) · A + beta · out, s (rows × 1): out_ij = alpha·s_i·A_ij + beta·out_ij.
+  virtual void ScaleRows(T alpha, const Matrix<T>& s, const Matrix<T>& A, T beta,
+                         Matrix<T> out) = 0;
+  // out = alpha · A · diag(r) + beta · out, r (1 × cols): out_ij = alpha·A_ij·r_j + beta·out_ij.
+  virtual void ScaleColumns(T alpha, const Matrix<T>& A, const Matrix<T>& r, T beta,
+                            Matrix<T> out) = 0;
+  // A += alpha · c · 1ᵀ, c (rows × 1): A_ij += alpha · c_i (e.g. subtracts each row's mean;
+  // the per-row counterpart of AddRow).
+  virtual void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) = 0;
+  // out = 1 / √(x + shift) elementwise: the inverse standard deviation (σ² + ε)^(−1/2).
+  virtual void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) = 0;
 };
 
 // The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C

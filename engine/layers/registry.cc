@@ -7,7 +7,10 @@
 #include "common/error.h"
 #include "engine/layers/activation.h"
 #include "engine/layers/conv2d.h"
+#include "engine/layers/batchnorm.h"
+#include "engine/layers/dropout.h"
 #include "engine/layers/layer.h"
+#include "engine/layers/layernorm.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
 #include "engine/layers/residual.h"
@@ -20,6 +23,7 @@ const LayerType* const kLayerTypes[] = {
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
     &kConv2dType,
+    &kLayerNormType, &kBatchNormType, &kDropoutType,
     &kResidualType,
 };
 

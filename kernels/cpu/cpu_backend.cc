@@ -18,6 +18,7 @@
 
 #include "common/host_memory.h"
 #include "kernels/cpu/cpu_window_ops.h"
+#include "kernels/cpu/row_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -446,6 +447,19 @@ class CpuBackend final : public Backend<T> {
   }
   void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
     cpu::TransposeRows(a, b, src, dst);
+  }
+
+  // --- row and column scaling (kernels/cpu/cpu_row_ops.cc) ------------------------------
+  void ScaleRows(T alpha, const Matrix<T>& s, const Matrix<T>& A, T beta, Matrix<T> out) override {
+    cpu::ScaleRows(alpha, s, A, beta, out);
+  }
+  void ScaleColumns(T alpha, const Matrix<T>& A, const Matrix<T>& r, T beta,
+                    Matrix<T> out) override {
+    cpu::ScaleColumns(alpha, A, r, beta, out);
+  }
+  void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) override { cpu::AddColumn(alpha, c, A); }
+  void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) override {
+    cpu::InverseSqrt(x, shift, out);
   }
 
  private:

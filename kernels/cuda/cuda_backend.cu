@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/reductions.h"
 #include "kernels/cuda/window_ops.h"
+#include "kernels/cuda/row_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -648,6 +649,21 @@ class CudaBackend final : public Backend<T> {
   }
   void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
     cuda::TransposeRows(*context_, a, b, src, dst);
+  }
+
+  // --- row and column scaling (kernels/cuda/cuda_row_ops.cu) ----------------------------
+  void ScaleRows(T alpha, const Matrix<T>& s, const Matrix<T>& A, T beta, Matrix<T> out) override {
+    cuda::ScaleRows(*context_, alpha, s, A, beta, out);
+  }
+  void ScaleColumns(T alpha, const Matrix<T>& A, const Matrix<T>& r, T beta,
+                    Matrix<T> out) override {
+    cuda::ScaleColumns(*context_, alpha, A, r, beta, out);
+  }
+  void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) override {
+    cuda::AddColumn(*context_, alpha, c, A);
+  }
+  void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) override {
+    cuda::InverseSqrt(*context_, x, shift, out);
   }
 
  private:

@@ -608,6 +608,57 @@ TEST_P(Conformance, TransposeRows) {
   });
 }
 
+// The normalisation layers' ops: strided views everywhere (the whole parents compared, so a
+// write outside a view fails), alpha and beta, beta = 0 over NaN, in place, and a size past
+// the CPU's parallel threshold.
+TEST_P(Conformance, ScaleRowsScaleColumnsAddColumnInverseSqrt) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    struct Shape {
+      int64_t rows, cols;
+    };
+    for (Shape s : {Shape{37, 29}, Shape{1, 1}, Shape{700, 401}}) {
+      const std::string shape = " " + std::to_string(s.rows) + "x" + std::to_string(s.cols);
+      auto A = h.Random(s.rows, s.cols + 2, 1);
+      auto out = h.Random(s.rows, s.cols + 3, 2);
+      auto factors = h.Random(s.rows, 2, 3);  // column 1: s (rows × 1, strided)
+      auto row = h.Random(2, s.cols + 1, 4);  // row 1, columns 1..: r (1 × cols)
+      auto a = A.Cols(1, s.cols), o = out.Cols(2, s.cols);
+      auto sv = factors.Cols(1, 1), r = row.Rows(1, 1).Cols(1, s.cols);
+      const double alpha = H::Round(-0.7), beta = H::Round(0.3);
+      for (double b : {beta, 0.0}) {
+        const std::string what = shape + " beta " + std::to_string(b);
+        if (b == 0) h.Fill(out, kNaN);
+        h.test().ScaleRows(T(alpha), sv.test, a.test, T(b), o.test);
+        h.ref().ScaleRows(alpha, sv.ref, a.ref, b, o.ref);
+        h.Expect(out, kElementwiseTolerance, "ScaleRows" + what);
+        if (b == 0) h.Fill(out, kNaN);
+        h.test().ScaleColumns(T(alpha), a.test, r.test, T(b), o.test);
+        h.ref().ScaleColumns(alpha, a.ref, r.ref, b, o.ref);
+        h.Expect(out, kElementwiseTolerance, "ScaleColumns" + what);
+      }
+      // In place (out = A), as a layer normalises its own buffer.
+      h.test().ScaleRows(T(1), sv.test, a.test, T(0), a.test);
+      h.ref().ScaleRows(1.0, sv.ref, a.ref, 0.0, a.ref);
+      h.Expect(A, kElementwiseTolerance, "ScaleRows in place" + shape);
+      h.test().ScaleColumns(T(alpha), a.test, r.test, T(beta), a.test);
+      h.ref().ScaleColumns(alpha, a.ref, r.ref, beta, a.ref);
+      h.Expect(A, kElementwiseTolerance, "ScaleColumns in place" + shape);
+      h.test().AddColumn(T(alpha), sv.test, a.test);
+      h.ref().AddColumn(alpha, sv.ref, a.ref);
+      h.Expect(A, kElementwiseTolerance, "AddColumn" + shape);
+      // Variances (positive) plus eps; in place and into a strided view.
+      auto var = h.Random(s.rows, s.cols + 2, 5, 0, 3);
+      h.test().InverseSqrt(var.Cols(0, s.cols).test, T(1e-5), o.test);
+      h.ref().InverseSqrt(var.Cols(0, s.cols).ref, H::Round(1e-5), o.ref);
+      h.Expect(out, kElementwiseTolerance, "InverseSqrt" + shape);
+      h.test().InverseSqrt(var.test, T(0.5), var.test);
+      h.ref().InverseSqrt(var.ref, H::Round(0.5), var.ref);
+      h.Expect(var, kElementwiseTolerance, "InverseSqrt in place" + shape);
+    }
+  });
+}
+
 // Same inputs, same bits: reductions use no atomics and a shape-determined order.
 TEST_P(Conformance, ReductionsAreReproducible) {
   ForCandidate(GetParam(), [](auto& h) {
