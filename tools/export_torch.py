@@ -35,8 +35,10 @@ Loss conventions (lethe minimises L(θ) = (1/n) Σᵢ lossᵢ(θ) + (l2/2)‖θ�
   weight_decay=wd)`` (which adds wd·θ to the gradient, biases included unless you use
   parameter groups) corresponds to ``l2 = wd``.
 
-Data sets are ``.npz`` files with ``X`` [n, d] float64 (or float32), ``y`` [n] int64
-labels (float [n] or [n, k] targets for mse) and optional ``ids`` [n] int64 (unique).
+Data sets are ``.npz`` files with ``X`` [n, d] float64 (or float32; [n, C, H, W] images;
+[n, L] int64 token ids for a model starting with embedding_bag, export_dataset(...,
+tokens=True)), ``y`` [n] int64 labels (float [n] or [n, k] targets for mse) and optional
+``ids`` [n] int64 (unique).
 
 Use as a module (``sys.path`` must include tools/)::
 
@@ -154,6 +156,15 @@ class Residual(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+
+def _is_residual(module: nn.Module) -> bool:
+    """Whether `module` is this file's Residual. Run as a script (the CLI), this file is
+    __main__, while a model saved with torch.save(model) refers to export_torch.Residual,
+    which torch.load imports as a second copy of this module: the same class."""
+    cls = type(module)
+    return isinstance(module, Residual) or (
+        cls.__qualname__ == "Residual" and cls.__module__ in ("export_torch", "__main__"))
 
 
 # The module types export_model accepts, for refusal messages.
@@ -378,7 +389,7 @@ class _SpecBuilder:
                                     "eps", "frozen")), 1
         if type(m) is nn.Dropout:
             return {"type": "dropout", "p": float(m.p)}, 1
-        if isinstance(m, Residual):
+        if _is_residual(m):
             body = _sequence(m.body, f"{path}.body")
             if not body:
                 raise ExportError(f"{where}: the body is empty")
@@ -860,7 +871,8 @@ class _ModuleBuilder:
         if shape is not None and (a.ndim != len(shape) or
                                   any(s is not None and s != d for s, d in zip(shape, a.shape))):
             want = ", ".join("?" if s is None else str(s) for s in shape)
-            raise ExportError(f"{where}: tensor {name!r} has shape {list(a.shape)}, expected [{want}]")
+            raise ExportError(f"{where}: tensor {name!r} has shape {list(a.shape)}, "
+                              f"expected [{want}]")
         return a
 
     def copy(self, param: torch.Tensor, array: np.ndarray) -> None:

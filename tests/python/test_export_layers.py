@@ -355,7 +355,8 @@ class TestRoundTrips(unittest.TestCase):
         again = export_model(back, self.path("again.safetensors"), loss=loss, l2=l2,
                              input_shape=input_shape)
         self.assertEqual(unnamed(again), unnamed(expected))
-        self.assertEqual([t.tobytes() for t in read_safetensors(self.path("again.safetensors"))[0].values()],
+        again_tensors = read_safetensors(self.path("again.safetensors"))[0]
+        self.assertEqual([t.tobytes() for t in again_tensors.values()],
                          [t.tobytes() for t in tensors.values()])
         return spec
 
@@ -455,7 +456,8 @@ class TestRefusals(unittest.TestCase):
              ["model.0 (Conv2d)", "padding_mode='reflect'"]),
             (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), *head),
              ["model.0 (MaxPool2d)", "ceil_mode"]),
-            (nn.Sequential(nn.MaxPool2d(2, dilation=2), *head), ["model.0 (MaxPool2d)", "dilation"]),
+            (nn.Sequential(nn.MaxPool2d(2, dilation=2), *head),
+             ["model.0 (MaxPool2d)", "dilation"]),
             (nn.Sequential(nn.MaxPool2d(2, return_indices=True), *head),
              ["model.0 (MaxPool2d)", "return_indices"]),
             (nn.Sequential(nn.AvgPool2d(2, ceil_mode=True), *head),
@@ -492,8 +494,10 @@ class TestRefusals(unittest.TestCase):
     def test_embedding_bag_refusals(self):
         lin = nn.Linear(4, 2)
         for model, phrases in [
-            (nn.Sequential(nn.EmbeddingBag(9, 4, mode="max"), lin), ["model.0 (EmbeddingBag)", "mode='max'"]),
-            (nn.Sequential(nn.EmbeddingBag(9, 4, max_norm=1.0), lin), ["model.0 (EmbeddingBag)", "max_norm"]),
+            (nn.Sequential(nn.EmbeddingBag(9, 4, mode="max"), lin),
+             ["model.0 (EmbeddingBag)", "mode='max'"]),
+            (nn.Sequential(nn.EmbeddingBag(9, 4, max_norm=1.0), lin),
+             ["model.0 (EmbeddingBag)", "max_norm"]),
             (nn.Sequential(nn.EmbeddingBag(9, 4, scale_grad_by_freq=True), lin),
              ["model.0 (EmbeddingBag)", "scale_grad_by_freq"]),
             (nn.Sequential(nn.Identity(), nn.EmbeddingBag(9, 4), lin),
@@ -557,6 +561,19 @@ class TestRefusals(unittest.TestCase):
                                       os.path.join(self.tmp.name, "m2.safetensors"),
                                       "--spec", spec_path])
         self.assertEqual(code, 0)
+
+    def test_cli_script_exports_pickled_residual(self):
+        # As a script the exporter is __main__; the pickle names export_torch.Residual.
+        model = nn.Sequential(nn.Linear(3, 4), Residual(nn.Sequential(nn.Linear(4, 4))),
+                              nn.Linear(4, 2)).double()
+        pt = os.path.join(self.tmp.name, "r.pt")
+        out = os.path.join(self.tmp.name, "r.safetensors")
+        torch.save(model, pt)
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "export_torch.py"),
+                               "model", pt, out, "--loss", "mse"], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        x = torch.randn(3, 3, dtype=torch.float64)
+        self.assertTrue(torch.equal(load_model(out)(x), model(x)))
 
 
 # ------------------------------------------------------------------------ validate_spec
