@@ -688,27 +688,21 @@ class TestLetheEval(unittest.TestCase):
         model = seeded(8, lambda: nn.Sequential(nn.Linear(6, 2)))
         check_lethe_eval(self, model, X, y, input_shape=(6,))
 
-    # Layer types other helpers are adding to the C++ engine (issue 14): the same check,
-    # skipped with lethe's "unknown layer type" (or its refusal of integer token ids)
-    # until they land; then it runs without a change here.
-    def test_lethe_each_new_layer_type(self):
-        skipped = []
-        for name, (build, shape, x, _) in CASES.items():
-            if name == "flatten_on_vectors_left_out":
-                continue  # linear only: covered above
-            with self.subTest(name):
-                tokens = x.dtype == torch.int64
-                model = seeded(9, build)
-                with torch.no_grad():
-                    X, y = self.data(x, model(x).shape[1])
-                try:
-                    check_lethe_eval(self, model, X, y, input_shape=shape,
-                                     tokens=tokens)
-                except unittest.SkipTest as e:
-                    skipped.append(f"{name}: {e}")
-        if skipped:
-            self.skipTest(f"{len(skipped)} of the new layer types not in lethe yet; first: "
-                          f"{skipped[0][:200]}")
+    # Layer types other helpers are adding to the C++ engine (issue 14): the same check on
+    # every round-trip case (test_lethe_<case>, generated below), each skipped with lethe's
+    # "unknown layer type" (or its refusal of integer token ids) until its layer lands;
+    # then it runs without a change here.
+    def check_case(self, build, shape, x):
+        model = seeded(9, build)
+        with torch.no_grad():
+            X, y = self.data(x, model(x).shape[1])
+        check_lethe_eval(self, model, X, y, input_shape=shape, tokens=x.dtype == torch.int64)
+
+
+for _name, (_build, _shape, _x, _layers) in CASES.items():
+    def _test(self, build=_build, shape=_shape, x=_x):
+        self.check_case(build, shape, x)
+    setattr(TestLetheEval, f"test_lethe_{_name}", _test)
 
 
 # --------------------------------------------------------------------- head-only route
