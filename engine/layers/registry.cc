@@ -9,6 +9,7 @@
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
+#include "engine/layers/residual.h"
 
 namespace lethe::layers {
 namespace {
@@ -17,6 +18,7 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kResidualType,
 };
 
 }  // namespace
