@@ -344,7 +344,13 @@ class _SpecBuilder:
             if m.scale_grad_by_freq:
                 raise ExportError(f"{where}: scale_grad_by_freq=True is not supported (lethe's "
                                   "derivatives are the plain ones)")
-            if self.rank not in (None, 1):
+            if self.rank is None:
+                # lethe reads the ids per example from "input" when it has no data at hand
+                # (inspect, a model read alone), so the file must say it.
+                raise ExportError(f"{where}: a model starting with nn.EmbeddingBag needs the "
+                                  "number of token ids per example: pass input_shape=(L,) "
+                                  "(--input-shape L)")
+            if self.rank != 1:
                 raise ExportError(f"{where}: the example must be [L] token ids")
             layer = {"type": "embedding_bag"}
             self._params(layer, path, m, [("weight", "weight")])
@@ -388,6 +394,9 @@ class _SpecBuilder:
             return _ordered(layer, ("type", "weight", "bias", "running_mean", "running_var",
                                     "eps", "frozen")), 1
         if type(m) is nn.Dropout:
+            if m.p >= 1:
+                raise ExportError(f"{where}: p={m.p} is not supported (lethe's dropout takes "
+                                  "p in [0, 1); with p = 1 training saw only zeros)")
             return {"type": "dropout", "p": float(m.p)}, 1
         if _is_residual(m):
             body = _sequence(m.body, f"{path}.body")
@@ -491,6 +500,17 @@ def _default_weight(layer_type: str) -> bool:
     return layer_type in ("linear", "conv2d", "embedding_bag")
 
 
+def _default_tensor_name(layer_type: str, key: str, index: str) -> str | None:
+    """The tensor a layer has when its spec leaves `key` out (None: no such tensor):
+    "<index>.weight" for linear, conv2d and embedding_bag, "<index>.running_mean" and
+    "<index>.running_var" for batchnorm, as lethe reads them."""
+    if key == "weight" and _default_weight(layer_type):
+        return f"{index}.weight"
+    if layer_type == "batchnorm" and key in ("running_mean", "running_var"):
+        return f"{index}.{key}"
+    return None
+
+
 def _layer_parameters(layer: dict, index: str) -> list[str]:
     kind = layer.get("type")
     names = []
@@ -559,7 +579,7 @@ _LAYER_KEYS = {
     "avgpool2d": {"kernel", "stride", "padding"},
     "global_avgpool": set(),
     "flatten": set(),
-    "embedding_bag": {"weight", "mode", "padding_idx", "frozen"},
+    "embedding_bag": {"weight", "num_embeddings", "dim", "mode", "padding_idx", "frozen"},
     "layernorm": {"weight", "bias", "eps", "frozen"},
     "batchnorm": {"weight", "bias", "running_mean", "running_var", "eps", "frozen"},
     "dropout": {"p"},
@@ -621,11 +641,8 @@ def _validate_layers(layers: list, prefix: str, names: set) -> None:
         _check_keys(layer, _LAYER_KEYS[kind] | {"type"}, where)
         for key in _TENSOR_KEYS.get(kind, ()):
             if key not in layer:
-                if key == "weight" and _default_weight(kind):
-                    name = f"{index}.weight"
-                elif key in ("running_mean", "running_var"):
-                    raise ExportError(f"{where}: {key!r} (the name of a tensor) is required")
-                else:
+                name = _default_tensor_name(kind, key, index)
+                if name is None:
                     continue
             else:
                 name = layer[key]
@@ -662,8 +679,11 @@ def _validate_layers(layers: list, prefix: str, names: set) -> None:
         if "eps" in layer and (not _is_number(layer["eps"]) or layer["eps"] <= 0):
             raise ExportError(f"{where}: 'eps' must be a finite number > 0, got {layer['eps']!r}")
         if kind == "dropout" and "p" in layer and (not _is_number(layer["p"]) or
-                                                   not 0 <= layer["p"] <= 1):
-            raise ExportError(f"{where}: 'p' must be a number in [0, 1], got {layer['p']!r}")
+                                                   not 0 <= layer["p"] < 1):
+            raise ExportError(f"{where}: 'p' must be a number in [0, 1), got {layer['p']!r}")
+        for key in ("num_embeddings", "dim"):
+            if key in layer and (not _is_int(layer[key]) or layer[key] < 1):
+                raise ExportError(f"{where}: {key!r} must be a positive integer")
         if kind == "residual":
             body = layer.get("layers")
             if not isinstance(body, list) or not body:
@@ -783,6 +803,7 @@ def export_model(model: nn.Sequential, path: str, loss: str, l2: float = 0.0,
            lethe will read it).
     """
     spec, tensors = model_spec(model, loss, l2, allow_output_activation, input_shape)
+    validate_spec(spec)  # what lethe will check of the keys; model_spec's own checks name modules
     target = _resolve_dtype(dtype)
     dtypes = {t.dtype for _, t in tensors}
     if target is None:
@@ -974,17 +995,23 @@ class _ModuleBuilder:
                                   "the example's token ids)")
             if shape is not None:
                 self.vector(where, shape, "embedding_bag")
-            if self.tensors is None:
-                raise ExportError(f"{where}: building an embedding_bag needs its weight tensor")
-            w = self.tensor(where, weight_name, (None, None))
+            if self.tensors is not None:
+                w = self.tensor(where, weight_name, (layer.get("num_embeddings"),
+                                                     layer.get("dim")))
+                num, dim = w.shape
+            elif "num_embeddings" in layer and "dim" in layer:
+                num, dim = layer["num_embeddings"], layer["dim"]
+            else:
+                raise ExportError(f"{where}: without tensors embedding_bag needs "
+                                  "'num_embeddings' and 'dim'")
             padding_idx = layer.get("padding_idx")
-            if padding_idx is not None and padding_idx >= w.shape[0]:
-                raise ExportError(f"{where}: padding_idx {padding_idx} is outside [0, "
-                                  f"{w.shape[0]})")
-            m = nn.EmbeddingBag(w.shape[0], w.shape[1], mode=layer.get("mode", "mean"),
+            if padding_idx is not None and padding_idx >= num:
+                raise ExportError(f"{where}: padding_idx {padding_idx} is outside [0, {num})")
+            m = nn.EmbeddingBag(num, dim, mode=layer.get("mode", "mean"),
                                 padding_idx=padding_idx, dtype=self.dtype)
-            self.copy(m.weight, w)
-            return m, (w.shape[1],)
+            if self.tensors is not None:
+                self.copy(m.weight, w)
+            return m, (dim,)
         if kind == "layernorm":
             width = self.vector(where, shape, "layernorm")
             affine = "weight" in layer
@@ -1010,15 +1037,17 @@ class _ModuleBuilder:
                 raise ExportError(f"{where}: nn.BatchNorm has a weight and a bias or neither")
             image = shape is not None and len(shape) == 3
             features = shape[0] if shape is not None else None
+            mean_name = layer.get("running_mean", f"{index}.running_mean")
+            var_name = layer.get("running_var", f"{index}.running_var")
             if self.tensors is not None:
-                features = self.tensor(where, layer["running_mean"], (features,)).shape[0]
+                features = self.tensor(where, mean_name, (features,)).shape[0]
             if features is None:
                 raise ExportError(f"{where}: the input width is unknown; the spec needs \"input\"")
             cls = nn.BatchNorm2d if image else nn.BatchNorm1d
             m = cls(features, eps=layer.get("eps", 1e-5), affine=affine, dtype=self.dtype)
             if self.tensors is not None:
-                self.copy(m.running_mean, self.tensors[layer["running_mean"]])
-                self.copy(m.running_var, self.tensor(where, layer["running_var"], (features,)))
+                self.copy(m.running_mean, self.tensors[mean_name])
+                self.copy(m.running_var, self.tensor(where, var_name, (features,)))
                 if affine:
                     self.copy(m.weight, self.tensor(where, layer["weight"], (features,)))
                     self.copy(m.bias, self.tensor(where, layer["bias"], (features,)))
@@ -1056,10 +1085,9 @@ def _spec_tensor_names(layers: list[dict], prefix: str = "") -> set[str]:
         index = f"{prefix}{i}"
         kind = layer["type"]
         for key in _TENSOR_KEYS.get(kind, ()):
-            if key in layer:
-                names.add(layer[key])
-            elif key == "weight" and _default_weight(kind):
-                names.add(f"{index}.weight")
+            name = layer.get(key, _default_tensor_name(kind, key, index))
+            if name is not None:
+                names.add(name)
         if kind == "residual":
             names |= _spec_tensor_names(layer["layers"], f"{index}.")
     return names

@@ -241,10 +241,10 @@ def _cases():
             (5,), tok,
             [{"type": "embedding_bag", "weight": "0.weight", "mode": "sum", "padding_idx": 0},
              linear("1", 3)]),
-        "embedding_bag_mean_padding_idx_no_input_shape": (
+        "embedding_bag_mean_padding_idx": (
             lambda: nn.Sequential(nn.EmbeddingBag(10, 4, padding_idx=0), nn.ReLU(),
                                   nn.Linear(4, 3)),
-            None, tok,
+            (5,), tok,
             [{"type": "embedding_bag", "weight": "0.weight", "mode": "mean", "padding_idx": 0},
              {"type": "relu"}, linear("2", 3)]),
         "layernorm_affine": (
@@ -392,7 +392,7 @@ class TestRoundTrips(unittest.TestCase):
 
     def test_all_padding_row_gives_zeros(self):
         model = nn.Sequential(nn.EmbeddingBag(5, 3, padding_idx=2), nn.Linear(3, 2)).double()
-        export_model(model, self.path("m.safetensors"), loss="cross_entropy")
+        export_model(model, self.path("m.safetensors"), loss="cross_entropy", input_shape=(3,))
         back = load_model(self.path("m.safetensors"))
         x = torch.tensor([[2, 2, 2], [1, 2, 3]])
         self.assertTrue(torch.equal(back[0](x)[0], torch.zeros(3, dtype=torch.float64)))
@@ -480,6 +480,8 @@ class TestRefusals(unittest.TestCase):
              ["model.1 (BatchNorm2d)", "track_running_stats=False"]),
             (nn.Sequential(nn.Conv2d(2, 3, 1), nn.BatchNorm1d(3), *head),
              ["model.1 (BatchNorm1d)", "vectors"]),
+            (nn.Sequential(nn.Conv2d(2, 3, 1), nn.Dropout(1.0), *head),
+             ["model.1 (Dropout)", "p=1.0"]),
             (nn.Sequential(nn.Conv2d(2, 3, 1), nn.Dropout2d(), *head),
              ["model.1 (Dropout2d)", "not supported"]),
             (nn.Sequential(nn.Conv2d(2, 3, 1),
@@ -505,6 +507,10 @@ class TestRefusals(unittest.TestCase):
             (nn.Sequential(nn.Embedding(9, 4), lin), ["model.0 (Embedding)", "not supported"]),
         ]:
             self.refused(model, phrases, input_shape=(5,))
+        # lethe reads the ids per example from "input" when no data are at hand.
+        self.refused(nn.Sequential(nn.EmbeddingBag(9, 4), lin),
+                     ["model.0 (EmbeddingBag)", "input_shape=(L,)", "--input-shape L"],
+                     input_shape=None)
 
     def test_conv_needs_input_shape(self):
         for model, where in [(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(72, 2)),
@@ -608,7 +614,8 @@ class TestValidateSpec(unittest.TestCase):
             (lambda s: L(0)(s).update(dilation=[1, True]), "'dilation'"),
             (lambda s: L(0)(s).pop("kernel"), "'kernel' is required"),
             (lambda s: L(0)(s).update(frozen="yes"), "'frozen' must be true or false"),
-            (lambda s: L(1)(s).pop("running_var"), "'running_var'"),
+            (lambda s: L(1)(s).update(running_var=""), "'running_var' must be a non-empty"),
+            (lambda s: L(1)(s).update(running_mean="0.weight"), "used twice"),
             (lambda s: L(1)(s).update(eps=0), "'eps' must be a finite number > 0"),
             (lambda s: L(1)(s).update(momentum=0.1), "unknown key(s) 'momentum'"),
             (lambda s: L(2)(s).update(frozen=True), "unknown key(s) 'frozen'"),
@@ -618,7 +625,7 @@ class TestValidateSpec(unittest.TestCase):
             (lambda s: L(5)(s)["layers"][0].update(weight="0.weight"), "used twice"),
             (lambda s: L(6)(s).update(out=3), "unknown key(s) 'out'"),
             (lambda s: L(7)(s).update(frozen=True), "'frozen' on a layer without parameters"),
-            (lambda s: L(8)(s).update(p=1.5), "'p' must be a number in [0, 1]"),
+            (lambda s: L(8)(s).update(p=1), "'p' must be a number in [0, 1)"),
             (lambda s: [x.update(frozen=True) for x in (L(0)(s), L(1)(s), L(5)(s)["layers"][0],
                                                        L(9)(s))],
              "spec needs at least one layer with trainable parameters"),
@@ -630,9 +637,28 @@ class TestValidateSpec(unittest.TestCase):
         emb = spec_of([{"type": "embedding_bag", "mode": "max"}, linear("1", 2)])
         with self.assertRaises(ExportError):
             validate_spec(emb)
-        emb["layers"][0] = {"type": "embedding_bag", "padding_idx": -1}
+        for bad in ({"padding_idx": -1}, {"dim": 0}, {"num_embeddings": 2.5}):
+            emb["layers"][0] = {"type": "embedding_bag", **bad}
+            with self.assertRaises(ExportError, msg=str(bad)):
+                validate_spec(emb)
+
+    def test_keys_lethe_writes_back(self):
+        """A model file lethe wrote records what it resolved: embedding_bag's num_embeddings
+        and dim, batchnorm's running statistics under their default names when the spec
+        left them out; both read back."""
+        spec = spec_of([{"type": "embedding_bag", "num_embeddings": 7, "dim": 3, "mode": "sum"},
+                        {"type": "batchnorm", "eps": 1e-5}, linear("2", 2)], (4,))
+        model = model_from_spec(spec)
+        self.assertEqual((model[0].num_embeddings, model[0].embedding_dim), (7, 3))
+        tensors = {"0.weight": np.ones((7, 3)), "1.running_mean": np.zeros(3),
+                   "1.running_var": np.full(3, 4.0), "2.weight": np.eye(2, 3), "2.bias": np.zeros(2)}
+        model = model_from_spec(spec, tensors=tensors)
+        out = model(torch.tensor([[1, 2, 3, 4]]))
+        self.assertTrue(torch.allclose(out, torch.tensor([[4 / math.sqrt(4 + 1e-5)] * 2],
+                                                         dtype=torch.float64)))
+        tensors["0.weight"] = np.ones((6, 3))
         with self.assertRaises(ExportError):
-            validate_spec(emb)
+            model_from_spec(spec, tensors=tensors)
 
     def test_load_checks_shapes(self):
         with tempfile.TemporaryDirectory() as tmp:
