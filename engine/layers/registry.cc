@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/conv2d.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
@@ -18,6 +19,7 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kConv2dType,
     &kResidualType,
 };
 
