@@ -231,12 +231,12 @@ class TestExporterRoundtrip(unittest.TestCase):
         bad = {
             "gelu tanh": nn.Sequential(nn.Linear(3, 2), nn.GELU(approximate="tanh")),
             "softplus beta": nn.Sequential(nn.Linear(3, 2), nn.Softplus(beta=2)),
-            "dropout": nn.Sequential(nn.Linear(3, 2), nn.Dropout()),
-            "batchnorm": nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)),
-            "conv": nn.Sequential(nn.Conv1d(1, 1, 3)),
-            "late flatten": nn.Sequential(nn.Linear(3, 2), nn.Flatten()),
-            "nested": nn.Sequential(nn.Sequential(nn.Linear(3, 2))),
-            "no linear": nn.Sequential(nn.ReLU()),
+            # (dropout, normalisation, conv2d, pooling, nested Sequentials: see
+            # test_export_layers.py, which covers every layer type and its refusals)
+            "dropout2d": nn.Sequential(nn.Linear(3, 2), nn.Dropout2d()),
+            "groupnorm": nn.Sequential(nn.Linear(3, 2), nn.GroupNorm(1, 2)),
+            "conv1d": nn.Sequential(nn.Conv1d(1, 1, 3)),
+            "no parameters": nn.Sequential(nn.ReLU()),
             "float16": nn.Sequential(nn.Linear(3, 2)).half(),
         }
         for what, model in bad.items():
