@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/host_memory.h"
+#include "kernels/cpu/cpu_pool_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -434,6 +435,25 @@ class CpuBackend final : public Backend<T> {
     for (int64_t r = 0; r < X.rows(); ++r)
       TridiagonalSolveRow(pivots.data() + r * pivots.ld(),
                           multipliers.data() + r * multipliers.ld(), X.data() + r * X.ld(), n);
+  }
+
+  // --- pooling and indexed gather/scatter (kernels/cpu/cpu_pool_ops.cc) -------------------
+  void MaxPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y,
+               Matrix<T> argmax) override {
+    cpu::MaxPool(g, X, Y, argmax);
+  }
+  void GatherIndexed(const Matrix<T>& src, const Matrix<T>& index, Matrix<T> dst) override {
+    cpu::GatherIndexed(src, index, dst);
+  }
+  void ScatterAddIndexed(const Matrix<T>& src, const Matrix<T>& index, T beta,
+                         Matrix<T> dst) override {
+    cpu::ScatterAddIndexed(src, index, beta, dst);
+  }
+  void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) override {
+    cpu::AvgPool(g, X, Y);
+  }
+  void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) override {
+    cpu::AvgPoolAdjoint(g, dY, beta, dX);
   }
 
  private:
