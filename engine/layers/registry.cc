@@ -6,8 +6,12 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/avgpool2d.h"
+#include "engine/layers/flatten.h"
+#include "engine/layers/global_avgpool.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
+#include "engine/layers/maxpool2d.h"
 #include "engine/layers/plan.h"
 
 namespace lethe::layers {
@@ -17,6 +21,8 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    // pooling and flatten (maxpool2d.h, avgpool2d.h, global_avgpool.h, flatten.h)
+    &kMaxPool2dType, &kAvgPool2dType, &kGlobalAvgPoolType, &kFlattenType,
 };
 
 }  // namespace
