@@ -13,6 +13,7 @@
 #include "engine/layers/linear.h"
 #include "engine/layers/maxpool2d.h"
 #include "engine/layers/plan.h"
+#include "engine/layers/residual.h"
 
 namespace lethe::layers {
 namespace {
@@ -21,6 +22,7 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kResidualType,
     // pooling and flatten (maxpool2d.h, avgpool2d.h, global_avgpool.h, flatten.h)
     &kMaxPool2dType, &kAvgPool2dType, &kGlobalAvgPoolType, &kFlattenType,
 };

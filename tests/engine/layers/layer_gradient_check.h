@@ -180,8 +180,16 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, const Shape& in, in
     }
   }
 
+  // The R passes see what the last Forward, Backward and Linearize of the batch left in the
+  // layer (as in the objective: a residual block keeps its body's activations); the
+  // finite differences below run the layer elsewhere, so the centre is restored first.
+  auto recentre = [&] {
+    eval(x0, w0);
+    layer->Linearize(pass, X, true);
+  };
+
   // --- linearisation: BackwardInput = Backward's δ_in ---------------------------------
-  layer->Linearize(pass, X, true);
+  recentre();
   {
     Matrix Din = be.Allocate(n, w_in);
     layer->BackwardInput(pass, delta, Din);
@@ -192,6 +200,7 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, const Shape& in, in
   const Matrix V = up(v0, 1, p_alloc);
   for (bool with_rx : {true, false}) {
     SCOPED_TRACE(with_rx ? "R{x} ≠ 0" : "R{x} = 0 (first layer)");
+    recentre();
     const Vec rx = with_rx ? rx0 : Vec(x0.size(), 0.0);
     const Vec v = p > 0 ? v0 : Vec(p_alloc, 0.0);
     const Matrix RX = with_rx ? up(rx0, n, w_in) : Matrix();
@@ -206,6 +215,8 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, const Shape& in, in
       return r;
     };
     expect_close(ry, fd(plus.y, minus.y), o.tolerance, "R{y}");
+    recentre();
+    layer->RForward(pass, X, RX, V, RY);
     Vec rdelta(ry.size());
     for (size_t i = 0; i < ry.size(); ++i) rdelta[i] = D[i] * ry[i];
     const Matrix RD = up(rdelta, n, w_out);
