@@ -54,6 +54,18 @@ TEST(FlattenLayer, Derivatives) {
   testing::CheckLayerDerivatives(io::LayerSpec::Of("flatten"), {7});
 }
 
+// Shape-preserving windows (3 × 3, stride 1, padding 1) inside a residual block, y = x +
+// avgpool(tanh(maxpool(x))): the block drives its body's Linearize, R passes and backward
+// through both pooling kinds with R{x} ≠ 0.
+TEST(PoolingLayers, InsideAResidualBlockDerivatives) {
+  io::LayerSpec block = io::LayerSpec::Of("residual");
+  block.has_body = true;
+  block.body = {io::LayerSpec::Of("maxpool2d", R"({"kernel": 3, "stride": 1, "padding": 1})"),
+                io::LayerSpec::Of("tanh"),
+                io::LayerSpec::Of("avgpool2d", R"({"kernel": 3, "stride": 1, "padding": 1})")};
+  testing::CheckLayerDerivatives(block, {2, 4, 5});
+}
+
 // The shape a one-layer model of `type` with `keys` gives on input `in`.
 Shape OutputShape(const std::string& type, const std::string& keys, const Shape& in) {
   io::ModelSpec spec;
