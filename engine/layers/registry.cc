@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "engine/layers/activation.h"
 #include "engine/layers/avgpool2d.h"
+#include "engine/layers/conv2d.h"
 #include "engine/layers/flatten.h"
 #include "engine/layers/global_avgpool.h"
 #include "engine/layers/layer.h"
@@ -22,6 +23,7 @@ const LayerType* const kLayerTypes[] = {
     &kLinearType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kConv2dType,
     &kResidualType,
     // pooling and flatten (maxpool2d.h, avgpool2d.h, global_avgpool.h, flatten.h)
     &kMaxPool2dType, &kAvgPool2dType, &kGlobalAvgPoolType, &kFlattenType,

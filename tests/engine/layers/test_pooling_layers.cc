@@ -131,31 +131,18 @@ TEST(PoolingLayers, BadKeysAndShapesAreNamedErrors) {
   EXPECT_EQ(PlanError("maxpool2d", R"({"kernel": [3, 2], "padding": [1, 1]})", {1, 4, 4}), "");
 }
 
-// A model that pools its images before its linear layers, through the objective: the
-// gradient against central differences of the loss and the Hessian product against central
-// differences of the gradient (pooling sits below the first layer with parameters, so this
-// checks the plumbing: shapes from "input", forward through each layer, nothing
-// backpropagated below the first linear layer).
-TEST(PoolingLayers, PooledModelThroughTheObjective) {
-  const io::ModelSpec spec = io::ModelSpec::Parse(
-      R"({"format": "lethe/1", "input": [2, 5, 6], "loss": "cross_entropy", "l2": 0.01,
-          "layers": [{"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
-                     {"type": "avgpool2d", "kernel": [2, 1], "stride": 1},
-                     {"type": "flatten"},
-                     {"type": "linear", "weight": "3.weight", "bias": "3.bias", "out": 4},
-                     {"type": "tanh"},
-                     {"type": "linear", "weight": "5.weight", "bias": "5.bias"}]})",
-      "spec.json");
-  const io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 7, 2 * 5 * 6, 3, 5);
+// A model's gradient against central differences of the loss and its Hessian product
+// against central differences of the gradient, through the objective (batches of 4 of 7
+// examples: a partial last batch).
+void CheckModelThroughObjective(const std::string& json, int64_t features) {
+  SCOPED_TRACE(json);
+  const io::ModelSpec spec = io::ModelSpec::Parse(json, "spec.json");
+  const io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 7, features, 3, 5);
   const Model model = testing::RandomModel(spec, data, 9);
-  ASSERT_EQ(model.arch.layers[0].out, (Shape{2, 3, 3}));
-  ASSERT_EQ(model.arch.layers[1].out, (Shape{2, 2, 3}));
-  ASSERT_EQ(model.arch.layers[2].out, (Shape{12}));
   auto backend = kernels::MakeBackend<double>({});
   Objective<double> objective(*backend, model.arch, UploadData(*backend, data),
                               ObjectiveOptions{.batch_size = 4});
   const int64_t p = objective.num_params();
-  ASSERT_EQ(p, 4 * 12 + 4 + 3 * 4 + 3);
   auto upload = [&](const std::vector<double>& v) {
     kernels::Matrix<double> m = backend->Allocate(1, static_cast<int64_t>(v.size()));
     backend->Upload(v.data(), m);
@@ -194,6 +181,40 @@ TEST(PoolingLayers, PooledModelThroughTheObjective) {
                             minus = gradient(shifted(-h, v));
   for (int64_t j = 0; j < p; ++j)
     ASSERT_NEAR(got[j], (plus[j] - minus[j]) / (2 * h), tolerance) << "Hv component " << j;
+}
+
+// Pooling below the first layer with parameters: shapes from "input", forward through
+// each layer, nothing backpropagated below the first linear layer.
+TEST(PoolingLayers, PooledImagesIntoAnMlpThroughTheObjective) {
+  CheckModelThroughObjective(
+      R"({"format": "lethe/1", "input": [2, 5, 6], "loss": "cross_entropy", "l2": 0.01,
+          "layers": [{"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
+                     {"type": "avgpool2d", "kernel": [2, 1], "stride": 1},
+                     {"type": "flatten"},
+                     {"type": "linear", "weight": "3.weight", "bias": "3.bias", "out": 4},
+                     {"type": "tanh"},
+                     {"type": "linear", "weight": "5.weight", "bias": "5.bias"}]})",
+      2 * 5 * 6);
+}
+
+// Pooling between convolutions: backward, R-operator and Hessian terms pass through both
+// pooling kinds and global average pooling (or flatten) to the first conv layer.
+TEST(PoolingLayers, SmallCnnsThroughTheObjective) {
+  for (const char* head : {R"({"type": "global_avgpool"})", R"({"type": "flatten"})"})
+    CheckModelThroughObjective(
+        std::string(R"({"format": "lethe/1", "input": [2, 6, 6], "loss": "cross_entropy",
+            "l2": 0.01, "layers": [
+            {"type": "conv2d", "weight": "0.weight", "bias": "0.bias", "out": 3, "kernel": 3,
+             "padding": 1},
+            {"type": "tanh"},
+            {"type": "maxpool2d", "kernel": 3, "stride": 2, "padding": 1},
+            {"type": "conv2d", "weight": "3.weight", "bias": "3.bias", "out": 4, "kernel": 2},
+            {"type": "tanh"},
+            {"type": "avgpool2d", "kernel": 2, "stride": 1, "padding": 1},
+            )") +
+            head + R"(,
+            {"type": "linear", "weight": "7.weight", "bias": "7.bias"}]})",
+        2 * 6 * 6);
 }
 
 }  // namespace
