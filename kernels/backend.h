@@ -188,6 +188,45 @@ class Backend {
   virtual void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) = 0;
   // out = 1 / √(x + shift) elementwise: the inverse standard deviation (σ² + ε)^(−1/2).
   virtual void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) = 0;
+
+  // --- pooling (kernels/pool_math.h: the per-element formulas both backends evaluate) ----
+  // X (n × C·H·W) holds one example [C, H, W] per row, row-major; a pooled output (n ×
+  // C·OH·OW) holds [C, OH, OW] per row, with g's out_h(), out_w() as OH, OW. The window of
+  // output (c, oh, ow) is
+  //   W(c, oh, ow) = {(c, h, w) : h = oh·sh − ph + a·dh, w = ow·sw − pw + b·dw, 0 ≤ a < kh,
+  //                   0 ≤ b < kw, 0 ≤ h < H, 0 ≤ w < W}
+  // (padding takes no part in a maximum and counts as zeros in an average). g must be a
+  // pooling geometry (PoolingGeometryProblem(g) in kernels/pool_math.h is empty: padding
+  // at most half the kernel, as PyTorch requires, and every window meets the input).
+  //
+  // Max pooling: Y_(c,oh,ow) = max over W(c, oh, ow), and argmax_(c,oh,ow) = c·H·W + h·W + w
+  // of the first maximal element in row-major window order (a, then b), as PyTorch's
+  // MaxPool2d chooses, so the gradient goes where PyTorch sends it; a NaN counts as maximal
+  // (PyTorch propagates it). Y and argmax are n × C·OH·OW; the index is stored as a T, exact
+  // while C·H·W ≤ 2^digits(T) (2^24 in f32; checked). Max pooling is piecewise linear:
+  // with the argmax kept, its derivative, R-operator and adjoint are GatherIndexed and
+  // ScatterAddIndexed with that index.
+  virtual void MaxPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y,
+                       Matrix<T> argmax) = 0;
+  // dst_ij = src_(i, index_ij): a fixed selection from each row (src n × m; index, dst
+  // n × k; index values integers in [0, m), stored as T).
+  virtual void GatherIndexed(const Matrix<T>& src, const Matrix<T>& index, Matrix<T> dst) = 0;
+  // dst ← beta·dst, then dst_(i, index_ij) += src_ij for every j: GatherIndexed's adjoint,
+  // ⟨Gather(a), b⟩ = ⟨a, Scatter(b)⟩ (src, index n × k; dst n × m). Repeated indices in a
+  // row (overlapping max-pooling windows choosing one input) accumulate, deterministically:
+  // each row is summed in the order of j on both backends, never with atomics.
+  virtual void ScatterAddIndexed(const Matrix<T>& src, const Matrix<T>& index, T beta,
+                                 Matrix<T> dst) = 0;
+  // Average pooling, PyTorch's AvgPool2d with count_include_pad = True (its default):
+  //   Y_(c,oh,ow) = (1 / (kh·kw)) Σ_{W(c,oh,ow)} X,
+  // the divisor kh·kw whatever part of the window lies in the padding. A linear map P;
+  // global average pooling is P with the kernel H × W.
+  virtual void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) = 0;
+  // Its adjoint: dX ← beta·dX + Pᵀ dY, every input getting 1/(kh·kw) of the dY of each
+  // window it lies in (⟨P x, y⟩ = ⟨x, Pᵀ y⟩). Each input element sums its own windows, so
+  // overlapping windows need no atomics.
+  virtual void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta,
+                              Matrix<T> dX) = 0;
 };
 
 // The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C

@@ -6,12 +6,16 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/avgpool2d.h"
 #include "engine/layers/conv2d.h"
 #include "engine/layers/batchnorm.h"
 #include "engine/layers/dropout.h"
+#include "engine/layers/flatten.h"
+#include "engine/layers/global_avgpool.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/layernorm.h"
 #include "engine/layers/linear.h"
+#include "engine/layers/maxpool2d.h"
 #include "engine/layers/plan.h"
 #include "engine/layers/residual.h"
 
@@ -25,6 +29,8 @@ const LayerType* const kLayerTypes[] = {
     &kConv2dType,
     &kLayerNormType, &kBatchNormType, &kDropoutType,
     &kResidualType,
+    // pooling and flatten (maxpool2d.h, avgpool2d.h, global_avgpool.h, flatten.h)
+    &kMaxPool2dType, &kAvgPool2dType, &kGlobalAvgPoolType, &kFlattenType,
 };
 
 }  // namespace

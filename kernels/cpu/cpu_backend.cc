@@ -19,6 +19,7 @@
 #include "common/host_memory.h"
 #include "kernels/cpu/cpu_window_ops.h"
 #include "kernels/cpu/row_ops.h"
+#include "kernels/cpu/cpu_pool_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -460,6 +461,25 @@ class CpuBackend final : public Backend<T> {
   void AddColumn(T alpha, const Matrix<T>& c, Matrix<T> A) override { cpu::AddColumn(alpha, c, A); }
   void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) override {
     cpu::InverseSqrt(x, shift, out);
+  }
+
+  // --- pooling and indexed gather/scatter (kernels/cpu/cpu_pool_ops.cc) -------------------
+  void MaxPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y,
+               Matrix<T> argmax) override {
+    cpu::MaxPool(g, X, Y, argmax);
+  }
+  void GatherIndexed(const Matrix<T>& src, const Matrix<T>& index, Matrix<T> dst) override {
+    cpu::GatherIndexed(src, index, dst);
+  }
+  void ScatterAddIndexed(const Matrix<T>& src, const Matrix<T>& index, T beta,
+                         Matrix<T> dst) override {
+    cpu::ScatterAddIndexed(src, index, beta, dst);
+  }
+  void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) override {
+    cpu::AvgPool(g, X, Y);
+  }
+  void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) override {
+    cpu::AvgPoolAdjoint(g, dY, beta, dX);
   }
 
  private:

@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/pool_ops.h"
 #include "kernels/cuda/reductions.h"
 #include "kernels/cuda/window_ops.h"
 #include "kernels/cuda/row_ops.h"
@@ -664,6 +665,30 @@ class CudaBackend final : public Backend<T> {
   }
   void InverseSqrt(const Matrix<T>& x, T shift, Matrix<T> out) override {
     cuda::InverseSqrt(*context_, x, shift, out);
+  }
+
+  // --- pooling and indexed gather/scatter (kernels/cuda/cuda_pool_ops.cu) -----------------
+  void MaxPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y,
+               Matrix<T> argmax) override {
+    CheckOnDevice(X), CheckOnDevice(Y), CheckOnDevice(argmax);
+    cuda::MaxPool(stream_, g, X, Y, argmax);
+  }
+  void GatherIndexed(const Matrix<T>& src, const Matrix<T>& index, Matrix<T> dst) override {
+    CheckOnDevice(src), CheckOnDevice(index), CheckOnDevice(dst);
+    cuda::GatherIndexed(stream_, src, index, dst);
+  }
+  void ScatterAddIndexed(const Matrix<T>& src, const Matrix<T>& index, T beta,
+                         Matrix<T> dst) override {
+    CheckOnDevice(src), CheckOnDevice(index), CheckOnDevice(dst);
+    cuda::ScatterAddIndexed(stream_, src, index, beta, dst);
+  }
+  void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) override {
+    CheckOnDevice(X), CheckOnDevice(Y);
+    cuda::AvgPool(stream_, g, X, Y);
+  }
+  void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) override {
+    CheckOnDevice(dY), CheckOnDevice(dX);
+    cuda::AvgPoolAdjoint(stream_, g, dY, beta, dX);
   }
 
  private:

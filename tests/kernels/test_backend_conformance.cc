@@ -678,6 +678,170 @@ TEST_P(Conformance, ReductionsAreReproducible) {
   });
 }
 
+// --- pooling and indexed gather/scatter -------------------------------------------------
+
+// Pooling geometries: non-overlapping windows with ragged edges, overlapping windows with
+// padding, unequal kernel/stride/padding per axis, dilation, a 1 × 1 kernel, and a global
+// window (kernel = H × W).
+std::vector<WindowGeometry> PoolingGeometries() {
+  return {
+      {.channels = 3,
+       .height = 7,
+       .width = 9,
+       .kernel_h = 2,
+       .kernel_w = 2,
+       .stride_h = 2,
+       .stride_w = 2},
+      {.channels = 2,
+       .height = 8,
+       .width = 6,
+       .kernel_h = 3,
+       .kernel_w = 3,
+       .stride_h = 1,
+       .stride_w = 1,
+       .pad_h = 1,
+       .pad_w = 1},
+      {.channels = 2,
+       .height = 9,
+       .width = 7,
+       .kernel_h = 3,
+       .kernel_w = 2,
+       .stride_h = 2,
+       .stride_w = 1,
+       .pad_h = 1,
+       .pad_w = 0},
+      {.channels = 3,
+       .height = 10,
+       .width = 11,
+       .kernel_h = 4,
+       .kernel_w = 3,
+       .stride_h = 3,
+       .stride_w = 2,
+       .pad_h = 2,
+       .pad_w = 1},
+      {.channels = 1,
+       .height = 10,
+       .width = 10,
+       .kernel_h = 3,
+       .kernel_w = 3,
+       .stride_h = 2,
+       .stride_w = 2,
+       .pad_h = 1,
+       .pad_w = 1,
+       .dilation_h = 2,
+       .dilation_w = 2},
+      {.channels = 2,
+       .height = 5,
+       .width = 4,
+       .kernel_h = 1,
+       .kernel_w = 1,
+       .stride_h = 2,
+       .stride_w = 1},
+      {.channels = 4,
+       .height = 5,
+       .width = 6,
+       .kernel_h = 5,
+       .kernel_w = 6,
+       .stride_h = 5,
+       .stride_w = 6},
+  };
+}
+
+std::string Describe(const WindowGeometry& g) {
+  return "[" + std::to_string(g.channels) + "," + std::to_string(g.height) + "," +
+         std::to_string(g.width) + "] kernel " + std::to_string(g.kernel_h) + "x" +
+         std::to_string(g.kernel_w) + " stride " + std::to_string(g.stride_h) + "x" +
+         std::to_string(g.stride_w) + " padding " + std::to_string(g.pad_h) + "x" +
+         std::to_string(g.pad_w) + " dilation " + std::to_string(g.dilation_h);
+}
+
+// Max pooling moves values, so Y and the argmax must be bit-exact: on random inputs, and on
+// inputs of three values only, whose many ties every backend must break alike (the first
+// maximal element in row-major window order).
+TEST_P(Conformance, MaxPool) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    const int64_t n = 6;
+    for (const WindowGeometry& g : PoolingGeometries()) {
+      const int64_t in = g.in_size(), out = g.channels * g.positions();
+      for (bool ties : {false, true}) {
+        auto X = h.Random(n, in + 3, 1 + in);
+        if (ties) {
+          std::vector<double> values = h.Host(X);
+          for (double& v : values) v = std::floor(1.5 * v);  // {-3, ..., 2}: ties everywhere
+          X = h.FromHost(n, in + 3, values);
+        }
+        auto Y = h.Random(n, out + 2, 2), argmax = h.Random(n, out + 1, 3);
+        h.test().MaxPool(g, X.Cols(2, in).test, Y.Cols(1, out).test, argmax.Cols(0, out).test);
+        h.ref().MaxPool(g, X.Cols(2, in).ref, Y.Cols(1, out).ref, argmax.Cols(0, out).ref);
+        const std::string what = "MaxPool " + Describe(g) + (ties ? " with ties" : "");
+        h.Expect(Y, kExactTolerance, what + ": values");
+        h.Expect(argmax, kExactTolerance, what + ": argmax");
+      }
+    }
+  });
+}
+
+// Indices from a max pooling with overlapping windows (one input chosen by several
+// outputs) and a hand-made index with repeats, into strided views.
+TEST_P(Conformance, GatherAndScatterAddIndexed) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    const WindowGeometry g = PoolingGeometries()[1];  // 3 × 3 windows at stride 1
+    const int64_t n = 7, in = g.in_size(), out = g.channels * g.positions();
+    auto X = h.Random(n, in, 1);
+    auto Y = h.Random(n, out, 2), argmax = h.Random(n, out, 3);
+    h.test().MaxPool(g, X.test, Y.test, argmax.test);
+    h.ref().MaxPool(g, X.ref, Y.ref, argmax.ref);
+    std::vector<double> repeats(n * 5);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < 5; ++j) repeats[i * 5 + j] = double((3 * i + (j % 3) * 7) % in);
+    auto hand = h.FromHost(n, 5, repeats);
+    for (auto index : {argmax, hand}) {
+      const int64_t k = index.test.cols();
+      // Gather of the input by the argmax is the pooled output itself.
+      auto dst = h.Random(n, k + 2, 4);
+      h.test().GatherIndexed(X.test, index.test, dst.Cols(2, k).test);
+      h.ref().GatherIndexed(X.ref, index.ref, dst.Cols(2, k).ref);
+      h.Expect(dst, kExactTolerance, "GatherIndexed by " + std::to_string(k) + " indices");
+      if (k == out) h.Expect({dst.Cols(2, k).test, Y.ref}, kExactTolerance, "Gather by argmax = Y");
+
+      auto src = h.Random(n, k + 1, 5);
+      auto acc = h.Random(n, in + 4, 6);
+      for (double beta : {0.5, 0.0}) {
+        if (beta == 0) h.Fill(acc, kNaN);
+        h.test().ScatterAddIndexed(src.Cols(1, k).test, index.test, T(beta), acc.Cols(3, in).test);
+        h.ref().ScatterAddIndexed(src.Cols(1, k).ref, index.ref, beta, acc.Cols(3, in).ref);
+        h.Expect(
+            acc, kReductionTolerance,
+            "ScatterAddIndexed by " + std::to_string(k) + " indices, beta " + std::to_string(beta));
+      }
+    }
+  });
+}
+
+TEST_P(Conformance, AvgPoolAndAdjoint) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    const int64_t n = 5;
+    for (const WindowGeometry& g : PoolingGeometries()) {
+      const int64_t in = g.in_size(), out = g.channels * g.positions();
+      auto X = h.Random(n, in + 2, 1 + in);
+      auto Y = h.Random(n, out + 3, 2);
+      h.test().AvgPool(g, X.Cols(1, in).test, Y.Cols(2, out).test);
+      h.ref().AvgPool(g, X.Cols(1, in).ref, Y.Cols(2, out).ref);
+      h.Expect(Y, kReductionTolerance, "AvgPool " + Describe(g));
+      for (double beta : {-0.75, 0.0}) {
+        if (beta == 0) h.Fill(X, kNaN);
+        h.test().AvgPoolAdjoint(g, Y.Cols(2, out).test, T(beta), X.Cols(1, in).test);
+        h.ref().AvgPoolAdjoint(g, Y.Cols(2, out).ref, beta, X.Cols(1, in).ref);
+        h.Expect(X, kReductionTolerance,
+                 "AvgPoolAdjoint " + Describe(g) + " beta " + std::to_string(beta));
+      }
+    }
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(Candidates()), CandidateName);
 
 }  // namespace

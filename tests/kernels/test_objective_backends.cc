@@ -22,12 +22,14 @@ constexpr double kCgTolerance64 = 1e-8, kCgTolerance32 = 1e-3;
 
 class ObjectiveOnBackends : public BackendTest {};
 
+// `spec` null: an MLP on 6 features; else that spec on `features` per example.
 template <typename T>
-void CompareObjectives(const Candidate& candidate, LossKind loss) {
+void CompareObjectives(const Candidate& candidate, LossKind loss,
+                       const io::ModelSpec* spec = nullptr, int64_t features = 6) {
   const double tol = sizeof(T) == 4 ? kDerivativeTolerance.f32 : kDerivativeTolerance.f64;
-  const io::Dataset data = lethe::testing::RandomData(loss, 53, 6, 3, 7);
+  const io::Dataset data = lethe::testing::RandomData(loss, 53, features, 3, 7);
   Model model = lethe::testing::RandomModel(
-      lethe::testing::MlpSpec(loss, Activation::kTanh, 8, 1e-2), data, 11);
+      spec ? *spec : lethe::testing::MlpSpec(loss, Activation::kTanh, 8, 1e-2), data, 11);
   // θ rounded to T once, so both objectives see the same parameters.
   for (double& t : model.theta) t = static_cast<double>(static_cast<T>(t));
   const int64_t p = model.arch.num_params;
@@ -103,6 +105,24 @@ TEST_P(ObjectiveOnBackends, MatchesCpuDouble) {
     else
       CompareObjectives<double>(GetParam(), loss);
   }
+}
+
+// Images pooled (max, then average with padding) and flattened before the MLP: the pooling
+// ops as the engine composes them, with a partial last batch.
+TEST_P(ObjectiveOnBackends, PooledModelMatchesCpuDouble) {
+  const io::ModelSpec spec = io::ModelSpec::Parse(
+      R"({"format": "lethe/1", "input": [2, 6, 5], "loss": "cross_entropy", "l2": 0.01,
+          "layers": [{"type": "maxpool2d", "kernel": 3, "stride": [2, 1], "padding": 1},
+                     {"type": "avgpool2d", "kernel": 2, "stride": 1, "padding": 1},
+                     {"type": "flatten"},
+                     {"type": "linear", "weight": "3.weight", "bias": "3.bias", "out": 8},
+                     {"type": "tanh"},
+                     {"type": "linear", "weight": "5.weight", "bias": "5.bias"}]})",
+      "pooled.json");
+  if (GetParam().f32)
+    CompareObjectives<float>(GetParam(), LossKind::kCrossEntropy, &spec, 2 * 6 * 5);
+  else
+    CompareObjectives<double>(GetParam(), LossKind::kCrossEntropy, &spec, 2 * 6 * 5);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ObjectiveOnBackends, ::testing::ValuesIn(Candidates()),
