@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/embedding_ops.h"
 #include "kernels/cuda/reductions.h"
 #include "kernels/scalar_math.h"
 
@@ -636,6 +637,20 @@ class CudaBackend final : public Backend<T> {
     LaunchRows(stream_, X.rows(),
                TridiagonalSolveOp<T>{pivots.data(), multipliers.data(), X.data(), pivots.ld(),
                                      multipliers.ld(), X.ld(), X.cols()});
+  }
+
+  // --- embedding bags (kernels/cuda/cuda_embedding_ops.cu) -------------------------------
+  void EmbeddingBag(const Matrix<T>& ids, const Matrix<T>& table, int64_t padding_idx, bool mean,
+                    Matrix<T> out) override {
+    cuda::EmbeddingBag(*context_, ids, table, padding_idx, mean, out);
+  }
+  void EmbeddingBagAdjoint(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                           bool mean, Matrix<T> grad_table) override {
+    cuda::EmbeddingBagAdjoint(*context_, ids, delta, padding_idx, mean, grad_table);
+  }
+  void EmbeddingBagPerExample(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                              bool mean, Matrix<T> out) override {
+    cuda::EmbeddingBagPerExample(*context_, ids, delta, padding_idx, mean, out);
   }
 
  private:
