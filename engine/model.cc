@@ -230,6 +230,10 @@ Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64
 }
 
 void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data) {
+  // Integer X are token ids, which only an embedding layer reads (none exists yet).
+  if (data.integer_features)
+    Fail(data.path, ": X has an integer dtype (token ids) but the model does not start with an "
+         "embedding layer; store features as float32 or float64");
   if (data.d != arch.input_dim) {
     // pandas' to_csv writes its index as an unnamed first column unless index=False.
     std::string hint;

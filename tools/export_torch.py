@@ -479,7 +479,8 @@ def load_model(path: str, return_spec: bool = False):
 def export_dataset(path: str, X, y, ids=None, compress: bool = True) -> None:
     """Write a lethe data set (.npz) with the dtypes lethe expects.
 
-    X:   [n, d] (or [n, ...], flattened by lethe); stored float64 unless given float32.
+    X:   [n, d] (or [n, ...], flattened by lethe); stored float64 unless given float32;
+         integer X (token ids for an embedding_bag model, [n, L]) -> int64.
     y:   integer (or bool) labels -> int64 [n] for cross_entropy / logistic; float
          targets [n] or [n, k] for mse -> float64 (float32 kept).
     ids: optional [n] unique integers -> int64; by default lethe uses the row index.
@@ -491,7 +492,10 @@ def export_dataset(path: str, X, y, ids=None, compress: bool = True) -> None:
     if X.ndim < 2:
         raise ExportError(f"X must be [n, d], got shape {list(X.shape)}")
     n = X.shape[0]
-    X = X.astype(np.float32 if X.dtype == np.float32 else np.float64)
+    if np.issubdtype(X.dtype, np.integer):
+        X = X.astype(np.int64)
+    else:
+        X = X.astype(np.float32 if X.dtype == np.float32 else np.float64)
     if y.dtype == np.bool_ or np.issubdtype(y.dtype, np.integer):
         if y.ndim != 1:
             raise ExportError(f"integer labels must be [n], got shape {list(y.shape)}")
