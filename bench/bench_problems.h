@@ -31,20 +31,11 @@ inline io::ModelSpec Spec(const std::vector<int64_t>& hidden) {
   io::ModelSpec spec;
   spec.l2 = 1e-3;
   for (size_t i = 0; i < hidden.size(); ++i) {
-    io::LayerSpec lin;
-    lin.weight = std::to_string(2 * i) + ".weight";
-    lin.bias = std::to_string(2 * i) + ".bias";
-    lin.out = hidden[i];
-    spec.layers.push_back(lin);
-    io::LayerSpec act;
-    act.type = io::LayerSpec::Type::kActivation;
-    act.activation = Activation::kRelu;
-    spec.layers.push_back(act);
+    spec.layers.push_back(io::LayerSpec::Linear(std::to_string(2 * i) + ".weight",
+                                                std::to_string(2 * i) + ".bias", hidden[i]));
+    spec.layers.push_back(io::LayerSpec::Of("relu"));
   }
-  io::LayerSpec last;
-  last.weight = "out.weight";
-  last.bias = "out.bias";
-  spec.layers.push_back(last);
+  spec.layers.push_back(io::LayerSpec::Linear("out.weight", "out.bias"));
   return spec;
 }
 
@@ -54,11 +45,11 @@ enum class Pass { kGradient, kPerExample, kHvp };
 // The first linear layer propagates nothing further down.
 inline double Flops(const Architecture& arch, int64_t n, Pass pass) {
   double total = 0;
-  for (size_t l = 0; l < arch.layers.size(); ++l) {
+  bool first = true;
+  for (size_t l = 0; l < arch.layers.size(); ++l, first = false) {
     const LayerShape& s = arch.layers[l];
-    if (!s.is_linear()) continue;
-    const double f = 2.0 * n * s.in * s.out;
-    const bool first = static_cast<int>(l) == arch.first_linear;
+    if (s.type() != "linear") continue;
+    const double f = 2.0 * n * s.in_width() * s.out_width();
     switch (pass) {
       case Pass::kGradient:  // forward, ∇W = δᵀx, δ_in = δW
         total += f * (first ? 2 : 3);

@@ -3,7 +3,9 @@
 namespace lethe {
 
 bool HasDenseCurvature(const Architecture& arch) {
-  return arch.layers.size() == 1 && arch.layers[0].is_linear();
+  // One trainable linear layer: its Hessian blocks are weighted Gram matrices of the data.
+  return arch.layers.size() == 1 && arch.layers[0].type() == "linear" &&
+         arch.layers[0].num_params() > 0;
 }
 
 template <typename T>
@@ -16,7 +18,8 @@ bool DenseCurvature(Objective<T>& objective, Curvature /*curvature*/,
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == p && out.rows() == p && out.cols() == p);
   kernels::Backend<T>& be = objective.backend();
   const LayerShape& layer = arch.layers[0];
-  const int64_t C = layer.out, d = layer.in, wo = layer.weight_offset, bo = layer.bias_offset;
+  const int64_t C = layer.out[0], d = layer.in[0], wo = layer.tensors[0].offset;
+  const int64_t bo = layer.tensors.size() > 1 ? layer.tensors[1].offset : -1;
   const Matrix& X = objective.data().X;
 
   // A (n × C²): columns [e·C, e·C + C) hold (1/n) Aᵢ e_e for every row i, so column

@@ -49,7 +49,8 @@ PreconditionerKind ParsePreconditioner(const std::string& name) {
 PreconditionerKind ResolvePreconditioner(PreconditionerKind k, const Architecture& arch) {
   if (k != PreconditionerKind::kAuto) return k;
   int linear = 0;
-  for (const LayerShape& layer : arch.layers) linear += layer.is_linear();
+  for (const LayerShape& layer : arch.layers)
+    linear += layer.type() == "linear" && layer.num_params() > 0;
   return linear == 1 ? PreconditionerKind::kKfac : PreconditionerKind::kNone;
 }
 

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <set>
 #include <unordered_set>
@@ -10,16 +11,11 @@
 #include "common/checked_alloc.h"
 #include "common/error.h"
 #include "common/quote.h"
+#include "engine/layers/plan.h"
 #include "io/safetensors.h"
 
 namespace lethe {
 namespace {
-
-std::string ShapeString(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 // A label as text: integers in full ("100000", not "1e+05"), others as the shortest text
 // that reads back as the same double ("1.5", "1e+300").
@@ -84,90 +80,56 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     spec = io::ModelSpec::Parse(it->second, path + ": embedded spec");
   }
 
-  // First pass: widths and shapes.
-  std::vector<int64_t> widths;
-  int64_t input_dim = -1, width = -1;
+  // The layers read their shapes from the file's tensors (and check them).
+  ArchitectureSource source;
+  source.file_shape = [&file](const std::string& name) -> std::optional<Shape> {
+    const io::Array* a = file.Find(name);
+    if (!a) return std::nullopt;
+    return Shape(a->shape.begin(), a->shape.end());
+  };
+  Model model;
+  // A sidecar spec's layer errors name both files.
+  model.arch = Architecture::Build(spec, source, spec_path ? path + " with " + *spec_path : path);
+
   std::set<std::string> used;
   std::optional<io::DType> dtype;
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    const io::LayerSpec& ls = spec.layers[i];
-    if (ls.type != io::LayerSpec::Type::kLinear) continue;
-    const io::Array& w = Need(file, ls.weight, path);
-    if (w.shape.size() != 2)
-      Fail(path, ": tensor \"", Escape(ls.weight), "\" has shape ", ShapeString(w.shape),
-           ": a linear weight must be [out, in]");
-    if (input_dim < 0) input_dim = w.shape[1];
-    if (width >= 0 && w.shape[1] != width)
-      Fail(path, ": layer ", i, " (linear) takes ", w.shape[1], " inputs but the previous layer has ",
-           width, " outputs");
-    width = w.shape[0];
-    widths.push_back(width);
-    used.insert(ls.weight);
-    for (const io::Array* a : {&w}) {
-      if (dtype && *dtype != a->dtype)
-        Fail(path, ": tensors mix dtypes ", io::DTypeName(*dtype), " and ", io::DTypeName(a->dtype));
-      dtype = a->dtype;
-    }
-    if (!ls.bias.empty()) {
-      const io::Array& b = Need(file, ls.bias, path);
-      if (b.shape.size() != 1 || b.shape[0] != width)
-        Fail(path, ": tensor \"", Escape(ls.bias), "\" has shape ", ShapeString(b.shape), ", expected [",
-             width, "]");
-      if (b.dtype != *dtype)
-        Fail(path, ": tensors mix dtypes ", io::DTypeName(*dtype), " and ", io::DTypeName(b.dtype));
-      used.insert(ls.bias);
-    }
-  }
+  model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
+    const io::Array& a = Need(file, t.name, path);
+    if (dtype && *dtype != a.dtype)
+      Fail(path, ": tensors mix dtypes ", io::DTypeName(*dtype), " and ", io::DTypeName(a.dtype));
+    dtype = a.dtype;
+    used.insert(t.name);
+  });
   for (const auto& [name, array] : file.tensors)
     if (!used.count(name)) Fail(path, ": tensor \"", Escape(name), "\" is not used by the spec");
 
-  Model model;
   if (auto it = file.metadata.find("lethe_forgotten"); it != file.metadata.end())
     model.forgotten = ForgetHistory::Parse(it->second, path);
-  model.arch = Architecture::Build(spec, input_dim, widths, path);
   model.dtype = *dtype;
   ResizeChecked(model.theta, model.arch.num_params, path + ": parameters");
-  size_t j = 0;
-  for (size_t i = 0; i < spec.layers.size(); ++i) {
-    const io::LayerSpec& ls = spec.layers[i];
-    const LayerShape& shape = model.arch.layers[i];
-    if (!shape.is_linear()) continue;
-    ++j;
-    std::vector<double> w = file.Find(ls.weight)->ToDouble(path + ": " + ls.weight);
-    std::copy(w.begin(), w.end(), model.theta.begin() + shape.weight_offset);
-    if (shape.bias_offset >= 0) {
-      std::vector<double> b = file.Find(ls.bias)->ToDouble(path + ": " + ls.bias);
-      std::copy(b.begin(), b.end(), model.theta.begin() + shape.bias_offset);
-    }
-  }
-  for (double v : model.theta)
-    if (!std::isfinite(v)) Fail(path, ": parameters contain NaN or Inf");
+  model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
+    std::vector<double> v = file.Find(t.name)->ToDouble(path + ": " + t.name);
+    std::vector<double>& dst = t.trainable ? model.theta : model.arch.constants;
+    std::copy(v.begin(), v.end(), dst.begin() + t.offset);
+  });
+  for (const std::vector<double>* v : {&model.theta, &model.arch.constants})
+    for (double x : *v)
+      if (!std::isfinite(x)) Fail(path, ": parameters contain NaN or Inf");
   return model;
 }
 
 void SaveModel(const std::string& path, const Model& model) {
   io::SafetensorsFile file;
   const Architecture& arch = model.arch;
-  for (size_t i = 0; i < arch.layers.size(); ++i) {
-    const LayerShape& shape = arch.layers[i];
-    if (!shape.is_linear()) continue;
-    const io::LayerSpec& ls = arch.spec.layers[i];
-    auto begin = model.theta.begin() + shape.weight_offset;
+  arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
+    const std::vector<double>& src = t.trainable ? model.theta : arch.constants;
+    auto begin = src.begin() + t.offset;
     file.tensors.emplace_back(
-        ls.weight, io::Array::FromDouble(std::vector<double>(begin, begin + shape.out * shape.in),
-                                         {shape.out, shape.in}, model.dtype));
-    if (shape.bias_offset >= 0) {
-      auto b = model.theta.begin() + shape.bias_offset;
-      file.tensors.emplace_back(
-          ls.bias, io::Array::FromDouble(std::vector<double>(b, b + shape.out), {shape.out},
-                                         model.dtype));
-    }
-  }
-  // Record every width in the embedded spec, so the file alone can be retrained from.
-  io::ModelSpec spec = arch.spec;
-  for (size_t i = 0; i < spec.layers.size(); ++i)
-    if (arch.layers[i].is_linear()) spec.layers[i].out = arch.layers[i].out;
-  file.metadata["lethe"] = spec.ToJson();
+        t.name, io::Array::FromDouble(std::vector<double>(begin, begin + t.size()), t.shape,
+                                      model.dtype));
+  });
+  // The resolved spec: every width recorded, so the file alone can be retrained from.
+  file.metadata["lethe"] = arch.spec.ToJson();
   file.metadata["format"] = "pt";
   if (!model.forgotten.empty()) file.metadata["lethe_forgotten"] = model.forgotten.ToJson();
   io::WriteSafetensors(path, file);
@@ -205,27 +167,24 @@ int64_t OutputWidthForData(LossKind loss, const io::Dataset& data) {
 Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64_t seed,
                       io::DType dtype) {
   Model model;
-  // The data decide the last width only where the spec does not ("out" wins, so a
-  // model can have classes that the data do not use).
-  int64_t last_out = 0;
-  for (const io::LayerSpec& ls : spec.layers)
-    if (ls.type == io::LayerSpec::Type::kLinear) last_out = ls.out;
-  const int64_t output_width = last_out > 0 ? last_out : OutputWidthForData(spec.loss, data);
-  model.arch = Architecture::FromSpec(spec, data.d, output_width, data.path + " with the spec");
+  ArchitectureSource source;
+  source.example_shape = Shape{data.d};
+  // The data decide the last width only where the spec does not ("out" wins, so a model
+  // can have classes that the data do not use), and only then are the labels read for it.
+  source.data_output_width = [&] { return OutputWidthForData(spec.loss, data); };
+  model.arch = Architecture::Build(
+      spec, source, data.path + " with " + (spec.source.empty() ? "the spec" : spec.source));
   model.dtype = dtype;
   ResizeChecked(model.theta, model.arch.num_params, data.path + " with the spec: parameters");
-  std::mt19937_64 rng(seed);
-  // 53 random bits → a double uniform in [0, 1).
-  auto uniform = [&rng]() { return static_cast<double>(rng() >> 11) * 0x1.0p-53; };
-  for (const LayerShape& shape : model.arch.layers) {
-    if (!shape.is_linear()) continue;
-    const double bound = 1.0 / std::sqrt(static_cast<double>(shape.in));
-    for (int64_t k = 0; k < shape.out * shape.in; ++k)
-      model.theta[shape.weight_offset + k] = (2 * uniform() - 1) * bound;
-    if (shape.bias_offset >= 0)
-      for (int64_t k = 0; k < shape.out; ++k)
-        model.theta[shape.bias_offset + k] = (2 * uniform() - 1) * bound;
-  }
+  layers::Initializer init(seed, model.theta, model.arch.constants);
+  std::function<void(const std::vector<LayerShape>&)> walk = [&](const std::vector<LayerShape>& ls) {
+    for (const LayerShape& l : ls) {
+      if (const layers::LayerType* t = layers::FindLayerType(l.type()); t && t->init)
+        t->init(l, init);
+      walk(l.body);
+    }
+  };
+  walk(model.arch.layers);
   return model;
 }
 

@@ -16,7 +16,8 @@ namespace lethe {
 
 struct Model {
   Architecture arch;
-  std::vector<double> theta;  // flat parameters, order as in engine/architecture.h
+  std::vector<double> theta;  // flat trainable parameters, order as in engine/architecture.h
+                              // (fixed tensors: arch.constants)
   io::DType dtype = io::DType::kF64;
   // The training examples this model was made without (engine/forgotten.h); stored in
   // __metadata__["lethe_forgotten"] when not empty.
@@ -38,9 +39,9 @@ void SaveModel(const std::string& path, const Model& model);
 // (a stray label would otherwise decide the model's size); errors name the row and id.
 int64_t OutputWidthForData(LossKind loss, const io::Dataset& data);
 
-// A freshly initialised model, as PyTorch's nn.Linear default: every weight and bias
-// uniform in ±1/√in, from a 64-bit Mersenne Twister seeded with `seed` (deterministic
-// across platforms: the uniform variate is built from the raw bits, not std::uniform_*).
+// A freshly initialised model, each layer as PyTorch's default for its module (nn.Linear:
+// every weight and bias uniform in ±1/√in), from a 64-bit Mersenne Twister seeded with
+// `seed` (deterministic across platforms: engine/layers/plan.h, Initializer).
 Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64_t seed,
                       io::DType dtype);
 

@@ -25,6 +25,7 @@ struct Objective<T>::Workspace {
   int first = 0;  // the first layer with parameters: R{x} = 0 and backpropagation stop there
   std::vector<Matrix> acts, deltas, r_acts, r_deltas;
   Matrix scratch, losses;
+  Matrix constants;   // 1 × max(1, q): Architecture::constants on the device
   int64_t count = 0;  // rows of the current batch
   // The first layer's products for a group of directions at once (see
   // CurvatureProductRows): R{y} for every direction of the group side by side (batch ×
@@ -67,14 +68,16 @@ Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, 
   ws_ = std::make_unique<Workspace>();
   int64_t scratch = 1;
   for (size_t l = 0; l < L; ++l) {
-    ws_->layers.push_back(layers::MakeLayer<T>(arch_.spec.layers[l], arch_.layers[l]));
+    ws_->layers.push_back(layers::MakeLayer<T>(arch_.layers[l]));
     ws_->layers.back()->Allocate(backend_, B);
     scratch = std::max(scratch, ws_->layers.back()->ScratchWidth());
   }
   ws_->first = 0;
   while (ws_->first < static_cast<int>(L) && !ws_->layers[ws_->first]->has_params()) ++ws_->first;
   LETHE_CHECK(ws_->first < static_cast<int>(L), "a model without parameters");
-  auto width = [&](size_t l) { return l == 0 ? arch_.input_dim : arch_.layers[l - 1].out; };
+  auto width = [&](size_t l) {
+    return l == 0 ? arch_.input_dim : arch_.layers[l - 1].out_width();
+  };
   for (size_t l = 0; l <= L; ++l) {
     ws_->acts.push_back(l == 0 ? Matrix() : backend_.Allocate(B, width(l)));
     ws_->deltas.push_back(backend_.Allocate(B, width(l)));
@@ -83,6 +86,13 @@ Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, 
   }
   ws_->scratch = backend_.Allocate(B, scratch);
   ws_->losses = backend_.Allocate(B, 1);
+  // The fixed tensors, converted to T once (an empty row stands in for none).
+  const std::vector<double>& c = arch_.constants;
+  ws_->constants = backend_.Zeros(1, std::max<int64_t>(1, static_cast<int64_t>(c.size())));
+  if (!c.empty()) {
+    std::vector<T> host(c.begin(), c.end());
+    backend_.Upload(host.data(), ws_->constants);
+  }
 }
 
 template <typename T>
@@ -92,6 +102,7 @@ template <typename T>
 layers::Pass<T> Objective<T>::MakePass(const Matrix& theta) const {
   return {.backend = backend_,
           .theta = theta,
+          .constants = ws_->constants,
           .count = ws_->count,
           .scratch = ws_->scratch.Rows(0, ws_->count)};
 }

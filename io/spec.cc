@@ -14,25 +14,71 @@ namespace {
 
 using nlohmann::json;
 
+// Residual bodies nest; each level is two JSON levels (the object and its "layers"
+// array), and ParseUntrustedJson bounds JSON nesting at 16, so this is never reached by a
+// parsed file. It bounds specs built in code too.
+constexpr int kMaxBodyDepth = 8;
+constexpr int64_t kMaxInputDims = 4;
+
 void CheckKeys(const json& object, const std::set<std::string>& allowed, const std::string& where) {
   for (auto it = object.begin(); it != object.end(); ++it)
     if (!allowed.count(it.key())) Fail(where, ": unknown key \"", Escape(it.key()), "\"");
 }
 
-std::string StringField(const json& object, const char* key, const std::string& where) {
-  const json& v = object.at(key);
-  if (!v.is_string()) Fail(where, ": \"", key, "\" must be a string");
-  std::string s = v.get<std::string>();
-  if (s.empty()) Fail(where, ": \"", key, "\" must not be empty");
-  return s;
+LayerSpec ParseLayer(const json& layer, const std::string& where, int depth) {
+  if (!layer.is_object() || !layer.contains("type") || !layer["type"].is_string())
+    Fail(where, ": must be an object with a string \"type\"");
+  LayerSpec ls;
+  ls.type = layer["type"].get<std::string>();
+  if (ls.type.empty()) Fail(where, ": \"type\" must not be empty");
+  json keys = json::object();
+  for (auto it = layer.begin(); it != layer.end(); ++it) {
+    if (it.key() == "type") continue;
+    if (it.key() == "layers") {
+      if (depth >= kMaxBodyDepth) Fail(where, ": \"layers\" nest deeper than ", kMaxBodyDepth);
+      if (!it->is_array()) Fail(where, ": \"layers\" must be an array of layers");
+      ls.has_body = true;
+      for (size_t i = 0; i < it->size(); ++i)
+        ls.body.push_back(ParseLayer((*it)[i], where + "." + std::to_string(i), depth + 1));
+      continue;
+    }
+    keys[it.key()] = *it;
+  }
+  ls.keys = keys.dump();
+  return ls;
+}
+
+json LayerJson(const LayerSpec& ls) {
+  json layer = json::parse(ls.keys);
+  layer["type"] = ls.type;
+  if (ls.has_body || !ls.body.empty()) {
+    layer["layers"] = json::array();
+    for (const LayerSpec& b : ls.body) layer["layers"].push_back(LayerJson(b));
+  }
+  return layer;
 }
 
 }  // namespace
 
+LayerSpec LayerSpec::Linear(const std::string& weight, const std::string& bias, int64_t out) {
+  json keys = json::object();
+  keys["weight"] = weight;
+  if (!bias.empty()) keys["bias"] = bias;
+  if (out > 0) keys["out"] = out;
+  return Of("linear", keys.dump());
+}
+
+LayerSpec LayerSpec::Of(const std::string& type, const std::string& keys) {
+  LayerSpec ls;
+  ls.type = type;
+  ls.keys = keys;
+  return ls;
+}
+
 ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what) {
   const json root = ParseUntrustedJson(json_text, what, "");
   if (!root.is_object()) Fail(what, ": must be a JSON object");
-  CheckKeys(root, {"format", "layers", "loss", "l2"}, what);
+  CheckKeys(root, {"format", "input", "layers", "loss", "l2"}, what);
   if (!root.contains("format") || root["format"] != "lethe/1")
     Fail(what, ": \"format\" must be \"lethe/1\"");
   if (!root.contains("layers") || !root["layers"].is_array() || root["layers"].empty())
@@ -41,6 +87,7 @@ ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what
     Fail(what, ": \"loss\" must be one of cross_entropy, logistic, mse");
 
   ModelSpec spec;
+  spec.source = what;
   auto loss = ParseLoss(root["loss"].get<std::string>());
   if (!loss)
     Fail(what, ": unknown loss \"", Escape(root["loss"].get<std::string>()),
@@ -51,62 +98,28 @@ ModelSpec ModelSpec::Parse(const std::string& json_text, const std::string& what
     spec.l2 = root["l2"].get<double>();
     if (!std::isfinite(spec.l2) || spec.l2 < 0) Fail(what, ": \"l2\" = ", spec.l2, ": must be >= 0");
   }
-
-  std::set<std::string> tensor_names;
-  bool any_linear = false;
-  for (size_t i = 0; i < root["layers"].size(); ++i) {
-    const json& layer = root["layers"][i];
-    const std::string where = what + ": layer " + std::to_string(i);
-    if (!layer.is_object() || !layer.contains("type") || !layer["type"].is_string())
-      Fail(where, ": must be an object with a string \"type\"");
-    const std::string type = layer["type"].get<std::string>();
-    LayerSpec ls;
-    if (type == "linear") {
-      CheckKeys(layer, {"type", "weight", "bias", "out"}, where);
-      ls.type = LayerSpec::Type::kLinear;
-      ls.weight = layer.contains("weight") ? StringField(layer, "weight", where)
-                                           : std::to_string(i) + ".weight";
-      if (layer.contains("bias")) ls.bias = StringField(layer, "bias", where);
-      if (layer.contains("out")) {
-        if (!layer["out"].is_number_integer() || layer["out"].get<int64_t>() <= 0)
-          Fail(where, ": \"out\" must be a positive integer");
-        ls.out = layer["out"].get<int64_t>();
-      }
-      for (const std::string* name : {&ls.weight, &ls.bias})
-        if (!name->empty() && !tensor_names.insert(*name).second)
-          Fail(where, ": tensor \"", Escape(*name), "\" is used twice");
-      any_linear = true;
-    } else {
-      auto act = ParseActivation(type);
-      if (!act)
-        Fail(where, ": unknown layer type \"", Escape(type),
-             "\" (known: linear, relu, tanh, sigmoid, gelu, softplus, identity)");
-      CheckKeys(layer, {"type"}, where);
-      ls.type = LayerSpec::Type::kActivation;
-      ls.activation = *act;
+  if (root.contains("input")) {
+    const json& in = root["input"];
+    if (!in.is_array() || in.empty() || static_cast<int64_t>(in.size()) > kMaxInputDims)
+      Fail(what, ": \"input\" must be an array of 1 to ", kMaxInputDims,
+           " positive integers (one example's shape, e.g. [C, H, W])");
+    for (const json& d : in) {
+      if (!d.is_number_integer() || d.get<int64_t>() <= 0 || d.get<int64_t>() > (int64_t{1} << 31))
+        Fail(what, ": \"input\" must hold positive integers up to 2^31");
+      spec.input.push_back(d.get<int64_t>());
     }
-    spec.layers.push_back(ls);
   }
-  if (!any_linear) Fail(what, ": needs at least one linear layer");
+  for (size_t i = 0; i < root["layers"].size(); ++i)
+    spec.layers.push_back(ParseLayer(root["layers"][i], what + ": layer " + std::to_string(i), 0));
   return spec;
 }
 
 std::string ModelSpec::ToJson() const {
   json root;
   root["format"] = "lethe/1";
+  if (!input.empty()) root["input"] = input;
   root["layers"] = json::array();
-  for (const LayerSpec& ls : layers) {
-    json layer;
-    if (ls.type == LayerSpec::Type::kLinear) {
-      layer["type"] = "linear";
-      layer["weight"] = ls.weight;
-      if (!ls.bias.empty()) layer["bias"] = ls.bias;
-      if (ls.out > 0) layer["out"] = ls.out;
-    } else {
-      layer["type"] = Name(ls.activation);
-    }
-    root["layers"].push_back(layer);
-  }
+  for (const LayerSpec& ls : layers) root["layers"].push_back(LayerJson(ls));
   root["loss"] = Name(loss);
   root["l2"] = l2;
   return root.dump();

@@ -56,7 +56,7 @@ struct Options {
 double Bytes(const Architecture& arch, int64_t n, Pass pass, size_t scalar) {
   double boundary = static_cast<double>(arch.input_dim);
   for (const LayerShape& s : arch.layers)
-    if (s.is_linear()) boundary += static_cast<double>(s.out);
+    if (s.type() == "linear") boundary += static_cast<double>(s.out_width());
   const int passes = pass == Pass::kGradient ? 2 : 4;
   return n * boundary * scalar * 2.0 * passes;
 }

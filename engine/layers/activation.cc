@@ -7,12 +7,11 @@ template <typename T>
 class ActivationLayer final : public Layer<T> {
  public:
   using Matrix = kernels::Matrix<T>;
-  ActivationLayer(const io::LayerSpec& spec, const LayerShape& shape)
-      : Layer<T>(shape), activation_(spec.activation) {
+  explicit ActivationLayer(const LayerShape& shape)
+      : Layer<T>(shape), activation_(*ParseActivation(shape.type())) {
     LETHE_CHECK(shape.in == shape.out);
   }
 
-  const char* type_name() const override { return Name(activation_); }
   void Allocate(kernels::Backend<T>& backend, int64_t rows) override {
     sigma1_ = backend.Allocate(rows, width());
     sigma2_ = backend.Allocate(rows, width());
@@ -63,21 +62,30 @@ class ActivationLayer final : public Layer<T> {
   }
 
  private:
-  int64_t width() const { return this->shape_.in; }
+  int64_t width() const { return this->in_width(); }
   Activation activation_;
   Matrix sigma1_, sigma2_;  // σ'(x), σ''(x) of the current batch (Linearize)
 };
 
-}  // namespace
+
+void PlanActivation(PlanContext& /*ctx*/) {}  // no keys; the output has the input's shape
 
 template <typename T>
-std::unique_ptr<Layer<T>> MakeActivation(const io::LayerSpec& spec, const LayerShape& shape) {
-  return std::make_unique<ActivationLayer<T>>(spec, shape);
+std::unique_ptr<Layer<T>> MakeActivation(const LayerShape& shape) {
+  return std::make_unique<ActivationLayer<T>>(shape);
 }
 
-template std::unique_ptr<Layer<float>> MakeActivation<float>(const io::LayerSpec&,
-                                                             const LayerShape&);
-template std::unique_ptr<Layer<double>> MakeActivation<double>(const io::LayerSpec&,
-                                                               const LayerShape&);
+constexpr LayerType Type(const char* name) {
+  return {.name = name,
+          .plan = &PlanActivation,
+          .init = nullptr,
+          .make_f32 = &MakeActivation<float>,
+          .make_f64 = &MakeActivation<double>};
+}
+
+}  // namespace
+
+const LayerType kActivationTypes[6] = {Type("relu"),    Type("tanh"),     Type("sigmoid"),
+                                       Type("gelu"),    Type("softplus"), Type("identity")};
 
 }  // namespace lethe::layers

@@ -31,13 +31,6 @@
 
 namespace lethe::layers {
 
-// A parameter tensor of a layer: its name in the model file, its shape, where it sits in θ.
-struct Tensor {
-  std::string name;
-  std::vector<int64_t> shape;
-  int64_t offset = -1;
-};
-
 // A layer's block for the K-FAC preconditioner: its parameters viewed as an out × k matrix
 // V = [W | b], W (out × in, row-major) at weight_offset in θ, b (out) at bias_offset or
 // -1 (then k = in, else k = in + 1). The block of the Gauss-Newton matrix is ≈ Γ ⊗ S with
@@ -52,7 +45,8 @@ struct KroneckerBlock {
 template <typename T>
 struct Pass {
   kernels::Backend<T>& backend;
-  const kernels::Matrix<T>& theta;  // 1 × p: all parameters (a layer reads its own slice)
+  const kernels::Matrix<T>& theta;      // 1 × p: all parameters (a layer reads its own slice)
+  const kernels::Matrix<T>& constants;  // 1 × q: the fixed tensors (Architecture::constants)
   int64_t count = 0;                // rows in this batch
   kernels::Matrix<T> scratch;       // count × (≥ the layer's ScratchWidth()), shared
 };
@@ -74,15 +68,15 @@ class Layer {
   virtual ~Layer() = default;
 
   // --- shape and parameters ------------------------------------------------------------
-  // The shape record from the architecture: widths (features per example, in and out)
-  // and the offsets of the parameters in θ.
+  // The shape record from the architecture (engine/layers/plan.h made it): the shapes the
+  // layer takes and gives per example, and its tensors with their places in θ (trainable)
+  // or in the constants (fixed).
   const LayerShape& shape() const { return shape_; }
-  int64_t in_width() const { return shape_.in; }
-  int64_t out_width() const { return shape_.out; }
-  virtual const char* type_name() const = 0;
-  // The layer's parameter tensors, in θ order; empty for a layer without parameters.
-  virtual std::vector<Tensor> Tensors() const { return {}; }
-  int64_t num_params() const;  // Σ over Tensors() of their sizes
+  int64_t in_width() const { return shape_.in_width(); }
+  int64_t out_width() const { return shape_.out_width(); }
+  const char* type_name() const { return shape_.type().c_str(); }
+  const std::vector<TensorInfo>& Tensors() const { return shape_.tensors; }
+  int64_t num_params() const { return shape_.num_params(); }  // trainable elements
   bool has_params() const { return num_params() > 0; }
 
   // --- buffers ---------------------------------------------------------------------------
@@ -154,11 +148,23 @@ class Layer {
 
  protected:
   explicit Layer(const LayerShape& shape) : shape_(shape) {}
+  // Tensor i's values at the current point, rows × cols (its shape, as a matrix): from θ
+  // when trainable, else from the constants.
+  Matrix Value(const Pass<T>& pass, size_t i, int64_t rows, int64_t cols) const {
+    const TensorInfo& t = shape_.tensors[i];
+    return (t.trainable ? pass.theta : pass.constants).Block(t.offset, rows, cols);
+  }
+  // Trainable tensor i's block of a 1 × p row (a direction, a gradient); empty when the
+  // tensor is fixed (its derivative is not wanted: it is not part of θ).
+  Matrix Slice(const Matrix& row, size_t i, int64_t rows, int64_t cols) const {
+    const TensorInfo& t = shape_.tensors[i];
+    return t.trainable ? row.Block(t.offset, rows, cols) : Matrix();
+  }
   const LayerShape shape_;
 };
 
-// The layer for one entry of the spec (engine/layers/registry.cc: one line per type).
+// The layer for one entry of the architecture (engine/layers/registry.cc finds its type).
 template <typename T>
-std::unique_ptr<Layer<T>> MakeLayer(const io::LayerSpec& spec, const LayerShape& shape);
+std::unique_ptr<Layer<T>> MakeLayer(const LayerShape& shape);
 
 }  // namespace lethe::layers

@@ -1,46 +1,50 @@
 #include "engine/layers/linear.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "common/quote.h"
 
 namespace lethe::layers {
 namespace {
 
 using kernels::Op;
 
+// As engine/architecture.cc's bound on any dimension: widths are multiplied later.
+constexpr int64_t kMaxLinearWidth = int64_t{1} << 31;
+
 template <typename T>
 class Linear final : public Layer<T> {
  public:
   using Matrix = kernels::Matrix<T>;
-  Linear(const io::LayerSpec& spec, const LayerShape& shape)
-      : Layer<T>(shape), weight_name_(spec.weight), bias_name_(spec.bias) {
-    LETHE_CHECK(shape.weight_offset >= 0 && (shape.bias_offset >= 0) == !spec.bias.empty());
-  }
-
-  const char* type_name() const override { return "linear"; }
-  std::vector<Tensor> Tensors() const override {
-    std::vector<Tensor> t{{weight_name_, {out(), in()}, s().weight_offset}};
-    if (has_bias()) t.push_back({bias_name_, {out()}, s().bias_offset});
-    return t;
+  explicit Linear(const LayerShape& shape) : Layer<T>(shape) {
+    LETHE_CHECK(!shape.tensors.empty() && shape.tensors.size() <= 2 && shape.in.size() == 1 &&
+                shape.out.size() == 1);
   }
   // x S_Wᵀ and the row dots of PerExampleGradientDots.
   int64_t ScratchWidth() const override { return out() + 1; }
 
   void Forward(const Pass<T>& pass, const Matrix& x, Matrix y) override {
-    const Matrix b = Bias(pass.theta);
-    pass.backend.Gemm(Op::kNone, Op::kTranspose, T(1), x, Weight(pass.theta), T(0), y);
+    const Matrix b = BiasValue(pass);
+    pass.backend.Gemm(Op::kNone, Op::kTranspose, T(1), x, WeightValue(pass), T(0), y);
     if (!b.empty()) pass.backend.AddRow(b, y);
   }
 
   void Backward(const Pass<T>& pass, const Matrix& x, const Matrix& delta, Matrix delta_in,
                 const GradientSinks<T>& sinks) override {
     kernels::Backend<T>& be = pass.backend;
+    if (!this->has_params()) {  // frozen: only the input's gradient
+      if (!delta_in.empty()) BackwardInput(pass, delta, delta_in);
+      return;
+    }
     if (Matrix* grad = sinks.grad) {
       be.Gemm(Op::kTranspose, Op::kNone, T(1), delta, x, T(1), Weight(*grad));
       if (has_bias()) be.ColumnSums(T(1), delta, T(1), Bias(*grad));
     }
     if (Matrix* rows = sinks.per_example) {
-      be.RowOuter(delta, x, rows->Cols(s().weight_offset, out() * in()));
-      if (has_bias()) be.Copy(delta, rows->Cols(s().bias_offset, out()));
+      be.RowOuter(delta, x, rows->Cols(weight().offset, out() * in()));
+      if (has_bias()) be.Copy(delta, rows->Cols(bias().offset, out()));
     }
     if (sinks.dots) {
       Matrix xs = pass.scratch.Cols(0, out());
@@ -58,14 +62,21 @@ class Linear final : public Layer<T> {
   }
 
   void BackwardInput(const Pass<T>& pass, const Matrix& delta, Matrix delta_in) override {
-    pass.backend.Gemm(Op::kNone, Op::kNone, T(1), delta, Weight(pass.theta), T(0), delta_in);
+    pass.backend.Gemm(Op::kNone, Op::kNone, T(1), delta, WeightValue(pass), T(0), delta_in);
   }
 
   void RForward(const Pass<T>& pass, const Matrix& x, const Matrix& rx, const Matrix& v,
                 Matrix ry) override {
     kernels::Backend<T>& be = pass.backend;
+    if (!this->has_params()) {  // frozen: R{y} = W R{x}
+      if (rx.empty())
+        be.Fill(ry, T(0));
+      else
+        be.Gemm(Op::kNone, Op::kTranspose, T(1), rx, WeightValue(pass), T(0), ry);
+      return;
+    }
     be.Gemm(Op::kNone, Op::kTranspose, T(1), x, Weight(v), T(0), ry);
-    if (!rx.empty()) be.Gemm(Op::kNone, Op::kTranspose, T(1), rx, Weight(pass.theta), T(1), ry);
+    if (!rx.empty()) be.Gemm(Op::kNone, Op::kTranspose, T(1), rx, WeightValue(pass), T(1), ry);
     if (has_bias()) be.AddRow(Bias(v), ry);
   }
 
@@ -73,17 +84,22 @@ class Linear final : public Layer<T> {
                  const Matrix& delta, const Matrix& rdelta, const Matrix& v, Matrix hv,
                  Matrix rdelta_in) override {
     kernels::Backend<T>& be = pass.backend;
+    if (!this->has_params()) {  // frozen: R{δ_in} = R{δ} W (no v_W, no cross term)
+      if (!rdelta_in.empty())
+        be.Gemm(Op::kNone, Op::kNone, T(1), rdelta, WeightValue(pass), T(0), rdelta_in);
+      return;
+    }
     Matrix hw = Weight(hv);
     be.Gemm(Op::kTranspose, Op::kNone, T(1), rdelta, x, T(1), hw);
     if (hessian && !rx.empty()) be.Gemm(Op::kTranspose, Op::kNone, T(1), delta, rx, T(1), hw);
     if (has_bias()) be.ColumnSums(T(1), rdelta, T(1), Bias(hv));
     if (!rdelta_in.empty()) {
-      be.Gemm(Op::kNone, Op::kNone, T(1), rdelta, Weight(pass.theta), T(0), rdelta_in);
+      be.Gemm(Op::kNone, Op::kNone, T(1), rdelta, WeightValue(pass), T(0), rdelta_in);
       if (hessian) be.Gemm(Op::kNone, Op::kNone, T(1), delta, Weight(v), T(1), rdelta_in);
     }
   }
 
-  int64_t GroupWidth() const override { return out(); }
+  int64_t GroupWidth() const override { return this->has_params() ? out() : 0; }
   // R{y} and R{δ} blocks (rows × out each), V_W and its product (out × in each).
   int64_t GroupElements(int64_t rows) const override { return out() * std::max(rows, in()); }
   void ReserveGroup(kernels::Backend<T>& backend, int64_t directions) override {
@@ -118,10 +134,11 @@ class Linear final : public Layer<T> {
   }
 
   KroneckerBlock Kronecker() const override {
+    if (!this->has_params()) return {};
     return {.out = out(),
             .in = in(),
-            .weight_offset = s().weight_offset,
-            .bias_offset = s().bias_offset};
+            .weight_offset = weight().offset,
+            .bias_offset = has_bias() ? bias().offset : -1};
   }
   // S += [xᵀx, xᵀ1; 1ᵀx, 1ᵀ1], by blocks.
   void AddInputFactor(const Pass<T>& pass, const Matrix& x, const Matrix& ones, Matrix S) override {
@@ -138,30 +155,87 @@ class Linear final : public Layer<T> {
   }
 
  private:
-  const LayerShape& s() const { return this->shape_; }
-  int64_t in() const { return s().in; }
-  int64_t out() const { return s().out; }
-  bool has_bias() const { return s().bias_offset >= 0; }
-  // This layer's W (out × in) and b (1 × out) in a 1 × p row (θ, a direction, a gradient).
-  Matrix Weight(const Matrix& row) const { return row.Block(s().weight_offset, out(), in()); }
-  // Empty without a bias.
-  Matrix Bias(const Matrix& row) const {
-    return has_bias() ? row.Block(s().bias_offset, 1, out()) : Matrix();
+  int64_t in() const { return this->shape_.in[0]; }
+  int64_t out() const { return this->shape_.out[0]; }
+  const TensorInfo& weight() const { return this->shape_.tensors[0]; }
+  const TensorInfo& bias() const { return this->shape_.tensors[1]; }
+  bool has_bias() const { return this->shape_.tensors.size() == 2; }
+  // This layer's W (out × in) and b (1 × out) in a 1 × p row (a direction, a gradient); only
+  // for a trainable layer.
+  Matrix Weight(const Matrix& row) const { return row.Block(weight().offset, out(), in()); }
+  Matrix Bias(const Matrix& row) const {  // empty without a bias
+    return has_bias() ? row.Block(bias().offset, 1, out()) : Matrix();
+  }
+  // W and b at the current point (θ, or the constants when frozen).
+  Matrix WeightValue(const Pass<T>& pass) const { return this->Value(pass, 0, out(), in()); }
+  Matrix BiasValue(const Pass<T>& pass) const {
+    return has_bias() ? this->Value(pass, 1, 1, out()) : Matrix();
   }
 
-  std::string weight_name_, bias_name_;
   Matrix stacked_, products_;  // group · out × in: the stacked V_W and R{∇W}
   int64_t group_ = 0;
 };
 
-}  // namespace
 
-template <typename T>
-std::unique_ptr<Layer<T>> MakeLinear(const io::LayerSpec& spec, const LayerShape& shape) {
-  return std::make_unique<Linear<T>>(spec, shape);
+// Keys, widths and tensors. "out" comes from the spec, else the file's weight, else (the
+// model's last layer trained from a spec) the data; the input width from the previous
+// layer, or from the file's weight when the model's input shape is not known yet.
+void PlanLinear(PlanContext& ctx) {
+  SpecKeys& keys = ctx.keys();
+  const std::string weight = keys.String("weight").value_or(ctx.index() + ".weight");
+  const std::optional<std::string> bias = keys.String("bias");
+  const std::optional<int64_t> spec_out =
+      keys.Int("out", 1, std::numeric_limits<int64_t>::max());
+  int64_t in = ctx.InputWidth("a linear layer acts on feature vectors");
+  int64_t out = -1;
+  if (std::optional<Shape> file = ctx.FileShape(weight)) {
+    if (file->size() != 2)
+      ctx.Fail("tensor \"", Escape(weight), "\" has shape ", ShapeText(*file),
+               ": a linear weight must be [out, in]");
+    if (in < 0) {
+      in = (*file)[1];
+      ctx.ResolveInput(in);
+    }
+    if ((*file)[1] != in)
+      ctx.Fail("takes ", (*file)[1], " inputs but the previous layer has ", in, " outputs");
+    out = (*file)[0];
+    if (spec_out && *spec_out != out)
+      ctx.Fail("spec says \"out\": ", *spec_out, " but the width is ", out);
+  } else if (spec_out) {
+    out = *spec_out;
+  } else {
+    out = ctx.DataOutputWidth();
+    if (out <= 0) ctx.Fail("has no output width (give \"out\" in the spec)");
+  }
+  if (in < 0) ctx.Fail("the input width is unknown: give \"input\" in the spec");
+  if (out > kMaxLinearWidth)
+    ctx.Fail("output width ", out, " exceeds the limit of ", kMaxLinearWidth);
+  // Recorded, so that the file alone can be read and retrained from.
+  keys.SetString("weight", weight);
+  keys.SetInt("out", out);
+  ctx.AddTensor(weight, {out, in});
+  if (bias) ctx.AddTensor(*bias, {out});
+  ctx.SetOut({out});
 }
 
-template std::unique_ptr<Layer<float>> MakeLinear<float>(const io::LayerSpec&, const LayerShape&);
-template std::unique_ptr<Layer<double>> MakeLinear<double>(const io::LayerSpec&, const LayerShape&);
+// As torch.nn.Linear's reset_parameters: W and b uniform in ±1/√in.
+void InitLinear(const LayerShape& shape, Initializer& init) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(shape.in[0]));
+  for (const TensorInfo& t : shape.tensors) init.Uniform(t, bound);
+}
+
+template <typename T>
+std::unique_ptr<Layer<T>> MakeLinear(const LayerShape& shape) {
+  return std::make_unique<Linear<T>>(shape);
+}
+
+}  // namespace
+
+const LayerType kLinearType = {.name = "linear",
+                               .plan = &PlanLinear,
+                               .init = &InitLinear,
+                               .make_f32 = &MakeLinear<float>,
+                               .make_f64 = &MakeLinear<double>,
+                               .input_use = InputUse::kFlat};
 
 }  // namespace lethe::layers

@@ -54,7 +54,7 @@ void ExpectDenseEqualsProducts(const Case& c, double tolerance) {
   const double damping = 0.3;
   io::Dataset data = testing::RandomData(c.loss, 37, 5, 3, 7);
   io::ModelSpec spec = testing::MlpSpec(c.loss, Activation::kTanh, 0, 0.07);
-  if (!c.bias) spec.layers[0].bias.clear();
+  if (!c.bias) spec.layers[0] = io::LayerSpec::Linear("0.weight");
   Model model = testing::RandomModel(spec, data, 8);
   auto be = kernels::MakeBackend<T>({});
   // batch_size 16 < n: the products' batching is exercised, the dense form is one pass.

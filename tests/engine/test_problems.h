@@ -20,18 +20,12 @@ inline io::ModelSpec MlpSpec(LossKind loss, Activation act, int hidden, double l
   spec.l2 = l2;
   int index = 0;
   auto linear = [&](int out, bool bias) {
-    io::LayerSpec ls;
-    ls.weight = std::to_string(index) + ".weight";
-    if (bias) ls.bias = std::to_string(index) + ".bias";
-    ls.out = out;
-    spec.layers.push_back(ls);
+    spec.layers.push_back(io::LayerSpec::Linear(std::to_string(index) + ".weight",
+                                                bias ? std::to_string(index) + ".bias" : "", out));
     ++index;
   };
   auto activation = [&] {
-    io::LayerSpec ls;
-    ls.type = io::LayerSpec::Type::kActivation;
-    ls.activation = act;
-    spec.layers.push_back(ls);
+    spec.layers.push_back(io::LayerSpec::Of(Name(act)));
     ++index;
   };
   if (hidden > 0)

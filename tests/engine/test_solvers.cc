@@ -221,17 +221,16 @@ TEST(Kfac, ExactOnOneExampleForEveryLayer) {
     KfacPreconditioner<double> M(objective, theta, damping);
     int tested = 0;
     for (const LayerShape& layer : model.arch.layers) {
-      if (!layer.is_linear()) continue;
+      if (layer.tensors.empty()) continue;
       Eigen::RowVectorXd mask = Eigen::RowVectorXd::Zero(p);
-      mask.segment(layer.weight_offset, layer.out * layer.in).setOnes();
-      if (layer.bias_offset >= 0) mask.segment(layer.bias_offset, layer.out).setOnes();
+      for (const TensorInfo& t : layer.tensors) mask.segment(t.offset, t.size()).setOnes();
       const Eigen::RowVectorXd v = RandomRows(1, p, 40 + tested).cwiseProduct(mask);
       Matrix gv = backend->Allocate(1, p), back = backend->Allocate(1, p);
       G.Apply(Upload(*backend, v), gv);
       const Eigen::RowVectorXd block = Download(*backend, gv).cwiseProduct(mask);
       M.Apply(Upload(*backend, block), back);
       EXPECT_LE((Download(*backend, back) - v).norm() / v.norm(), kExactTolerance)
-          << "layer with weight at " << layer.weight_offset;
+          << "layer with weight at " << layer.tensors[0].offset;
       ++tested;
     }
     EXPECT_EQ(tested, 4);

@@ -11,7 +11,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const lethe::io::ModelSpec spec = lethe::io::ModelSpec::Parse(
         std::string(reinterpret_cast<const char*>(data), size), "fuzz.json");
     lethe::io::ModelSpec::Parse(spec.ToJson(), "fuzz.json: round trip");
-    lethe::Architecture::FromSpec(spec, 8, 3, "fuzz.json");
+    lethe::ArchitectureSource source;
+    source.example_shape = lethe::Shape{8};
+    source.data_output_width = [] { return int64_t{3}; };
+    lethe::Architecture::Build(spec, source, "fuzz.json");
   } catch (const lethe::Error&) {
   }
   return 0;

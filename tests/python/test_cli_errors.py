@@ -419,7 +419,7 @@ class TestModelFiles(CliCase):
         header, size = model_header([("a", "F64", (32, 64)), ("ab", "F64", (32,)),
                                      ("b", "F64", (10, 16))], spec)
         self.check_bad_model("32 -> 16", safetensors_bytes(header, bytes(size)),
-                             ["layer 2 (linear) takes 16 inputs but the previous layer has 32 outputs"])
+                             ["layer 2 (linear): takes 16 inputs but the previous layer has 32 outputs"])
         spec = dict(SOFTMAX_SPEC, layers=[dict(SOFTMAX_SPEC["layers"][0], out=7)])
         self.check_bad_model("spec out vs weight", softmax_model_bytes(spec=spec),
                              ['spec says "out": 7 but the width is 10'])
@@ -478,10 +478,10 @@ class TestSpecs(CliCase):
                             ['unknown key "lr"'])
         self.check_bad_spec("in a layer",
                             self.edited(lambda s: s["layers"][0].update(activation="relu")),
-                            ['layer 0: unknown key "activation"'])
+                            ['layer 0 (linear): unknown key "activation"'])
         self.check_bad_spec("in an activation",
                             self.edited(lambda s: s["layers"].insert(0, {"type": "relu", "inplace": True})),
-                            ['layer 0: unknown key "inplace"'])
+                            ['layer 0 (relu): unknown key "inplace"'])
 
     def test_other_bad_values(self):
         self.check_bad_spec("format", self.edited(lambda s: s.update(format="lethe/2")),
@@ -960,10 +960,10 @@ class TestHostileInput(CliCase):
                  ("last out 2^62", spec(last_out=2**62), "exceeds the limit")]
         for label, text, phrase in cases:
             with self.case(label, big__json=text) as d:
-                # InitializeModel names the data "with the spec", not the spec's file.
+                # InitializeModel names the data and the spec's file.
                 self.fails(d, ["train", "--spec", "big.json", "--data", "train.npz",
-                               "--out", "out.safetensors", *THREADS], ["train.npz"],
-                           ["with the spec: layer 0", phrase])
+                               "--out", "out.safetensors", *THREADS], ["train.npz", "big.json"],
+                           ["with big.json: layer 0", phrase])
 
     # 3. and 4. Labels that are not integers, do not fit int64, or decide the class count.
     def test_hostile_labels(self):

@@ -1,4 +1,6 @@
 // lethe inspect MODEL: what a model file holds.
+#include <cstdio>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -31,6 +33,8 @@ int RunInspect(const std::vector<std::string>& args) {
     j["dtype"] = io::DTypeName(model.dtype);
     j["num_params"] = a.num_params;
     j["input_dim"] = a.input_dim;
+    j["input_shape"] = a.input_shape;
+    j["num_fixed_values"] = a.constants.size();
     j["output_dim"] = a.output_dim;
     j["loss"] = Name(a.spec.loss);
     j["l2"] = a.spec.l2;
@@ -41,23 +45,33 @@ int RunInspect(const std::vector<std::string>& args) {
   }
   std::cout << model_path << "\n  dtype " << io::DTypeName(model.dtype) << ", " << a.num_params
             << " parameters, loss " << Name(a.spec.loss) << ", l2 " << a.spec.l2 << "\n\n";
-  std::cout << "  #  layer      shape             parameters  tensors\n";
-  for (size_t i = 0; i < a.layers.size(); ++i) {
-    const LayerShape& l = a.layers[i];
-    char line[256];
-    if (l.is_linear()) {
-      const int64_t params = l.out * l.in + (l.bias_offset >= 0 ? l.out : 0);
-      std::string tensors = a.spec.layers[i].weight;
-      if (!a.spec.layers[i].bias.empty()) tensors += ", " + a.spec.layers[i].bias;
-      std::snprintf(line, sizeof line, "  %-2zu linear     %6lld -> %-6lld  %10lld  %s", i,
-                    static_cast<long long>(l.in), static_cast<long long>(l.out),
-                    static_cast<long long>(params), tensors.c_str());
-    } else {
-      std::snprintf(line, sizeof line, "  %-2zu %-10s %6lld            %10d", i, Name(l.activation),
-                    static_cast<long long>(l.in), 0);
-    }
-    std::cout << line << "\n";
-  }
+  std::cout << "  #     layer           output shape      parameters  tensors\n";
+  // Depth-first, a residual body indented under its block; fixed tensors (frozen
+  // parameters, BatchNorm statistics) marked, as they are not part of θ.
+  std::function<void(const std::vector<LayerShape>&, const std::string&, int)> rows =
+      [&](const std::vector<LayerShape>& ls, const std::string& prefix, int depth) {
+        for (size_t i = 0; i < ls.size(); ++i) {
+          const LayerShape& l = ls[i];
+          std::string tensors;
+          for (const TensorInfo& t : l.tensors)
+            tensors += (tensors.empty() ? "" : ", ") + t.name + ShapeText(t.shape) +
+                       (t.trainable ? "" : " (fixed)");
+          const std::string index = prefix + std::to_string(i);
+          char line[512];
+          std::snprintf(line, sizeof line, "  %-5s %-15s %-16s  %10lld  %s", index.c_str(),
+                        (std::string(2 * depth, ' ') + l.type() + (l.frozen ? "*" : "")).c_str(),
+                        ShapeText(l.out).c_str(), static_cast<long long>(l.num_params()),
+                        tensors.c_str());
+          std::cout << line << "\n";
+          rows(l.body, index + ".", depth + 1);
+        }
+      };
+  rows(a.layers, "", 0);
+  std::cout << "  input shape " << ShapeText(a.input_shape);
+  if (!a.constants.empty())
+    std::cout << "; " << a.constants.size()
+              << " fixed values, not in θ (* frozen: not trained, patched or in l2)";
+  std::cout << "\n";
   std::cout << "\n  spec: " << a.spec.ToJson() << "\n";
   const ForgetHistory& f = model.forgotten;
   if (f.empty()) {

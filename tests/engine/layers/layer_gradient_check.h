@@ -40,26 +40,29 @@ struct LayerCheckOptions {
   double rounding = 1e-12;
 };
 
-// Checks `spec` as the only layer of a model with input width `in` and, for a layer with
-// parameters, output width `out`.
-inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t out,
+// Checks `spec` as the only layer of a model whose examples have shape `in`; a layer whose
+// output width the spec leaves open (linear without "out") gets `out`. Fixed tensors
+// (frozen parameters, BatchNorm statistics) get random positive values.
+inline void CheckLayerDerivatives(const io::LayerSpec& spec, const Shape& in, int64_t out = -1,
                                   const LayerCheckOptions& o = {}) {
   using Matrix = kernels::Matrix<double>;
   using Vec = std::vector<double>;
   io::ModelSpec model;
   model.loss = LossKind::kMse;
   model.layers = {spec};
-  const bool linear_out = spec.type == io::LayerSpec::Type::kLinear;
-  const Architecture arch = Architecture::Build(
-      model, in, linear_out ? std::vector<int64_t>{out} : std::vector<int64_t>{}, "check");
+  model.input = in;
+  ArchitectureSource source;
+  source.data_output_width = [out] { return out; };
+  source.one_layer_test = true;  // an activation or pooling layer alone
+  const Architecture arch = Architecture::Build(model, source, "check");
   const LayerShape& shape = arch.layers[0];
-  const int64_t n = o.count, w_in = shape.in, w_out = shape.out;
+  const int64_t n = o.count, w_in = shape.in_width(), w_out = shape.out_width();
   const int64_t p = arch.num_params, p_alloc = std::max<int64_t>(p, 1);
-  SCOPED_TRACE(std::string("layer ") + (linear_out ? "linear" : Name(spec.activation)));
+  SCOPED_TRACE("layer " + spec.type + " " + spec.keys);
 
   auto backend = kernels::MakeBackend<double>({.threads = 1});
   kernels::Backend<double>& be = *backend;
-  auto layer = layers::MakeLayer<double>(spec, shape);
+  auto layer = layers::MakeLayer<double>(shape);
   layer->Allocate(be, n);
   ASSERT_EQ(layer->num_params(), p);
   Matrix scratch = be.Allocate(n, std::max<int64_t>(1, layer->ScratchWidth()));
@@ -85,6 +88,9 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
   Vec D = random(n * w_out);
   for (double& d : D) d = 0.5 + std::abs(d);
   const Vec rx0 = random(n * w_in), v0 = random(p_alloc), s0 = random(2 * p_alloc);
+  Vec fixed = random(std::max<size_t>(1, arch.constants.size()));
+  for (double& f : fixed) f = 0.5 + std::abs(f);
+  const Matrix constants = up(fixed, 1, static_cast<int64_t>(fixed.size()));
 
   struct Eval {
     Vec y, delta, delta_in, grad;
@@ -94,7 +100,8 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
   auto eval = [&](const Vec& x, const Vec& w) {
     Eval e;
     Matrix X = up(x, n, w_in), theta = up(w, 1, p_alloc), Y = be.Allocate(n, w_out);
-    const layers::Pass<double> pass{.backend = be, .theta = theta, .count = n, .scratch = scratch};
+    const layers::Pass<double> pass{
+        .backend = be, .theta = theta, .constants = constants, .count = n, .scratch = scratch};
     layer->Forward(pass, X, Y);
     e.y = down(Y);
     e.delta.resize(e.y.size());
@@ -140,7 +147,8 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
     if (p > 0) expect_close(Vec(at.grad.begin(), at.grad.begin() + p), fd_w, o.tolerance, "∇w");
   }
   Matrix X = up(x0, n, w_in), theta = up(w0, 1, p_alloc), Y = be.Allocate(n, w_out);
-  const layers::Pass<double> pass{.backend = be, .theta = theta, .count = n, .scratch = scratch};
+  const layers::Pass<double> pass{
+      .backend = be, .theta = theta, .constants = constants, .count = n, .scratch = scratch};
   layer->Forward(pass, X, Y);
   const Matrix delta = up(at.delta, n, w_out);
 
@@ -243,8 +251,11 @@ inline void CheckLayerDerivatives(const io::LayerSpec& spec, int64_t in, int64_t
     const int64_t k = kb.k();
     Matrix x1 = X.Rows(0, 1), ones = be.Allocate(1, 1);
     be.Fill(ones, 1.0);
-    const layers::Pass<double> one{
-        .backend = be, .theta = theta, .count = 1, .scratch = scratch.Rows(0, 1)};
+    const layers::Pass<double> one{.backend = be,
+                                   .theta = theta,
+                                   .constants = constants,
+                                   .count = 1,
+                                   .scratch = scratch.Rows(0, 1)};
     Matrix S = be.Zeros(k, k), Gamma = be.Zeros(kb.out, kb.out);
     layer->AddInputFactor(one, x1, ones, S);
     for (int64_t c = 0; c < kb.out; ++c) {  // J = I here: e_c and A e_c = D_c e_c

@@ -5,27 +5,18 @@
 namespace lethe {
 namespace {
 
-io::LayerSpec LinearSpec(bool bias) {
-  io::LayerSpec ls;
-  ls.type = io::LayerSpec::Type::kLinear;
-  ls.weight = "0.weight";
-  if (bias) ls.bias = "0.bias";
-  return ls;
-}
+io::LayerSpec LinearSpec(bool bias) { return io::LayerSpec::Linear("0.weight", bias ? "0.bias" : ""); }
 
-TEST(LinearLayer, DerivativesWithBias) { testing::CheckLayerDerivatives(LinearSpec(true), 4, 3); }
+TEST(LinearLayer, DerivativesWithBias) { testing::CheckLayerDerivatives(LinearSpec(true), {4}, 3); }
 TEST(LinearLayer, DerivativesWithoutBias) {
-  testing::CheckLayerDerivatives(LinearSpec(false), 3, 5);
+  testing::CheckLayerDerivatives(LinearSpec(false), {3}, 5);
 }
-TEST(LinearLayer, DerivativesOneOutput) { testing::CheckLayerDerivatives(LinearSpec(true), 6, 1); }
+TEST(LinearLayer, DerivativesOneOutput) { testing::CheckLayerDerivatives(LinearSpec(true), {6}, 1); }
 
 class ActivationLayer : public ::testing::TestWithParam<Activation> {};
 
 TEST_P(ActivationLayer, Derivatives) {
-  io::LayerSpec ls;
-  ls.type = io::LayerSpec::Type::kActivation;
-  ls.activation = GetParam();
-  testing::CheckLayerDerivatives(ls, 4, 4);
+  testing::CheckLayerDerivatives(io::LayerSpec::Of(Name(GetParam())), {4});
 }
 
 INSTANTIATE_TEST_SUITE_P(All, ActivationLayer,
@@ -37,10 +28,11 @@ INSTANTIATE_TEST_SUITE_P(All, ActivationLayer,
 TEST(LayerRegistry, EveryLayerKnowsItsTensors) {
   io::ModelSpec spec;
   spec.loss = LossKind::kMse;
-  spec.layers = {LinearSpec(true)};
-  const Architecture arch = Architecture::Build(spec, 4, {3}, "test");
-  auto layer = layers::MakeLayer<double>(spec.layers[0], arch.layers[0]);
-  const std::vector<layers::Tensor> t = layer->Tensors();
+  spec.layers = {io::LayerSpec::Linear("0.weight", "0.bias", 3)};
+  spec.input = {4};
+  const Architecture arch = Architecture::Build(spec, {}, "test");
+  auto layer = layers::MakeLayer<double>(arch.layers[0]);
+  const std::vector<TensorInfo> t = layer->Tensors();
   ASSERT_EQ(t.size(), 2u);
   EXPECT_EQ(t[0].name, "0.weight");
   EXPECT_EQ(t[0].shape, (std::vector<int64_t>{3, 4}));
