@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/embedding_bag.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
@@ -15,6 +16,7 @@ namespace {
 
 const LayerType* const kLayerTypes[] = {
     &kLinearType,
+    &kEmbeddingBagType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
 };
