@@ -63,7 +63,8 @@ def spec(mode, padding_idx):
            "mode": mode}
     if padding_idx is not None:
         bag["padding_idx"] = padding_idx
-    return {"format": "lethe/1",
+    # "input": [L] — the table's shape does not say how many ids an example has.
+    return {"format": "lethe/1", "input": [LENGTH],
             "layers": [bag, {"type": "linear", "weight": "1.weight", "bias": "1.bias",
                              "out": CLASSES}],
             "loss": "cross_entropy", "l2": L2}
