@@ -5,7 +5,10 @@
 #include <string>
 #include <vector>
 
+#include "engine/inverse_hvp.h"
+#include "engine/kfac_preconditioner.h"
 #include "engine/layers/plan.h"
+#include "engine/objective.h"
 #include "engine/model.h"
 #include "tests/engine/layers/layer_gradient_check.h"
 
@@ -173,6 +176,42 @@ TEST(EmbeddingBagLayer, DataMustBeIdsInRange) {
   const Architecture arch = Architecture::Build(linear, {}, "linear.json");
   ExpectError([&] { CheckDataMatchesModel(arch, ids); }, "ids.npz",
               "X has an integer dtype (token ids) but the model's first layer is linear");
+}
+
+// The table has no Kronecker block: K-FAC applies (l2 + λ)⁻¹ to it (and writes it: CG reads
+// every entry), and `auto` does not pick K-FAC for a model it does not cover.
+TEST(EmbeddingBagLayer, KfacLeavesTheTableToTheDamping) {
+  const io::Dataset data = TokenData(kIds, 4, true);
+  io::ModelSpec spec = TextModel(R"({"num_embeddings": 7, "dim": 3, "padding_idx": 2})");
+  spec.l2 = 0.1;
+  const Model model = InitializeModel(spec, data, 5, io::DType::kF64);
+  EXPECT_EQ(ResolvePreconditioner(PreconditionerKind::kAuto, model.arch), PreconditionerKind::kNone);
+  auto backend = kernels::MakeBackend<double>({});
+  Objective<double> objective(*backend, model.arch, UploadData(*backend, data));
+  const int64_t p = objective.num_params(), table = 7 * 3;
+  kernels::Matrix<double> theta = backend->Allocate(1, p);
+  backend->Upload(model.theta.data(), theta);
+  KfacPreconditioner<double> M(objective, theta, 0.2);
+  std::vector<double> v(2 * p), got(2 * p);
+  for (int64_t k = 0; k < 2 * p; ++k) v[k] = std::sin(1.0 + k);
+  kernels::Matrix<double> V = backend->Allocate(2, p), out = backend->Allocate(2, p);
+  backend->Upload(v.data(), V);
+  backend->Fill(out, std::nan(""));
+  M.Apply(V, out);
+  backend->Download(out, got.data());
+  for (int64_t r = 0; r < 2; ++r)
+    for (int64_t k = 0; k < p; ++k) {
+      if (k < table)
+        EXPECT_NEAR(got[r * p + k], v[r * p + k] / 0.3, 1e-15) << r << " " << k;
+      else
+        EXPECT_TRUE(std::isfinite(got[r * p + k])) << r << " " << k;  // the linear block
+    }
+  io::ModelSpec linear;
+  linear.loss = LossKind::kCrossEntropy;
+  linear.input = {4};
+  linear.layers = {io::LayerSpec::Linear("0.weight", "0.bias", 3)};
+  EXPECT_EQ(ResolvePreconditioner(PreconditionerKind::kAuto, Architecture::Build(linear, {}, "l")),
+            PreconditionerKind::kKfac);
 }
 
 }  // namespace
