@@ -33,8 +33,7 @@ template <typename T>
 class EmbeddingBag final : public Layer<T> {
  public:
   using Matrix = kernels::Matrix<T>;
-  explicit EmbeddingBag(const LayerShape& shape)
-      : Layer<T>(shape), options_(ReadOptions(shape)) {
+  explicit EmbeddingBag(const LayerShape& shape) : Layer<T>(shape), options_(ReadOptions(shape)) {
     LETHE_CHECK(shape.tensors.size() == 1 && shape.tensors[0].shape.size() == 2 &&
                 shape.in.size() == 1 && shape.out.size() == 1 && shape.out[0] == dim());
   }
@@ -105,13 +104,13 @@ class EmbeddingBag final : public Layer<T> {
 void PlanEmbeddingBag(PlanContext& ctx) {
   SpecKeys& keys = ctx.keys();
   const std::string weight = keys.String("weight").value_or(ctx.index() + ".weight");
-  const std::optional<int64_t> spec_num =
-      keys.Int("num_embeddings", 1, kernels::kMaxExactTokenId);
+  const std::optional<int64_t> spec_num = keys.Int("num_embeddings", 1, kernels::kMaxExactTokenId);
   const std::optional<int64_t> spec_dim = keys.Int("dim", 1, kMaxDim);
   const BagOptions options = ReadOptions(keys);
   if (ctx.index() != "0")
-    ctx.Fail("must be the model's first layer: it reads the token ids of the data, and ids "
-             "computed by other layers would have no derivative");
+    ctx.Fail(
+        "must be the model's first layer: it reads the token ids of the data, and ids "
+        "computed by other layers would have no derivative");
   const int64_t length = ctx.InputWidth("an embedding_bag reads one row of token ids [L]");
   if (length < 0) ctx.Fail("the number of ids per example is unknown: give \"input\": [L]");
   int64_t num = spec_num.value_or(-1), dim = spec_dim.value_or(-1);
@@ -160,8 +159,8 @@ void CheckTokenIds(const LayerShape& shape, const double* X, int64_t n, const st
     for (int64_t l = 0; l < length; ++l) {
       const double id = X[i * length + l];
       if (!(id >= 0 && id < static_cast<double>(num)))
-        Fail(path, ": X row ", i, " holds token id ", id, " at position ", l,
-             ", outside [0, ", num, ") (the embedding_bag's num_embeddings)");
+        Fail(path, ": X row ", i, " holds token id ", id, " at position ", l, ", outside [0, ", num,
+             ") (the embedding_bag's num_embeddings)");
     }
 }
 

@@ -8,8 +8,8 @@
 #include "engine/inverse_hvp.h"
 #include "engine/kfac_preconditioner.h"
 #include "engine/layers/plan.h"
-#include "engine/objective.h"
 #include "engine/model.h"
+#include "engine/objective.h"
 #include "tests/engine/layers/layer_gradient_check.h"
 
 namespace lethe {
@@ -17,12 +17,10 @@ namespace {
 
 // 5 bags of 4 ids over 7 rows: bag 0 all padding (when padding_idx = 2), bag 1 one id four
 // times, bag 2 padding and a repeat, bag 3 uses rows 0 and 6, bag 4 mixed.
-const std::vector<double> kIds = {2, 2, 2, 2, 5, 5, 5, 5, 2, 1, 1, 2,
-                                  0, 6, 3, 4, 6, 2, 4, 1};
+const std::vector<double> kIds = {2, 2, 2, 2, 5, 5, 5, 5, 2, 1, 1, 2, 0, 6, 3, 4, 6, 2, 4, 1};
 
 io::LayerSpec Bag(const std::string& extra) {
-  return io::LayerSpec::Of("embedding_bag",
-                           R"({"num_embeddings": 7, "dim": 3)" + extra + "}");
+  return io::LayerSpec::Of("embedding_bag", R"({"num_embeddings": 7, "dim": 3)" + extra + "}");
 }
 
 testing::LayerCheckOptions WithIds() {
@@ -135,9 +133,9 @@ io::Dataset TokenData(const std::vector<double>& ids, int64_t length, bool integ
 
 TEST(EmbeddingBagLayer, InitialisedAsTorchWithPaddingRowZero) {
   const io::Dataset data = TokenData(kIds, 4, true);
-  const Model model = InitializeModel(
-      TextModel(R"({"num_embeddings": 400, "dim": 25, "padding_idx": 2})"), data, 5,
-      io::DType::kF64);
+  const Model model =
+      InitializeModel(TextModel(R"({"num_embeddings": 400, "dim": 25, "padding_idx": 2})"), data, 5,
+                      io::DType::kF64);
   EXPECT_EQ(model.arch.input_shape, (Shape{4}));  // X's trailing shape [L]
   double sum = 0, squares = 0;
   for (int64_t k = 0; k < 400 * 25; ++k) {
@@ -185,7 +183,8 @@ TEST(EmbeddingBagLayer, KfacLeavesTheTableToTheDamping) {
   io::ModelSpec spec = TextModel(R"({"num_embeddings": 7, "dim": 3, "padding_idx": 2})");
   spec.l2 = 0.1;
   const Model model = InitializeModel(spec, data, 5, io::DType::kF64);
-  EXPECT_EQ(ResolvePreconditioner(PreconditionerKind::kAuto, model.arch), PreconditionerKind::kNone);
+  EXPECT_EQ(ResolvePreconditioner(PreconditionerKind::kAuto, model.arch),
+            PreconditionerKind::kNone);
   auto backend = kernels::MakeBackend<double>({});
   Objective<double> objective(*backend, model.arch, UploadData(*backend, data));
   const int64_t p = objective.num_params(), table = 7 * 3;
