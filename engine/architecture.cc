@@ -40,6 +40,7 @@ int64_t LayerShape::num_params() const {
   int64_t n = 0;
   for (const TensorInfo& t : tensors)
     if (t.trainable) n += t.size();
+  for (const LayerShape& b : body) n += b.num_params();
   return n;
 }
 

@@ -42,7 +42,7 @@ struct LayerShape {
   const std::string& type() const { return spec.type; }
   int64_t in_width() const { return ShapeSize(in); }
   int64_t out_width() const { return ShapeSize(out); }
-  // Trainable elements of its own tensors.
+  // Trainable elements of its tensors and its body's.
   int64_t num_params() const;
 };
 

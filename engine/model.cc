@@ -105,6 +105,8 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
 
   if (auto it = file.metadata.find("lethe_forgotten"); it != file.metadata.end())
     model.forgotten = ForgetHistory::Parse(it->second, path);
+  if (auto it = file.metadata.find("lethe_dp"); it != file.metadata.end())
+    model.dp = privacy::DpRecord::Parse(it->second, path);
   model.dtype = *dtype;
   ResizeChecked(model.theta, model.arch.num_params, path + ": parameters");
   model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
@@ -132,6 +134,7 @@ void SaveModel(const std::string& path, const Model& model) {
   file.metadata["lethe"] = arch.spec.ToJson();
   file.metadata["format"] = "pt";
   if (!model.forgotten.empty()) file.metadata["lethe_forgotten"] = model.forgotten.ToJson();
+  if (model.dp) file.metadata["lethe_dp"] = model.dp->ToJson();
   io::WriteSafetensors(path, file);
 }
 

@@ -9,6 +9,7 @@
 
 #include "engine/architecture.h"
 #include "engine/forgotten.h"
+#include "engine/privacy/dp_record.h"
 #include "io/array.h"
 #include "io/dataset.h"
 
@@ -22,6 +23,10 @@ struct Model {
   // The training examples this model was made without (engine/forgotten.h); stored in
   // __metadata__["lethe_forgotten"] when not empty.
   ForgetHistory forgotten;
+  // The differential-privacy guarantee it was trained under (lethe train --dp); stored in
+  // __metadata__["lethe_dp"]. Commands that derive a model from this one through the
+  // training data outside the DP mechanism must reset it (engine/privacy/dp_record.h).
+  std::optional<privacy::DpRecord> dp;
 };
 
 // Reads a safetensors model. The spec comes from `spec_path` when given (the sidecar

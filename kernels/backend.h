@@ -135,6 +135,31 @@ class Backend {
   virtual void TridiagonalSolve(const Matrix<T>& pivots, const Matrix<T>& multipliers,
                                 Matrix<T> X) = 0;
 
+  // --- window operations (convolution; kernels/cpu/cpu_window_ops.cc, cuda_window_ops.cu) -
+  // With g's geometry, an example x ∈ ℝ^{C×H×W} (one row of X, row-major [C, H, W]) and
+  // its output positions (oh, ow) ∈ [0, OH) × [0, OW), OH = g.out_h(), OW = g.out_w(), the
+  // input pixel under kernel tap (ki, kj) of position (oh, ow) is
+  //   h = oh·stride_h − pad_h + ki·dilation_h,   w = ow·stride_w − pad_w + kj·dilation_w,
+  // and x[c, h, w] reads as 0 outside [0, H) × [0, W) (zero padding).
+  //
+  // Im2Col: X (count × C·H·W) → cols ((count·OH·OW) × C·kh·kw), the patch matrix:
+  //   cols[(i·OH + oh)·OW + ow, (c·kh + ki)·kw + kj] = x_i[c, h, w].
+  // A convolution with weight W ([C_out, C, kh, kw] = C_out × C·kh·kw row-major, PyTorch's
+  // layout) is then one GEMM, Z = cols · Wᵀ: (count·OH·OW) × C_out, i.e. each example's
+  // output channels-last, [OH, OW, C_out] (TransposeRows turns it to [C_out, OH, OW]).
+  virtual void Im2Col(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> cols) = 0;
+  // Col2Im, Im2Col's adjoint (⟨Im2Col(x), c⟩ = ⟨x, Col2Im(c)⟩): dX (count × C·H·W) =
+  //   beta · dX + S(cols),  S(cols)_i[c, h, w] = Σ over the (oh, ow, ki, kj) that read
+  //   x_i[c, h, w] of cols[(i·OH + oh)·OW + ow, (c·kh + ki)·kw + kj]
+  // (taps in the padding are dropped). With cols = δZ · W it is a convolution's input
+  // gradient. beta = 0 never reads dX. Deterministic: no atomics, a fixed summation order.
+  virtual void Col2Im(const WindowGeometry& g, const Matrix<T>& cols, T beta, Matrix<T> dX) = 0;
+  // Each row of src (n × a·b), read as an a × b row-major matrix M, is written to the same
+  // row of dst as Mᵀ (b × a row-major): dst[r, q·a + p] = src[r, p·b + q]. With a = OH·OW,
+  // b = C turns channels-last [OH, OW, C] into channels-first [C, OH, OW]; a = C, b = OH·OW
+  // goes back. dst must not alias src.
+  virtual void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) = 0;
+
   // --- embedding bags (engine/layers/embedding_bag.h) ------------------------------------
   // ids (count × L) holds token ids as exact integer values of T (f32 is exact below 2²⁴);
   // an id equal to padding_idx (−1: none) is skipped. For row i let
@@ -175,6 +200,30 @@ GemmShape CheckGemmShape(Op op_a, Op op_b, const Matrix<T>& A, const Matrix<T>& 
   LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
               " -> ", C.rows(), "x", C.cols());
   return {ta, tb, m, n, k};
+}
+
+// The number of examples of an Im2Col / Col2Im pair X (count × C·H·W) and cols
+// ((count·OH·OW) × C·kh·kw), after checking that g is a valid geometry (kernel, stride and
+// dilation ≥ 1, padding ≥ 0, the dilated kernel no larger than the padded input, so that
+// there is at least one output position: out_h()'s division truncates towards zero, which
+// is the floor only for a non-negative numerator) and that the shapes agree.
+template <typename T>
+int64_t CheckWindowShapes(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& cols) {
+  LETHE_CHECK(g.channels >= 1 && g.height >= 1 && g.width >= 1 && g.kernel_h >= 1 &&
+                  g.kernel_w >= 1 && g.stride_h >= 1 && g.stride_w >= 1 && g.pad_h >= 0 &&
+                  g.pad_w >= 0 && g.dilation_h >= 1 && g.dilation_w >= 1 &&
+                  g.height + 2 * g.pad_h >= g.dilation_h * (g.kernel_h - 1) + 1 &&
+                  g.width + 2 * g.pad_w >= g.dilation_w * (g.kernel_w - 1) + 1,
+              "window geometry C ", g.channels, " H ", g.height, " W ", g.width, " kernel ",
+              g.kernel_h, "x", g.kernel_w, " stride ", g.stride_h, "x", g.stride_w, " padding ",
+              g.pad_h, "x", g.pad_w, " dilation ", g.dilation_h, "x", g.dilation_w);
+  const int64_t count = X.rows();
+  LETHE_CHECK(X.cols() == g.in_size() && cols.rows() == count * g.positions() &&
+                  cols.cols() == g.patch_size(),
+              "im2col ", X.rows(), "x", X.cols(), " <-> ", cols.rows(), "x", cols.cols(),
+              " for C·H·W = ", g.in_size(), ", OH·OW = ", g.positions(),
+              ", C·kh·kw = ", g.patch_size());
+  return count;
 }
 
 // ‖x‖₂ through the interface.

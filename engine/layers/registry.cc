@@ -6,10 +6,12 @@
 
 #include "common/error.h"
 #include "engine/layers/activation.h"
+#include "engine/layers/conv2d.h"
 #include "engine/layers/embedding_bag.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/linear.h"
 #include "engine/layers/plan.h"
+#include "engine/layers/residual.h"
 
 namespace lethe::layers {
 namespace {
@@ -19,6 +21,8 @@ const LayerType* const kLayerTypes[] = {
     &kEmbeddingBagType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
+    &kConv2dType,
+    &kResidualType,
 };
 
 }  // namespace

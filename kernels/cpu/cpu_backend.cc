@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/host_memory.h"
+#include "kernels/cpu/cpu_window_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -434,6 +435,17 @@ class CpuBackend final : public Backend<T> {
     for (int64_t r = 0; r < X.rows(); ++r)
       TridiagonalSolveRow(pivots.data() + r * pivots.ld(),
                           multipliers.data() + r * multipliers.ld(), X.data() + r * X.ld(), n);
+  }
+
+  // --- window operations: loops in cpu_window_ops.cc ------------------------------------
+  void Im2Col(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> cols) override {
+    cpu::Im2Col(g, X, cols);
+  }
+  void Col2Im(const WindowGeometry& g, const Matrix<T>& cols, T beta, Matrix<T> dX) override {
+    cpu::Col2Im(g, cols, beta, dX);
+  }
+  void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
+    cpu::TransposeRows(a, b, src, dst);
   }
 
   // --- embedding bags (kernels/cpu/cpu_embedding_ops.cc) ---------------------------------

@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/embedding_ops.h"
 #include "kernels/cuda/reductions.h"
+#include "kernels/cuda/window_ops.h"
 #include "kernels/scalar_math.h"
 
 namespace lethe::kernels {
@@ -637,6 +638,17 @@ class CudaBackend final : public Backend<T> {
     LaunchRows(stream_, X.rows(),
                TridiagonalSolveOp<T>{pivots.data(), multipliers.data(), X.data(), pivots.ld(),
                                      multipliers.ld(), X.ld(), X.cols()});
+  }
+
+  // --- window operations: kernels in cuda_window_ops.cu -----------------------------------
+  void Im2Col(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> cols) override {
+    cuda::Im2Col(*context_, g, X, cols);
+  }
+  void Col2Im(const WindowGeometry& g, const Matrix<T>& cols, T beta, Matrix<T> dX) override {
+    cuda::Col2Im(*context_, g, cols, beta, dX);
+  }
+  void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
+    cuda::TransposeRows(*context_, a, b, src, dst);
   }
 
   // --- embedding bags (kernels/cuda/cuda_embedding_ops.cu) -------------------------------

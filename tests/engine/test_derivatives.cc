@@ -20,15 +20,21 @@ constexpr double kFdTolerance = 1e-7;
 // Identities that hold exactly up to rounding (symmetry, sums of per-example terms).
 constexpr double kRoundingTolerance = 1e-12;
 
+// The model around the activation: an MLP, one with a residual block (or a residual block
+// nested in another), or an MLP whose first layer is frozen.
+enum class Shape { kMlp, kResidual, kNestedResidual, kFrozen };
+
 struct Case {
   LossKind loss;
   Activation act;
   int hidden;
+  Shape shape = Shape::kMlp;
 };
 
 std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
+  static const char* kShapes[] = {"", "_residual", "_nested_residual", "_frozen"};
   return std::string(Name(info.param.loss)) + "_" + Name(info.param.act) + "_h" +
-         std::to_string(info.param.hidden);
+         std::to_string(info.param.hidden) + kShapes[static_cast<int>(info.param.shape)];
 }
 
 class DerivativeTest : public ::testing::TestWithParam<Case> {
@@ -37,7 +43,17 @@ class DerivativeTest : public ::testing::TestWithParam<Case> {
     const Case c = GetParam();
     backend_ = kernels::MakeBackend<double>({});
     data_ = testing::RandomData(c.loss, 9, 4, 3, 42);
-    spec_ = testing::MlpSpec(c.loss, c.act, c.hidden, 0.05);
+    switch (c.shape) {
+      case Shape::kMlp: spec_ = testing::MlpSpec(c.loss, c.act, c.hidden, 0.05); break;
+      case Shape::kResidual:
+      case Shape::kNestedResidual:
+        spec_ = testing::ResidualSpec(c.loss, c.act, c.hidden, 0.05,
+                                      c.shape == Shape::kNestedResidual);
+        break;
+      case Shape::kFrozen:
+        spec_ = testing::FrozenFirstLayerSpec(c.loss, c.act, c.hidden, 0.05);
+        break;
+    }
     model_ = testing::RandomModel(spec_, data_, 7);
     // batch_size 4 < n, so the batching (including a partial last batch) is exercised;
     // group_elements 48 makes a curvature product of many directions run in groups of
@@ -244,6 +260,9 @@ std::vector<Case> AllCases() {
     for (Activation act : {Activation::kIdentity, Activation::kRelu, Activation::kTanh,
                            Activation::kSigmoid, Activation::kGelu, Activation::kSoftplus})
       cases.push_back({loss, act, 3});
+    cases.push_back({loss, Activation::kTanh, 3, Shape::kResidual});
+    cases.push_back({loss, Activation::kSoftplus, 3, Shape::kNestedResidual});
+    cases.push_back({loss, Activation::kTanh, 3, Shape::kFrozen});
   }
   return cases;
 }

@@ -37,6 +37,41 @@ inline io::ModelSpec MlpSpec(LossKind loss, Activation act, int hidden, double l
   return spec;
 }
 
+// MlpSpec with a residual block after the first hidden layer, y = h + body(h), its body
+// linear(→ hidden) [act] linear(→ hidden, no bias) and, when `nested`, a second residual
+// block inside it: the depth-first parameter order and the body's buffers are exercised.
+inline io::ModelSpec ResidualSpec(LossKind loss, Activation act, int hidden, double l2,
+                                  bool nested) {
+  io::ModelSpec spec;
+  spec.loss = loss;
+  spec.l2 = l2;
+  spec.layers.push_back(io::LayerSpec::Linear("0.weight", "0.bias", hidden));
+  spec.layers.push_back(io::LayerSpec::Of(Name(act)));
+  io::LayerSpec block = io::LayerSpec::Of("residual");
+  block.has_body = true;
+  block.body = {io::LayerSpec::Linear("2.body.0.weight", "2.body.0.bias", hidden),
+                io::LayerSpec::Of(Name(act)), io::LayerSpec::Linear("2.body.2.weight", "", hidden)};
+  if (nested) {
+    io::LayerSpec inner = io::LayerSpec::Of("residual");
+    inner.has_body = true;
+    inner.body = {io::LayerSpec::Of(Name(act)),
+                  io::LayerSpec::Linear("2.body.3.body.1.weight", "2.body.3.body.1.bias", hidden)};
+    block.body.push_back(inner);
+  }
+  spec.layers.push_back(block);
+  spec.layers.push_back(io::LayerSpec::Of(Name(act)));
+  spec.layers.push_back(io::LayerSpec::Linear("4.weight", "4.bias"));
+  return spec;
+}
+
+// MlpSpec with its first linear layer "frozen": its tensors are fixed, θ is the rest.
+inline io::ModelSpec FrozenFirstLayerSpec(LossKind loss, Activation act, int hidden, double l2) {
+  io::ModelSpec spec = MlpSpec(loss, act, hidden, l2);
+  spec.layers[0].keys = R"({"bias": "0.bias", "frozen": true, "out": )" + std::to_string(hidden) +
+                        R"(, "weight": "0.weight"})";
+  return spec;
+}
+
 inline io::Dataset RandomData(LossKind loss, int64_t n, int64_t d, int64_t classes,
                               uint64_t seed) {
   std::mt19937_64 rng(seed);

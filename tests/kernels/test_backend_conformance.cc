@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/kernels/conformance_harness.h"
+#include "tests/kernels/window_geometries.h"
 
 namespace lethe::kernels::testing {
 namespace {
@@ -33,6 +34,8 @@ constexpr Tolerance kReductionTolerance{1e-12, 1e-5};
 constexpr Tolerance kActivationTolerance{1e-12, 1e-5};
 // logsumexp, softmax and sigmoid over ≤ 10 logits.
 constexpr Tolerance kLossTolerance{1e-12, 1e-5};
+// Col2Im: each input pixel sums at most kh·kw window entries, in another order on the GPU.
+constexpr Tolerance kWindowSumTolerance{1e-14, 1e-6};
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -546,6 +549,61 @@ TEST_P(Conformance, TridiagonalSolveOfEachRowsLdlFactors) {
         }
       }
       EXPECT_LE(worst, 1e-12) << "L D Lᵀ x vs b" << size;
+    }
+  });
+}
+
+// Im2Col moves values (zeros in the padding): bit-exact, into a strided view of a wider
+// matrix whose guard columns must survive, from a strided view of the images.
+TEST_P(Conformance, Im2Col) {
+  ForCandidate(GetParam(), [](auto& h) {
+    for (const auto& [name, g] : WindowGeometries()) {
+      const int64_t count = 3;
+      auto X = h.Random(count, g.in_size() + 3, 70);
+      auto cols = h.Random(count * g.positions(), g.patch_size() + 2, 71);
+      h.test().Im2Col(g, X.Cols(2, g.in_size()).test, cols.Cols(1, g.patch_size()).test);
+      h.ref().Im2Col(g, X.Cols(2, g.in_size()).ref, cols.Cols(1, g.patch_size()).ref);
+      h.Expect(cols, kExactTolerance, "Im2Col " + name);
+    }
+  });
+}
+
+// Col2Im with beta = 0 over NaN (dX not read), beta = 1 and beta = -1.5 (in turn: S, 2S,
+// -2S for the scatter S, never a cancellation to zero), in strided views.
+TEST_P(Conformance, Col2Im) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    for (const auto& [name, g] : WindowGeometries()) {
+      const int64_t count = 3;
+      auto cols = h.Random(count * g.positions(), g.patch_size() + 3, 72);
+      auto dX = h.Random(count, g.in_size() + 2, 73);
+      for (double beta : {0.0, 1.0, -1.5}) {
+        if (beta == 0) h.Fill(dX, kNaN);
+        const auto c = cols.Cols(3, g.patch_size());
+        const auto x = dX.Cols(1, g.in_size());
+        h.test().Col2Im(g, c.test, T(beta), x.test);
+        h.ref().Col2Im(g, c.ref, beta, x.ref);
+        h.Expect(dX, kWindowSumTolerance, "Col2Im " + name + " beta " + std::to_string(beta));
+      }
+    }
+  });
+}
+
+// Bit-exact (values only move); shapes of channels-last ⇄ channels-first, a 1 × n row, and
+// strided views.
+TEST_P(Conformance, TransposeRows) {
+  ForCandidate(GetParam(), [](auto& h) {
+    struct Shape {
+      int64_t rows, a, b;
+    };
+    for (Shape s : {Shape{5, 12, 3}, Shape{5, 3, 12}, Shape{2, 1, 7}, Shape{300, 49, 16}}) {
+      const int64_t n = s.a * s.b;
+      auto src = h.Random(s.rows, n + 2, 74);
+      auto dst = h.Random(s.rows, n + 3, 75);
+      h.test().TransposeRows(s.a, s.b, src.Cols(1, n).test, dst.Cols(2, n).test);
+      h.ref().TransposeRows(s.a, s.b, src.Cols(1, n).ref, dst.Cols(2, n).ref);
+      h.Expect(dst, kExactTolerance,
+               "TransposeRows " + std::to_string(s.a) + "x" + std::to_string(s.b));
     }
   });
 }

@@ -154,6 +154,45 @@ class Unlearning(unittest.TestCase):
         self.assertGreater(c["model"]["forget"]["loss"], c["original"]["forget"]["loss"])
         self.assertLess(np.linalg.norm(newton - tr), np.linalg.norm(ga - tr))
 
+    def test_frozen_features_convex_head_newton_matches_retraining(self):
+        # A frozen (random) feature layer under a softmax head: θ is the head alone, and the
+        # head's objective is convex, so three Newton steps reach the retrained optimum;
+        # the frozen tensors never change and the record names them.
+        d = os.path.join(ROOT, "examples", "digits")
+        train = os.path.join(d, "train.npz")
+        spec = self.path("frozen.json")
+        with open(spec, "w") as f:
+            json.dump({"format": "lethe/1", "loss": "cross_entropy", "l2": 1e-3, "layers": [
+                {"type": "linear", "weight": "f.w", "bias": "f.b", "out": 32, "frozen": True},
+                {"type": "tanh"}, {"type": "linear", "weight": "h.w", "bias": "h.b"}]}, f)
+        forget = self.path("forget.txt")
+        ids = np.load(train)["ids"]
+        with open(forget, "w") as f:
+            f.write("".join(f"{i}\n" for i in np.random.default_rng(3).choice(ids, 15, replace=False)))
+        model, retrained = self.path("model.safetensors"), self.path("retrained.safetensors")
+        patched, report = self.path("patched.safetensors"), self.path("erasure.json")
+        lethe("train", "--spec", spec, "--data", train, "--out", model)
+        lethe("train", "--init", model, "--data", train, "--forget", forget, "--out", retrained)
+        lethe("unlearn", "--model", model, "--train", train, "--forget", forget, "--out", patched,
+              "--steps", "3", "--report", report)
+        m, r, p = (read_safetensors(x)[0] for x in (model, retrained, patched))
+        for name in ("f.w", "f.b"):
+            np.testing.assert_array_equal(m[name], r[name])
+            np.testing.assert_array_equal(m[name], p[name])
+        head = lambda t: np.concatenate([np.ravel(t["h.w"]), np.ravel(t["h.b"])])
+        t0, tr, tp = head(m), head(r), head(p)
+        err = np.linalg.norm(tp - tr) / np.linalg.norm(tr)
+        print(f"\n  frozen features: head ‖θ₀−θ_r‖ = {np.linalg.norm(t0 - tr):.3e}, three Newton "
+              f"steps: ‖θ−θ_r‖/‖θ_r‖ = {err:.3e}")
+        self.assertGreater(np.linalg.norm(t0 - tr) / np.linalg.norm(tr), 1e-4)
+        self.assertLessEqual(err, 1e-6)
+        with open(report) as f:
+            record = json.load(f)
+        self.assertEqual(record["fixed_tensors"], ["f.w", "f.b"])
+        shown = subprocess.run([LETHE, "inspect", model], capture_output=True, text=True).stdout
+        self.assertIn("linear*", shown)
+        self.assertIn("f.w[32, 64] (fixed)", shown)
+
     def test_erasure_record_hashes_and_verify(self):
         s = self.scenario("breast_cancer", "logistic.json", 0.02)
         out, report = self.path("patched.safetensors"), self.path("erasure.json")

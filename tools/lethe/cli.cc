@@ -1,5 +1,6 @@
 #include "tools/lethe/cli.h"
 
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <unistd.h>
@@ -127,6 +128,12 @@ std::string Sci(double value, int digits) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*e", digits, value);
   return buf;
+}
+
+std::string Shortest(double value) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, end);
 }
 
 }  // namespace lethe::cli

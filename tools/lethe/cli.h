@@ -104,5 +104,7 @@ class Warnings {
 // Format helpers for tables.
 std::string Fixed(double value, int digits);
 std::string Sci(double value, int digits = 3);
+// The shortest decimal that reads back as the same double (1e-05, 0.04, 7.329111171438655).
+std::string Shortest(double value);
 
 }  // namespace lethe::cli

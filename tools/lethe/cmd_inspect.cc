@@ -8,6 +8,27 @@
 #include "tools/lethe/commands.h"
 
 namespace lethe::cli {
+namespace {
+
+// The DP guarantee the model was trained under (engine/privacy/dp_record.h), or that it has
+// none on record.
+void PrintPrivacy(const Model& model) {
+  if (!model.dp) {
+    std::cout << "\n  privacy: no differential-privacy guarantee recorded\n";
+    return;
+  }
+  const privacy::DpRecord& r = *model.dp;
+  std::cout << "\n  privacy: (epsilon, delta) = (" << Shortest(r.epsilon) << ", "
+            << Shortest(r.delta) << ")-DP, " << r.mechanism << " on " << r.examples
+            << " examples (adding or removing one)\n    noise multiplier " << Shortest(r.noise_multiplier)
+            << ", clip norm " << Shortest(r.max_grad_norm) << ", sample rate "
+            << Shortest(r.sample_rate) << ", " << r.steps << " steps (" << r.epochs
+            << " epochs), learning rate " << Shortest(r.learning_rate) << ", l2 " << Shortest(r.l2)
+            << "\n    accountant " << r.accountant << " v" << r.accountant_version
+            << ", best order " << Shortest(r.best_order) << "\n";
+}
+
+}  // namespace
 
 int RunInspect(const std::vector<std::string>& args) {
   po::options_description desc("options");
@@ -40,6 +61,7 @@ int RunInspect(const std::vector<std::string>& args) {
     j["l2"] = a.spec.l2;
     j["spec"] = nlohmann::json::parse(a.spec.ToJson());
     j["forgotten"] = nlohmann::json::parse(model.forgotten.ToJson());
+    j["dp"] = model.dp ? nlohmann::json::parse(model.dp->ToJson()) : nlohmann::json();
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -73,6 +95,7 @@ int RunInspect(const std::vector<std::string>& args) {
               << " fixed values, not in θ (* frozen: not trained, patched or in l2)";
   std::cout << "\n";
   std::cout << "\n  spec: " << a.spec.ToJson() << "\n";
+  PrintPrivacy(model);
   const ForgetHistory& f = model.forgotten;
   if (f.empty()) {
     std::cout << "\n  forgotten: nothing (no deletion request recorded)\n";

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <unordered_set>
 
 #include "engine/model.h"
@@ -14,6 +15,7 @@
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/train_dp.h"
 
 namespace lethe::cli {
 namespace {
@@ -84,6 +86,7 @@ int RunTrain(const std::vector<std::string>& args) {
   po::options_description desc("options");
   CommonOptions common;
   TrainOptions options;
+  DpFlags dp;
   std::string spec_path, data_path, out, init, optimizer = "lbfgs";
   uint64_t seed = 0;
   desc.add_options()("help,h", "show this help")
@@ -99,20 +102,33 @@ int RunTrain(const std::vector<std::string>& args) {
     ("max-iterations", po::value(&options.max_iterations)->default_value(20000),
      "lbfgs / newton-cg iteration limit")
     ("no-polish", "lbfgs: do not finish with Newton-CG when the line search stalls")
-    ("seed", po::value(&seed)->default_value(0), "initialisation and shuffling seed")
-    ("epochs", po::value(&options.epochs)->default_value(100), "adam epochs")
-    ("learning-rate", po::value(&options.learning_rate)->default_value(1e-3), "adam step size")
-    ("batch-size", po::value(&options.batch_size)->default_value(128), "adam minibatch size");
+    ("seed", po::value(&seed)->default_value(0),
+     "initialisation and shuffling seed; with --dp also sampling and noise, and when not given "
+     "a fresh one from std::random_device (whoever knows the seed can remove the noise)")
+    ("epochs", po::value(&options.epochs)->default_value(100), "adam and --dp epochs")
+    ("learning-rate", po::value(&options.learning_rate)->default_value(1e-3),
+     "adam step size (--dp: SGD step size, default 0.5)")
+    ("batch-size", po::value(&options.batch_size)->default_value(128),
+     "adam minibatch size (--dp: expected batch size q·n)");
+  dp.Add(desc);
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe train --spec SPEC --data TRAIN --out MODEL [--forget FILE] [--init MODEL]",
              "lethe train --spec examples/digits/softmax.json --data examples/digits/train.npz "
-             "--out model.safetensors"))
+             "--out model.safetensors\n  "
+             "lethe train --dp --target-epsilon 4 --epochs 20 --spec examples/digits/softmax.json "
+             "--data examples/digits/train.npz --out private.safetensors"))
     return 0;
   Require(vm, "data");
   Require(vm, "out");
   if (!vm.count("spec") && !vm.count("init")) Fail("--spec is required (or --init MODEL)");
+  dp.Check(vm);
+  // A DP run's randomness must be unknown to an adversary: without --seed, a fresh one.
+  if (dp.enabled && vm["seed"].defaulted()) {
+    std::random_device device;
+    seed = (uint64_t{device()} << 32) ^ device();
+  }
   options.optimizer = ParseOptimizer(optimizer);
   options.polish = !vm.count("no-polish");
   options.seed = seed;
@@ -158,6 +174,13 @@ int RunTrain(const std::vector<std::string>& args) {
       model.forgotten.Add(ids, {"retrain", init_sha256, IdsSha256(ids),
                                 static_cast<int64_t>(ids.size()), UtcNow()});
   }
+  // Whatever the initial model carried about privacy, this run makes a new model.
+  model.dp.reset();
+  if (dp.enabled)
+    return TrainWithDp(model, data, rows, dp,
+                       {options.epochs, options.learning_rate, options.batch_size,
+                        !vm["batch-size"].defaulted(), !vm["learning-rate"].defaulted(), seed},
+                       common, out);
   return f32 ? Train<float>(model, data, rows, options, common, out)
              : Train<double>(model, data, rows, options, common, out);
 }

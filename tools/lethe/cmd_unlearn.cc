@@ -99,6 +99,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 
   Model patched = model;
   patched.theta = session.Download(theta);
+  // A DP guarantee does not survive the patch: the Newton step reads the kept training
+  // data outside the DP mechanism (docs/privacy.md), so the patched model claims none.
+  patched.dp.reset();
   // The patched model carries what it has forgotten, so that no later command analyses or
   // patches it against data that still holds these examples (engine/forgotten.h).
   const std::string& parent_sha256 = in.model_sha256;
@@ -133,6 +136,17 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
       {"ids", static_cast<int64_t>(model.forgotten.ids.size())},
       {"requests", static_cast<int64_t>(model.forgotten.requests.size())},
       {"in_this_request", in.already_forgotten}};
+  // Frozen layers are not patched (docs/unlearning.md): the record names what was left as it
+  // was, so that nobody reads the patch as touching them.
+  std::vector<std::string> frozen;
+  model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
+    if (!t.trainable) frozen.push_back(t.name);
+  });
+  if (!frozen.empty()) {
+    report["fixed_tensors"] = frozen;
+    report["fixed_tensors_note"] =
+        "not part of the patch: whatever they learned from the forget set stays in the model";
+  }
   report["warnings"] = warnings.all();
   report["n"] = train.n;
   report["k"] = static_cast<int64_t>(forget_rows.size());

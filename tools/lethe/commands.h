@@ -14,6 +14,7 @@ int RunInfluence(const std::vector<std::string>& args);
 int RunSelfInfluence(const std::vector<std::string>& args);
 int RunUnlearn(const std::vector<std::string>& args);
 int RunCompare(const std::vector<std::string>& args);
+int RunPrivacy(const std::vector<std::string>& args);
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -25,6 +26,8 @@ inline const std::vector<Command>& AllCommands() {
        RunSelfInfluence},
       {"unlearn", "remove a forget set with a Newton patch; erasure record; --verify", RunUnlearn},
       {"compare", "distance, per-set metrics and membership audit of two models", RunCompare},
+      {"privacy", "epsilon of DP-SGD's noise, sampling rate and steps (or sigma for a target)",
+       RunPrivacy},
   };
   return commands;
 }
