@@ -476,11 +476,13 @@ def load_model(path: str, return_spec: bool = False):
     return (model, spec) if return_spec else model
 
 
-def export_dataset(path: str, X, y, ids=None, compress: bool = True) -> None:
+def export_dataset(path: str, X, y, ids=None, compress: bool = True,
+                   token_ids: bool = False) -> None:
     """Write a lethe data set (.npz) with the dtypes lethe expects.
 
-    X:   [n, d] (or [n, ...], flattened by lethe); stored float64 unless given float32;
-         integer X (token ids for an embedding_bag model, [n, L]) -> int64.
+    X:   [n, d] (or [n, ...], flattened by lethe); stored float64 unless given float32.
+         With token_ids=True, X must be integers (token ids [n, L] for a model whose first
+         layer is embedding_bag) and is stored int64: lethe reads integer X as ids only.
     y:   integer (or bool) labels -> int64 [n] for cross_entropy / logistic; float
          targets [n] or [n, k] for mse -> float64 (float32 kept).
     ids: optional [n] unique integers -> int64; by default lethe uses the row index.
@@ -492,7 +494,9 @@ def export_dataset(path: str, X, y, ids=None, compress: bool = True) -> None:
     if X.ndim < 2:
         raise ExportError(f"X must be [n, d], got shape {list(X.shape)}")
     n = X.shape[0]
-    if np.issubdtype(X.dtype, np.integer):
+    if token_ids:
+        if not np.issubdtype(X.dtype, np.integer):
+            raise ExportError(f"token_ids=True needs integer X, got {X.dtype}")
         X = X.astype(np.int64)
     else:
         X = X.astype(np.float32 if X.dtype == np.float32 else np.float64)

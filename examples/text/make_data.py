@@ -114,9 +114,10 @@ def main():
 
     y = np.asarray(labels, dtype=np.int64)
     os.makedirs(args.out, exist_ok=True)
-    export_dataset(os.path.join(args.out, "train.npz"), encode(train), y[train], np.arange(len(train)))
+    export_dataset(os.path.join(args.out, "train.npz"), encode(train), y[train], np.arange(len(train)),
+                   token_ids=True)
     export_dataset(os.path.join(args.out, "test.npz"), encode(test), y[test],
-                   TEST_ID_BASE + np.arange(len(test)))
+                   TEST_ID_BASE + np.arange(len(test)), token_ids=True)
     with open(os.path.join(args.out, "vocab.txt"), "w") as f:
         f.write("<pad>\n<unk>\n" + "".join(w + "\n" for w in vocab))
     with open(os.path.join(args.out, "examples.tsv"), "w") as f:  # id, section, package, text

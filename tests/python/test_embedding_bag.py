@@ -26,7 +26,7 @@ from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from export_torch import export_dataset, write_safetensors  # noqa: E402
+from export_torch import ExportError, export_dataset, write_safetensors  # noqa: E402
 
 LETHE = None  # set from --lethe
 
@@ -110,7 +110,7 @@ class EmbeddingBagAgainstTorch(unittest.TestCase):
                     obj.backward()
                     grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
                     data = self.path("d.npz")
-                    export_dataset(data, X, y)
+                    export_dataset(data, X, y, token_ids=True)
                     write_model(self.path("m.safetensors"), model, spec(mode, padding_idx))
                     got = eval_json(self.path("m.safetensors"), data)
                     self.assertAlmostEqual(got["objective"], obj.item(), delta=1e-12 * obj.item())
@@ -120,7 +120,7 @@ class EmbeddingBagAgainstTorch(unittest.TestCase):
     def test_train_reaches_torch_stationary_point(self):
         X, y = token_ids(9, 2)
         data = self.path("d.npz")
-        export_dataset(data, X, y)
+        export_dataset(data, X, y, token_ids=True)
         with open(self.path("s.json"), "w") as f:
             json.dump(spec("mean", 2), f)
         run_lethe("train", "--spec", self.path("s.json"), "--data", data, "--out",
@@ -139,13 +139,15 @@ class EmbeddingBagAgainstTorch(unittest.TestCase):
     def test_data_errors_name_the_file(self):
         X, y = token_ids(5, 2)
         ids = self.path("ids.npz")
-        export_dataset(ids, X, y)
+        export_dataset(ids, X, y, token_ids=True)
+        with self.assertRaises(ExportError):  # token ids must be integers
+            export_dataset(self.path("no.npz"), X + 0.5, y, token_ids=True)
         floats = self.path("floats.npz")
         export_dataset(floats, X.astype(np.float64), y)
         bad = self.path("bad.npz")
         X_bad = X.copy()
         X_bad[7, 3] = NUM
-        export_dataset(bad, X_bad, y)
+        export_dataset(bad, X_bad, y, token_ids=True)
         write_model(self.path("m.safetensors"), torch_model("mean", 2), spec("mean", 2))
         linear = nn.Sequential(nn.Linear(LENGTH, CLASSES)).double()
         write_model(self.path("lin.safetensors"), linear,
