@@ -48,10 +48,14 @@ PreconditionerKind ParsePreconditioner(const std::string& name) {
 
 PreconditionerKind ResolvePreconditioner(PreconditionerKind k, const Architecture& arch) {
   if (k != PreconditionerKind::kAuto) return k;
-  int linear = 0;
-  for (const LayerShape& layer : arch.layers)
+  // K-FAC is exact for one linear layer (softmax regression); with any other trainable layer
+  // (an embedding table, which has no block) it is not.
+  int linear = 0, trainable = 0;
+  for (const LayerShape& layer : arch.layers) {
     linear += layer.type() == "linear" && layer.num_params() > 0;
-  return linear == 1 ? PreconditionerKind::kKfac : PreconditionerKind::kNone;
+    trainable += layer.num_params() > 0;
+  }
+  return linear == 1 && trainable == 1 ? PreconditionerKind::kKfac : PreconditionerKind::kNone;
 }
 
 SolverKind DefaultSolver(int64_t num_params) {

@@ -56,7 +56,9 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
   const std::vector<layers::KroneckerBlock> blocks = objective.KroneckerBlocks();
   LETHE_CHECK(blocks.size() == gammas.size() && blocks.size() == inputs.size());
   size_t factor = 0;
+  int64_t covered = 0;
   for (const layers::KroneckerBlock& shape : blocks) {
+    covered += shape.out * shape.k();
     Layer layer;
     layer.block = shape;
     layer.out_vectors = gammas[factor];
@@ -99,6 +101,10 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
     backend_.Upload(multipliers.data(), layer.multipliers);
     layers_.push_back(std::move(layer));
   }
+  if (covered < num_params_) {
+    const double shift = objective.l2() + damping;
+    uncovered_scale_ = shift > 0 ? 1.0 / shift : 1.0;
+  }
   setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -106,6 +112,8 @@ template <typename T>
 void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
   LETHE_CHECK(V.cols() == num_params_ && out.rows() == V.rows() && out.cols() == V.cols());
   kernels::Backend<T>& be = backend_;
+  // Every row first, for the parameters outside the blocks (which then overwrite theirs).
+  if (uncovered_scale_ > 0) be.Axpby(T(uncovered_scale_), V, T(0), out);
   for (Layer& layer : layers_) {
     const layers::KroneckerBlock& s = layer.block;
     const int64_t k = layer.in_vectors.rows();

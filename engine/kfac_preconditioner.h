@@ -66,6 +66,9 @@ class KfacPreconditioner final : public LinearOperator<T> {
   ObjectiveOptions options_;  // the objective's, for its group_elements
   int64_t num_params_;
   std::vector<Layer> layers_;
+  // Parameters in no Kronecker block (an embedding table): M is (l2 + λ) I on them, or I
+  // when that is 0; `uncovered_scale` = 1/that, 0 when every parameter is in a block.
+  double uncovered_scale_ = 0;
   double setup_seconds_ = 0;
 };
 

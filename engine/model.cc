@@ -171,7 +171,8 @@ Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64
                       io::DType dtype) {
   Model model;
   ArchitectureSource source;
-  source.example_shape = Shape{data.d};
+  // X's trailing shape ([n, H, W] → [H, W]; a 1-D X is one value per example).
+  source.example_shape = data.example_shape.empty() ? Shape{data.d} : data.example_shape;
   // The data decide the last width only where the spec does not ("out" wins, so a model
   // can have classes that the data do not use), and only then are the labels read for it.
   source.data_output_width = [&] { return OutputWidthForData(spec.loss, data); };
@@ -192,6 +193,18 @@ Model InitializeModel(const io::ModelSpec& spec, const io::Dataset& data, uint64
 }
 
 void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data) {
+  // The dtype of X says what it holds: integer token ids for a model that reads ids (its first
+  // layer has check_token_ids), float features for any other.
+  const LayerShape& first = arch.layers.front();
+  const layers::LayerType* type = layers::FindLayerType(first.type());
+  const bool reads_ids = type && type->check_token_ids;
+  if (data.integer_features && !reads_ids)
+    Fail(data.path, ": X has an integer dtype (token ids) but the model's first layer is ",
+         first.type(), ", which reads float features (only embedding_bag reads token ids; "
+         "store features as float32 or float64)");
+  if (!data.integer_features && reads_ids)
+    Fail(data.path, ": X holds float features but the model's first layer is ", first.type(),
+         ", which reads integer token ids (store X as int64 [n, L])");
   if (data.d != arch.input_dim) {
     // pandas' to_csv writes its index as an unnamed first column unless index=False.
     std::string hint;
@@ -203,6 +216,7 @@ void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data) {
     Fail(data.path, ": X has ", data.d, " features per example but the model's first layer takes ",
          arch.input_dim, hint);
   }
+  if (reads_ids) type->check_token_ids(first, data.X.data(), data.n, data.path);
   switch (arch.spec.loss) {
     case LossKind::kCrossEntropy:
     case LossKind::kLogistic: {

@@ -51,10 +51,14 @@ Dataset LoadNpz(const std::string& path) {
   ds.path = path;
 
   const Array& X = require("X");
-  if (X.dtype != DType::kF32 && X.dtype != DType::kF64)
-    Fail(path, ": X must be float32 or float64, got ", DTypeName(X.dtype));
+  // Booleans are neither features (the engine's data are float) nor token ids.
+  ds.integer_features = IsInteger(X.dtype) && X.dtype != DType::kBool;
+  if (X.dtype != DType::kF32 && X.dtype != DType::kF64 && !ds.integer_features)
+    Fail(path, ": X must be float32 or float64 (features) or an integer dtype (token ids), got ",
+         DTypeName(X.dtype));
   if (X.shape.empty()) Fail(path, ": X must have at least one dimension, got a scalar");
   ds.n = X.shape[0];
+  ds.example_shape.assign(X.shape.begin() + 1, X.shape.end());
   if (ds.n == 0) Fail(path, ": X has no rows (n = 0)");
   ds.d = X.NumElements() / ds.n;  // trailing dimensions flattened; 1 for a 1-D X
   if (ds.d == 0) Fail(path, ": X has no features (shape ", ShapeString(X.shape), ")");
@@ -154,6 +158,7 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
     ++ds.n;
   }
   if (ds.n == 0) Fail(path, ": no data rows");
+  ds.example_shape = {ds.d};
   ds.integer_targets =
       std::all_of(ds.y.begin(), ds.y.end(), [](double v) { return v == std::trunc(v); });
   if (has_id) CheckUniqueIds(ds.ids, path);

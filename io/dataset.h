@@ -1,6 +1,7 @@
 // Training and test data: features X [n, d], targets y and example ids.
 //
-// .npz: X [n, d...] float32/float64 (trailing dims flattened row-major); y [n] int32/int64
+// .npz: X [n, d...] float32/float64, or an integer dtype for token ids (trailing dims
+// flattened row-major; their shape is kept as example_shape); y [n] int32/int64
 // labels, or float [n] / [n, k] targets (mse); optional ids [n] int64 (unique; default
 // the row index). .csv: a header row; the label column (default "label", several
 // columns for mse targets are not supported in CSV), an optional id column, every
@@ -26,6 +27,13 @@ struct Dataset {
   int64_t n = 0;                // examples
   int64_t d = 0;                // features per example
   HostVector<double> X;         // [n, d] row-major (common/host_memory.h: it can be large)
+  // X's trailing shape as stored: [n, H, W] gives {H, W}, [n, d] gives {d}, a 1-D X [n]
+  // gives {} (one value per example); the product is always d. CSV: {d}.
+  std::vector<int64_t> example_shape;
+  // X came with an integer dtype (an .npz int8 … uint64 array): token ids for an embedding
+  // layer, exact as doubles up to 2⁵³. Never set for CSV, whose numbers have no dtype (a
+  // CSV of whole numbers is still ordinary features).
+  bool integer_features = false;
   int64_t target_width = 1;     // 1 for labels or y [n]; k for y [n, k]
   bool integer_targets = true;  // y came as integers (class labels)
   std::vector<double> y;        // [n, target_width] row-major

@@ -227,6 +227,30 @@ class Backend {
   // overlapping windows need no atomics.
   virtual void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta,
                               Matrix<T> dX) = 0;
+
+  // --- embedding bags (engine/layers/embedding_bag.h) ------------------------------------
+  // ids (count × L) holds token ids as exact integer values of T (f32 is exact below 2²⁴);
+  // an id equal to padding_idx (−1: none) is skipped. For row i let
+  //   S_i = {l : ids[i,l] ≠ padding_idx},  w_i = 1 (sum) or 1/|S_i| (mean; 0 when S_i = ∅),
+  // so that an all-padding row contributes nothing. Every other id must lie in
+  // [0, num_embeddings): LETHE_CHECK (the engine checks the data once, naming the row).
+  // The ops are linear in the table and in delta, so each serves values, directions and
+  // R-products alike: ⟨∇_table l_i, V⟩ = ⟨δ_i, EmbeddingBag(ids, V)_i⟩.
+  //
+  // out (count × dim) = w_i Σ_{l∈S_i} table[ids[i,l], :] — nn.EmbeddingBag(mode, padding_idx)
+  // on a 2-D input; table is num_embeddings × dim. out is overwritten.
+  virtual void EmbeddingBag(const Matrix<T>& ids, const Matrix<T>& table, int64_t padding_idx,
+                            bool mean, Matrix<T> out) = 0;
+  // The adjoint: grad_table (num_embeddings × dim) += Σ_i w_i Σ_{l∈S_i} e_{ids[i,l]} δ_iᵀ for
+  // delta (count × dim) — a scatter-add of rows; a row repeated in a bag is added each time.
+  // Deterministic on every backend (fixed summation order, no floating-point atomics).
+  virtual void EmbeddingBagAdjoint(const Matrix<T>& ids, const Matrix<T>& delta,
+                                   int64_t padding_idx, bool mean, Matrix<T> grad_table) = 0;
+  // Per-example gradients: out (count × num_embeddings·dim) is overwritten with row i =
+  // vec(w_i Σ_{l∈S_i} e_{ids[i,l]} δ_iᵀ) row-major (the adjoint of example i alone); zeros
+  // wherever row i's bag has no id. num_embeddings = out.cols() / delta.cols().
+  virtual void EmbeddingBagPerExample(const Matrix<T>& ids, const Matrix<T>& delta,
+                                      int64_t padding_idx, bool mean, Matrix<T> out) = 0;
 };
 
 // The sizes of C = op(A) · op(B): C is m × n, the inner dimension k. Checks that A, B and C

@@ -1121,13 +1121,13 @@ def load_model(path: str, return_spec: bool = False):
 
 
 def export_dataset(path: str, X, y, ids=None, compress: bool = True,
-                   tokens: bool = False) -> None:
+                   tokens: bool = False, token_ids: bool = False) -> None:
     """Write a lethe data set (.npz) with the dtypes lethe expects.
 
     X:   [n, d] (or [n, C, H, W], [n, ...]: lethe reads the trailing dimensions as the
          example's shape, or flattens them); stored float64 unless given float32. With
          tokens=True (a model starting with embedding_bag): [n, L] integer token ids,
-         stored int64.
+         stored int64 (token_ids=True is the same as tokens=True).
     y:   integer (or bool) labels -> int64 [n] for cross_entropy / logistic; float
          targets [n] or [n, k] for mse -> float64 (float32 kept).
     ids: optional [n] unique integers -> int64; by default lethe uses the row index.
@@ -1139,6 +1139,7 @@ def export_dataset(path: str, X, y, ids=None, compress: bool = True,
     if X.ndim < 2:
         raise ExportError(f"X must be [n, d], got shape {list(X.shape)}")
     n = X.shape[0]
+    tokens = tokens or token_ids
     if tokens:
         if X.ndim != 2 or not np.issubdtype(X.dtype, np.integer):
             raise ExportError(f"token ids must be [n, L] integers, got {X.dtype} {list(X.shape)}")

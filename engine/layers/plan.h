@@ -152,6 +152,12 @@ struct LayerType {
   std::unique_ptr<Layer<float>> (*make_f32)(const LayerShape& shape);
   std::unique_ptr<Layer<double>> (*make_f64)(const LayerShape& shape);
   InputUse input_use = InputUse::kAny;
+  // A layer that reads the data as integer token ids (embedding_bag; it is then the model's
+  // first layer): checks X (n rows of the layer's input width) and throws lethe::Error
+  // naming `path` and the row of the first bad id. Null: the layer reads float features, and
+  // integer X is refused (engine/model.cc, CheckDataMatchesModel).
+  void (*check_token_ids)(const LayerShape& shape, const double* X, int64_t n,
+                          const std::string& path) = nullptr;
 };
 
 // registry.cc: the type named `name`, or null; and the known names for messages.

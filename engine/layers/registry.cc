@@ -12,6 +12,7 @@
 #include "engine/layers/dropout.h"
 #include "engine/layers/flatten.h"
 #include "engine/layers/global_avgpool.h"
+#include "engine/layers/embedding_bag.h"
 #include "engine/layers/layer.h"
 #include "engine/layers/layernorm.h"
 #include "engine/layers/linear.h"
@@ -24,6 +25,7 @@ namespace {
 
 const LayerType* const kLayerTypes[] = {
     &kLinearType,
+    &kEmbeddingBagType,
     &kActivationTypes[0], &kActivationTypes[1], &kActivationTypes[2],
     &kActivationTypes[3], &kActivationTypes[4], &kActivationTypes[5],
     &kConv2dType,

@@ -482,6 +482,20 @@ class CpuBackend final : public Backend<T> {
     cpu::AvgPoolAdjoint(g, dY, beta, dX);
   }
 
+  // --- embedding bags (kernels/cpu/cpu_embedding_ops.cc) ---------------------------------
+  void EmbeddingBag(const Matrix<T>& ids, const Matrix<T>& table, int64_t padding_idx, bool mean,
+                    Matrix<T> out) override {
+    cpu::EmbeddingBag(ids, table, padding_idx, mean, out);
+  }
+  void EmbeddingBagAdjoint(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                           bool mean, Matrix<T> grad_table) override {
+    cpu::EmbeddingBagAdjoint(ids, delta, padding_idx, mean, grad_table);
+  }
+  void EmbeddingBagPerExample(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                              bool mean, Matrix<T> out) override {
+    cpu::EmbeddingBagPerExample(ids, delta, padding_idx, mean, out);
+  }
+
  private:
   // The tile side of WeightedGram and CholeskyFactor's trailing updates, and the latter's
   // panel width.

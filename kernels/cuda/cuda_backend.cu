@@ -16,6 +16,7 @@
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/pool_ops.h"
+#include "kernels/cuda/embedding_ops.h"
 #include "kernels/cuda/reductions.h"
 #include "kernels/cuda/window_ops.h"
 #include "kernels/cuda/row_ops.h"
@@ -689,6 +690,20 @@ class CudaBackend final : public Backend<T> {
   void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) override {
     CheckOnDevice(dY), CheckOnDevice(dX);
     cuda::AvgPoolAdjoint(stream_, g, dY, beta, dX);
+  }
+
+  // --- embedding bags (kernels/cuda/cuda_embedding_ops.cu) -------------------------------
+  void EmbeddingBag(const Matrix<T>& ids, const Matrix<T>& table, int64_t padding_idx, bool mean,
+                    Matrix<T> out) override {
+    cuda::EmbeddingBag(*context_, ids, table, padding_idx, mean, out);
+  }
+  void EmbeddingBagAdjoint(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                           bool mean, Matrix<T> grad_table) override {
+    cuda::EmbeddingBagAdjoint(*context_, ids, delta, padding_idx, mean, grad_table);
+  }
+  void EmbeddingBagPerExample(const Matrix<T>& ids, const Matrix<T>& delta, int64_t padding_idx,
+                              bool mean, Matrix<T> out) override {
+    cuda::EmbeddingBagPerExample(*context_, ids, delta, padding_idx, mean, out);
   }
 
  private:

@@ -191,6 +191,14 @@ Array I64(std::vector<int64_t> v) {
   return Array::FromInt64(v, {n});
 }
 
+Array BoolArray(std::vector<uint8_t> v) {
+  Array a;
+  a.dtype = DType::kBool;
+  a.shape = {static_cast<int64_t>(v.size())};
+  a.bytes.assign(v.begin(), v.end());
+  return a;
+}
+
 TEST(Dataset, NpzShapes) {
   TempDir tmp;
   // 1-D X means one feature; trailing dimensions are flattened.
@@ -202,6 +210,51 @@ TEST(Dataset, NpzShapes) {
       tmp, "cube.npz", {{"X", F64(std::vector<double>(12, 1.0), {2, 3, 2})}, {"y", I64({0, 1})}}));
   EXPECT_EQ(cube.n, 2);
   EXPECT_EQ(cube.d, 6);
+  // The trailing shape is kept beside the flattened X; float X is not integer.
+  EXPECT_EQ(cube.example_shape, (std::vector<int64_t>{3, 2}));
+  EXPECT_FALSE(cube.integer_features);
+  EXPECT_EQ(one.example_shape, (std::vector<int64_t>{}));
+  const Dataset a = LoadDataset(FixturePath("savez.npz"));
+  EXPECT_EQ(a.example_shape, (std::vector<int64_t>{3}));
+  EXPECT_FALSE(a.integer_features);
+}
+
+// Token ids: X of an integer dtype ([n, L]) is read exactly, flagged, and shaped [L].
+TEST(Dataset, NpzIntegerFeatures) {
+  TempDir tmp;
+  for (DType dtype : {DType::kI64, DType::kI32, DType::kU16, DType::kU8}) {
+    SCOPED_TRACE(DTypeName(dtype));
+    Array X = Array::FromInt64({0, 5, 7, 255, 3, 0}, {2, 3});
+    if (dtype != DType::kI64) {  // narrow each little-endian int64 to the dtype's width
+      const int width = DTypeSize(dtype);
+      HostVector<uint8_t> narrow(6 * width);
+      for (int i = 0; i < 6; ++i)
+        for (int b = 0; b < width; ++b) narrow[i * width + b] = X.bytes[i * 8 + b];
+      X.dtype = dtype;
+      X.bytes = std::move(narrow);
+    }
+    const Dataset ds = LoadDataset(WriteNpz(tmp, "ids.npz", {{"X", X}, {"y", I64({1, 0})}}));
+    EXPECT_TRUE(ds.integer_features);
+    EXPECT_EQ(ds.n, 2);
+    EXPECT_EQ(ds.d, 3);
+    EXPECT_EQ(ds.example_shape, (std::vector<int64_t>{3}));
+    EXPECT_EQ(std::vector<double>(ds.X.begin(), ds.X.end()),
+              (std::vector<double>{0, 5, 7, 255, 3, 0}));
+  }
+  // int64 ids beyond f32's exact range still arrive exactly as doubles (the layer bounds them).
+  const Dataset big = LoadDataset(WriteNpz(
+      tmp, "big.npz", {{"X", Array::FromInt64({16777217, 2}, {2, 1})}, {"y", I64({1, 0})}}));
+  EXPECT_EQ(big.X[0], 16777217.0);
+}
+
+// A CSV has no dtype: whole numbers there are ordinary features.
+TEST(Dataset, CsvIsNeverIntegerFeatures) {
+  TempDir tmp;
+  const std::string path = tmp.Path("whole.csv");
+  WriteBytes(path, "a,b,label\n1,2,0\n3,4,1\n");
+  const Dataset ds = LoadDataset(path);
+  EXPECT_FALSE(ds.integer_features);
+  EXPECT_EQ(ds.example_shape, (std::vector<int64_t>{2}));
 }
 
 TEST(Dataset, NpzErrors) {
@@ -229,7 +282,9 @@ TEST(Dataset, NpzErrors) {
       {"int_y_2d",
        {{"X", X}, {"y", Array::FromInt64({0, 1, 0, 1, 0, 1, 0, 1}, {4, 2})}},
        "must have shape [n]"},
-      {"int_x", {{"X", I64({1, 2, 3, 4})}, {"y", y}}, "X must be float32 or float64, got I64"},
+      {"bool_x",
+       {{"X", BoolArray({1, 0, 1, 1})}, {"y", y}},
+       "X must be float32 or float64 (features) or an integer dtype (token ids), got BOOL"},
       {"scalar_x", {{"X", F64({1}, {})}, {"y", y}}, "at least one dimension"},
       {"no_rows", {{"X", F64({}, {0, 2})}, {"y", I64({})}}, "X has no rows"},
       {"dup_ids",

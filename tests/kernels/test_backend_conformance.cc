@@ -842,6 +842,97 @@ TEST_P(Conformance, AvgPoolAndAdjoint) {
   });
 }
 
+// --- embedding bags -------------------------------------------------------------------------
+
+// Sums of at most L table rows (or L weighted rows of δ per table row, for the adjoint) in
+// position order on every backend, one division or one product per term: a few roundings of
+// values of the output's size.
+constexpr Tolerance kEmbeddingTolerance{1e-14, 1e-6};
+
+// count × L ids over num_embeddings = num that exercise every rule: row 0 is all padding,
+// row 1 repeats one id (it must count L times), row 2 mixes padding and a repeated id, the
+// rest are random ids with some padding, and id 0 and num − 1 both occur.
+std::vector<double> TestTokenIds(int64_t count, int64_t length, int64_t num, int64_t padding_idx,
+                                 uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<double> ids(count * length);
+  const double pad = padding_idx >= 0 ? double(padding_idx) : 0.0;
+  for (int64_t i = 0; i < count; ++i)
+    for (int64_t l = 0; l < length; ++l) {
+      double id = double(rng() % num);
+      if (i == 0) id = pad;
+      if (i == 1) id = double(num - 1);
+      if (i == 2) id = l % 2 ? pad : 3.0;
+      if (i == 3 && l == 0) id = 0.0;
+      if (i > 3 && rng() % 4 == 0) id = pad;
+      ids[i * length + l] = id;
+    }
+  return ids;
+}
+
+// Both modes, with and without padding: out (a strided view) against the CPU f64.
+TEST_P(Conformance, EmbeddingBag) {
+  ForCandidate(GetParam(), [](auto& h) {
+    const int64_t count = 37, length = 9, num = 23, dim = 11;
+    for (int64_t padding_idx : {int64_t{-1}, int64_t{5}})
+      for (bool mean : {false, true}) {
+        auto ids = h.FromHost(count, length, TestTokenIds(count, length, num, padding_idx, 7));
+        auto table = h.Random(num, dim + 2, 8);
+        auto out = h.Random(count, dim + 3, 9);
+        h.test().EmbeddingBag(ids.test, table.Cols(1, dim).test, padding_idx, mean,
+                              out.Cols(2, dim).test);
+        h.ref().EmbeddingBag(ids.ref, table.Cols(1, dim).ref, padding_idx, mean,
+                             out.Cols(2, dim).ref);
+        h.Expect(out, kEmbeddingTolerance,
+                 "EmbeddingBag padding " + std::to_string(padding_idx) + (mean ? " mean" : " sum"));
+      }
+  });
+}
+
+// The adjoint accumulates into a strided view; the per-example gradients overwrite theirs.
+TEST_P(Conformance, EmbeddingBagAdjointAndPerExample) {
+  ForCandidate(GetParam(), [](auto& h) {
+    const int64_t count = 41, length = 6, num = 13, dim = 5;
+    for (int64_t padding_idx : {int64_t{-1}, int64_t{0}})
+      for (bool mean : {false, true}) {
+        const std::string what =
+            " padding " + std::to_string(padding_idx) + (mean ? " mean" : " sum");
+        auto ids = h.FromHost(count, length, TestTokenIds(count, length, num, padding_idx, 17));
+        auto delta = h.Random(count, dim + 1, 18);
+        auto grad = h.Random(num, dim + 4, 19);  // += : the old values must stay
+        h.test().EmbeddingBagAdjoint(ids.test, delta.Cols(1, dim).test, padding_idx, mean,
+                                     grad.Cols(3, dim).test);
+        h.ref().EmbeddingBagAdjoint(ids.ref, delta.Cols(1, dim).ref, padding_idx, mean,
+                                    grad.Cols(3, dim).ref);
+        h.Expect(grad, kEmbeddingTolerance, "EmbeddingBagAdjoint" + what);
+        auto per_example = h.Random(count, num * dim + 3, 20);
+        h.test().EmbeddingBagPerExample(ids.test, delta.Cols(1, dim).test, padding_idx, mean,
+                                        per_example.Cols(1, num * dim).test);
+        h.ref().EmbeddingBagPerExample(ids.ref, delta.Cols(1, dim).ref, padding_idx, mean,
+                                       per_example.Cols(1, num * dim).ref);
+        h.Expect(per_example, kEmbeddingTolerance, "EmbeddingBagPerExample" + what);
+      }
+  });
+}
+
+// The adjoint is a scatter-add where many bags hit one row: same inputs, same bits.
+TEST_P(Conformance, EmbeddingBagAdjointIsReproducible) {
+  ForCandidate(GetParam(), [](auto& h) {
+    LETHE_HARNESS_TYPES(h);
+    const int64_t count = 5000, length = 20, num = 7, dim = 33;  // ~14,000 hits per row
+    auto ids = h.FromHost(count, length, TestTokenIds(count, length, num, 2, 27));
+    auto delta = h.Random(count, dim, 28);
+    auto grad = h.Constant(num, dim, 0);
+    h.test().EmbeddingBagAdjoint(ids.test, delta.test, 2, true, grad.test);
+    const std::vector<double> first = Read(h.test(), grad.test);
+    for (int repeat = 0; repeat < 3; ++repeat) {
+      h.test().Fill(grad.test, T(0));
+      h.test().EmbeddingBagAdjoint(ids.test, delta.test, 2, true, grad.test);
+      EXPECT_EQ(Read(h.test(), grad.test), first);
+    }
+  });
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::ValuesIn(Candidates()), CandidateName);
 
 }  // namespace

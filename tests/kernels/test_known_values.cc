@@ -209,5 +209,105 @@ TEST(DeviceSelection, CudaUnavailableIsAClearError) {
   }
 }
 
+// The embedding bags against their definitions (kernels/backend.h), evaluated here by naive
+// loops in f64: first a bag small enough to check by hand, then random bags through all
+// three ops and both modes. The conformance suite compares the other backends with these.
+TEST(KnownValues, EmbeddingBagByHand) {
+  auto cpu = MakeBackend<double>({});
+  // Table rows r = (r, 10 r); padding_idx 1. Bags: {0, 2, 2}, {1, 1, 1} (all padding),
+  // {3, 1, 0}.
+  const std::vector<double> table = {0, 0, 1, 10, 2, 20, 3, 30};
+  const std::vector<double> ids = {0, 2, 2, 1, 1, 1, 3, 1, 0};
+  Matrix<double> T = cpu->Allocate(4, 2), I = cpu->Allocate(3, 3), out = cpu->Allocate(3, 2);
+  cpu->Upload(table.data(), T);
+  cpu->Upload(ids.data(), I);
+  std::vector<double> got(6);
+  cpu->EmbeddingBag(I, T, 1, false, out);
+  cpu->Download(out, got.data());
+  EXPECT_EQ(got, (std::vector<double>{4, 40, 0, 0, 3, 30}));
+  cpu->EmbeddingBag(I, T, 1, true, out);
+  cpu->Download(out, got.data());
+  EXPECT_EQ(got, (std::vector<double>{4.0 / 3, 40.0 / 3, 0, 0, 1.5, 15}));
+  // Without padding, id 1 is an ordinary row: bag 1 is 3·(1, 10).
+  cpu->EmbeddingBag(I, T, -1, false, out);
+  cpu->Download(out, got.data());
+  EXPECT_EQ(got, (std::vector<double>{4, 40, 3, 30, 4, 40}));
+  // Adjoint, mean: δ = (1, 2), (5, 5), (4, 8); bag 0 sends δ₀/3 to row 0 and 2·δ₀/3 to row 2,
+  // bag 1 nothing, bag 2 δ₂/2 to rows 3 and 0. The old contents (all 1) stay.
+  const std::vector<double> delta = {1, 2, 5, 5, 4, 8};
+  Matrix<double> D = cpu->Allocate(3, 2), G = cpu->Allocate(4, 2);
+  cpu->Upload(delta.data(), D);
+  cpu->Fill(G, 1.0);
+  cpu->EmbeddingBagAdjoint(I, D, 1, true, G);
+  std::vector<double> grad(8);
+  cpu->Download(G, grad.data());
+  const std::vector<double> expected = {1 + 1.0 / 3 + 2, 1 + 2.0 / 3 + 4, 1, 1,
+                                        1 + 2.0 / 3,     1 + 4.0 / 3,     1 + 2, 1 + 4};
+  for (int j = 0; j < 8; ++j) EXPECT_NEAR(grad[j], expected[j], kClosedFormTolerance) << j;
+}
+
+TEST(KnownValues, EmbeddingBagIsItsDefinition) {
+  auto cpu = MakeBackend<double>({});
+  const int64_t count = 300, length = 12, num = 40, dim = 7;
+  std::vector<double> ids(count * length), table(num * dim), delta(count * dim);
+  for (int64_t i = 0; i < count * length; ++i) ids[i] = double((i * 7919 + i / 5) % num);
+  for (int64_t l = 0; l < length; ++l) ids[0 * length + l] = 4;  // all padding below
+  for (int64_t l = 0; l < length; ++l) ids[1 * length + l] = 9;  // one id, L times
+  for (int64_t j = 0; j < num * dim; ++j) table[j] = std::sin(0.3 * j) + 0.2;
+  for (int64_t j = 0; j < count * dim; ++j) delta[j] = std::cos(0.7 * j);
+  Matrix<double> I = cpu->Allocate(count, length), Tb = cpu->Allocate(num, dim),
+                 D = cpu->Allocate(count, dim), out = cpu->Allocate(count, dim),
+                 G = cpu->Allocate(num, dim), P = cpu->Allocate(count, num * dim);
+  cpu->Upload(ids.data(), I);
+  cpu->Upload(table.data(), Tb);
+  cpu->Upload(delta.data(), D);
+  for (int64_t padding_idx : {int64_t{-1}, int64_t{4}})
+    for (bool mean : {false, true}) {
+      // The definitions: S_i, w_i, the bag sums, the scatter and each example's scatter.
+      std::vector<double> want_out(count * dim, 0), want_grad(num * dim, 0),
+          want_per(count * num * dim, 0);
+      for (int64_t i = 0; i < count; ++i) {
+        int64_t members = 0;
+        for (int64_t l = 0; l < length; ++l) members += ids[i * length + l] != padding_idx;
+        const double w = !mean ? 1.0 : members ? 1.0 / members : 0.0;
+        for (int64_t l = 0; l < length; ++l) {
+          const auto id = static_cast<int64_t>(ids[i * length + l]);
+          if (id == padding_idx) continue;
+          for (int64_t d = 0; d < dim; ++d) {
+            want_out[i * dim + d] += w * table[id * dim + d];
+            want_grad[id * dim + d] += w * delta[i * dim + d];
+            want_per[(i * num + id) * dim + d] += w * delta[i * dim + d];
+          }
+        }
+      }
+      if (padding_idx == 4) {
+        for (int64_t d = 0; d < dim; ++d) EXPECT_EQ(want_out[d], 0.0);  // all-padding bag
+      }
+      std::vector<double> got_out(count * dim), got_grad(num * dim), got_per(count * num * dim);
+      cpu->EmbeddingBag(I, Tb, padding_idx, mean, out);
+      cpu->Download(out, got_out.data());
+      cpu->Fill(G, 0.0);
+      cpu->EmbeddingBagAdjoint(I, D, padding_idx, mean, G);
+      cpu->Download(G, got_grad.data());
+      cpu->Fill(P, std::nan(""));  // overwritten, never read
+      cpu->EmbeddingBagPerExample(I, D, padding_idx, mean, P);
+      cpu->Download(P, got_per.data());
+      auto worst = [](const std::vector<double>& a, const std::vector<double>& b) {
+        double e = 0;
+        for (size_t j = 0; j < a.size(); ++j) e = std::max(e, std::fabs(a[j] - b[j]));
+        return e;
+      };
+      // Sums of ≤ 12 terms of size ≤ 1.2 (per table row: ≤ count·L terms of size ≤ 1).
+      EXPECT_LE(worst(got_out, want_out), 1e-14) << padding_idx << mean;
+      EXPECT_LE(worst(got_grad, want_grad), 1e-12) << padding_idx << mean;
+      EXPECT_LE(worst(got_per, want_per), 1e-14) << padding_idx << mean;
+      // The adjoint identity the layer relies on: ⟨Adjoint(δ), V⟩ = ⟨δ, EmbeddingBag(V)⟩.
+      double lhs = 0, rhs = 0;
+      for (int64_t j = 0; j < num * dim; ++j) lhs += got_grad[j] * table[j];
+      for (int64_t j = 0; j < count * dim; ++j) rhs += delta[j] * got_out[j];
+      EXPECT_NEAR(lhs, rhs, 1e-11 * (1 + std::fabs(rhs))) << padding_idx << mean;
+    }
+}
+
 }  // namespace
 }  // namespace lethe::kernels
