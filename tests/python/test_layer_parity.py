@@ -18,7 +18,7 @@ objective (1/n) Σ lᵢ + (l2/2)‖θ‖², each lᵢ and output, ∇L, the n pe
 ∇lᵢ (no 1/n, no l2), their dot products with directions, H v (PyTorch: double backward,
 create_graph=True) and G v = (1/n) Σ Jᵢᵀ ∇²_f lᵢ Jᵢ v + l2 v (PyTorch: J v by the double-vjp
 trick, the loss Hessian applied in closed form, then Jᵀ by a vjp), all to 1e-10 relative.
-The same on CUDA where lethe finds a GPU (skipped otherwise).
+The same on CUDA where lethe finds a GPU (skipped otherwise; LETHE_REQUIRE_CUDA=1 fails instead).
 
 End to end, through the lethe command line:
 - influence on a small CNN (conv2d → tanh → avgpool2d → flatten → linear, p = 310) trained by
@@ -165,7 +165,8 @@ def lethe_derivatives(model, data, V, out, device="cpu", batch_size=3):
                            "--out", result, "--device", device, "--batch-size", str(batch_size)],
                           capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        if device == "cuda" and "--device cuda" in proc.stderr:
+        if device == "cuda" and "--device cuda" in proc.stderr and \
+                not os.environ.get("LETHE_REQUIRE_CUDA"):  # set on GPU machines: fail, not skip
             return None
         raise AssertionError(f"lethe_derivatives exited {proc.returncode}: {proc.stderr}")
     return {name[:-4]: np.load(os.path.join(result, name)) for name in os.listdir(result)}
@@ -295,7 +296,7 @@ class LayerParity(unittest.TestCase):
         for device in ("cpu", "cuda"):
             got = lethe_derivatives(model, data, V, tmp, device)
             if got is None:
-                continue  # no GPU here: test_cuda_* say so
+                continue  # no GPU here: test_cuda says so
             # θ's order first: every other comparison depends on it, and equality is exact.
             np.testing.assert_array_equal(got["theta"], want["theta"], err_msg=f"{device}: θ order")
             errors = {k: rel_error(got[k].reshape(want[k].shape) if k == "objective" else got[k], want[k])
@@ -372,7 +373,8 @@ class LayerParity(unittest.TestCase):
                    tokens=True, nonlinear=False)
 
     def test_cuda(self):
-        """The same derivatives on the CUDA backend; skipped without a GPU."""
+        """Says whether the CUDA backend ran: check() compares every model above on it too
+        when lethe finds a device; here it skips without one (LETHE_REQUIRE_CUDA: fails)."""
         net, shape, k = cnn_residual()
         X = torch.randn(5, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
         tmp = self.tmp.name

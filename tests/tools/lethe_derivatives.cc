@@ -61,8 +61,9 @@ Args ParseArgs(int argc, char** argv) {
     }
   }
   if (a.model.empty() || a.data.empty() || a.out.empty())
-    Fail("usage: lethe_derivatives --model M --data D --out DIR [--spec S] [--v V.npy] "
-         "[--device cpu|cuda] [--batch-size B]");
+    Fail(
+        "usage: lethe_derivatives --model M --data D --out DIR [--spec S] [--v V.npy] "
+        "[--device cpu|cuda] [--batch-size B]");
   if (a.device != "cpu" && a.device != "cuda") Fail("--device ", a.device, ": cpu or cuda");
   return a;
 }
@@ -105,8 +106,7 @@ int Run(const Args& a) {
   const Matrix theta = Upload(*backend, model.theta, 1, p);
 
   std::map<std::string, io::Array> out;
-  auto put = [&](const char* name, const std::vector<double>& values,
-                 std::vector<int64_t> shape) {
+  auto put = [&](const char* name, const std::vector<double>& values, std::vector<int64_t> shape) {
     out[name] = io::Array::FromDouble(values, std::move(shape), io::DType::kF64);
   };
   put("theta", model.theta, {p});
