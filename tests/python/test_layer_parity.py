@@ -7,9 +7,9 @@
 Parity (tests/tools/lethe_derivatives, a test-only tool that writes what the engine computes):
 random nn.Sequential models in float64, built in PyTorch and exported with
 tools/export_torch.py, cover every layer type and option — conv2d (stride, padding, dilation,
-with and without bias, non-square kernels and images), maxpool2d (with padding), avgpool2d
+with and without bias, non-square kernels and images), maxpool2d (with padding; exact ties go to the first maximum, as in torch), avgpool2d
 (padding counted in the divisor), global_avgpool, flatten, embedding_bag (sum and mean,
-padding_idx, an all-padding row, frozen), layernorm (affine or not), batchnorm (evaluation
+padding_idx, an all-padding row, frozen), layernorm (affine or not, frozen), batchnorm (evaluation
 mode, random running statistics; 1-d and 2-d), dropout, residual (nested, around pooling),
 frozen layers, every activation — under each loss (cross_entropy, logistic, mse). For each:
 θ in the engine's order equals the trainable parameters in nn.Module order (docs/formats.md:
@@ -254,6 +254,7 @@ def mlp(outputs):
 
 
 def bag(mode, padding_idx, frozen=False, norm=False):
+    """embedding_bag → tanh [→ a frozen layernorm] → linear."""
     torch.manual_seed(14)
     layers = [nn.EmbeddingBag(11, 4, mode=mode, padding_idx=padding_idx), nn.Tanh()]
     if norm:
@@ -261,6 +262,8 @@ def bag(mode, padding_idx, frozen=False, norm=False):
     net = nn.Sequential(*layers, nn.Linear(4, 3))
     if frozen:
         freeze_(net[0])
+    if norm:
+        freeze_(net[2])
     return perturb_(net.double(), 7).eval()
 
 
@@ -327,6 +330,25 @@ class LayerParity(unittest.TestCase):
         y = torch.randint(0, k, (7,), generator=g)
         want = self.check(net, X, y, "cross_entropy", input_shape=shape)
         self.assertEqual(want["theta"].size, sum(q.numel() for q in net.parameters()) - 3 * 9 - 3)
+
+    def test_maxpool_ties_go_to_the_first_maximum(self):
+        """Integer images and an integer-valued conv make exact ties in max-pooling windows
+        between different patches (3 = 1 + 2 = 2 + 1), so which element gets the gradient
+        changes the conv's gradient: lethe's rule (the first maximum in row-major window
+        order, docs/formats.md) must be PyTorch's."""
+        torch.manual_seed(15)
+        net = nn.Sequential(nn.Conv2d(1, 2, (1, 2), bias=False), nn.MaxPool2d(2), nn.Flatten(),
+                            nn.Tanh(), nn.Linear(2 * 2 * 2, 3)).double().eval()
+        with torch.no_grad():
+            net[0].weight.copy_(torch.tensor([[[[1.0, 1.0]]], [[[1.0, 2.0]]]]))
+        g = torch.Generator().manual_seed(10)
+        X = torch.randint(0, 3, (6, 1, 4, 5), generator=g).double()
+        y = torch.randint(0, 3, (6,), generator=g)
+        conv = net[0](X).detach()
+        windows = conv.unfold(2, 2, 2).unfold(3, 2, 2).reshape(-1, 4)
+        top = windows.max(dim=1, keepdim=True).values
+        self.assertGreater(int(((windows == top).sum(dim=1) > 1).sum()), 10)  # many ties
+        self.check(net, X, y, "cross_entropy", input_shape=(1, 4, 5))
 
     def test_mlp_norms_residual_cross_entropy(self):
         g = torch.Generator().manual_seed(3)
