@@ -329,6 +329,45 @@ TEST(PoolOps, ScatterAddAccumulatesRepeats) {
   EXPECT_EQ(p.Read(src), (std::vector<double>{13, 2, 13, 13, 112, 112, 112, 128}));
 }
 
+// A kernel of 2^31 with padding 2^30 (valid in PyTorch: padding at most half the kernel)
+// on a 3 × 4 image: every window holds the whole image, so max pooling is the image's
+// maximum, average pooling its sum over 2^62, and the adjoint gives each element Σ dy over
+// 2^62. The loops visit only the taps inside the input; over all 2^62 offsets this test
+// (and a CLI run on such a spec) never finished.
+TEST(PoolOps, HugeWindowsCostTheirInputNotTheirKernel) {
+  Pool p;
+  const int64_t big = int64_t{1} << 31, H = 3, W = 4;
+  const WindowGeometry g{.channels = 1, .height = H, .width = W, .kernel_h = big,
+                         .kernel_w = big, .stride_h = 1, .stride_w = 1,
+                         .pad_h = big / 2, .pad_w = big / 2};
+  ASSERT_EQ(PoolingGeometryProblem(g), "");
+  ASSERT_EQ(g.out_h(), H + 1);
+  ASSERT_EQ(g.out_w(), W + 1);
+  const int64_t out = g.positions();
+  const std::vector<double> x = Uniform(H * W, 11);
+  const double max = *std::max_element(x.begin(), x.end());
+  const int64_t argmax = std::max_element(x.begin(), x.end()) - x.begin();
+  double sum = 0;
+  for (double v : x) sum += v;
+  const double area = 0x1p62;
+  Matrix<double> X = p.Load(1, H * W, x), Y = p.cpu->Allocate(1, out),
+                 index = p.cpu->Allocate(1, out), A = p.cpu->Allocate(1, out);
+  p.cpu->MaxPool(g, X, Y, index);
+  p.cpu->AvgPool(g, X, A);
+  const std::vector<double> y = p.Read(Y), at = p.Read(index), avg = p.Read(A);
+  for (int64_t o = 0; o < out; ++o) {
+    EXPECT_EQ(y[o], max) << o;
+    EXPECT_EQ(at[o], double(argmax)) << o;
+    EXPECT_NEAR(avg[o], sum / area, kSumTolerance * std::fabs(sum) / area) << o;
+  }
+  const std::vector<double> dy = Uniform(out, 12);
+  double dy_sum = 0;
+  for (double v : dy) dy_sum += v;
+  Matrix<double> dX = p.cpu->Allocate(1, H * W);
+  p.cpu->AvgPoolAdjoint(g, p.Load(1, out, dy), 0.0, dX);
+  for (double v : p.Read(dX)) EXPECT_NEAR(v, dy_sum / area, kSumTolerance * 30 / area);
+}
+
 TEST(PoolOps, GeometryProblemsAreNamed) {
   const WindowGeometry fine{.channels = 1,
                             .height = 4,
