@@ -131,6 +131,7 @@ void PlanContext::AddTensor(const std::string& name, const Shape& shape, bool fi
   if (!driver_.names.insert(name).second) Fail("tensor ", Named(name), " is used twice");
   if (std::optional<Shape> file = FileShape(name); file && *file != shape)
     Fail("tensor ", Named(name), " has shape ", ShapeText(*file), ", expected ", ShapeText(shape));
+  has_parameters_ = has_parameters_ || !fixed;
   TensorInfo t{.name = name, .shape = shape, .trainable = !(frozen_ || fixed)};
   int64_t& count = t.trainable ? driver_.num_params : driver_.num_constants;
   t.offset = count;
@@ -156,7 +157,9 @@ Shape PlanContext::PlanBody(const Shape& in) {
 LayerShape PlanContext::Finish() {
   keys_.Done();
   if (spec_.has_body && !body_planned_) Fail("unknown key \"layers\" (only residual has a body)");
-  if (frozen_ && tensors_.empty()) Fail("\"frozen\": true on a layer without parameters");
+  // Fixed tensors (BatchNorm's statistics) are not parameters: a batchnorm without weight
+  // and bias has nothing to freeze, as a relu has not.
+  if (frozen_ && !has_parameters_) Fail("\"frozen\": true on a layer without parameters");
   for (int64_t d : out_)
     if (d == 0 || d > kMaxWidth)
       Fail("output shape ", ShapeText(out_), ": every dimension must be in [1, ", kMaxWidth, "]");
