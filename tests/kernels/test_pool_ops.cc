@@ -15,6 +15,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/pool_math.h"
+#include "tests/kernels/window_geometries.h"
 
 namespace lethe::kernels {
 namespace {
@@ -60,66 +61,10 @@ std::vector<int64_t> Window(const WindowGeometry& g, int64_t c, int64_t oh, int6
   return at;
 }
 
-std::vector<WindowGeometry> Geometries() {
-  return {
-      {.channels = 3,
-       .height = 7,
-       .width = 9,
-       .kernel_h = 2,
-       .kernel_w = 2,
-       .stride_h = 2,
-       .stride_w = 2},
-      {.channels = 2,
-       .height = 8,
-       .width = 6,
-       .kernel_h = 3,
-       .kernel_w = 3,
-       .stride_h = 1,
-       .stride_w = 1,
-       .pad_h = 1,
-       .pad_w = 1},
-      {.channels = 2,
-       .height = 9,
-       .width = 7,
-       .kernel_h = 3,
-       .kernel_w = 2,
-       .stride_h = 2,
-       .stride_w = 1,
-       .pad_h = 1},
-      {.channels = 3,
-       .height = 10,
-       .width = 11,
-       .kernel_h = 4,
-       .kernel_w = 3,
-       .stride_h = 3,
-       .stride_w = 2,
-       .pad_h = 2,
-       .pad_w = 1},
-      {.channels = 1,
-       .height = 10,
-       .width = 10,
-       .kernel_h = 3,
-       .kernel_w = 3,
-       .stride_h = 2,
-       .stride_w = 2,
-       .pad_h = 1,
-       .pad_w = 1,
-       .dilation_h = 2,
-       .dilation_w = 2},
-      {.channels = 4,
-       .height = 5,
-       .width = 6,
-       .kernel_h = 5,
-       .kernel_w = 6,
-       .stride_h = 5,
-       .stride_w = 6},
-  };
-}
-
 TEST(PoolOps, MaxPoolAndAvgPoolAreTheirDefinitions) {
   Pool p;
   const int64_t n = 4;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     ASSERT_EQ(PoolingGeometryProblem(g), "");
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     const std::vector<double> x = Uniform(n * in, in);
@@ -269,7 +214,7 @@ TEST(PoolOps, HandComputed) {
 // row-major order (its top-left element inside the input), never padding.
 TEST(PoolOps, ConstantInputChoosesTheFirstElementOfEachWindow) {
   Pool p;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     Matrix<double> X = p.cpu->Allocate(2, in), Y = p.cpu->Allocate(2, out),
                    argmax = p.cpu->Allocate(2, out);
@@ -291,7 +236,7 @@ TEST(PoolOps, ConstantInputChoosesTheFirstElementOfEachWindow) {
 TEST(PoolOps, AdjointsAreAdjoint) {
   Pool p;
   const int64_t n = 3;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     Matrix<double> x = p.Load(n, in, Uniform(n * in, 1)), y = p.Load(n, out, Uniform(n * out, 2));
     Matrix<double> Px = p.cpu->Allocate(n, out), Pty = p.Load(n, in, Uniform(n * in, 3));
