@@ -131,45 +131,54 @@ void CheckIndexedCall(const Matrix<T>& many, const Matrix<T>& index, const Matri
               " elements cannot be indexed exactly in this precision");
 }
 
+// Output `out`'s window (out = c·OH·OW + oh·OW + ow): its channel, where its first tap falls
+// in the input (h0, w0; in the padding when negative), and the taps inside the input, kernel
+// rows [a0, a1) and columns [b0, b1) (WindowTaps).
+struct OutputWindow {
+  int64_t c, h0, w0, a0, a1, b0, b1;
+};
+LETHE_HD inline OutputWindow WindowOf(const PoolShape& s, int64_t out) {
+  OutputWindow win;
+  const int64_t ow = out % s.out_w, oh = out / s.out_w % s.out_h;
+  win.c = out / (s.out_w * s.out_h);
+  win.h0 = oh * s.stride_h - s.pad_h;
+  win.w0 = ow * s.stride_w - s.pad_w;
+  WindowTaps(win.h0, s.dilation_h, s.height, s.kernel_h, &win.a0, &win.a1);
+  WindowTaps(win.w0, s.dilation_w, s.width, s.kernel_w, &win.b0, &win.b1);
+  return win;
+}
+
 // Output `out` (c·OH·OW + oh·OW + ow) of max pooling one example x: its value and the index
 // in x of the first maximal element in row-major window order. The update rule is PyTorch's
 // (val > max or val is NaN), so a NaN is chosen as PyTorch chooses it.
 template <typename T>
 LETHE_HD inline void MaxPoolAt(const PoolShape& s, const T* x, int64_t out, T* value,
                                int64_t* index) {
-  const int64_t ow = out % s.out_w, oh = out / s.out_w % s.out_h, c = out / (s.out_w * s.out_h);
-  const T* xc = x + c * s.height * s.width;
-  const int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-  int64_t a0, a1, b0, b1;  // the taps inside the input (WindowTaps)
-  WindowTaps(h0, s.dilation_h, s.height, s.kernel_h, &a0, &a1);
-  WindowTaps(w0, s.dilation_w, s.width, s.kernel_w, &b0, &b1);
+  const OutputWindow win = WindowOf(s, out);
+  const T* xc = x + win.c * s.height * s.width;
   T best = T(0);
   int64_t best_at = -1;  // PoolingGeometryProblem guarantees some element is in the window
-  for (int64_t a = a0; a < a1; ++a) {
-    const int64_t h = h0 + a * s.dilation_h;
-    for (int64_t b = b0; b < b1; ++b) {
-      const int64_t w = w0 + b * s.dilation_w;
+  for (int64_t a = win.a0; a < win.a1; ++a) {
+    const int64_t h = win.h0 + a * s.dilation_h;
+    for (int64_t b = win.b0; b < win.b1; ++b) {
+      const int64_t w = win.w0 + b * s.dilation_w;
       const T v = xc[h * s.width + w];
       if (best_at < 0 || v > best || v != v) best = v, best_at = h * s.width + w;
     }
   }
   *value = best;
-  *index = c * s.height * s.width + best_at;
+  *index = win.c * s.height * s.width + best_at;
 }
 
 // Output `out` of average pooling one example x: the window's sum over kh·kw.
 template <typename T>
 LETHE_HD inline T AvgPoolAt(const PoolShape& s, const T* x, int64_t out) {
-  const int64_t ow = out % s.out_w, oh = out / s.out_w % s.out_h, c = out / (s.out_w * s.out_h);
-  const T* xc = x + c * s.height * s.width;
-  const int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-  int64_t a0, a1, b0, b1;  // the taps inside the input (WindowTaps)
-  WindowTaps(h0, s.dilation_h, s.height, s.kernel_h, &a0, &a1);
-  WindowTaps(w0, s.dilation_w, s.width, s.kernel_w, &b0, &b1);
+  const OutputWindow win = WindowOf(s, out);
+  const T* xc = x + win.c * s.height * s.width;
   T sum = T(0);
-  for (int64_t a = a0; a < a1; ++a)
-    for (int64_t b = b0; b < b1; ++b)
-      sum += xc[(h0 + a * s.dilation_h) * s.width + w0 + b * s.dilation_w];
+  for (int64_t a = win.a0; a < win.a1; ++a)
+    for (int64_t b = win.b0; b < win.b1; ++b)
+      sum += xc[(win.h0 + a * s.dilation_h) * s.width + win.w0 + b * s.dilation_w];
   return sum / T(s.kernel_h * s.kernel_w);
 }
 
