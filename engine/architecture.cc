@@ -15,6 +15,17 @@ namespace {
 constexpr int64_t kMaxWidth = int64_t{1} << 31;
 constexpr int64_t kMaxParameters = int64_t{1} << 34;
 
+// Whether a shape whose every dimension is in [1, kMaxWidth] (or unknown, -1) has at most
+// kMaxParameters elements. Its product can overflow int64 before the comparison (three dimensions of 2^31
+// make 2^93; ShapeSize of [2, 2^31, 2^31] wrapped to a negative size, which passed the
+// check and surfaced as "takes images, but its input has shape [2, 2147483648, ...]").
+bool SizeWithinLimit(const Shape& shape) {
+  int64_t size = 1;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(size, d, &size) || size > kMaxParameters) return false;
+  return true;
+}
+
 // A tensor name or type from the input, as lethe's messages quote them: "name", escaped.
 std::string Named(const std::string& name) { return "\"" + Escape(name) + "\""; }
 
@@ -163,7 +174,7 @@ LayerShape PlanContext::Finish() {
   for (int64_t d : out_)
     if (d == 0 || d > kMaxWidth)
       Fail("output shape ", ShapeText(out_), ": every dimension must be in [1, ", kMaxWidth, "]");
-  if (ShapeSize(out_) > kMaxParameters)
+  if (!SizeWithinLimit(out_))
     Fail("output shape ", ShapeText(out_), " has more than ", kMaxParameters, " elements");
   LayerShape shape;
   shape.spec = spec_;
@@ -208,6 +219,8 @@ Architecture Architecture::Build(const io::ModelSpec& spec, const ArchitectureSo
     if (d == 0 || d > kMaxWidth)
       Fail(what, ": input shape ", ShapeText(in), ": every dimension must be in [1, ", kMaxWidth,
            "]");
+  if (!SizeWithinLimit(in))
+    Fail(what, ": input shape ", ShapeText(in), " has more than ", kMaxParameters, " elements");
 
   Architecture arch;
   for (int attempt = 0;; ++attempt) {

@@ -244,6 +244,18 @@ class TestWindowKeys(LayerCase):
                         every_command=True)
         self.check_spec("conv out 2^40", with_keys(CNN_SPEC, 0, out=2**40), "layer 0 (conv2d)",
                         ["every dimension must be in"])
+        # Every dimension within bounds, but the product overflows int64: [2^31, 2^17, 2^17]
+        # has 2^65 elements, which wrapped to 2 and passed the size check.
+        spec = dict(with_keys(CNN_SPEC, 0, out=2**31, kernel=1), input=[1, 2**17, 2**17])
+        self.check_spec("conv output of 2^65 elements", spec, "layer 0 (conv2d)",
+                        ["output shape [2147483648, 131072, 131072] has more than 17179869184"])
+        # The input shape itself: [1, 2^31, 2^31] (2^62 elements).
+        with self.case("input of 2^62 elements") as d:
+            cli.write(os.path.join(d, "bad.json"),
+                      json.dumps(dict(CNN_SPEC, input=[1, 2**31, 2**31])).encode())
+            self.fails(d, ["train", "--spec", "bad.json", "--data", "train.npz", "--out",
+                           "out.safetensors", *THREADS], ["bad.json"],
+                       ["input shape [1, 2147483648, 2147483648] has more than 17179869184"])
 
 
 # ------------------------------------------------------------------- the other layers
