@@ -121,7 +121,9 @@ int RunTrain(const std::vector<std::string>& args) {
              "lethe train --spec examples/digits/softmax.json --data examples/digits/train.npz "
              "--out model.safetensors\n  "
              "lethe train --dp --target-epsilon 4 --epochs 20 --spec examples/digits/softmax.json "
-             "--data examples/digits/train.npz --out private.safetensors"))
+             "--data examples/digits/train.npz --out private.safetensors\n  "
+             "lethe train --certified --sigma 10 --spec examples/digits/softmax.json --data "
+             "examples/digits/train.npz --out certified.safetensors"))
     return 0;
   Require(vm, "data");
   Require(vm, "out");
