@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <random>
 
+#include "common/error.h"
+#include "engine/certified/certified_record.h"
 #include "engine/certified/perturbation.h"
 #include "engine/certified/removal_bound.h"
 #include "engine/objective.h"
@@ -111,6 +113,27 @@ TEST(CertifiedConstants, EpsilonIsCBetaOverSigma) {
   EXPECT_NEAR(certified::CertifiedEpsilon(0.3, 10, 1e-5), 4.882292611689388 * 0.03, 1e-14);
   EXPECT_THROW(certified::CertificateConstant(0), Error);
   EXPECT_THROW(certified::CertificateConstant(1), Error);
+}
+
+TEST(CertifiedRecord, RoundTripsAndIsStrict) {
+  certified::CertifiedRecord r;
+  r.sigma = 2.5;
+  r.b_sha256 = std::string(64, 'a');
+  r.loss = "logistic";
+  r.gamma = 0.25;
+  r.beta = 0.125;
+  r.removals = 3;
+  r.examples = 97;
+  const certified::CertifiedRecord back = certified::CertifiedRecord::Parse(r.ToJson(), "m");
+  EXPECT_EQ(back.ToJson(), r.ToJson());
+  auto json = r.ToJson();
+  EXPECT_THROW(certified::CertifiedRecord::Parse(json.substr(0, json.size() - 1) + R"(,"seed":1})", "m"), Error);
+  EXPECT_THROW(certified::CertifiedRecord::Parse(R"({"sigma":-1})", "m"), Error);
+  EXPECT_THROW(certified::CertifiedRecord::Parse(R"({"beta":{"x":1}})", "m"), Error);
+  EXPECT_THROW(certified::CertifiedRecord::Parse("[", "m"), Error);
+  certified::CertifiedRecord no_hash = r;
+  no_hash.b_sha256 = "";
+  EXPECT_THROW(certified::CertifiedRecord::Parse(no_hash.ToJson(), "m"), Error);
 }
 
 TEST(CertifiedPerturbation, SeededAndHashed) {

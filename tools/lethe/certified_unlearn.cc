@@ -201,6 +201,9 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   for (int64_t id : in.forget_ids) (model.forgotten.Contains(id) ? already : new_ids).push_back(id);
   if (new_ids.empty())
     Fail(what, ": every id in this request was already forgotten by ", in.model_path, "; nothing to do");
+  if (!already.empty())
+    Warn("unlearn", std::to_string(already.size()) + " id(s) of " + what +
+                        " were already forgotten by " + in.model_path + ": skipped");
   const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, what);
   if (static_cast<int64_t>(forget_rows.size()) >= train.n)
     Fail(what, ": forgets every example; nothing would be left");
