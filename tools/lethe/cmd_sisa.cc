@@ -299,7 +299,8 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]",
-             "lethe sisa unlearn --model sisa-digits --forget-ids 3,17 --report erasure.json"))
+             "lethe sisa unlearn --model sisa-digits --forget-ids 3,17 --report erasure.json   "
+             "(after lethe sisa --help's example)"))
     return 0;
   Require(vm, "model");
   const auto forget = ForgetIds(vm);
@@ -464,10 +465,14 @@ int RunSisa(const std::vector<std::string>& args) {
   const std::string usage =
       "usage: lethe sisa train --spec SPEC --data TRAIN --shards S --slices R --out DIR\n"
       "       lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]\n"
-      "exact unlearning by sharded, isolated, sliced training (docs/unlearning.md, SISA);\n"
-      "`lethe eval --model DIR` and `lethe inspect DIR` read the ensemble\n";
+      "\nexact unlearning by sharded, isolated, sliced training (docs/unlearning.md, SISA);\n"
+      "`lethe eval --model DIR` and `lethe inspect DIR` read the ensemble; `lethe sisa train\n"
+      "--help` and `lethe sisa unlearn --help` list the options\n"
+      "\nexample:\n"
+      "  lethe sisa train --spec examples/digits/softmax.json --data examples/digits/train.npz "
+      "--shards 4 --slices 2 --out sisa-digits\n";
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    std::cout << usage;
+    (args.empty() ? std::cerr : std::cout) << usage;
     return args.empty() ? 2 : 0;
   }
   const std::vector<std::string> rest(args.begin() + 1, args.end());
