@@ -58,6 +58,7 @@ std::string Manifest::ToJson() const {
                    {"epochs", train.epochs},
                    {"epochs_per_slice", epochs_per_slice},
                    {"dtype", dtype},
+                   {"device", device},
                    {"objective_batch", objective_batch}};
   j["spec"] = spec_json;
   j["data"] = {{"path", data_path}, {"sha256", data_sha256}, {"n", data_n}};
@@ -159,7 +160,7 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
     Reader t(r.at("training"), where + ": training",
              {"optimizer", "tolerance", "max_iterations", "lbfgs_memory", "polish",
               "max_cg_iterations", "learning_rate", "batch_size", "epochs", "epochs_per_slice",
-              "dtype", "objective_batch"});
+              "dtype", "device", "objective_batch"});
     m.train.optimizer = ParseOptimizer(t.String("optimizer"));
     m.train.gradient_tolerance = t.Number("tolerance");
     m.train.max_iterations = static_cast<int>(t.Int("max_iterations", 0, 1 << 30));
@@ -172,6 +173,8 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
     m.epochs_per_slice = static_cast<int>(t.Int("epochs_per_slice", 0, 1 << 30));
     m.dtype = t.String("dtype");
     if (m.dtype != "f64" && m.dtype != "f32") Fail(where, ": training.dtype must be f64 or f32");
+    m.device = t.String("device");
+    if (m.device != "cpu" && m.device != "cuda") Fail(where, ": training.device must be cpu or cuda");
     m.objective_batch = t.Int("objective_batch", 1, int64_t{1} << 40);
     m.train.seed = m.partition.seed;
     try {

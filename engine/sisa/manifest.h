@@ -48,6 +48,9 @@ struct Manifest {
   TrainOptions train;          // as given (seed = partition.seed)
   int epochs_per_slice = 0;    // adam: the SISA schedule (EpochsPerSlice); else 0
   std::string dtype = "f64";
+  // The backend it was trained on (--device): the backends' reductions are each in a fixed
+  // order, but not the same order, so exactness holds against training on the same device.
+  std::string device = "cpu";
   int64_t objective_batch = 2048;  // CommonOptions::batch_size: the reduction blocking
   std::string spec_json;       // io::ModelSpec::ToJson()
   std::string data_path;       // absolute path of the training data as given to sisa train

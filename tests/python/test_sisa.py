@@ -234,6 +234,42 @@ class Sisa(unittest.TestCase):
             self.assertIn(victim + ": SHA-256 differs", r.stderr)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
+    def test_refuses_a_bad_manifest(self):
+        d = self.trained_copy("badmanifest", self.LBFGS)
+        path = os.path.join(d, "manifest.json")
+        with open(path) as f:
+            good = f.read()
+        m = json.loads(good)
+        cell = m["shards"][0]["slices"][0]
+        cell["ids"] = sorted(cell["ids"] + [m["shards"][1]["slices"][0]["ids"][0]])
+        moved = json.dumps(m)
+        m = json.loads(good)
+        m["shards"][0]["slices"][0]["file"] = "../../etc/passwd"
+        escaped = json.dumps(m)
+        for text, message in (("{not json", "not valid JSON"),
+                              (moved, "does not belong to this cell"),
+                              (escaped, "is not s0-r0-g0.safetensors"),
+                              (good.replace('"vote"', '"max"'), "unknown (known: vote, mean)")):
+            with open(path, "w") as f:
+                f.write(text)
+            for args in (["eval", "--model", d, "--data", self.data], ["inspect", d]):
+                r = run(*args)
+                self.assertEqual(r.returncode, 1, (args, message))
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertIn(message, r.stderr)
+                self.assertIn("manifest.json", r.stderr)
+
+    def test_warns_when_retraining_on_another_device(self):
+        d = self.trained_copy("device", self.LBFGS)
+        path = os.path.join(d, "manifest.json")
+        m = manifest(d)
+        m["training"]["device"] = "cuda"
+        with open(path, "w") as f:
+            json.dump(m, f)
+        r = run("sisa", "unlearn", "--model", d, "--forget-ids", str(self.ids[0]))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("trained with --device cuda, this run retrains on cpu", r.stderr)
+
     def test_train_refuses_existing_out_and_leaves_nothing_on_failure(self):
         d = self.trained_copy("exists", self.LBFGS)
         r = run("sisa", "train", "--data", self.data, "--out", d, *self.LBFGS)

@@ -208,6 +208,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
                            : 0;
   m.dtype = common.F32() ? "f32" : "f64";
   m.objective_batch = common.batch_size;
+  m.device = common.device;
   common.Backend();
   if (fs::exists(fs::symlink_status(out)))
     Fail(out, ": exists; sisa train writes a new directory (remove it or choose another --out)");
@@ -321,6 +322,11 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   const std::string manifest_path = dir + "/manifest.json";
   const sisa::Manifest old = ReadEnsemble(dir);
   const std::string old_sha = io::Sha256File(manifest_path);
+  if (common.device != old.device)
+    Warn("sisa unlearn", "the ensemble was trained with --device " + old.device + ", this run "
+         "retrains on " + common.device + ": each backend is deterministic, but their "
+         "reductions differ in order, so the result is exact retraining on " + common.device +
+         ", not bit for bit what sisa train on " + old.device + " would give");
   // What an earlier crash left behind is not part of the ensemble: remove it first.
   for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
 
