@@ -155,13 +155,19 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
     m.partition.slices = static_cast<int>(p.Int("slices", 1, 4096));
     m.partition.seed = p.Uint("seed");
   }
-  m.aggregate = ParseAggregate(r.String("aggregate"));
+  const std::string aggregate = r.String("aggregate");
+  if (aggregate != "vote" && aggregate != "mean")
+    Fail(where, ": aggregate ", Quote(aggregate), ": unknown (known: vote, mean)");
+  m.aggregate = ParseAggregate(aggregate);
   {
     Reader t(r.at("training"), where + ": training",
              {"optimizer", "tolerance", "max_iterations", "lbfgs_memory", "polish",
               "max_cg_iterations", "learning_rate", "batch_size", "epochs", "epochs_per_slice",
               "dtype", "device", "objective_batch"});
-    m.train.optimizer = ParseOptimizer(t.String("optimizer"));
+    const std::string optimizer = t.String("optimizer");
+    if (optimizer != "lbfgs" && optimizer != "newton-cg" && optimizer != "adam")
+      Fail(where, ": training.optimizer ", Quote(optimizer), ": unknown (known: lbfgs, newton-cg, adam)");
+    m.train.optimizer = ParseOptimizer(optimizer);
     m.train.gradient_tolerance = t.Number("tolerance");
     m.train.max_iterations = static_cast<int>(t.Int("max_iterations", 0, 1 << 30));
     m.train.lbfgs_memory = static_cast<int>(t.Int("lbfgs_memory", 1, 1 << 20));
