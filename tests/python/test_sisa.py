@@ -207,6 +207,7 @@ class Sisa(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
         self.assertIn("shard 0 of 4 would have no example", r.stderr)
+        self.assertIn("nothing was changed", r.stderr)
         self.assertEqual(listing(d), before)
 
     def test_refuses_other_data_and_altered_files(self):

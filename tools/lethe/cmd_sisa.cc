@@ -113,13 +113,13 @@ Model InitialModel(const sisa::Manifest& m, const io::Dataset& data, int shard) 
                          m.dtype == "f32" ? io::DType::kF32 : io::DType::kF64);
 }
 
-void RefuseEmptyShards(const sisa::Partition& p, const std::string& what) {
+void RefuseEmptyShards(const sisa::Partition& p, const std::string& what, const char* advice) {
   for (size_t s = 0; s < p.size(); ++s) {
     size_t n = 0;
     for (const auto& slice : p[s]) n += slice.size();
     if (n == 0)
       Fail(what, ": shard ", s, " of ", p.size(), " would have no example (SISA needs every "
-           "constituent trained on some data; use fewer shards)");
+           "constituent trained on some data; ", advice, ")");
   }
 }
 
@@ -224,7 +224,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   m.data_sha256 = io::Sha256File(data_path);
   m.data_n = data.n;
   const sisa::Partition p = sisa::PartitionIds(data.ids, partition);
-  RefuseEmptyShards(p, data_path);
+  RefuseEmptyShards(p, data_path, "use fewer shards");
   m.shards.assign(partition.shards, sisa::Shard{std::vector<sisa::Checkpoint>(partition.slices)});
   m.created = UtcNow();
 
@@ -377,7 +377,8 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
         if (!m.forgotten.Contains(id)) expect.push_back(id);
       LETHE_CHECK(expect == p[s][r], "partition not stable under deletion");
     }
-  RefuseEmptyShards(p, what);
+  RefuseEmptyShards(p, what, "nothing was changed; retrain with fewer shards to serve this "
+                              "request");
 
   std::vector<Job> jobs;
   for (const auto& [s, from] : earliest) {
