@@ -8,6 +8,7 @@
 #include "engine/objective.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/sisa_dir.h"
 
 namespace lethe::cli {
 namespace {
@@ -81,6 +82,7 @@ int RunEval(const std::vector<std::string>& args) {
     return 0;
   Require(vm, "model");
   Require(vm, "data");
+  if (IsEnsembleDir(model_path)) return EvalEnsemble(model_path, data_path, common);  // lethe sisa
   const Model model =
       LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset data = io::LoadDataset(data_path, common.Data());

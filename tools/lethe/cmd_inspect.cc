@@ -6,6 +6,7 @@
 
 #include "engine/model.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/sisa_dir.h"
 
 namespace lethe::cli {
 namespace {
@@ -61,6 +62,7 @@ int RunInspect(const std::vector<std::string>& args) {
              "lethe inspect examples/digits/model.safetensors"))
     return 0;
   Require(vm, "model");
+  if (IsEnsembleDir(model_path)) return InspectEnsemble(model_path, json);  // lethe sisa
   const Model model =
       LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const Architecture& a = model.arch;

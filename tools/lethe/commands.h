@@ -15,6 +15,7 @@ int RunSelfInfluence(const std::vector<std::string>& args);
 int RunUnlearn(const std::vector<std::string>& args);
 int RunCompare(const std::vector<std::string>& args);
 int RunPrivacy(const std::vector<std::string>& args);
+int RunSisa(const std::vector<std::string>& args);  // cmd_sisa.cc
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -28,6 +29,8 @@ inline const std::vector<Command>& AllCommands() {
       {"compare", "distance, per-set metrics and membership audit of two models", RunCompare},
       {"privacy", "epsilon of DP-SGD's noise, sampling rate and steps (or sigma for a target)",
        RunPrivacy},
+      {"sisa", "exact unlearning: sharded, sliced ensemble training (train) and deletion (unlearn)",
+       RunSisa},
   };
   return commands;
 }

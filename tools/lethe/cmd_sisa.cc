@@ -1,0 +1,492 @@
+// lethe sisa train / lethe sisa unlearn: exact unlearning by SISA (Bourtoule et al.,
+// "Machine Unlearning", IEEE S&P 2021): S constituent models on disjoint shards, each
+// trained over R slices with a checkpoint after each; a deletion retrains only the shards
+// it touches, from the checkpoint before the earliest slice it touches. The result is
+// bit for bit what `lethe sisa train` on the kept data computes (docs/unlearning.md, "SISA").
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/quote.h"
+#include "engine/model.h"
+#include "engine/sisa/aggregate.h"
+#include "engine/sisa/train_shard.h"
+#include "io/atomic_file.h"
+#include "io/sha256.h"
+#include "tools/lethe/commands.h"
+#include "tools/lethe/sisa_dir.h"
+
+namespace lethe::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Tests only (tests/python/test_sisa.py): dies at the named stage as a kill would, without
+// unwinding, so that the test can check what such a crash leaves.
+void CrashPointForTests(const char* stage) {
+  const char* at = std::getenv("LETHE_TEST_CRASH_AT");
+  if (at && std::string(at) == stage) std::_Exit(86);
+}
+
+std::unordered_map<int64_t, int64_t> RowOfId(const io::Dataset& data) {
+  std::unordered_map<int64_t, int64_t> rows;
+  rows.reserve(data.n);
+  for (int64_t i = 0; i < data.n; ++i) rows[data.ids[i]] = i;
+  return rows;
+}
+
+// One shard to (re)train from slice `from`, starting from `start`.
+struct Job {
+  int shard;
+  int from;
+  Model start;
+};
+
+// Trains each job's slices, writing checkpoint files of `generation` into `dir` and their
+// records into `m` (the new manifest, not yet written). Returns the training seconds.
+template <typename T>
+double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
+               const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
+               const CommonOptions& common, Progress& progress) {
+  auto backend = kernels::MakeBackend<T>(common.Backend());
+  const auto row_of_id = RowOfId(data);
+  double total = 0;
+  bool first = true;
+  for (Job& job : jobs) {
+    Clock::time_point t = Clock::now();
+    sisa::TrainShard<T>(
+        *backend, std::move(job.start), data, row_of_id, partition, job.shard, job.from, m,
+        [&](const sisa::SliceDone& d) {
+          const double seconds = Since(t);
+          total += seconds;
+          sisa::Checkpoint& c = m.shards[job.shard].slices[d.slice];
+          c.ids = partition[job.shard][d.slice];
+          c.file = sisa::CheckpointName(job.shard, d.slice, generation);
+          c.seconds = seconds;
+          c.trained_on = d.rows;
+          c.generation = generation;
+          const std::string path = dir + "/" + c.file;
+          SaveModel(path, d.model);
+          c.sha256 = io::Sha256File(path);
+          if (!d.summary.converged && m.train.optimizer != Optimizer::kAdam)
+            Warn("sisa", "shard " + std::to_string(job.shard) + " slice " +
+                             std::to_string(d.slice) + ": NOT converged (‖∇L‖ = " +
+                             Sci(d.summary.grad_norm) + ", " + d.summary.message + ")");
+          progress.Update("  shard " + std::to_string(job.shard) + " slice " +
+                          std::to_string(d.slice) + ": " + std::to_string(d.rows) + " rows, " +
+                          Fixed(seconds, 3) + " s");
+          if (first) CrashPointForTests("checkpoint");
+          first = false;
+          t = Clock::now();
+        });
+  }
+  return total;
+}
+
+double Run(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
+           const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
+           const CommonOptions& common, Progress& progress) {
+  return m.dtype == "f32"
+             ? RunJobs<float>(dir, m, data, partition, jobs, generation, common, progress)
+             : RunJobs<double>(dir, m, data, partition, jobs, generation, common, progress);
+}
+
+Model InitialModel(const sisa::Manifest& m, const io::Dataset& data, int shard) {
+  return InitializeModel(io::ModelSpec::Parse(m.spec_json, "manifest spec"), data,
+                         sisa::InitSeed(m.partition.seed, shard),
+                         m.dtype == "f32" ? io::DType::kF32 : io::DType::kF64);
+}
+
+void RefuseEmptyShards(const sisa::Partition& p, const std::string& what, const char* advice) {
+  for (size_t s = 0; s < p.size(); ++s) {
+    size_t n = 0;
+    for (const auto& slice : p[s]) n += slice.size();
+    if (n == 0)
+      Fail(what, ": shard ", s, " of ", p.size(), " would have no example (SISA needs every "
+           "constituent trained on some data; ", advice, ")");
+  }
+}
+
+// Best effort: makes renames in `dir` durable.
+void SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// The files of DIR that the manifest does not name: checkpoints of a run that crashed
+// before its commit, or replaced by the last commit; temporary files of an interrupted write.
+std::vector<std::string> Unreferenced(const std::string& dir, const sisa::Manifest& m) {
+  std::set<std::string> named;
+  for (const sisa::Shard& s : m.shards)
+    for (const sisa::Checkpoint& c : s.slices) named.insert(c.file);
+  static const std::regex checkpoint(R"(s\d+-r\d+-g\d+\.safetensors(\.tmp\.\d+\.\d+)?)");
+  static const std::regex temporary(R"(manifest\.json\.tmp\.\d+\.\d+)");
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if ((std::regex_match(name, checkpoint) || std::regex_match(name, temporary)) &&
+        !named.count(name))
+      out.push_back(name);
+  }
+  return out;
+}
+
+void AddTrainingOptions(po::options_description& desc, TrainOptions& options,
+                        std::string& optimizer, uint64_t& seed) {
+  desc.add_options()
+    ("optimizer", po::value(&optimizer)->default_value("lbfgs"), "lbfgs, newton-cg or adam")
+    ("tolerance", po::value(&options.gradient_tolerance)->default_value(1e-9),
+     "stop when ‖∇L‖ ≤ this")
+    ("max-iterations", po::value(&options.max_iterations)->default_value(20000),
+     "lbfgs / newton-cg iteration limit, per slice")
+    ("no-polish", "lbfgs: do not finish with Newton-CG when the line search stalls")
+    ("seed", po::value(&seed)->default_value(0),
+     "the partition's key, the constituents' initialisation and adam's shuffling")
+    ("epochs", po::value(&options.epochs)->default_value(100),
+     "adam: epochs of an unsliced shard; each slice gets round(2·epochs/(slices+1))")
+    ("learning-rate", po::value(&options.learning_rate)->default_value(1e-3), "adam step size")
+    ("batch-size", po::value(&options.batch_size)->default_value(128), "adam minibatch size");
+}
+
+int RunSisaTrain(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  TrainOptions options;
+  std::string spec_path, data_path, out, optimizer, aggregate = "vote";
+  uint64_t seed = 0;
+  sisa::PartitionOptions partition;
+  desc.add_options()("help,h", "show this help")
+    ("spec", po::value(&spec_path), "architecture spec JSON")
+    ("data", po::value(&data_path), "training data (.npz or .csv)")
+    ("shards", po::value(&partition.shards)->default_value(5), "S: constituent models")
+    ("slices", po::value(&partition.slices)->default_value(1), "R: slices per shard")
+    ("out", po::value(&out), "output directory (must not exist)")
+    ("aggregate", po::value(&aggregate)->default_value("vote"),
+     "vote (majority of labels) or mean (of predicted probabilities); ties: lowest label");
+  AddTrainingOptions(desc, options, optimizer, seed);
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe sisa train --spec SPEC --data TRAIN --shards S --slices R --out DIR",
+             "lethe sisa train --spec examples/digits/softmax.json --data "
+             "examples/digits/train.npz --shards 4 --slices 2 --out sisa-digits"))
+    return 0;
+  Require(vm, "spec");
+  Require(vm, "data");
+  Require(vm, "out");
+  sisa::Manifest m;
+  partition.seed = seed;
+  partition.Validate();
+  m.partition = partition;
+  m.aggregate = sisa::ParseAggregate(aggregate);
+  options.optimizer = ParseOptimizer(optimizer);
+  options.polish = !vm.count("no-polish");
+  options.seed = seed;
+  options.Validate();
+  m.train = options;
+  m.epochs_per_slice = options.optimizer == Optimizer::kAdam
+                           ? sisa::EpochsPerSlice(options.epochs, partition.slices)
+                           : 0;
+  m.dtype = common.F32() ? "f32" : "f64";
+  m.objective_batch = common.batch_size;
+  m.device = common.device;
+  common.Backend();
+  if (fs::exists(fs::symlink_status(out)))
+    Fail(out, ": exists; sisa train writes a new directory (remove it or choose another --out)");
+  const fs::path parent = fs::absolute(out).parent_path();
+  if (!fs::is_directory(parent)) Fail(out, ": cannot write: ", parent.string(), " is not a directory");
+
+  const io::ModelSpec spec = io::ReadSpecFile(spec_path);
+  if (spec.loss == LossKind::kMse)
+    Fail(spec_path, ": loss mse: SISA ensembles aggregate classifiers only (cross_entropy, logistic)");
+  m.spec_json = spec.ToJson();
+  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  m.data_path = fs::absolute(data_path).lexically_normal().string();
+  m.data_sha256 = io::Sha256File(data_path);
+  m.data_n = data.n;
+  const sisa::Partition p = sisa::PartitionIds(data.ids, partition);
+  RefuseEmptyShards(p, data_path, "use fewer shards");
+  m.shards.assign(partition.shards, sisa::Shard{std::vector<sisa::Checkpoint>(partition.slices)});
+  m.created = UtcNow();
+
+  std::vector<Job> jobs;
+  for (int s = 0; s < partition.shards; ++s) {
+    Model init = InitialModel(m, data, s);
+    CheckDataMatchesModel(init.arch, data);
+    jobs.push_back({s, 0, std::move(init)});
+  }
+  // Everything is written into a fresh directory beside DIR, renamed into place at the end:
+  // DIR appears complete or not at all. A failure removes the temporary directory.
+  std::string temp = fs::absolute(out).string() + ".tmp-XXXXXX";
+  if (!::mkdtemp(temp.data())) Fail(out, ": cannot create a directory beside it: ", std::strerror(errno));
+  struct Remove {
+    std::string path;
+    ~Remove() {
+      if (!path.empty()) {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+      }
+    }
+  } remove{temp};
+  Progress progress(common.quiet);
+  progress.Announce("lethe sisa train: " + std::to_string(data.n) + " examples, " +
+                    std::to_string(partition.shards) + " shards × " +
+                    std::to_string(partition.slices) + " slices, " + optimizer);
+  const auto start = Clock::now();
+  const double trained = Run(temp, m, data, p, jobs, 0, common, progress);
+  io::WriteFileAtomically(temp + "/manifest.json", m.ToJson());
+  SyncDirectory(temp);
+  if (::rename(temp.c_str(), out.c_str()) != 0)
+    Fail(out, ": cannot rename ", temp, " into place: ", std::strerror(errno));
+  remove.path.clear();
+  SyncDirectory(parent.string());
+  const double seconds = Since(start);
+
+  int64_t lo = INT64_MAX, hi = 0;
+  for (const auto& shard : p)
+    for (const auto& slice : shard)
+      lo = std::min<int64_t>(lo, slice.size()), hi = std::max<int64_t>(hi, slice.size());
+  if (common.json) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["n"] = data.n;
+    j["shards"] = partition.shards;
+    j["slices"] = partition.slices;
+    j["cell_size_min"] = lo;
+    j["cell_size_max"] = hi;
+    j["training_seconds"] = trained;
+    j["seconds"] = seconds;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << "trained " << out << ": " << partition.shards << " shards × " << partition.slices
+              << " slices of " << data.n << " examples (" << lo << " … " << hi
+              << " per slice), " << Name(options.optimizer) << ", " << Fixed(trained, 2)
+              << " s training, " << Fixed(seconds, 2) << " s in all\n";
+  }
+  return 0;
+}
+
+int RunSisaUnlearn(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  std::string dir, data_path, report_path;
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&dir), "SISA ensemble directory (lethe sisa train --out)")
+    ("forget", po::value<std::string>(), "ids to forget (file, one id per line)")
+    ("forget-ids", po::value<std::string>(), "ids to forget (comma-separated)")
+    ("data", po::value(&data_path), "the training data (default: the path the manifest records; "
+                                     "its SHA-256 must be the recorded one)")
+    ("report", po::value(&report_path), "write the erasure record (JSON) here");
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]",
+             "lethe sisa unlearn --model sisa-digits --forget-ids 3,17 --report erasure.json   "
+             "(after lethe sisa --help's example)"))
+    return 0;
+  Require(vm, "model");
+  const auto forget = ForgetIds(vm);
+  if (!forget) Fail("--forget or --forget-ids is required");
+  if (!report_path.empty()) {
+    io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
+    io::CheckOutputCanBeWritten(report_path);
+  }
+  common.Backend();
+  // One unlearn at a time per directory: a second one would build on a manifest about to
+  // be replaced.
+  const std::string lock_path = dir + "/.lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) Fail(dir, ": cannot open ", lock_path, ": ", std::strerror(errno));
+  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) Fail(dir, ": another sisa unlearn is running on it");
+
+  const auto start = Clock::now();
+  const std::string manifest_path = dir + "/manifest.json";
+  const sisa::Manifest old = ReadEnsemble(dir);
+  const std::string old_sha = io::Sha256File(manifest_path);
+  if (common.device != old.device)
+    Warn("sisa unlearn", "the ensemble was trained with --device " + old.device + ", this run "
+         "retrains on " + common.device + ": each backend is deterministic, but their "
+         "reductions differ in order, so the result is exact retraining on " + common.device +
+         ", not bit for bit what sisa train on " + old.device + " would give");
+  // What an earlier crash left behind is not part of the ensemble: remove it first.
+  for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
+
+  if (data_path.empty()) data_path = old.data_path;
+  if (io::Sha256File(data_path) != old.data_sha256)
+    Fail(data_path, ": SHA-256 differs from the training data ", manifest_path,
+         " records; sisa unlearn retrains from the data the ensemble was trained on");
+  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  if (data.n != old.data_n) Fail(data_path, ": ", data.n, " examples, the manifest says ", old.data_n);
+
+  const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
+  data.RowsOf(*forget, what);  // every id must be in the data
+  std::vector<int64_t> ids;
+  int64_t already = 0;
+  for (int64_t id : *forget) {
+    if (old.forgotten.Contains(id)) ++already;
+    else ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  if (already > 0)
+    Warn("sisa unlearn", std::to_string(already) + " id(s) of " + what + " were forgotten by an "
+         "earlier request; nothing to do for them");
+  if (ids.empty()) {
+    std::cout << dir << ": every id given is already forgotten; nothing changed\n";
+    return 0;
+  }
+
+  // The new partition: the manifest's, less the ids. Stability (engine/sisa/partition.h)
+  // makes it the partition of the kept ids, which is checked rather than assumed.
+  sisa::Manifest m = old;
+  m.generation = old.generation + 1;
+  m.forgotten.Add(ids, {"sisa", old_sha, IdsSha256(ids), static_cast<int64_t>(ids.size()), UtcNow()});
+  std::vector<int64_t> kept;
+  for (int64_t id : data.ids)
+    if (!m.forgotten.Contains(id)) kept.push_back(id);
+  const sisa::Partition p = sisa::PartitionIds(kept, m.partition);
+  std::map<int, int> earliest;  // shard → earliest slice touched
+  for (int64_t id : ids) {
+    const sisa::Cell c = sisa::Assign(id, m.partition);
+    auto it = earliest.find(c.shard);
+    if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
+  }
+  for (int s = 0; s < m.partition.shards; ++s)
+    for (int r = 0; r < m.partition.slices; ++r) {
+      std::vector<int64_t> expect;
+      for (int64_t id : old.shards[s].slices[r].ids)
+        if (!m.forgotten.Contains(id)) expect.push_back(id);
+      LETHE_CHECK(expect == p[s][r], "partition not stable under deletion");
+    }
+  RefuseEmptyShards(p, what, "nothing was changed; retrain with fewer shards to serve this "
+                              "request");
+
+  std::vector<Job> jobs;
+  for (const auto& [s, from] : earliest) {
+    Model start_model = from == 0 ? InitialModel(m, data, s)
+                                  : LoadModel(dir + "/" + old.shards[s].slices[from - 1].file);
+    jobs.push_back({s, from, std::move(start_model)});
+  }
+  Progress progress(common.quiet);
+  progress.Announce("lethe sisa unlearn: " + std::to_string(ids.size()) + " id(s) in " +
+                    std::to_string(jobs.size()) + " shard(s)");
+  const double retrain_seconds = Run(dir, m, data, p, jobs, m.generation, common, progress);
+
+  // The commit point: the manifest is replaced by a rename. Before it, DIR is the old
+  // ensemble plus unreferenced files; after it, the new one plus unreferenced files.
+  {
+    io::AtomicFile file(manifest_path);
+    file.Write(m.ToJson());
+    CrashPointForTests("commit");
+    file.Commit();
+  }
+  CrashPointForTests("cleanup");
+  std::vector<std::string> removed = Unreferenced(dir, m);
+  for (const std::string& name : removed) fs::remove(dir + "/" + name);
+  SyncDirectory(dir);
+  const std::string new_sha = io::Sha256File(manifest_path);
+  const double seconds = Since(start);
+
+  double full = 0;  // every cell's recorded training time: what retraining all would take
+  for (const sisa::Shard& s : old.shards)
+    for (const sisa::Checkpoint& c : s.slices) full += c.seconds;
+  nlohmann::json r;
+  r["format"] = "lethe-sisa-erasure/1";
+  r["method"] = "sisa";
+  r["exact"] = true;
+  r["model"] = dir;
+  r["utc"] = m.forgotten.requests.back().utc;
+  r["generation"] = m.generation;
+  r["manifest_sha256_before"] = old_sha;
+  r["manifest_sha256_after"] = new_sha;
+  r["data"] = data_path;
+  r["data_sha256"] = old.data_sha256;
+  r["k"] = static_cast<int64_t>(ids.size());
+  r["ids_sha256"] = IdsSha256(ids);
+  r["already_forgotten"] = already;
+  nlohmann::json retrained = nlohmann::json::array();
+  std::vector<int> untouched;
+  for (int s = 0; s < m.partition.shards; ++s) {
+    auto it = earliest.find(s);
+    if (it == earliest.end()) {
+      untouched.push_back(s);
+      continue;
+    }
+    nlohmann::json cps = nlohmann::json::array();
+    double shard_seconds = 0;
+    for (int k = it->second; k < m.partition.slices; ++k) {
+      const sisa::Checkpoint& c = m.shards[s].slices[k];
+      shard_seconds += c.seconds;
+      cps.push_back({{"slice", k}, {"file", c.file}, {"sha256", c.sha256},
+                     {"replaces_sha256", old.shards[s].slices[k].sha256}});
+    }
+    retrained.push_back({{"shard", s}, {"from_slice", it->second},
+                         {"slices", m.partition.slices - it->second},
+                         {"examples_before", old.shards[s].size()},
+                         {"examples_after", m.shards[s].size()},
+                         {"seconds", shard_seconds}, {"checkpoints", cps}});
+  }
+  r["retrained"] = retrained;
+  r["untouched_shards"] = untouched;
+  r["retrain_seconds"] = retrain_seconds;
+  r["seconds"] = seconds;
+  r["full_retrain_seconds_estimate"] = full;
+  r["speedup_estimate"] = retrain_seconds > 0 ? full / retrain_seconds : 0.0;
+  if (!report_path.empty()) io::WriteFileAtomically(report_path, r.dump(2) + "\n");
+  if (common.json) {
+    std::cout << r.dump(2) << "\n";
+  } else {
+    std::cout << "unlearned " << ids.size() << " id(s) from " << dir << " (exact, SISA): "
+              << retrained.size() << " of " << m.partition.shards << " shards retrained";
+    for (const auto& j : retrained)
+      std::cout << (j == retrained.front() ? " (" : ", ") << "shard " << j["shard"].get<int>()
+                << " from slice " << j["from_slice"].get<int>();
+    std::cout << (retrained.empty() ? "" : ")") << ", " << Fixed(retrain_seconds, 3)
+              << " s; a full retrain took " << Fixed(full, 3) << " s (recorded)\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int RunSisa(const std::vector<std::string>& args) {
+  const std::string usage =
+      "usage: lethe sisa train --spec SPEC --data TRAIN --shards S --slices R --out DIR\n"
+      "       lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]\n"
+      "\nexact unlearning by sharded, isolated, sliced training (docs/unlearning.md, SISA);\n"
+      "`lethe eval --model DIR` and `lethe inspect DIR` read the ensemble; `lethe sisa train\n"
+      "--help` and `lethe sisa unlearn --help` list the options\n"
+      "\nexample:\n"
+      "  lethe sisa train --spec examples/digits/softmax.json --data examples/digits/train.npz "
+      "--shards 4 --slices 2 --out sisa-digits\n";
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? std::cerr : std::cout) << usage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "train") return RunSisaTrain(rest);
+  if (args[0] == "unlearn") return RunSisaUnlearn(rest);
+  std::cerr << "lethe sisa: unknown subcommand " << Quote(args[0]) << " (train, unlearn)\n" << usage;
+  return 2;
+}
+
+}  // namespace lethe::cli
