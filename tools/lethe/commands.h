@@ -15,6 +15,7 @@ int RunSelfInfluence(const std::vector<std::string>& args);
 int RunUnlearn(const std::vector<std::string>& args);
 int RunCompare(const std::vector<std::string>& args);
 int RunPrivacy(const std::vector<std::string>& args);
+int RunLedger(const std::vector<std::string>& args);
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -28,6 +29,8 @@ inline const std::vector<Command>& AllCommands() {
       {"compare", "distance, per-set metrics and membership audit of two models", RunCompare},
       {"privacy", "epsilon of DP-SGD's noise, sampling rate and steps (or sigma for a target)",
        RunPrivacy},
+      {"ledger", "verify a deletion ledger's hash chain against the model files (ledger verify)",
+       RunLedger},
   };
   return commands;
 }
