@@ -108,8 +108,10 @@ LedgerEntry ParseLine(const std::string& text, const std::string& where) {
   if (!IsHex64(e.prev) || !IsHex64(e.hash)) bad("\"prev\" and \"hash\" must be SHA-256s");
   // The hash covers the canonical form; a line that is not in it (spaces, key order,
   // number spelling) was not written by lethe, and is refused rather than normalised.
-  std::string hash;
-  if (LedgerLine(e, &hash) != text) bad("not in canonical form (edited?)");
+  json canonical = Body(e);
+  const std::string hash = ChainHash(e.prev, canonical.dump());
+  canonical["hash"] = e.hash;
+  if (canonical.dump() != text) bad("not in canonical form (edited?)");
   if (hash != e.hash) bad("its hash does not match its contents (edited?)");
   return e;
 }
