@@ -103,7 +103,7 @@ int Verify(const std::vector<std::string>& args) {
   pos.add("ledger", 1);
   po::variables_map vm;
   if (!Parse(args, desc, &pos, vm, "lethe ledger verify FILE [--models DIR | PATH…] [--json]",
-             "lethe ledger verify ledger.jsonl --models ."))
+             "lethe ledger verify examples/digits/ledger.jsonl --models examples/digits"))
     return 0;
   Require(vm, "ledger");
   const io::LedgerRead r = io::ReadLedger(path);
@@ -205,7 +205,8 @@ int RunLedger(const std::vector<std::string>& args) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::cout << "usage: lethe ledger verify FILE [--models DIR | PATH…] [--json]\n\n"
                  "  verify   check a deletion ledger's hash chain and the model files it names\n"
-                 "           (lethe ledger verify --help)\n";
+                 "           (lethe ledger verify --help)\n\n"
+                 "example:\n  lethe ledger verify examples/digits/ledger.jsonl\n";
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "verify") return Verify(std::vector<std::string>(args.begin() + 1, args.end()));
