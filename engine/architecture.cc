@@ -15,6 +15,17 @@ namespace {
 constexpr int64_t kMaxWidth = int64_t{1} << 31;
 constexpr int64_t kMaxParameters = int64_t{1} << 34;
 
+// Whether a shape whose every dimension is in [1, kMaxWidth] (or unknown, -1) has at most
+// kMaxParameters elements. Its product can overflow int64 before the comparison (three dimensions of 2^31
+// make 2^93; ShapeSize of [2, 2^31, 2^31] wrapped to a negative size, which passed the
+// check and surfaced as "takes images, but its input has shape [2, 2147483648, ...]").
+bool SizeWithinLimit(const Shape& shape) {
+  int64_t size = 1;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(size, d, &size) || size > kMaxParameters) return false;
+  return true;
+}
+
 // A tensor name or type from the input, as lethe's messages quote them: "name", escaped.
 std::string Named(const std::string& name) { return "\"" + Escape(name) + "\""; }
 
@@ -131,6 +142,7 @@ void PlanContext::AddTensor(const std::string& name, const Shape& shape, bool fi
   if (!driver_.names.insert(name).second) Fail("tensor ", Named(name), " is used twice");
   if (std::optional<Shape> file = FileShape(name); file && *file != shape)
     Fail("tensor ", Named(name), " has shape ", ShapeText(*file), ", expected ", ShapeText(shape));
+  has_parameters_ = has_parameters_ || !fixed;
   TensorInfo t{.name = name, .shape = shape, .trainable = !(frozen_ || fixed)};
   int64_t& count = t.trainable ? driver_.num_params : driver_.num_constants;
   t.offset = count;
@@ -156,11 +168,13 @@ Shape PlanContext::PlanBody(const Shape& in) {
 LayerShape PlanContext::Finish() {
   keys_.Done();
   if (spec_.has_body && !body_planned_) Fail("unknown key \"layers\" (only residual has a body)");
-  if (frozen_ && tensors_.empty()) Fail("\"frozen\": true on a layer without parameters");
+  // Fixed tensors (BatchNorm's statistics) are not parameters: a batchnorm without weight
+  // and bias has nothing to freeze, as a relu has not.
+  if (frozen_ && !has_parameters_) Fail("\"frozen\": true on a layer without parameters");
   for (int64_t d : out_)
     if (d == 0 || d > kMaxWidth)
       Fail("output shape ", ShapeText(out_), ": every dimension must be in [1, ", kMaxWidth, "]");
-  if (ShapeSize(out_) > kMaxParameters)
+  if (!SizeWithinLimit(out_))
     Fail("output shape ", ShapeText(out_), " has more than ", kMaxParameters, " elements");
   LayerShape shape;
   shape.spec = spec_;
@@ -205,6 +219,8 @@ Architecture Architecture::Build(const io::ModelSpec& spec, const ArchitectureSo
     if (d == 0 || d > kMaxWidth)
       Fail(what, ": input shape ", ShapeText(in), ": every dimension must be in [1, ", kMaxWidth,
            "]");
+  if (!SizeWithinLimit(in))
+    Fail(what, ": input shape ", ShapeText(in), " has more than ", kMaxParameters, " elements");
 
   Architecture arch;
   for (int attempt = 0;; ++attempt) {

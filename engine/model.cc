@@ -107,6 +107,8 @@ Model LoadModel(const std::string& path, const std::optional<std::string>& spec_
     model.forgotten = ForgetHistory::Parse(it->second, path);
   if (auto it = file.metadata.find("lethe_dp"); it != file.metadata.end())
     model.dp = privacy::DpRecord::Parse(it->second, path);
+  if (auto it = file.metadata.find("lethe_certified"); it != file.metadata.end())
+    model.certified = certified::CertifiedRecord::Parse(it->second, path);
   model.dtype = *dtype;
   ResizeChecked(model.theta, model.arch.num_params, path + ": parameters");
   model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
@@ -135,6 +137,7 @@ void SaveModel(const std::string& path, const Model& model) {
   file.metadata["format"] = "pt";
   if (!model.forgotten.empty()) file.metadata["lethe_forgotten"] = model.forgotten.ToJson();
   if (model.dp) file.metadata["lethe_dp"] = model.dp->ToJson();
+  if (model.certified) file.metadata["lethe_certified"] = model.certified->ToJson();
   io::WriteSafetensors(path, file);
 }
 

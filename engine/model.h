@@ -9,6 +9,7 @@
 
 #include "engine/architecture.h"
 #include "engine/forgotten.h"
+#include "engine/certified/certified_record.h"
 #include "engine/privacy/dp_record.h"
 #include "io/array.h"
 #include "io/dataset.h"
@@ -27,6 +28,10 @@ struct Model {
   // __metadata__["lethe_dp"]. Commands that derive a model from this one through the
   // training data outside the DP mechanism must reset it (engine/privacy/dp_record.h).
   std::optional<privacy::DpRecord> dp;
+  // Its certified-removal state (lethe train --certified, lethe unlearn --certified); stored
+  // in __metadata__["lethe_certified"]. Anything that changes θ other than a certified
+  // removal must reset it (engine/certified/certified_record.h).
+  std::optional<certified::CertifiedRecord> certified;
 };
 
 // Reads a safetensors model. The spec comes from `spec_path` when given (the sidecar

@@ -168,8 +168,26 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
   }
   const double l2 = arch_.spec.l2;
   if (want_grad && l2 != 0) backend_.Axpby(T(l2), theta, T(1), grad);
+  double linear = 0;
+  if (!linear_.empty()) {
+    const double scale = 1.0 / static_cast<double>(num_examples());
+    if (want_grad) backend_.Axpby(T(scale), linear_, T(1), grad);
+    linear = scale * static_cast<double>(backend_.Dot(linear_, theta));
+  }
   return loss_sum / static_cast<double>(n) +
-         0.5 * l2 * static_cast<double>(backend_.Dot(theta, theta));
+         0.5 * l2 * static_cast<double>(backend_.Dot(theta, theta)) + linear;
+}
+
+template <typename T>
+void Objective<T>::SetLinearTerm(const std::vector<double>& b) {
+  if (b.empty()) {
+    linear_ = Matrix();
+    return;
+  }
+  LETHE_CHECK(static_cast<int64_t>(b.size()) == num_params());
+  linear_ = backend_.Allocate(1, num_params());
+  const std::vector<T> host(b.begin(), b.end());
+  backend_.Upload(host.data(), linear_);
 }
 
 // For each direction v (a row of V), with x_l, δ_l from the batch's forward and backward
@@ -490,6 +508,8 @@ Metrics Objective<T>::Evaluate(const Matrix& theta) {
   }
   m.loss = loss_sum / static_cast<double>(m.n);
   m.objective = m.loss + 0.5 * l2() * static_cast<double>(backend_.Dot(theta, theta));
+  if (!linear_.empty())
+    m.objective += static_cast<double>(backend_.Dot(linear_, theta)) / static_cast<double>(m.n);
   m.accuracy = m.n ? correct / static_cast<double>(m.n) : 0;
   return m;
 }

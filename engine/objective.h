@@ -130,6 +130,13 @@ class Objective {
   // out (n × output width): f(xᵢ; θ).
   void Outputs(const Matrix& theta, Matrix out);
   Metrics Evaluate(const Matrix& theta);
+  // Certified training and removal (engine/certified/removal_bound.h): the objective gains
+  // the linear term bᵀθ/N, N = num_examples(), i.e. b is fixed in the sum form
+  // Σ lᵢ + (N·l2/2)‖θ‖² + bᵀθ, so an objective over fewer examples carries the same b. Its
+  // gradient gains b/N (also in BatchValueAndGradient, whose minibatch objective stays an
+  // unbiased estimate of the full one); curvature is unchanged. An empty b removes it.
+  void SetLinearTerm(const std::vector<double>& b);
+  bool has_linear_term() const { return !linear_.empty(); }
 
  private:
   struct Workspace;
@@ -154,6 +161,7 @@ class Objective {
   DeviceData<T> data_;
   ObjectiveOptions options_;
   std::unique_ptr<Workspace> ws_;
+  Matrix linear_;  // 1 × p, b (SetLinearTerm), or empty
 };
 
 // Uploads `rows` of the dataset (all rows when empty) as T.

@@ -15,39 +15,23 @@
 // so Linearize has nothing to do and the forward-pass cache nothing to save.
 #include "engine/layers/batchnorm.h"
 
-#include <limits>
+#include "engine/layers/norm_keys.h"
 
 namespace lethe::layers {
 namespace {
 
 using kernels::Op;
 
-constexpr double kDefaultEps = 1e-5;  // PyTorch's
-
-// The keys the plan, the initialiser and the module each read: tensor names and ε.
-struct BatchNormKeys {
-  std::optional<std::string> weight, bias;
+// The keys the plan, the initialiser and the module each read: γ, β and ε as layernorm's,
+// and the statistics' names.
+struct BatchNormKeys : NormKeys {
   std::string running_mean, running_var;
-  double eps = kDefaultEps;
   BatchNormKeys(SpecKeys& keys, const std::string& index)
-      : weight(keys.String("weight")),
-        bias(keys.String("bias")),
+      : NormKeys(keys),
         running_mean(keys.String("running_mean").value_or(index + ".running_mean")),
-        running_var(keys.String("running_var").value_or(index + ".running_var")) {
-    const double max = std::numeric_limits<double>::max();
-    if (std::optional<double> e = keys.Number("eps", -max, max)) {
-      if (*e <= 0) keys.Fail("\"eps\" = ", *e, ": must be > 0");
-      eps = *e;
-    }
-  }
+        running_var(keys.String("running_var").value_or(index + ".running_var")) {}
 };
-int FindTensor(const std::vector<TensorInfo>& tensors, const std::optional<std::string>& name) {
-  if (!name) return -1;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    if (tensors[i].name == *name) return static_cast<int>(i);
-  LETHE_CHECK(false, "batchnorm: no tensor ", *name);
-  return -1;
-}
+
 // Channels and positions per channel of an input shape: [C] → (C, 1), [C, H, W] → (C, H·W).
 std::pair<int64_t, int64_t> ChannelsAndPositions(const Shape& in) {
   return in.size() == 3 ? std::make_pair(in[0], in[1] * in[2]) : std::make_pair(in[0], int64_t{1});
@@ -251,7 +235,7 @@ class BatchNorm final : public Layer<T> {
   }
 
   int64_t channels_ = 0, positions_ = 1;
-  double eps_ = kDefaultEps;
+  double eps_ = NormKeys::kDefaultEps;
   int weight_ = -1, bias_ = -1, mean_ = -1, var_ = -1;  // indices in Tensors(), -1: absent
   Matrix ones_;                                         // 1 × P
   Matrix channel_;                                      // 1 × C: s, then m ⊙ s

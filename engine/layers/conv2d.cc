@@ -318,11 +318,11 @@ void PlanConv2d(PlanContext& ctx) {
   int64_t out = -1;
   if (std::optional<Shape> file = ctx.FileShape(weight)) {
     if (file->size() != 4)
-      ctx.Fail("tensor ", Quote(weight), " has shape ", ShapeText(*file),
+      ctx.Fail("tensor \"", Escape(weight), "\" has shape ", ShapeText(*file),
                ": a conv2d weight must be [out, in, kh, kw]");
     out = (*file)[0];
     if (spec_out && *spec_out != out)
-      ctx.Fail("spec says \"out\": ", *spec_out, " but tensor ", Quote(weight), " has ", out,
+      ctx.Fail("spec says \"out\": ", *spec_out, " but tensor \"", Escape(weight), "\" has ", out,
                " output channels");
   } else if (spec_out) {
     out = *spec_out;

@@ -1,6 +1,7 @@
 #include "engine/layers/embedding_bag.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "common/quote.h"
@@ -116,13 +117,13 @@ void PlanEmbeddingBag(PlanContext& ctx) {
   int64_t num = spec_num.value_or(-1), dim = spec_dim.value_or(-1);
   if (std::optional<Shape> file = ctx.FileShape(weight)) {
     if (file->size() != 2)
-      ctx.Fail("tensor ", Quote(weight), " has shape ", ShapeText(*file),
+      ctx.Fail("tensor \"", Escape(weight), "\" has shape ", ShapeText(*file),
                ": an embedding table must be [num_embeddings, dim]");
     if (spec_num && *spec_num != (*file)[0])
-      ctx.Fail("spec says \"num_embeddings\": ", *spec_num, " but ", Quote(weight), " has ",
+      ctx.Fail("spec says \"num_embeddings\": ", *spec_num, " but tensor \"", Escape(weight), "\" has ",
                (*file)[0], " rows");
     if (spec_dim && *spec_dim != (*file)[1])
-      ctx.Fail("spec says \"dim\": ", *spec_dim, " but ", Quote(weight), " has ", (*file)[1],
+      ctx.Fail("spec says \"dim\": ", *spec_dim, " but tensor \"", Escape(weight), "\" has ", (*file)[1],
                " columns");
     num = (*file)[0];
     dim = (*file)[1];
@@ -158,9 +159,14 @@ void CheckTokenIds(const LayerShape& shape, const double* X, int64_t n, const st
   for (int64_t i = 0; i < n; ++i)
     for (int64_t l = 0; l < length; ++l) {
       const double id = X[i * length + l];
-      if (!(id >= 0 && id < static_cast<double>(num)))
-        Fail(path, ": X row ", i, " holds token id ", id, " at position ", l, ", outside [0, ", num,
-             ") (the embedding_bag's num_embeddings)");
+      if (!(id >= 0 && id < static_cast<double>(num))) {
+        // The id as the file has it: X came from integers, which "%.0f" writes exactly
+        // (streaming the double wrote 2^62 as 4.61169e+18).
+        char text[400];
+        std::snprintf(text, sizeof text, "%.0f", id);
+        Fail(path, ": X row ", i, " holds token id ", text, " at position ", l, ", outside [0, ",
+             num, ") (the embedding_bag's num_embeddings)");
+      }
     }
 }
 

@@ -16,36 +16,13 @@
 #include "engine/layers/layernorm.h"
 
 #include <cmath>
-#include <limits>
+
+#include "engine/layers/norm_keys.h"
 
 namespace lethe::layers {
 namespace {
 
 using kernels::Op;
-
-constexpr double kDefaultEps = 1e-5;  // PyTorch's
-
-// The keys the plan, the initialiser and the module each read: tensor names and ε.
-struct LayerNormKeys {
-  std::optional<std::string> weight, bias;
-  double eps = kDefaultEps;
-  explicit LayerNormKeys(SpecKeys& keys)
-      : weight(keys.String("weight")), bias(keys.String("bias")) {
-    const double max = std::numeric_limits<double>::max();
-    if (std::optional<double> e = keys.Number("eps", -max, max)) {
-      if (*e <= 0) keys.Fail("\"eps\" = ", *e, ": must be > 0");
-      eps = *e;
-    }
-  }
-};
-// The index in `tensors` of the tensor called `name`, or -1 (no such key).
-int FindTensor(const std::vector<TensorInfo>& tensors, const std::optional<std::string>& name) {
-  if (!name) return -1;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    if (tensors[i].name == *name) return static_cast<int>(i);
-  LETHE_CHECK(false, "layernorm: no tensor ", *name);
-  return -1;
-}
 
 template <typename T>
 class LayerNorm final : public Layer<T> {
@@ -55,7 +32,7 @@ class LayerNorm final : public Layer<T> {
 
   explicit LayerNorm(const LayerShape& shape) : Layer<T>(shape) {
     SpecKeys keys(shape.spec, "layernorm");
-    const LayerNormKeys k(keys);
+    const NormKeys k(keys);
     eps_ = k.eps;
     weight_ = FindTensor(shape.tensors, k.weight);
     bias_ = FindTensor(shape.tensors, k.bias);
@@ -253,7 +230,7 @@ class LayerNorm final : public Layer<T> {
     ApplySM(pass, xh, s, delta_in, delta_in);
   }
 
-  double eps_ = kDefaultEps;
+  double eps_ = NormKeys::kDefaultEps;
   int weight_ = -1, bias_ = -1;  // indices in Tensors(), -1: absent
   Matrix xhat_, s_;  // x̂ (rows × d) and s (rows × 1) of the current batch (Linearize)
   Matrix ones_;      // d × 1: row means as a GEMM
@@ -263,7 +240,7 @@ class LayerNorm final : public Layer<T> {
 // normalised); the output has it too. A model file read without data may not know the
 // input width yet: a vector's comes from γ or β.
 void PlanLayerNorm(PlanContext& ctx) {
-  const LayerNormKeys k(ctx.keys());
+  const NormKeys k(ctx.keys());
   Shape in = ctx.in();
   if (ShapeSize(in) < 0) {
     const std::optional<std::string>& named = k.weight ? k.weight : k.bias;
@@ -282,7 +259,7 @@ void PlanLayerNorm(PlanContext& ctx) {
 // As torch.nn.LayerNorm's reset_parameters: γ = 1, β = 0.
 void InitLayerNorm(const LayerShape& shape, Initializer& init) {
   SpecKeys keys(shape.spec, "layernorm");
-  const LayerNormKeys k(keys);
+  const NormKeys k(keys);
   for (const TensorInfo& t : shape.tensors)
     init.Fill(t, k.weight && t.name == *k.weight ? 1.0 : 0.0);
 }

@@ -114,6 +114,7 @@ class PlanContext {
   SpecKeys keys_;
   std::string index_;
   bool frozen_ = false, body_planned_ = false;
+  bool has_parameters_ = false;  // a tensor that is not `fixed` (what "frozen" fixes)
   std::vector<TensorInfo> tensors_;
   std::vector<LayerShape> body_;
 };

@@ -146,6 +146,10 @@ class Residual final : public Layer<T> {
 };
 
 void PlanResidual(PlanContext& ctx) {
+  // An empty body would make y = 2x: a missing or misspelt body, never a block anyone meant
+  // (the exporter refuses an empty Residual too).
+  if (ctx.spec().body.empty())
+    ctx.Fail("needs a non-empty \"layers\" body (y = x + body(x))");
   const Shape out = ctx.PlanBody(ctx.in());
   if (out != ctx.in())
     ctx.Fail("the body gives shape ", ShapeText(out), " but y = x + body(x) needs its input's, ",

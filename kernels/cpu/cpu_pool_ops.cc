@@ -4,6 +4,7 @@
 // depend on the thread count.
 #include "kernels/cpu/cpu_pool_ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/pool_math.h"
@@ -14,6 +15,15 @@ namespace {
 // As the CPU backend's elementwise loops: below this many elements one thread is faster
 // than a parallel region's start and barrier.
 constexpr int64_t kParallelThreshold = 1 << 18;
+
+// Whether `elements` outputs (or inputs, for the adjoint), each visiting at most
+// min(kh, H)·min(kw, W) taps (pool_math.h's WindowTaps), are worth a parallel region.
+// Multiplying by kh·kw instead overflowed for the large kernels PyTorch allows.
+bool Parallel(int64_t elements, const PoolShape& s) {
+  const int64_t taps = std::min(s.kernel_h, s.height) * std::min(s.kernel_w, s.width);
+  int64_t work;
+  return __builtin_mul_overflow(elements, taps, &work) || work > kParallelThreshold;
+}
 
 // The integer an index matrix holds, checked: a non-integer or out-of-range index is a
 // bug in the caller (indices come from MaxPool), not the user's fault.
@@ -35,7 +45,7 @@ void MaxPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y, Matrix<T>
               " inputs per example: the argmax is not exact in this precision");
   const PoolShape s = MakePoolShape(g);
   const int64_t n = X.rows(), outputs = Y.cols();
-#pragma omp parallel for collapse(2) if (Y.size() * s.kernel_h * s.kernel_w > kParallelThreshold)
+#pragma omp parallel for collapse(2) if (Parallel(Y.size(), s))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < outputs; ++o) {
       T value;
@@ -79,7 +89,7 @@ void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) {
   CheckPoolingCall(g, X, Y);
   const PoolShape s = MakePoolShape(g);
   const int64_t n = X.rows(), outputs = Y.cols();
-#pragma omp parallel for collapse(2) if (Y.size() * s.kernel_h * s.kernel_w > kParallelThreshold)
+#pragma omp parallel for collapse(2) if (Parallel(Y.size(), s))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < outputs; ++o)
       Y.data()[i * Y.ld() + o] = AvgPoolAt(s, X.data() + i * X.ld(), o);
@@ -90,7 +100,7 @@ void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix
   CheckPoolingCall(g, dX, dY);
   const PoolShape s = MakePoolShape(g);
   const int64_t n = dX.rows(), inputs = dX.cols();
-#pragma omp parallel for collapse(2) if (dX.size() * s.kernel_h * s.kernel_w > kParallelThreshold)
+#pragma omp parallel for collapse(2) if (Parallel(dX.size(), s))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t e = 0; e < inputs; ++e) {
       T& x = dX.data()[i * dX.ld() + e];

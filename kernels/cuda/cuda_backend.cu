@@ -17,6 +17,7 @@
 #include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/pool_ops.h"
 #include "kernels/cuda/embedding_ops.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/cuda/reductions.h"
 #include "kernels/cuda/window_ops.h"
 #include "kernels/cuda/row_ops.h"
@@ -25,43 +26,8 @@
 namespace lethe::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;  // the grid-stride loop covers the rest
-
-// f(r, c) for every element of a rows × cols matrix.
-template <typename F>
-__global__ void ForEachElement(int64_t rows, int64_t cols, F f) {
-  const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    f(i / cols, i % cols);
-}
-
-// f(r) for every row.
-template <typename F>
-__global__ void ForEachRow(int64_t rows, F f) {
-  for (int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; r < rows;
-       r += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    f(r);
-}
-
-int Blocks(int64_t work) {
-  return static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
-template <typename F>
-void LaunchElements(cudaStream_t stream, int64_t rows, int64_t cols, const F& f) {
-  if (rows == 0 || cols == 0) return;  // an empty grid is a launch error
-  ForEachElement<<<Blocks(rows * cols), kThreads, 0, stream>>>(rows, cols, f);
-  LETHE_CUDA_CHECK(cudaGetLastError());
-}
-
-template <typename F>
-void LaunchRows(cudaStream_t stream, int64_t rows, const F& f) {
-  if (rows == 0) return;
-  ForEachRow<<<Blocks(rows), kThreads, 0, stream>>>(rows, f);
-  LETHE_CUDA_CHECK(cudaGetLastError());
-}
+using cuda::LaunchElements;
+using cuda::LaunchRows;
 
 // --- elementwise operations, as functors (no extended lambdas needed) --------------------
 

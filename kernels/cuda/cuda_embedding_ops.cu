@@ -13,30 +13,11 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "kernels/cuda/embedding_ops.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/embedding_bag_shape.h"
 
 namespace lethe::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;  // the grid-stride loop covers the rest
-
-template <typename F>
-__global__ void ForEachElement(int64_t rows, int64_t cols, F f) {
-  const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    f(i / cols, i % cols);
-}
-
-template <typename F>
-void LaunchElements(cudaStream_t stream, int64_t rows, int64_t cols, const F& f) {
-  if (rows == 0 || cols == 0) return;  // an empty grid is a launch error
-  const int64_t blocks =
-      std::clamp<int64_t>((rows * cols + kThreads - 1) / kThreads, 1, kMaxBlocks);
-  ForEachElement<<<static_cast<int>(blocks), kThreads, 0, stream>>>(rows, cols, f);
-  LETHE_CUDA_CHECK(cudaGetLastError());
-}
 
 // The table row of ids[i, l]: −1 for padding, −2 (and the flag raised) for an invalid id.
 template <typename T>

@@ -13,34 +13,12 @@
 #include <cmath>
 
 #include "kernels/cuda/cuda_context.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/cuda/pool_ops.h"
 #include "kernels/pool_math.h"
 
 namespace lethe::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;  // the grid-stride loops cover the rest
-
-int Blocks(int64_t work) {
-  return static_cast<int>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
-// f(r, c) for every element of a rows × cols matrix, in a grid-stride loop.
-template <typename F>
-__global__ void ForEachElement(int64_t rows, int64_t cols, F f) {
-  const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    f(i / cols, i % cols);
-}
-
-template <typename F>
-void Launch(cudaStream_t stream, int64_t rows, int64_t cols, const F& f) {
-  if (rows == 0 || cols == 0) return;  // an empty grid is a launch error
-  ForEachElement<<<Blocks(rows * cols), kThreads, 0, stream>>>(rows, cols, f);
-  LETHE_CUDA_CHECK(cudaGetLastError());
-}
 
 // The integer an index element holds, or -1 when it is outside [0, limit).
 template <typename T>
@@ -136,7 +114,7 @@ void MaxPool(cudaStream_t stream, const WindowGeometry& g, const Matrix<T>& X, M
   LETHE_CHECK(argmax.rows() == Y.rows() && argmax.cols() == Y.cols());
   LETHE_CHECK(g.in_size() <= kExactIndexLimit<T>, "max pooling over ", g.in_size(),
               " inputs per example: the argmax is not exact in this precision");
-  Launch(stream, Y.rows(), Y.cols(),
+  LaunchElements(stream, Y.rows(), Y.cols(),
          MaxPoolOp<T>{MakePoolShape(g), X.data(), Y.data(), argmax.data(), X.ld(), Y.ld(),
                       argmax.ld()});
 }
@@ -145,7 +123,7 @@ template <typename T>
 void GatherIndexed(cudaStream_t stream, const Matrix<T>& src, const Matrix<T>& index,
                    Matrix<T> dst) {
   CheckIndexedCall(src, index, dst);
-  Launch(stream, dst.rows(), dst.cols(),
+  LaunchElements(stream, dst.rows(), dst.cols(),
          GatherIndexedOp<T>{src.data(), index.data(), dst.data(), src.ld(), index.ld(), dst.ld(),
                             src.cols()});
 }
@@ -154,9 +132,9 @@ template <typename T>
 void ScatterAddIndexed(cudaStream_t stream, const Matrix<T>& src, const Matrix<T>& index, T beta,
                        Matrix<T> dst) {
   CheckIndexedCall(dst, index, src);
-  if (beta != T(1)) Launch(stream, dst.rows(), dst.cols(), ScaleOp<T>{dst.data(), dst.ld(), beta});
+  if (beta != T(1)) LaunchElements(stream, dst.rows(), dst.cols(), ScaleOp<T>{dst.data(), dst.ld(), beta});
   if (src.cols() == 0) return;
-  Launch(stream, dst.rows(), 1,
+  LaunchElements(stream, dst.rows(), 1,
          ScatterAddRowOp<T>{src.data(), index.data(), dst.data(), src.ld(), index.ld(), dst.ld(),
                             src.cols(), dst.cols()});
 }
@@ -164,7 +142,7 @@ void ScatterAddIndexed(cudaStream_t stream, const Matrix<T>& src, const Matrix<T
 template <typename T>
 void AvgPool(cudaStream_t stream, const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) {
   CheckPoolingCall(g, X, Y);
-  Launch(stream, Y.rows(), Y.cols(),
+  LaunchElements(stream, Y.rows(), Y.cols(),
          AvgPoolOp<T>{MakePoolShape(g), X.data(), Y.data(), X.ld(), Y.ld()});
 }
 
@@ -172,7 +150,7 @@ template <typename T>
 void AvgPoolAdjoint(cudaStream_t stream, const WindowGeometry& g, const Matrix<T>& dY, T beta,
                     Matrix<T> dX) {
   CheckPoolingCall(g, dX, dY);
-  Launch(stream, dX.rows(), dX.cols(),
+  LaunchElements(stream, dX.rows(), dX.cols(),
          AvgPoolAdjointOp<T>{MakePoolShape(g), dY.data(), dX.data(), dY.ld(), dX.ld(), beta});
 }
 

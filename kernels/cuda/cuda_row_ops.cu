@@ -5,30 +5,11 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "kernels/cuda/launch.h"
 #include "kernels/cuda/row_ops.h"
 
 namespace lethe::kernels::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 1 << 16;  // the grid-stride loop covers the rest
-
-template <typename F>
-__global__ void ForEachElement(int64_t rows, int64_t cols, F f) {
-  const int64_t n = rows * cols;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    f(i / cols, i % cols);
-}
-
-template <typename F>
-void LaunchElements(CudaContext& context, int64_t rows, int64_t cols, const F& f) {
-  if (rows == 0 || cols == 0) return;  // an empty grid is a launch error
-  const int blocks =
-      static_cast<int>(std::clamp<int64_t>((rows * cols + kThreads - 1) / kThreads, 1, kMaxBlocks));
-  ForEachElement<<<blocks, kThreads, 0, context.stream()>>>(rows, cols, f);
-  LETHE_CUDA_CHECK(cudaGetLastError());
-}
 
 void CheckSameShape(int64_t r1, int64_t c1, int64_t r2, int64_t c2) {
   LETHE_CHECK(r1 == r2 && c1 == c2, "shape ", r1, "x", c1, " vs ", r2, "x", c2);
@@ -83,7 +64,7 @@ void ScaleRows(CudaContext& context, T alpha, const Matrix<T>& s, const Matrix<T
               " for ", A.rows(), " rows");
   CheckSameShape(A.rows(), A.cols(), out.rows(), out.cols());
   LaunchElements(
-      context, A.rows(), A.cols(),
+      context.stream(), A.rows(), A.cols(),
       ScaleOp<T>{s.data(), A.data(), out.data(), s.ld(), 0, A.ld(), out.ld(), alpha, beta});
 }
 
@@ -93,7 +74,7 @@ void ScaleColumns(CudaContext& context, T alpha, const Matrix<T>& A, const Matri
   LETHE_CHECK(r.rows() == 1 && r.cols() == A.cols(), "ScaleColumns: r ", r.rows(), "x", r.cols(),
               " for ", A.cols(), " columns");
   CheckSameShape(A.rows(), A.cols(), out.rows(), out.cols());
-  LaunchElements(context, A.rows(), A.cols(),
+  LaunchElements(context.stream(), A.rows(), A.cols(),
                  ScaleOp<T>{r.data(), A.data(), out.data(), 0, 1, A.ld(), out.ld(), alpha, beta});
 }
 
@@ -101,14 +82,14 @@ template <typename T>
 void AddColumn(CudaContext& context, T alpha, const Matrix<T>& c, Matrix<T> A) {
   LETHE_CHECK(c.rows() == A.rows() && c.cols() == 1, "AddColumn: c ", c.rows(), "x", c.cols(),
               " for ", A.rows(), " rows");
-  LaunchElements(context, A.rows(), A.cols(),
+  LaunchElements(context.stream(), A.rows(), A.cols(),
                  AddColumnOp<T>{c.data(), A.data(), c.ld(), A.ld(), alpha});
 }
 
 template <typename T>
 void InverseSqrt(CudaContext& context, const Matrix<T>& x, T shift, Matrix<T> out) {
   CheckSameShape(x.rows(), x.cols(), out.rows(), out.cols());
-  LaunchElements(context, x.rows(), x.cols(),
+  LaunchElements(context.stream(), x.rows(), x.cols(),
                  InverseSqrtOp<T>{x.data(), out.data(), x.ld(), out.ld(), shift});
 }
 

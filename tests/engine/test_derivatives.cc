@@ -6,19 +6,15 @@
 #include <cmath>
 
 #include "kernels/backend.h"
-#include "tests/engine/test_problems.h"
+#include "tests/engine/objective_harness.h"
 
 namespace lethe {
 namespace {
 
 using Matrix = kernels::Matrix<double>;
-
-// Central differences have error O(ε²·f''') + O(ε_mach·f/ε): with ε = 1e-5 both are
-// ~1e-10 relative on these O(1) problems, so 1e-7 catches any missing term or sign.
-constexpr double kFdStep = 1e-5;
-constexpr double kFdTolerance = 1e-7;
-// Identities that hold exactly up to rounding (symmetry, sums of per-example terms).
-constexpr double kRoundingTolerance = 1e-12;
+using testing::kFdStep;
+using testing::kFdTolerance;
+using testing::kRoundingTolerance;
 
 // The model around the activation: an MLP, one with a residual block (or a residual block
 // nested in another), or an MLP whose first layer is frozen.
@@ -37,120 +33,37 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) {
          std::to_string(info.param.hidden) + kShapes[static_cast<int>(info.param.shape)];
 }
 
-class DerivativeTest : public ::testing::TestWithParam<Case> {
+class DerivativeTest : public testing::ObjectiveHarness<Case> {
  protected:
   void SetUp() override {
     const Case c = GetParam();
-    backend_ = kernels::MakeBackend<double>({});
-    data_ = testing::RandomData(c.loss, 9, 4, 3, 42);
+    const io::Dataset data = testing::RandomData(c.loss, 9, 4, 3, 42);
+    io::ModelSpec spec;
     switch (c.shape) {
-      case Shape::kMlp: spec_ = testing::MlpSpec(c.loss, c.act, c.hidden, 0.05); break;
+      case Shape::kMlp: spec = testing::MlpSpec(c.loss, c.act, c.hidden, 0.05); break;
       case Shape::kResidual:
       case Shape::kNestedResidual:
-        spec_ = testing::ResidualSpec(c.loss, c.act, c.hidden, 0.05,
-                                      c.shape == Shape::kNestedResidual);
+        spec = testing::ResidualSpec(c.loss, c.act, c.hidden, 0.05,
+                                     c.shape == Shape::kNestedResidual);
         break;
       case Shape::kFrozen:
-        spec_ = testing::FrozenFirstLayerSpec(c.loss, c.act, c.hidden, 0.05);
+        spec = testing::FrozenFirstLayerSpec(c.loss, c.act, c.hidden, 0.05);
         break;
     }
-    model_ = testing::RandomModel(spec_, data_, 7);
     // batch_size 4 < n, so the batching (including a partial last batch) is exercised;
     // group_elements 48 makes a curvature product of many directions run in groups of
     // 48 / (3 outputs of the first linear layer × 4) = 4 directions: H · I below takes
     // several groups and a partial last one.
-    objective_ = std::make_unique<Objective<double>>(
-        *backend_, model_.arch, UploadData(*backend_, data_),
-        ObjectiveOptions{.batch_size = 4, .group_elements = 48});
-    p_ = objective_->num_params();
-    theta_ = Upload(model_.theta);
+    Start(spec, data, testing::RandomModel(spec, data, 7),
+          ObjectiveOptions{.batch_size = 4, .group_elements = 48});
   }
-
-  Matrix Upload(const std::vector<double>& v) {
-    Matrix m = backend_->Allocate(1, static_cast<int64_t>(v.size()));
-    backend_->Upload(v.data(), m);
-    return m;
-  }
-  std::vector<double> Download(const Matrix& m) {
-    std::vector<double> v(m.size());
-    backend_->Download(m, v.data());
-    return v;
-  }
-  std::vector<double> RandomVector(uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> normal;
-    std::vector<double> v(p_);
-    for (double& x : v) x = normal(rng);
-    return v;
-  }
-  std::vector<double> Shifted(double t, const std::vector<double>& v) {
-    std::vector<double> out = model_.theta;
-    for (int64_t i = 0; i < p_; ++i) out[i] += t * v[i];
-    return out;
-  }
-  double Value(const std::vector<double>& theta) {
-    return objective_->ValueAndGradient(Upload(theta), Matrix());
-  }
-  std::vector<double> Gradient(const std::vector<double>& theta) {
-    Matrix g = backend_->Allocate(1, p_);
-    objective_->ValueAndGradient(Upload(theta), g);
-    return Download(g);
-  }
-  std::vector<double> CurvatureTimes(Curvature c, const std::vector<double>& v) {
-    Matrix out = backend_->Allocate(1, p_);
-    objective_->CurvatureProduct(c, theta_, Upload(v), out);
-    return Download(out);
-  }
-  static double Dot(const std::vector<double>& a, const std::vector<double>& b) {
-    double s = 0;
-    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-    return s;
-  }
-  static double MaxAbs(const std::vector<double>& a) {
-    double m = 0;
-    for (double x : a) m = std::max(m, std::abs(x));
-    return m;
-  }
-  static void ExpectClose(const std::vector<double>& got, const std::vector<double>& want,
-                          double tol, const char* what) {
-    ASSERT_EQ(got.size(), want.size());
-    const double scale = std::max(1.0, MaxAbs(want));
-    for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_NEAR(got[i], want[i], tol * scale) << what << " component " << i;
-  }
-
-  std::unique_ptr<kernels::Backend<double>> backend_;
-  io::Dataset data_;
-  io::ModelSpec spec_;
-  Model model_;
-  std::unique_ptr<Objective<double>> objective_;
-  int64_t p_ = 0;
-  Matrix theta_;
 };
 
-TEST_P(DerivativeTest, GradientMatchesFiniteDifferences) {
-  const std::vector<double> g = Gradient(model_.theta);
-  std::vector<double> fd(p_);
-  for (int64_t j = 0; j < p_; ++j) {
-    std::vector<double> e(p_, 0.0);
-    e[j] = 1;
-    fd[j] = (Value(Shifted(kFdStep, e)) - Value(Shifted(-kFdStep, e))) / (2 * kFdStep);
-  }
-  ExpectClose(g, fd, kFdTolerance, "gradient");
-}
+TEST_P(DerivativeTest, GradientMatchesFiniteDifferences) { ExpectGradientMatchesDifferences(); }
 
 TEST_P(DerivativeTest, PerExampleGradientsMatchFiniteDifferencesAndSumToGradient) {
   const int64_t n = objective_->num_examples();
-  Matrix G = backend_->Allocate(n, p_);
-  objective_->PerExampleGradients(theta_, 0, n, G);
-  std::vector<double> rows(n * p_);
-  backend_->Download(G, rows.data());
-  // (1/n) Σ ∇lᵢ + l2 θ = ∇L
-  std::vector<double> sum(p_, 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < p_; ++j) sum[j] += rows[i * p_ + j] / n;
-  for (int64_t j = 0; j < p_; ++j) sum[j] += spec_.l2 * model_.theta[j];
-  ExpectClose(sum, Gradient(model_.theta), kRoundingTolerance, "sum of per-example gradients");
+  const std::vector<double> rows = ExpectPerExampleGradientsSumToGradient();
   // Each row against differences of that example's loss.
   Matrix losses = backend_->Allocate(n, 1);
   auto loss_of = [&](const std::vector<double>& theta, int64_t i) {
@@ -159,11 +72,9 @@ TEST_P(DerivativeTest, PerExampleGradientsMatchFiniteDifferencesAndSumToGradient
   };
   for (int64_t i : {int64_t{0}, n - 1}) {
     std::vector<double> fd(p_);
-    for (int64_t j = 0; j < p_; ++j) {
-      std::vector<double> e(p_, 0.0);
-      e[j] = 1;
-      fd[j] = (loss_of(Shifted(kFdStep, e), i) - loss_of(Shifted(-kFdStep, e), i)) / (2 * kFdStep);
-    }
+    for (int64_t j = 0; j < p_; ++j)
+      fd[j] = (loss_of(Shifted(kFdStep, Unit(j)), i) - loss_of(Shifted(-kFdStep, Unit(j)), i)) /
+              (2 * kFdStep);
     ExpectClose(std::vector<double>(rows.begin() + i * p_, rows.begin() + (i + 1) * p_), fd,
                 kFdTolerance, "per-example gradient");
   }
@@ -183,42 +94,14 @@ TEST_P(DerivativeTest, HessianIsSymmetricAndMatchesExplicitHessian) {
   const double uHv = Dot(u, CurvatureTimes(Curvature::kHessian, v));
   const double vHu = Dot(v, CurvatureTimes(Curvature::kHessian, u));
   EXPECT_NEAR(uHv, vHu, kRoundingTolerance * std::max(1.0, std::abs(uHv)));
-  // All p columns at once (exercises several right-hand sides per pass): H · I.
-  std::vector<double> eye(p_ * p_, 0.0);
-  for (int64_t j = 0; j < p_; ++j) eye[j * p_ + j] = 1;
-  Matrix I = backend_->Allocate(p_, p_), H = backend_->Allocate(p_, p_);
-  backend_->Upload(eye.data(), I);
-  objective_->CurvatureProduct(Curvature::kHessian, theta_, I, H);
-  std::vector<double> h(p_ * p_);
-  backend_->Download(H, h.data());
-  for (int64_t j = 0; j < p_; ++j) {
-    std::vector<double> e(p_, 0.0);
-    e[j] = 1;
-    const std::vector<double> gp = Gradient(Shifted(kFdStep, e)),
-                              gm = Gradient(Shifted(-kFdStep, e));
-    for (int64_t i = 0; i < p_; ++i)
-      ASSERT_NEAR(h[j * p_ + i], (gp[i] - gm[i]) / (2 * kFdStep),
-                  kFdTolerance * std::max(1.0, MaxAbs(h)))
-          << "H[" << j << "," << i << "]";
-  }
+  ExpectExplicitHessianMatchesDifferences();
 }
 
 TEST_P(DerivativeTest, GaussNewtonProductMatchesJacobianQuadraticForm) {
   // vᵀGv = (1/n) Σᵢ (Jᵢv)ᵀ ∇²_f lᵢ (Jᵢv) + l2‖v‖², with Jᵢv from differences of the outputs.
   const std::vector<double> v = RandomVector(6), u = RandomVector(8);
   const std::vector<double> gv = CurvatureTimes(Curvature::kGaussNewton, v);
-  const int64_t n = objective_->num_examples(), k = model_.arch.output_dim;
-  Matrix fp = backend_->Allocate(n, k), fm = backend_->Allocate(n, k),
-         f0 = backend_->Allocate(n, k);
-  objective_->Outputs(Upload(Shifted(kFdStep, v)), fp);
-  objective_->Outputs(Upload(Shifted(-kFdStep, v)), fm);
-  objective_->Outputs(theta_, f0);
-  Matrix jv = backend_->Allocate(n, k), hjv = backend_->Allocate(n, k);
-  backend_->Axpby(1.0 / (2 * kFdStep), fp, 0.0, jv);
-  backend_->Axpby(-1.0 / (2 * kFdStep), fm, 1.0, jv);
-  backend_->LossHessianProduct(spec_.loss, 1.0 / n, f0, jv, hjv);
-  const double want = backend_->Dot(jv, hjv) + spec_.l2 * Dot(v, v);
-  EXPECT_NEAR(Dot(v, gv), want, kFdTolerance * std::max(1.0, std::abs(want)));
+  ExpectGaussNewtonIsTheJacobianQuadraticForm(v, gv);
   const double uGv = Dot(u, gv), vGu = Dot(v, CurvatureTimes(Curvature::kGaussNewton, u));
   EXPECT_NEAR(uGv, vGu, kRoundingTolerance * std::max(1.0, std::abs(uGv)));
   // For a model linear in θ (no hidden layer) the Gauss-Newton matrix is the Hessian.

@@ -15,6 +15,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/pool_math.h"
+#include "tests/kernels/window_geometries.h"
 
 namespace lethe::kernels {
 namespace {
@@ -60,66 +61,10 @@ std::vector<int64_t> Window(const WindowGeometry& g, int64_t c, int64_t oh, int6
   return at;
 }
 
-std::vector<WindowGeometry> Geometries() {
-  return {
-      {.channels = 3,
-       .height = 7,
-       .width = 9,
-       .kernel_h = 2,
-       .kernel_w = 2,
-       .stride_h = 2,
-       .stride_w = 2},
-      {.channels = 2,
-       .height = 8,
-       .width = 6,
-       .kernel_h = 3,
-       .kernel_w = 3,
-       .stride_h = 1,
-       .stride_w = 1,
-       .pad_h = 1,
-       .pad_w = 1},
-      {.channels = 2,
-       .height = 9,
-       .width = 7,
-       .kernel_h = 3,
-       .kernel_w = 2,
-       .stride_h = 2,
-       .stride_w = 1,
-       .pad_h = 1},
-      {.channels = 3,
-       .height = 10,
-       .width = 11,
-       .kernel_h = 4,
-       .kernel_w = 3,
-       .stride_h = 3,
-       .stride_w = 2,
-       .pad_h = 2,
-       .pad_w = 1},
-      {.channels = 1,
-       .height = 10,
-       .width = 10,
-       .kernel_h = 3,
-       .kernel_w = 3,
-       .stride_h = 2,
-       .stride_w = 2,
-       .pad_h = 1,
-       .pad_w = 1,
-       .dilation_h = 2,
-       .dilation_w = 2},
-      {.channels = 4,
-       .height = 5,
-       .width = 6,
-       .kernel_h = 5,
-       .kernel_w = 6,
-       .stride_h = 5,
-       .stride_w = 6},
-  };
-}
-
 TEST(PoolOps, MaxPoolAndAvgPoolAreTheirDefinitions) {
   Pool p;
   const int64_t n = 4;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     ASSERT_EQ(PoolingGeometryProblem(g), "");
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     const std::vector<double> x = Uniform(n * in, in);
@@ -269,7 +214,7 @@ TEST(PoolOps, HandComputed) {
 // row-major order (its top-left element inside the input), never padding.
 TEST(PoolOps, ConstantInputChoosesTheFirstElementOfEachWindow) {
   Pool p;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     Matrix<double> X = p.cpu->Allocate(2, in), Y = p.cpu->Allocate(2, out),
                    argmax = p.cpu->Allocate(2, out);
@@ -291,7 +236,7 @@ TEST(PoolOps, ConstantInputChoosesTheFirstElementOfEachWindow) {
 TEST(PoolOps, AdjointsAreAdjoint) {
   Pool p;
   const int64_t n = 3;
-  for (const WindowGeometry& g : Geometries()) {
+  for (const WindowGeometry& g : testing::PoolingGeometries()) {
     const int64_t in = g.in_size(), out = g.channels * g.positions();
     Matrix<double> x = p.Load(n, in, Uniform(n * in, 1)), y = p.Load(n, out, Uniform(n * out, 2));
     Matrix<double> Px = p.cpu->Allocate(n, out), Pty = p.Load(n, in, Uniform(n * in, 3));
@@ -327,6 +272,45 @@ TEST(PoolOps, ScatterAddAccumulatesRepeats) {
   EXPECT_EQ(p.Read(dst), (std::vector<double>{2, 0, 13, 128, 112, 0}));
   p.cpu->GatherIndexed(dst, index, src);
   EXPECT_EQ(p.Read(src), (std::vector<double>{13, 2, 13, 13, 112, 112, 112, 128}));
+}
+
+// A kernel of 2^31 with padding 2^30 (valid in PyTorch: padding at most half the kernel)
+// on a 3 × 4 image: every window holds the whole image, so max pooling is the image's
+// maximum, average pooling its sum over 2^62, and the adjoint gives each element Σ dy over
+// 2^62. The loops visit only the taps inside the input; over all 2^62 offsets this test
+// (and a CLI run on such a spec) never finished.
+TEST(PoolOps, HugeWindowsCostTheirInputNotTheirKernel) {
+  Pool p;
+  const int64_t big = int64_t{1} << 31, H = 3, W = 4;
+  const WindowGeometry g{.channels = 1, .height = H, .width = W, .kernel_h = big,
+                         .kernel_w = big, .stride_h = 1, .stride_w = 1,
+                         .pad_h = big / 2, .pad_w = big / 2};
+  ASSERT_EQ(PoolingGeometryProblem(g), "");
+  ASSERT_EQ(g.out_h(), H + 1);
+  ASSERT_EQ(g.out_w(), W + 1);
+  const int64_t out = g.positions();
+  const std::vector<double> x = Uniform(H * W, 11);
+  const double max = *std::max_element(x.begin(), x.end());
+  const int64_t argmax = std::max_element(x.begin(), x.end()) - x.begin();
+  double sum = 0;
+  for (double v : x) sum += v;
+  const double area = 0x1p62;
+  Matrix<double> X = p.Load(1, H * W, x), Y = p.cpu->Allocate(1, out),
+                 index = p.cpu->Allocate(1, out), A = p.cpu->Allocate(1, out);
+  p.cpu->MaxPool(g, X, Y, index);
+  p.cpu->AvgPool(g, X, A);
+  const std::vector<double> y = p.Read(Y), at = p.Read(index), avg = p.Read(A);
+  for (int64_t o = 0; o < out; ++o) {
+    EXPECT_EQ(y[o], max) << o;
+    EXPECT_EQ(at[o], double(argmax)) << o;
+    EXPECT_NEAR(avg[o], sum / area, kSumTolerance * std::fabs(sum) / area) << o;
+  }
+  const std::vector<double> dy = Uniform(out, 12);
+  double dy_sum = 0;
+  for (double v : dy) dy_sum += v;
+  Matrix<double> dX = p.cpu->Allocate(1, H * W);
+  p.cpu->AvgPoolAdjoint(g, p.Load(1, out, dy), 0.0, dX);
+  for (double v : p.Read(dX)) EXPECT_NEAR(v, dy_sum / area, kSumTolerance * 30 / area);
 }
 
 TEST(PoolOps, GeometryProblemsAreNamed) {

@@ -1,6 +1,8 @@
-// The window geometries the window-operation tests run (conformance and brute force): each
-// option of a convolution off its default at least once, kernels that are not square,
-// inputs that are not square, several channels, and a window that covers the whole input.
+// The window geometries the window-operation tests run, conformance and brute force alike
+// (test_backend_conformance.cc against test_window_ops.cc and test_pool_ops.cc): for
+// convolutions each option off its default at least once, kernels that are not square,
+// inputs that are not square, several channels, and a window that covers the whole input;
+// for pooling (padding at most half the kernel) the cases listed above PoolingGeometries.
 #pragma once
 
 #include <string>
@@ -40,6 +42,73 @@ inline std::vector<NamedGeometry> WindowGeometries() {
       {"4x3 on 2x4x3", Geometry(2, 4, 3, 4, 3)},
       // Padding as large as the kernel allows: windows wholly inside the padding.
       {"2x2 stride 2 padding 1 on 3x3x5", Geometry(3, 3, 5, 2, 2, 2, 2, 1, 1)},
+  };
+}
+
+// Pooling geometries: non-overlapping windows with ragged edges, overlapping windows with
+// padding, unequal kernel/stride/padding per axis, dilation, a 1 × 1 kernel, and a global
+// window (kernel = H × W).
+inline std::vector<WindowGeometry> PoolingGeometries() {
+  return {
+      {.channels = 3,
+       .height = 7,
+       .width = 9,
+       .kernel_h = 2,
+       .kernel_w = 2,
+       .stride_h = 2,
+       .stride_w = 2},
+      {.channels = 2,
+       .height = 8,
+       .width = 6,
+       .kernel_h = 3,
+       .kernel_w = 3,
+       .stride_h = 1,
+       .stride_w = 1,
+       .pad_h = 1,
+       .pad_w = 1},
+      {.channels = 2,
+       .height = 9,
+       .width = 7,
+       .kernel_h = 3,
+       .kernel_w = 2,
+       .stride_h = 2,
+       .stride_w = 1,
+       .pad_h = 1,
+       .pad_w = 0},
+      {.channels = 3,
+       .height = 10,
+       .width = 11,
+       .kernel_h = 4,
+       .kernel_w = 3,
+       .stride_h = 3,
+       .stride_w = 2,
+       .pad_h = 2,
+       .pad_w = 1},
+      {.channels = 1,
+       .height = 10,
+       .width = 10,
+       .kernel_h = 3,
+       .kernel_w = 3,
+       .stride_h = 2,
+       .stride_w = 2,
+       .pad_h = 1,
+       .pad_w = 1,
+       .dilation_h = 2,
+       .dilation_w = 2},
+      {.channels = 2,
+       .height = 5,
+       .width = 4,
+       .kernel_h = 1,
+       .kernel_w = 1,
+       .stride_h = 2,
+       .stride_w = 1},
+      {.channels = 4,
+       .height = 5,
+       .width = 6,
+       .kernel_h = 5,
+       .kernel_w = 6,
+       .stride_h = 5,
+       .stride_w = 6},
   };
 }
 

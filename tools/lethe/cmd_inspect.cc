@@ -30,6 +30,22 @@ void PrintPrivacy(const Model& model) {
             << ", best order " << Shortest(r.best_order) << "\n";
 }
 
+// Its certified-removal state (engine/certified/certified_record.h), when it has one.
+void PrintCertified(const Model& model) {
+  if (!model.certified) return;
+  const certified::CertifiedRecord& r = *model.certified;
+  std::cout << "\n  certified removal: trained on the objective + bᵀθ, b ~ N(0, " << Shortest(r.sigma)
+            << "²I) (b secret, kept apart; SHA-256 " << r.b_sha256.substr(0, 16) << "…)\n    "
+            << r.loss << ", γ = " << Shortest(r.gamma) << ", l2 = " << Shortest(r.l2) << ", "
+            << r.examples_trained << " examples trained, " << r.examples << " now\n    ";
+  if (r.removals == 0)
+    std::cout << "no removals yet (β = 0)\n";
+  else
+    std::cout << r.removals << " certified removal(s) of " << r.removed << " example(s): β = "
+              << Sci(r.beta) << ", (epsilon, delta) = (" << Shortest(r.epsilon) << ", "
+              << Shortest(r.delta) << ") of budget " << Shortest(r.epsilon_budget) << "\n";
+}
+
 }  // namespace
 
 int RunInspect(const std::vector<std::string>& args) {
@@ -69,6 +85,8 @@ int RunInspect(const std::vector<std::string>& args) {
     j["spec"] = nlohmann::json::parse(a.spec.ToJson());
     j["forgotten"] = nlohmann::json::parse(model.forgotten.ToJson());
     j["dp"] = model.dp ? nlohmann::json::parse(model.dp->ToJson()) : nlohmann::json();
+    j["certified"] =
+        model.certified ? nlohmann::json::parse(model.certified->ToJson()) : nlohmann::json();
     if (!ledger.empty()) j["ledger"] = {{"path", ledger}, {"history", LedgerHistory(ledger, sha256)}};
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -104,6 +122,7 @@ int RunInspect(const std::vector<std::string>& args) {
   std::cout << "\n";
   std::cout << "\n  spec: " << a.spec.ToJson() << "\n";
   PrintPrivacy(model);
+  PrintCertified(model);
   const ForgetHistory& f = model.forgotten;
   if (f.empty()) {
     std::cout << "\n  forgotten: nothing (no deletion request recorded)\n";

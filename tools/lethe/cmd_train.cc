@@ -15,6 +15,7 @@
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/certified_train.h"
 #include "tools/lethe/train_dp.h"
 
 namespace lethe::cli {
@@ -87,6 +88,7 @@ int RunTrain(const std::vector<std::string>& args) {
   CommonOptions common;
   TrainOptions options;
   DpFlags dp;
+  CertifiedTrainFlags certified;
   std::string spec_path, data_path, out, init, optimizer = "lbfgs";
   uint64_t seed = 0;
   desc.add_options()("help,h", "show this help")
@@ -111,6 +113,7 @@ int RunTrain(const std::vector<std::string>& args) {
     ("batch-size", po::value(&options.batch_size)->default_value(128),
      "adam minibatch size (--dp: expected batch size q·n)");
   dp.Add(desc);
+  certified.Add(desc);
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
@@ -118,14 +121,17 @@ int RunTrain(const std::vector<std::string>& args) {
              "lethe train --spec examples/digits/softmax.json --data examples/digits/train.npz "
              "--out model.safetensors\n  "
              "lethe train --dp --target-epsilon 4 --epochs 20 --spec examples/digits/softmax.json "
-             "--data examples/digits/train.npz --out private.safetensors"))
+             "--data examples/digits/train.npz --out private.safetensors\n  "
+             "lethe train --certified --sigma 10 --spec examples/digits/softmax.json --data "
+             "examples/digits/train.npz --out certified.safetensors"))
     return 0;
   Require(vm, "data");
   Require(vm, "out");
   if (!vm.count("spec") && !vm.count("init")) Fail("--spec is required (or --init MODEL)");
+  certified.Check(vm);
   dp.Check(vm);
   // A DP run's randomness must be unknown to an adversary: without --seed, a fresh one.
-  if (dp.enabled && vm["seed"].defaulted()) {
+  if ((dp.enabled || certified.enabled) && vm["seed"].defaulted()) {
     std::random_device device;
     seed = (uint64_t{device()} << 32) ^ device();
   }
@@ -176,6 +182,9 @@ int RunTrain(const std::vector<std::string>& args) {
   }
   // Whatever the initial model carried about privacy, this run makes a new model.
   model.dp.reset();
+  model.certified.reset();
+  if (certified.enabled)
+    return TrainCertified(model, data, rows, options, certified, seed, common, out);
   if (dp.enabled)
     return TrainWithDp(model, data, rows, dp,
                        {options.epochs, options.learning_rate, options.batch_size,

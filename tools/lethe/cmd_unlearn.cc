@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/sha256.h"
+#include "tools/lethe/certified_unlearn.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
@@ -263,6 +264,8 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 }  // namespace
 
 int RunUnlearn(const std::vector<std::string>& args) {
+  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
+  if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
   po::options_description desc("options");
   CommonOptions common;
   SolverFlags flags;
@@ -290,7 +293,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("verify-max-iterations", po::value(&in.retrain.max_iterations)->default_value(in.retrain.max_iterations),
      "--verify: iteration limit of the retraining (as lethe train --max-iterations); an "
      "unconverged reference is marked as such")
-    ("spec", po::value(&spec_path), "sidecar spec JSON");
+    ("spec", po::value(&spec_path), "sidecar spec JSON")
+    ("certified", "certified removal of a model trained --certified (see lethe unlearn "
+     "--certified --help)");
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
@@ -329,6 +334,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.forget_ids = *ids;
 
   const Model model = LoadModel(in.model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
+  if (model.certified)
+    Fail(in.model_path, ": trained with --certified, its objective holds the secret term bᵀθ: "
+         "remove with lethe unlearn --certified --b FILE");
   in.model_sha256 = io::Sha256File(in.model_path);
   const io::Dataset train = ExcludeForgotten(
       model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);

@@ -45,7 +45,7 @@ TEST(ResidualLayer, NestedAndFrozenInsideDerivatives) {
 
 TEST(ResidualLayer, ParameterFreeBodyDerivatives) {
   testing::CheckLayerDerivatives(Residual({io::LayerSpec::Of("tanh")}), {3});
-  testing::CheckLayerDerivatives(Residual({}), {3});  // y = 2x
+  testing::CheckLayerDerivatives(Residual({io::LayerSpec::Of("identity")}), {3});  // y = 2x
 }
 
 // Plans that must fail, each with a message naming the layer.
@@ -66,6 +66,8 @@ void ExpectPlanError(const io::LayerSpec& layer, const Shape& in, const std::str
 TEST(LayerPlans, BadSpecsNameTheLayer) {
   ExpectPlanError(Residual({io::LayerSpec::Linear("a.w", "", 3)}), {4},
                   "the body gives shape [3] but y = x + body(x) needs its input's, [4]");
+  // An empty body (y = 2x) is a missing or misspelt one; the exporter refuses it too.
+  ExpectPlanError(Residual({}), {4}, "needs a non-empty \"layers\" body");
   ExpectPlanError(io::LayerSpec::Of("tanh", R"({"frozen": true})"), {4},
                   "\"frozen\": true on a layer without parameters");
   ExpectPlanError(io::LayerSpec::Of("linear", R"({"weight": "w", "frozen": 1})"), {4},
