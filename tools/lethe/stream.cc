@@ -1,5 +1,6 @@
 #include "tools/lethe/stream.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -57,6 +58,8 @@ void FinishStream(const StreamOptions& o, const StreamState& state, const std::s
     e.method = method;
     e.solver = solver;
     e.ids = removed;
+    std::sort(e.ids.begin(), e.ids.end());  // the line's format: sorted, unique
+    e.ids.erase(std::unique(e.ids.begin(), e.ids.end()), e.ids.end());
     e.parent = {model_path, model_sha256};
     e.child = {out, child_sha256};
     e.certificate = certificate;
