@@ -93,9 +93,14 @@ KfacPreconditioner<T>* InverseHvp<T>::Preconditioner(double* setup_seconds) {
   if (!kfac_) {
     // About one pass over (part of) the data, once per (objective, θ); its setup time is
     // counted in the first solve's.
-    kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping,
-                                                    options_.kfac);
+    kfac_reused_ = options_.kfac_reuse && options_.kfac_reuse->Fits(objective_, options_.damping);
+    if (kfac_reused_)
+      kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, *options_.kfac_reuse);
+    else
+      kfac_ = std::make_unique<KfacPreconditioner<T>>(objective_, theta_, options_.damping,
+                                                      options_.kfac);
     *setup_seconds = kfac_->setup_seconds();
+    if (options_.kfac_export) *options_.kfac_export = kfac_->State(options_.damping, objective_.l2());
   }
   return kfac_.get();
 }
@@ -140,7 +145,7 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       s = ConjugateGradient(damped_, B, X, o, M);
       s.seconds += setup;
       s.setup_seconds = setup;
-      if (M) s.preconditioner = "kfac";
+      if (M) s.preconditioner = kfac_reused_ ? "kfac (cached)" : "kfac";
       return s;
     }
     case SolverKind::kLissa: {

@@ -49,6 +49,11 @@ struct InverseHvpOptions {
   // Given to the solver that runs (the `progress` fields of the solver options above are
   // ignored): its phases and units are the solver's.
   ProgressSink* progress = nullptr;
+  // A stream of requests (tools/lethe/stream_cache.h): use this saved K-FAC preconditioner
+  // instead of building one, when it Fits the objective and λ; and/or copy the one used
+  // (saved or built) here. Either may be null.
+  const KfacState* kfac_reuse = nullptr;
+  KfacState* kfac_export = nullptr;
   void Validate() const;
 };
 
@@ -83,6 +88,7 @@ class InverseHvp {
   std::unique_ptr<DirectFactorization<T>> direct_;
   std::unique_ptr<LanczosInverse<T>> lanczos_;
   std::unique_ptr<KfacPreconditioner<T>> kfac_;
+  bool kfac_reused_ = false;  // kfac_ came from options_.kfac_reuse
   SolveSummary setup_;  // of the factorisation / Lanczos run
   // The K-FAC preconditioner when options_.preconditioner resolves to it (built on first
   // use, its setup seconds returned once), else null.

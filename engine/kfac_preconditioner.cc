@@ -109,6 +109,82 @@ KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const kernels
 }
 
 template <typename T>
+bool KfacState::Fits(Objective<T>& objective, double lambda) const {
+  if (num_params != objective.num_params() || damping != lambda || l2 != objective.l2()) return false;
+  const std::vector<layers::KroneckerBlock> blocks = objective.KroneckerBlocks();
+  if (blocks.size() != layers.size()) return false;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const layers::KroneckerBlock &a = blocks[i], &b = layers[i].block;
+    const Layer& l = layers[i];
+    if (a.out != b.out || a.in != b.in || a.weight_offset != b.weight_offset ||
+        a.bias_offset != b.bias_offset || l.k != a.k() ||
+        l.out_vectors.size() != static_cast<size_t>(a.out * a.out) ||
+        l.in_vectors.size() != static_cast<size_t>(l.k * l.k) ||
+        l.pivots.size() != static_cast<size_t>(a.out * l.k) ||
+        l.multipliers.size() != l.pivots.size())
+      return false;
+  }
+  return true;
+}
+
+namespace {
+template <typename T>
+kernels::Matrix<T> UploadHost(kernels::Backend<T>& be, const std::vector<double>& v, int64_t rows,
+                              int64_t cols) {
+  kernels::Matrix<T> m = be.Allocate(rows, cols);
+  const std::vector<T> host(v.begin(), v.end());
+  be.Upload(host.data(), m);
+  return m;
+}
+template <typename T>
+std::vector<double> DownloadHost(kernels::Backend<T>& be, const kernels::Matrix<T>& m) {
+  std::vector<T> host(static_cast<size_t>(m.size()));
+  be.Download(m, host.data());
+  return std::vector<double>(host.begin(), host.end());
+}
+}  // namespace
+
+template <typename T>
+KfacPreconditioner<T>::KfacPreconditioner(Objective<T>& objective, const KfacState& state)
+    : backend_(objective.backend()),
+      options_(objective.options()),
+      num_params_(objective.num_params()),
+      uncovered_scale_(state.uncovered_scale) {
+  LETHE_CHECK(state.Fits(objective, state.damping));
+  const auto start = std::chrono::steady_clock::now();
+  for (const KfacState::Layer& s : state.layers) {
+    Layer layer;
+    layer.block = s.block;
+    layer.out_vectors = UploadHost(backend_, s.out_vectors, s.block.out, s.block.out);
+    layer.in_vectors = UploadHost(backend_, s.in_vectors, s.k, s.k);
+    layer.pivots = UploadHost(backend_, s.pivots, s.block.out, s.k);
+    layer.multipliers = UploadHost(backend_, s.multipliers, s.block.out, s.k);
+    layers_.push_back(std::move(layer));
+  }
+  setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+template <typename T>
+KfacState KfacPreconditioner<T>::State(double damping, double l2) const {
+  KfacState s;
+  s.num_params = num_params_;
+  s.damping = damping;
+  s.l2 = l2;
+  s.uncovered_scale = uncovered_scale_;
+  for (const Layer& layer : layers_) {
+    KfacState::Layer l;
+    l.block = layer.block;
+    l.k = layer.in_vectors.rows();
+    l.out_vectors = DownloadHost(backend_, layer.out_vectors);
+    l.in_vectors = DownloadHost(backend_, layer.in_vectors);
+    l.pivots = DownloadHost(backend_, layer.pivots);
+    l.multipliers = DownloadHost(backend_, layer.multipliers);
+    s.layers.push_back(std::move(l));
+  }
+  return s;
+}
+
+template <typename T>
 void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
   LETHE_CHECK(V.cols() == num_params_ && out.rows() == V.rows() && out.cols() == V.cols());
   kernels::Backend<T>& be = backend_;
@@ -151,6 +227,8 @@ void KfacPreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T
   }
 }
 
+template bool KfacState::Fits<float>(Objective<float>&, double) const;
+template bool KfacState::Fits<double>(Objective<double>&, double) const;
 template class KfacPreconditioner<float>;
 template class KfacPreconditioner<double>;
 

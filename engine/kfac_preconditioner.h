@@ -39,6 +39,31 @@ struct KfacOptions {
   void Validate() const;  // throws lethe::Error naming the bad field
 };
 
+// Everything a KfacPreconditioner holds, on the host in double: enough to rebuild it
+// without its setup pass (one pass over the data, an eigendecomposition and a
+// tridiagonalisation per layer). A stream of deletion requests reuses it across requests
+// (tools/lethe/stream_cache.h): the input factor S does not depend on θ at all, and the
+// output factor Γ moves by O(1/n) per single-example removal, which changes only how fast
+// CG converges, never what it converges to (CG stops on the true residual).
+struct KfacState {
+  struct Layer {
+    layers::KroneckerBlock block;
+    int64_t k = 0;                         // the input factor's size (in, +1 with a bias)
+    std::vector<double> out_vectors;       // out × out, E_Γ (rows)
+    std::vector<double> in_vectors;        // k × k, E_S (rows)
+    std::vector<double> pivots, multipliers;  // out × k
+  };
+  std::vector<Layer> layers;
+  int64_t num_params = 0;
+  double damping = 0;          // λ it was built for (l2 + λ is in the pivots)
+  double l2 = 0;
+  double uncovered_scale = 0;
+  // Whether it was built for this objective's parameter layout and this λ: a state that
+  // is not is never used (InverseHvp builds a fresh preconditioner instead).
+  template <typename T>
+  bool Fits(Objective<T>& objective, double damping) const;
+};
+
 template <typename T>
 class KfacPreconditioner final : public LinearOperator<T> {
  public:
@@ -48,6 +73,10 @@ class KfacPreconditioner final : public LinearOperator<T> {
   // λ (l2 comes from the objective).
   KfacPreconditioner(Objective<T>& objective, const kernels::Matrix<T>& theta, double damping,
                      const KfacOptions& options = {});
+
+  // Rebuilt from a saved state (which must Fit the objective): no pass over the data.
+  KfacPreconditioner(Objective<T>& objective, const KfacState& state);
+  KfacState State(double damping, double l2) const;  // what this one holds, on the host
 
   int64_t size() const override { return num_params_; }
   kernels::Backend<T>& backend() const override { return backend_; }

@@ -264,6 +264,57 @@ TEST(Kfac, GroupedApplicationEqualsOneRowAtATime) {
   }
 }
 
+// A stream of requests saves the preconditioner (KfacState) and rebuilds it at the next
+// request (tools/lethe/stream_cache.h): the rebuilt one must apply exactly as the original,
+// and a state that does not fit (another λ, another layout) must never be used.
+TEST(Kfac, StateRebuildsTheSamePreconditionerAndIsUsedOnlyWhereItFits) {
+  auto backend = kernels::MakeBackend<double>({});
+  const io::Dataset data = testing::RandomData(LossKind::kCrossEntropy, 20, 5, 3, 71);
+  const Model model = testing::RandomModel(
+      testing::MlpSpec(LossKind::kCrossEntropy, Activation::kTanh, 4, 1e-2), data, 72);
+  Objective<double> objective(*backend, model.arch, UploadData(*backend, data));
+  const int64_t p = objective.num_params();
+  Matrix theta = Upload(*backend, Eigen::Map<const Eigen::RowVectorXd>(model.theta.data(), p));
+  KfacPreconditioner<double> M(objective, theta, 0.1);
+  const KfacState state = M.State(0.1, objective.l2());
+  ASSERT_EQ(state.layers.size(), 3u);
+  EXPECT_TRUE(state.Fits(objective, 0.1));
+  EXPECT_FALSE(state.Fits(objective, 0.2));
+  KfacState wrong = state;
+  wrong.layers[1].block.in += 1;
+  EXPECT_FALSE(wrong.Fits(objective, 0.1));
+  KfacPreconditioner<double> rebuilt(objective, state);
+  const Eigen::MatrixXd v = RandomRows(3, p, 73);
+  Matrix a = backend->Allocate(3, p), b = backend->Allocate(3, p);
+  M.Apply(Upload(*backend, v), a);
+  rebuilt.Apply(Upload(*backend, v), b);
+  EXPECT_EQ((Download(*backend, a) - Download(*backend, b)).norm(), 0.0);
+  // Through InverseHvp: reused where it fits (and said so), rebuilt where it does not; the
+  // solve's answer is the same either way (CG stops on the true residual).
+  InverseHvpOptions o;
+  o.solver = SolverKind::kCg;
+  o.preconditioner = PreconditionerKind::kKfac;
+  o.cg.relative_tolerance = 1e-12;
+  o.damping = 0.1;
+  o.kfac_reuse = &state;
+  KfacState exported;
+  o.kfac_export = &exported;
+  Matrix x1 = backend->Allocate(1, p), x2 = backend->Allocate(1, p);
+  const Matrix rhs = Upload(*backend, RandomRows(1, p, 74));
+  const SolveSummary s1 = InverseHvp<double>(objective, theta, o).Solve(rhs, x1);
+  EXPECT_EQ(s1.preconditioner, "kfac (cached)");
+  EXPECT_EQ(exported.layers[0].in_vectors, state.layers[0].in_vectors);
+  o.damping = 0.2;
+  const SolveSummary s2 = InverseHvp<double>(objective, theta, o).Solve(rhs, x2);
+  EXPECT_EQ(s2.preconditioner, "kfac");
+  EXPECT_EQ(exported.damping, 0.2);
+  o.kfac_reuse = nullptr;
+  Matrix x3 = backend->Allocate(1, p);
+  o.damping = 0.1;
+  InverseHvp<double>(objective, theta, o).Solve(rhs, x3);
+  EXPECT_LE(RelativeError(Download(*backend, x1), Download(*backend, x3)), 1e-10);
+}
+
 // Beyond max_examples the factors come from evenly spread blocks of rows: they must equal
 // the factors of an objective over exactly those rows.
 TEST(Kfac, FactorsFromAtMostMaxExamplesComeFromEvenlySpreadBlocks) {

@@ -17,6 +17,7 @@
 #include "tools/lethe/certified_train.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/stream.h"
 
 namespace lethe::cli {
 
@@ -33,6 +34,7 @@ struct CertifiedInputs {
   uint64_t seed = 0;
   bool seed_given = false;
   std::vector<int64_t> forget_ids;
+  StreamOptions stream;  // --ledger only (tools/lethe/stream.h)
 };
 
 // What one removal step computed (sum-form quantities: the certificate's).
@@ -134,7 +136,10 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
     ("solver", po::value(&in.solver)->default_value("auto"),
      "the Newton step's solve: direct, cg (relative tolerance 1e-12) or auto")
     ("report", po::value(&in.report), "write the erasure record (JSON) here (b is never in it)")
-    ("spec", po::value(&spec_path), "sidecar spec JSON");
+    ("spec", po::value(&spec_path), "sidecar spec JSON")
+    ("ledger", po::value(&in.stream.ledger),
+     "append this request, with its certificate state (β, ε), to the deletion ledger FILE "
+     "(refused unless the model is the ledger's head; lethe ledger verify FILE)");
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
@@ -162,6 +167,7 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   if (vm.count("forget")) in.forget_file = vm["forget"].as<std::string>(), inputs.push_back(in.forget_file);
   io::CheckOutputIsNotAnInput(in.out, inputs);
   io::CheckOutputCanBeWritten(in.out);
+  in.stream.Check(inputs, in.out);
   if (!in.report.empty()) {
     io::CheckOutputIsNotAnInput(in.report, inputs);
     io::CheckOutputCanBeWritten(in.report);
@@ -190,6 +196,7 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
          Shortest(model.arch.spec.l2), ")");
   const std::vector<double> b = ReadPerturbation(in.b_path, model, in.model_path);
   const std::string model_sha256 = io::Sha256File(in.model_path);
+  if (!in.stream.ledger.empty()) io::CheckLedgerHead(in.stream.ledger, in.model_path, model_sha256);
   const io::Dataset train = ExcludeForgotten(
       model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
   CheckDataMatchesModel(model.arch, train);
@@ -264,6 +271,16 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   result.forgotten.Add(removed, {action, model_sha256, IdsSha256(removed),
                                  static_cast<int64_t>(removed.size()), UtcNow()});
   SaveModel(in.out, result);
+  if (!in.stream.ledger.empty()) {
+    // The ledger line carries the certificate state after this request (io/ledger.h).
+    std::optional<io::CertificateState> certificate;
+    if (result.certified)
+      certificate = io::CertificateState{result.certified->beta, result.certified->epsilon,
+                                         result.certified->epsilon_budget, result.certified->delta,
+                                         result.certified->sigma};
+    FinishStream(in.stream, StreamState{}, in.model_path, model_sha256, in.out, removed, action,
+                 "certified", result.forgotten.requests.back().utc, certificate, {});
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

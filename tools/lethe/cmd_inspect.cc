@@ -5,8 +5,10 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model.h"
+#include "io/sha256.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/sisa_dir.h"
+#include "tools/lethe/ledger_history.h"
 
 namespace lethe::cli {
 namespace {
@@ -49,16 +51,18 @@ void PrintCertified(const Model& model) {
 
 int RunInspect(const std::vector<std::string>& args) {
   po::options_description desc("options");
-  std::string model_path, spec_path;
+  std::string model_path, spec_path, ledger;
   bool json = false;
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&model_path), "safetensors model (also the first positional argument)")
     ("spec", po::value(&spec_path), "sidecar spec JSON (overrides the embedded one)")
+    ("ledger", po::value(&ledger), "also show the model's deletion history in this ledger "
+     "(lethe unlearn --ledger)")
     ("json", po::bool_switch(&json), "JSON on stdout");
   po::positional_options_description pos;
   pos.add("model", 1);
   po::variables_map vm;
-  if (!Parse(args, desc, &pos, vm, "lethe inspect MODEL [--spec SPEC] [--json]",
+  if (!Parse(args, desc, &pos, vm, "lethe inspect MODEL [--spec SPEC] [--ledger FILE] [--json]",
              "lethe inspect examples/digits/model.safetensors"))
     return 0;
   Require(vm, "model");
@@ -66,6 +70,9 @@ int RunInspect(const std::vector<std::string>& args) {
   const Model model =
       LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const Architecture& a = model.arch;
+  // Read before anything is printed: a broken ledger is one error line, nothing else.
+  const std::string sha256 = ledger.empty() ? "" : io::Sha256File(model_path);
+  if (!ledger.empty()) LedgerHistory(ledger, sha256);
   if (json) {
     nlohmann::json j;
     j["path"] = model_path;
@@ -82,6 +89,7 @@ int RunInspect(const std::vector<std::string>& args) {
     j["dp"] = model.dp ? nlohmann::json::parse(model.dp->ToJson()) : nlohmann::json();
     j["certified"] =
         model.certified ? nlohmann::json::parse(model.certified->ToJson()) : nlohmann::json();
+    if (!ledger.empty()) j["ledger"] = {{"path", ledger}, {"history", LedgerHistory(ledger, sha256)}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -120,6 +128,7 @@ int RunInspect(const std::vector<std::string>& args) {
   const ForgetHistory& f = model.forgotten;
   if (f.empty()) {
     std::cout << "\n  forgotten: nothing (no deletion request recorded)\n";
+    if (!ledger.empty()) PrintLedgerHistory(ledger, sha256);
     return 0;
   }
   std::cout << "\n  forgotten: " << f.ids.size() << " id(s) in " << f.requests.size()
@@ -136,6 +145,7 @@ int RunInspect(const std::vector<std::string>& args) {
   std::string ids;
   for (size_t i = 0; i < f.ids.size() && i < 20; ++i) ids += (i ? "," : "") + std::to_string(f.ids[i]);
   std::cout << "    ids: " << ids << (f.ids.size() > 20 ? ",… (--json lists all)" : "") << "\n";
+  if (!ledger.empty()) PrintLedgerHistory(ledger, sha256);
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/stream.h"
 
 namespace lethe::cli {
 namespace {
@@ -30,6 +31,11 @@ struct Inputs {
   std::vector<int64_t> already_forgotten;   // of those, the ones the model had forgotten
   std::string model_sha256;                 // of the input model file
   TrainOptions retrain;                     // --verify's retraining
+  StreamOptions stream;                     // --ledger, --cache (tools/lethe/stream.h)
+  StreamState stream_state;
+  // A certified removal's state after this request (β, ε spent, …): recorded in the
+  // ledger's line when set; absent for plain removals.
+  std::optional<io::CertificateState> certificate;
 };
 
 // {"path": as given, "absolute": resolved, "sha256": …}
@@ -112,6 +118,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   patched.forgotten.Add(removed, {s.method, parent_sha256, IdsSha256(removed),
                                   static_cast<int64_t>(removed.size()), UtcNow()});
   SaveModel(in.out, patched);
+  FinishStream(in.stream, in.stream_state, in.model_path, parent_sha256, in.out, removed, s.method,
+               options.method == UnlearnMethod::kNewton ? Name(options.inverse.solver) : "",
+               patched.forgotten.requests.back().utc, in.certificate, s.steps);
   const double patch_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -287,6 +296,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("spec", po::value(&spec_path), "sidecar spec JSON")
     ("certified", "certified removal of a model trained --certified (see lethe unlearn "
      "--certified --help)");
+  in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
   po::variables_map vm;
@@ -318,6 +328,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
     io::CheckOutputCanBeWritten(in.report);
     if (in.report == in.out) Fail("--report and --out name the same file");
   }
+  in.stream.Check(inputs, in.out);
   auto ids = ForgetIds(vm);
   if (!ids) Fail("--forget FILE or --forget-ids LIST is required");
   in.forget_ids = *ids;
@@ -366,6 +377,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
+  PrepareStream(in.stream, in.model_path, in.model_sha256, in.train_path, &options, &in.stream_state);
   return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
                              common, in, &pending)
              : Unlearn<double>(model, train, test ? &*test : nullptr, forget_rows, options, verify,

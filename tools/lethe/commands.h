@@ -16,6 +16,7 @@ int RunUnlearn(const std::vector<std::string>& args);
 int RunCompare(const std::vector<std::string>& args);
 int RunPrivacy(const std::vector<std::string>& args);
 int RunSisa(const std::vector<std::string>& args);  // cmd_sisa.cc
+int RunLedger(const std::vector<std::string>& args);
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -31,6 +32,8 @@ inline const std::vector<Command>& AllCommands() {
        RunPrivacy},
       {"sisa", "exact unlearning: sharded, sliced ensemble training (train) and deletion (unlearn)",
        RunSisa},
+      {"ledger", "verify a deletion ledger's hash chain against the model files (ledger verify)",
+       RunLedger},
   };
   return commands;
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""A stream of single-id deletion requests against retraining from scratch.
+
+    /usr/bin/python3 bench/stream/stream.py --lethe build/tools/lethe --threads 2 \
+        [--n 10000] [--requests 100] [--baseline-requests 100] [--model M.safetensors]
+
+digits784 (bench/compare/common.py), softmax regression 784 → 10, l2 = 1e-3, f64. Trains the
+model (or takes --model, trained before on the same data), then runs `--requests` sequential
+`lethe unlearn --forget-ids ID --ledger --cache` commands, each on the previous one's output,
+and `--baseline-requests` more without --cache (the same ids, from the same model); times
+every command's wall time; retrains from scratch without all the ids (`lethe train --forget`,
+timed); reports the mean time per request, the ratio, the final model's relative parameter
+error against the retrained one, and `lethe ledger verify` on the ledger.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compare"))
+from common import make, run, theta_of  # noqa: E402
+
+
+def cpu_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def stream(L, model, train, ids, tmp, name, extra, common):
+    """Runs the requests; per request: wall s, CPU s (user + sys), CG iterations, K-FAC setup s."""
+    times, cpu, setup, iterations, cached = [], [], [], [], 0
+    ledger = os.path.join(tmp, name + ".jsonl")
+    parent = model
+    for j, i in enumerate(ids):
+        child = os.path.join(tmp, f"{name}{j + 1}.safetensors")
+        c0 = cpu_children()
+        t, out = run(L + ["unlearn", "--model", parent, "--train", train, "--forget-ids", str(i),
+                          "--out", child, "--ledger", ledger, "--json"] + extra + common)
+        rec = json.loads(out)
+        times.append(t)
+        cpu.append(cpu_children() - c0)
+        setup.append(sum(s["solve"].get("setup_seconds", 0) for s in rec["steps"]))
+        iterations.append(sum(s["solve"]["iterations"] for s in rec["steps"]))
+        cached += any(s["solve"].get("preconditioner") == "kfac (cached)" for s in rec["steps"])
+        parent = child
+    return parent, ledger, np.array(times), np.array(cpu), np.array(setup), iterations, cached
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lethe", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--baseline-requests", type=int, default=100,
+                    help="requests of the same stream without --cache (0: none)")
+    ap.add_argument("--model", help="softmax model trained before on the same data (--n)")
+    args = ap.parse_args()
+    L = [os.path.abspath(args.lethe)]
+    common = ["--threads", str(args.threads), "--quiet"]
+    tmp = tempfile.mkdtemp()
+    X, y = make("digits784", args.n, 0)
+    train = os.path.join(tmp, "train.npz")
+    np.savez(train, X=X, y=y.astype(np.int64), ids=np.arange(args.n, dtype=np.int64))
+    spec = os.path.join(tmp, "spec.json")
+    with open(spec, "w") as f:
+        json.dump({"format": "lethe/1", "layers": [{"type": "linear", "weight": "0.weight",
+                   "bias": "0.bias", "out": 10}], "loss": "cross_entropy", "l2": 1e-3}, f)
+    model = args.model or os.path.join(tmp, "model.safetensors")
+    if not args.model:
+        run(L + ["train", "--spec", spec, "--data", train, "--out", model] + common)
+    ids = np.random.default_rng(3).choice(args.n, args.requests, replace=False)
+    print(f"digits784 n = {args.n}, softmax 784 → 10, {args.threads} threads; "
+          f"{args.requests} single-id requests", flush=True)
+    last, ledger, t_cache, c_cache, s_cache, it_cache, cached = stream(L, model, train, ids, tmp, "c", ["--cache"], common)
+    print(f"with --cache: mean {t_cache.mean():.3f} s per request (median {np.median(t_cache):.3f}, "
+          f"first {t_cache[0]:.3f}), CPU {c_cache.mean():.3f} s, K-FAC setup {s_cache.mean():.3f} s, "
+          f"CG iterations mean {np.mean(it_cache):.1f}, "
+          f"{cached} of {len(ids)} reused the cached preconditioner", flush=True)
+    t_base = None
+    if args.baseline_requests:
+        _, _, t_base, c_base, s_base, it_base, _ = stream(L, model, train, ids[:args.baseline_requests], tmp, "b", [], common)
+        print(f"without --cache ({len(t_base)} requests): mean {t_base.mean():.3f} s per request "
+              f"(median {np.median(t_base):.3f}), CPU {c_base.mean():.3f} s, K-FAC setup "
+              f"{s_base.mean():.3f} s, CG iterations mean {np.mean(it_base):.1f}", flush=True)
+    forget = os.path.join(tmp, "forget.txt")
+    with open(forget, "w") as f:
+        f.write("".join(f"{i}\n" for i in ids))
+    retrained = os.path.join(tmp, "retrained.safetensors")
+    c0 = cpu_children()
+    t_re, _ = run(L + ["train", "--spec", spec, "--data", train, "--forget", forget, "--out",
+                       retrained] + common)
+    c_re = cpu_children() - c0
+    tr = theta_of(retrained)
+    err = np.linalg.norm(theta_of(last) - tr) / np.linalg.norm(tr)
+    t_v, _ = run(L + ["ledger", "verify", ledger, "--models", tmp])
+    print(f"retraining from scratch without the {len(ids)} ids: {t_re:.2f} s (CPU {c_re:.2f} s)")
+    print(f"ratio (retrain / mean request), wall: with --cache {t_re / t_cache.mean():.1f}×"
+          + (f", without {t_re / t_base.mean():.1f}×" if t_base is not None else "")
+          + f"; CPU: with --cache {c_re / c_cache.mean():.1f}×"
+          + (f", without {c_re / c_base.mean():.1f}×" if t_base is not None else ""))
+    print(f"after {len(ids)} requests: ‖θ − θ_retrained‖/‖θ_retrained‖ = {err:.2e}; "
+          f"ledger verified in {t_v:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
