@@ -67,7 +67,7 @@ def product_flops(model, in_shape, n):
     positions, K = C·kh·kw), a linear one n × in by in × out. Gradient: forward, ∇W, δ_in
     (none below the first layer with parameters); HVP (cold): forward, δ_in, R-forward,
     R-backward as in bench/bench_problems.h (3 products for the first layer, 8 above)."""
-    x = torch.zeros((1,) + tuple(in_shape))
+    x = torch.zeros((1,) + tuple(in_shape), dtype=next(model.parameters()).dtype)
     grad = hvp = conv = 0.0
     first = True
     for m in model:
@@ -140,13 +140,34 @@ def gemm_rate_torch(dtype, threads, reps=3):
     return 2 * 1024 ** 3 / min(ts) / 1e9
 
 
-def run_bench(binary, args, threads, extra=()):
+def run_bench(binary, args, threads, extra=(), reuse=False):
+    """Google Benchmark's results (kept in $TMPDIR/<binary>.json; reuse: read them from there
+    instead of running, e.g. after a failure further on)."""
+    kept = os.path.join(tempfile.gettempdir(), os.path.basename(binary) + ".json")
+    if reuse and os.path.exists(kept):
+        with open(kept) as f:
+            return Results(json.load(f)["benchmarks"])
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     r = subprocess.run([binary, "--benchmark_format=json"] + list(extra) + list(args),
                        capture_output=True, text=True, env=env)
     if r.returncode:
         sys.exit(f"failed: {binary}\n{r.stderr}")
-    return {b["name"]: b for b in json.loads(r.stdout)["benchmarks"]}
+    with open(kept, "w") as f:
+        f.write(r.stdout)
+    return Results(b for b in json.loads(r.stdout)["benchmarks"])
+
+
+class Results(dict):
+    """Google Benchmark results by name; a name's suffixes (/real_time, /process_time) may be
+    left off."""
+    def __init__(self, benchmarks):
+        super().__init__((b["name"], b) for b in benchmarks)
+
+    def __getitem__(self, prefix):
+        for name, b in self.items():
+            if name == prefix or name.startswith(prefix + "/"):
+                return b
+        raise KeyError(prefix)
 
 
 def seconds(b, key="real_time"):
@@ -173,8 +194,9 @@ def grad_and_hvp(args, tmp):
     bench = os.path.join(args.build, "bench", "lethe_bench_model")
     specs = [f"{k}={v[0]},{v[1]}" for k, v in problems.items()]
     print(f"running {bench} on {args.threads} thread(s) ...", flush=True)
-    lethe = run_bench(bench, specs, args.threads, [f"--benchmark_min_time={args.min_time}"])
-    gemm = {d: 2 * 1024 ** 3 / seconds(lethe[f"GEMM/{d}/1024x1024x1024/1024/1024/1024"]) / 1e9
+    lethe = run_bench(bench, specs, args.threads, [f"--benchmark_min_time={args.min_time}"],
+                      args.reuse_bench)
+    gemm = {d: 2 * 1024 ** 3 / seconds(lethe[f"GEMM/{d}/1024x1024x1024"]) / 1e9
             for d in ("f64", "f32")}
     tgemm = {d: gemm_rate_torch(DTYPES[d], args.threads) for d in ("f64", "f32")}
     print(f"\nGEMM 1024³ on {args.threads} thread(s): lethe's backend (Eigen) "
@@ -182,10 +204,11 @@ def grad_and_hvp(args, tmp):
           f"torch.mm f64 {tgemm['f64']:.1f}, f32 {tgemm['f32']:.1f} GFLOP/s")
 
     conv_bench = os.path.join(args.build, "bench", "lethe_bench_conv")
-    conv = run_bench(conv_bench, [], args.threads, [f"--benchmark_min_time={args.min_time}"])
+    conv = run_bench(conv_bench, [], args.threads, [f"--benchmark_min_time={args.min_time}"],
+                     args.reuse_bench)
     print("\nconv products alone (bench/bench_conv.cc, batch 2048, this model's conv shapes), "
           "GFLOP/s and share of the GEMM rate:")
-    for name, b in conv.items():
+    for name, b in dict.items(conv):
         d = "f32" if "<float>" in name else "f64"
         print(f"  {name:<34} {seconds(b) * 1e3:8.2f} ms  {b['GFLOP/s']:6.1f} GFLOP/s  "
               f"{b['GFLOP/s'] / gemm[d]:5.0%} of GEMM {d}")
@@ -234,9 +257,12 @@ def influence(args, tmp):
     common = ["--threads", str(args.threads), "--quiet"]
     ex = os.path.join(ROOT, "examples", "digits")
     train, test = os.path.join(ex, "train.npz"), os.path.join(ex, "test.npz")
-    model_path = os.path.join(tmp, "cnn.safetensors")
-    t_train, _ = run(L + ["train", "--spec", os.path.join(ex, "cnn.json"), "--data", train,
-                          "--out", model_path] + common)
+    if args.model:  # trained before (lethe train --spec examples/digits/cnn.json ...)
+        model_path, t_train = args.model, float("nan")
+    else:
+        model_path = os.path.join(tmp, "cnn.safetensors")
+        t_train, _ = run(L + ["train", "--spec", os.path.join(ex, "cnn.json"), "--data", train,
+                              "--out", model_path] + common)
     tr, te = np.load(train), np.load(test)
     m = args.m
     test_ids = te["ids"][:m]
@@ -312,7 +338,11 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--min-time", type=float, default=1.0, help="Google Benchmark min time (s)")
     ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--model", help="part 2: the digits CNN trained before (skips lethe train)")
     ap.add_argument("--no-products", action="store_true", help="skip part 1")
+    ap.add_argument("--reuse-bench", action="store_true",
+                    help="part 1: the Google Benchmark results of the last run (same --n) "
+                         "instead of running them again")
     ap.add_argument("--no-influence", action="store_true", help="skip part 2")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp()
