@@ -71,8 +71,21 @@ def make_digits(out_dir):
     write_json(os.path.join(out_dir, "mlp.json"), {
         "format": "lethe/1", "layers": [linear(0, 32), {"type": "tanh"}, linear(2, 10)],
         "loss": "cross_entropy", "l2": 1e-3})
+    write_json(os.path.join(out_dir, "cnn.json"), cnn_spec())
     write_forget(os.path.join(out_dir, "forget.txt"), forget, n_tr, "examples/digits")
     print(f"{out_dir}: train {n_tr}, test {n_te}, forget {len(forget)}")
+
+
+def cnn_spec():
+    """A small CNN on the 8 × 8 images: conv 1→6 3×3 (padding 1), tanh, 2×2 max pooling,
+    conv 6→12 3×3 (padding 1), tanh, global average pooling, linear 12→10: 850 parameters."""
+    def conv(index, out):
+        return {"type": "conv2d", "weight": f"{index}.weight", "bias": f"{index}.bias",
+                "out": out, "kernel": 3, "padding": 1}
+    return {"format": "lethe/1", "input": [1, 8, 8],
+            "layers": [conv(0, 6), {"type": "tanh"}, {"type": "maxpool2d", "kernel": 2},
+                       conv(3, 12), {"type": "tanh"}, {"type": "global_avgpool"}, linear(6, 10)],
+            "loss": "cross_entropy", "l2": 1e-3}
 
 
 def make_breast_cancer(out_dir):

@@ -37,6 +37,23 @@ struct WindowGeometry {
 };
 
 template <typename T>
+class Backend;
+// The convolution products composed from the window operations and Gemm (kernels/conv_ops.cc):
+// Backend's default for them, and the reference the fused versions are tested against.
+template <typename T>
+void ComposedConvForward(Backend<T>& be, const WindowGeometry& g, const Matrix<T>& X,
+                         const Matrix<T>& W, const Matrix<T>& b, T beta, Matrix<T> Y,
+                         Matrix<T> cols, Matrix<T> z);
+template <typename T>
+void ComposedConvWeightGradient(Backend<T>& be, const WindowGeometry& g, const Matrix<T>& X,
+                                const Matrix<T>& D, T beta, Matrix<T> dW, Matrix<T> db,
+                                Matrix<T> cols, Matrix<T> z);
+template <typename T>
+void ComposedConvInputGradient(Backend<T>& be, const WindowGeometry& g, const Matrix<T>& D,
+                               const Matrix<T>& W, T beta, Matrix<T> dX, Matrix<T> cols,
+                               Matrix<T> z);
+
+template <typename T>
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -159,6 +176,30 @@ class Backend {
   // b = C turns channels-last [OH, OW, C] into channels-first [C, OH, OW]; a = C, b = OH·OW
   // goes back. dst must not alias src.
   virtual void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) = 0;
+
+  // --- convolution products (conv2d's passes; kernels/conv_ops.h) ---------------------------
+  // With X̃_i = Im2Col(x_i) (P × K: P = OH·OW positions, K = C·kh·kw), a weight W (M × K)
+  // and each example's output channels-first (one row of Y or D read as M × P):
+  //   ConvForward         Y_i = beta·Y_i + W X̃_iᵀ (+ b 1ᵀ when b, 1 × M, is not empty)
+  //   ConvWeightGradient  dW = beta·dW + Σ_i D_i X̃_i,  db = beta·db + Σ_i D_i 1  (db optional)
+  //   ConvInputGradient   dX_i = beta·dX_i + Col2Im(D_iᵀ W)
+  // beta = 0 never reads the output. `cols` ((count·P) × K) and `z` ((count·P) × M) are
+  // workspace: the default implementation (ComposedConv*, kernels/conv_ops.cc) runs on them
+  // through Im2Col, Gemm, TransposeRows and Col2Im; the CPU's fused one (one example at a
+  // time, its patches in cache, no transposes) does not touch them.
+  virtual void ConvForward(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& W,
+                           const Matrix<T>& b, T beta, Matrix<T> Y, Matrix<T> cols, Matrix<T> z) {
+    ComposedConvForward(*this, g, X, W, b, beta, Y, cols, z);
+  }
+  virtual void ConvWeightGradient(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& D,
+                                  T beta, Matrix<T> dW, Matrix<T> db, Matrix<T> cols,
+                                  Matrix<T> z) {
+    ComposedConvWeightGradient(*this, g, X, D, beta, dW, db, cols, z);
+  }
+  virtual void ConvInputGradient(const WindowGeometry& g, const Matrix<T>& D, const Matrix<T>& W,
+                                 T beta, Matrix<T> dX, Matrix<T> cols, Matrix<T> z) {
+    ComposedConvInputGradient(*this, g, D, W, beta, dX, cols, z);
+  }
 
   // --- row and column scaling (normalisation layers; kernels/cpu/cpu_row_ops.cc,
   // kernels/cuda/cuda_row_ops.cu) -----------------------------------------------------------

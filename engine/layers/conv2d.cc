@@ -68,7 +68,6 @@ class Conv2d final : public Layer<T> {
     if (rows <= rows_) return;
     rows_ = rows;
     cols_ = backend.Allocate(rows * P(), K());
-    other_cols_ = Matrix();  // R{x}'s patches: allocated when first needed (RxPatches)
     d_ = backend.Allocate(rows * P(), out_);
     e_ = backend.Allocate(rows * P(), out_);
     if (has_bias() && this->has_params()) {
@@ -79,25 +78,20 @@ class Conv2d final : public Layer<T> {
   }
 
   void Forward(const Pass<T>& pass, const Matrix& x, Matrix y) override {
-    Backend& be = pass.backend;
-    const Matrix cols = Patches(be, x, cols_);
-    Matrix z = d_.Rows(0, cols.rows());
-    be.Gemm(Op::kNone, Op::kTranspose, T(1), cols, WeightValue(pass), T(0), z);
-    if (has_bias()) be.AddRow(BiasValue(pass), z);
-    ChannelsFirst(be, z, y);
+    pass.backend.ConvForward(g_, x, WeightValue(pass), BiasValue(pass), T(0), y, cols_, d_);
   }
 
   void Backward(const Pass<T>& pass, const Matrix& x, const Matrix& delta, Matrix delta_in,
                 const GradientSinks<T>& sinks) override {
     Backend& be = pass.backend;
     const int64_t count = x.rows();
-    const Matrix d = ChannelsLast(be, delta, d_);
-    if (this->has_params() && (sinks.grad || sinks.per_example || sinks.dots)) {
+    if (this->has_params() && sinks.grad)
+      be.ConvWeightGradient(g_, x, delta, T(1), Weight(*sinks.grad), Bias(*sinks.grad), cols_, d_);
+    if (this->has_params() && (sinks.per_example || sinks.dots)) {
+      // Per example: from the patches and the channels-last δ (one GEMM per example, or
+      // per direction), as the maths at the top of conv2d.h.
+      const Matrix d = ChannelsLast(be, delta, d_);
       const Matrix cols = Patches(be, x, cols_);
-      if (Matrix* grad = sinks.grad) {
-        be.Gemm(Op::kTranspose, Op::kNone, T(1), d, cols, T(1), Weight(*grad));
-        if (has_bias()) be.ColumnSums(T(1), d, T(1), Bias(*grad));
-      }
       if (Matrix* rows = sinks.per_example) {
         // One out × K product per example (its P positions summed inside the GEMM).
         for (int64_t i = 0; i < count; ++i) {
@@ -118,12 +112,12 @@ class Conv2d final : public Layer<T> {
         }
       }
     }
-    if (!delta_in.empty()) InputGradient(be, d, WeightValue(pass), Matrix(), Matrix(), delta_in);
+    if (!delta_in.empty())
+      be.ConvInputGradient(g_, delta, WeightValue(pass), T(0), delta_in, cols_, d_);
   }
 
   void BackwardInput(const Pass<T>& pass, const Matrix& delta, Matrix delta_in) override {
-    InputGradient(pass.backend, ChannelsLast(pass.backend, delta, d_), WeightValue(pass), Matrix(),
-                  Matrix(), delta_in);
+    pass.backend.ConvInputGradient(g_, delta, WeightValue(pass), T(0), delta_in, cols_, d_);
   }
 
   void RForward(const Pass<T>& pass, const Matrix& x, const Matrix& rx, const Matrix& v,
@@ -133,35 +127,29 @@ class Conv2d final : public Layer<T> {
       be.Fill(ry, T(0));
       return;
     }
-    Matrix z = d_.Rows(0, x.rows() * P());
+    // R{y} = conv(x; V_W, v_b) + conv(R{x}; W).
     T beta = T(0);
     if (this->has_params()) {
-      be.Gemm(Op::kNone, Op::kTranspose, T(1), Patches(be, x, cols_), Weight(v), T(0), z);
+      be.ConvForward(g_, x, Weight(v), Bias(v), T(0), ry, cols_, d_);
       beta = T(1);
     }
-    if (!rx.empty())
-      be.Gemm(Op::kNone, Op::kTranspose, T(1), RxPatches(be, rx), WeightValue(pass), beta, z);
-    if (has_bias() && this->has_params()) be.AddRow(Bias(v), z);
-    ChannelsFirst(be, z, ry);
+    if (!rx.empty()) be.ConvForward(g_, rx, WeightValue(pass), Matrix(), beta, ry, cols_, d_);
   }
 
   void RBackward(const Pass<T>& pass, bool hessian, const Matrix& x, const Matrix& rx,
                  const Matrix& delta, const Matrix& rdelta, const Matrix& v, Matrix hv,
                  Matrix rdelta_in) override {
     Backend& be = pass.backend;
-    const Matrix rd = ChannelsLast(be, rdelta, d_);
     // The δ terms (Hessian only) exist only where the weight is a parameter.
     const bool cross = hessian && this->has_params();
-    const Matrix d = cross ? ChannelsLast(be, delta, e_) : Matrix();
     if (this->has_params()) {
-      Matrix hw = Weight(hv);
-      be.Gemm(Op::kTranspose, Op::kNone, T(1), rd, Patches(be, x, cols_), T(1), hw);
+      be.ConvWeightGradient(g_, x, rdelta, T(1), Weight(hv), Bias(hv), cols_, d_);
       if (cross && !rx.empty())
-        be.Gemm(Op::kTranspose, Op::kNone, T(1), d, RxPatches(be, rx), T(1), hw);
-      if (has_bias()) be.ColumnSums(T(1), rd, T(1), Bias(hv));
+        be.ConvWeightGradient(g_, rx, delta, T(1), Weight(hv), Matrix(), cols_, d_);
     }
-    if (!rdelta_in.empty())
-      InputGradient(be, rd, WeightValue(pass), d, cross ? Weight(v) : Matrix(), rdelta_in);
+    if (rdelta_in.empty()) return;
+    be.ConvInputGradient(g_, rdelta, WeightValue(pass), T(0), rdelta_in, cols_, d_);
+    if (cross) be.ConvInputGradient(g_, delta, Weight(v), T(1), rdelta_in, cols_, d_);
   }
 
   int64_t GroupWidth() const override { return this->has_params() ? out_ * P() : 0; }
@@ -172,38 +160,42 @@ class Conv2d final : public Layer<T> {
     if (group_ >= directions) return;
     group_ = directions;
     stacked_ = backend.Allocate(directions * out_, K());
+    stacked_bias_ = backend.Allocate(1, directions * out_);
     products_ = backend.Allocate(directions * out_, K());
+    product_sums_ = backend.Allocate(1, directions * out_);
     grouped_ = backend.Allocate(1, rows_ * P() * directions * out_);
   }
-  // Z = X̃ [V_W,1; …; V_W,g]ᵀ ((count·P) × g·out: each example [P, g, out]), each v_b,j
-  // added, then per example [P, g·out] → [g·out, P]: block j is R{y}_j as [out, OH, OW].
+  // The g directions' weights stacked, [V_W,1; …; V_W,g] (g·out × K), as one convolution
+  // with g·out output channels: each example's output [g·out, P] = [g, out, OH, OW], block j
+  // R{y}_j.
   void GroupedRForward(const Pass<T>& pass, const Matrix& x, const Matrix& V,
                        Matrix r_out) override {
     Backend& be = pass.backend;
     const int64_t g = V.rows(), count = x.rows();
     LETHE_CHECK(g <= group_ && count <= rows_ && r_out.cols() == g * out_ * P());
     Matrix stacked = stacked_.Rows(0, g * out_);
-    for (int64_t j = 0; j < g; ++j) be.Copy(Weight(V.Row(j)), stacked.Rows(j * out_, out_));
-    Matrix z = grouped_.Block(0, count * P(), g * out_);
-    be.Gemm(Op::kNone, Op::kTranspose, T(1), Patches(be, x, cols_), stacked, T(0), z);
-    if (has_bias())
-      for (int64_t j = 0; j < g; ++j) be.AddRow(Bias(V.Row(j)), z.Cols(j * out_, out_));
-    be.TransposeRows(P(), g * out_, z.Reshaped(count, P() * g * out_), r_out);
+    Matrix stacked_bias = has_bias() ? stacked_bias_.Cols(0, g * out_) : Matrix();
+    for (int64_t j = 0; j < g; ++j) {
+      be.Copy(Weight(V.Row(j)), stacked.Rows(j * out_, out_));
+      if (has_bias()) be.Copy(Bias(V.Row(j)), stacked_bias.Cols(j * out_, out_));
+    }
+    be.ConvForward(g_, x, stacked, stacked_bias, T(0), r_out, cols_,
+                   grouped_.Block(0, count * P(), g * out_));
   }
-  // R{δ}'s blocks reshuffled the other way, to (count·P) × g·out, then one GEMM with the
-  // patches: (g·out) × K, row block j = R{∇W}_j.
+  // R{δ} read the same way ([g·out, P] per example): one weight product, (g·out) × K, row
+  // block j = R{∇W}_j (and the channel sums, R{∇b}_j).
   void GroupedRBackward(const Pass<T>& pass, const Matrix& x, const Matrix& r_delta,
                         Matrix out_rows) override {
     Backend& be = pass.backend;
     const int64_t g = out_rows.rows(), count = x.rows();
     LETHE_CHECK(g <= group_ && count <= rows_ && r_delta.cols() == g * out_ * P());
-    Matrix z = grouped_.Block(0, count * P(), g * out_);
-    be.TransposeRows(g * out_, P(), r_delta, z.Reshaped(count, P() * g * out_));
     Matrix products = products_.Rows(0, g * out_);
-    be.Gemm(Op::kTranspose, Op::kNone, T(1), z, Patches(be, x, cols_), T(0), products);
+    Matrix sums = has_bias() ? product_sums_.Cols(0, g * out_) : Matrix();
+    be.ConvWeightGradient(g_, x, r_delta, T(0), products, sums, cols_,
+                          grouped_.Block(0, count * P(), g * out_));
     for (int64_t j = 0; j < g; ++j) {
       be.Axpby(T(1), products.Rows(j * out_, out_), T(1), Weight(out_rows.Row(j)));
-      if (has_bias()) be.ColumnSums(T(1), z.Cols(j * out_, out_), T(1), Bias(out_rows.Row(j)));
+      if (has_bias()) be.Axpby(T(1), sums.Cols(j * out_, out_), T(1), Bias(out_rows.Row(j)));
     }
   }
 
@@ -257,12 +249,6 @@ class Conv2d final : public Layer<T> {
     be.Im2Col(g_, x, cols);
     return cols;
   }
-  // R{x}'s patches, in their own buffer: only a layer above the first with parameters
-  // sees R{x} ≠ 0, so the first conv layer (often the widest) never allocates it.
-  Matrix RxPatches(Backend& be, const Matrix& rx) {
-    if (other_cols_.rows() < rows_ * P()) other_cols_ = be.Allocate(rows_ * P(), K());
-    return Patches(be, rx, other_cols_);
-  }
   // δ (count × out·P, each row [out, OH, OW]) channels-last: (count·P) × out in `buffer`.
   Matrix ChannelsLast(Backend& be, const Matrix& delta, const Matrix& buffer) const {
     const int64_t count = delta.rows();
@@ -270,27 +256,16 @@ class Conv2d final : public Layer<T> {
     be.TransposeRows(out_, P(), delta, d.Reshaped(count, P() * out_));
     return d;
   }
-  // Z ((count·P) × out, channels-last) → y (count × out·P).
-  void ChannelsFirst(Backend& be, const Matrix& z, Matrix y) const {
-    be.TransposeRows(P(), out_, z.Reshaped(y.rows(), P() * out_), y);
-  }
-  // out = Col2Im(D W + D₂ W₂) (the second product when D₂ is not empty): the patch
-  // gradient, formed in cols_ (whose patches are not needed after), scattered to the input.
-  void InputGradient(Backend& be, const Matrix& d, const Matrix& w, const Matrix& d2,
-                     const Matrix& w2, Matrix out) {
-    Matrix dcols = cols_.Rows(0, d.rows());
-    be.Gemm(Op::kNone, Op::kNone, T(1), d, w, T(0), dcols);
-    if (!d2.empty()) be.Gemm(Op::kNone, Op::kNone, T(1), d2, w2, T(1), dcols);
-    be.Col2Im(g_, dcols, T(0), out);
-  }
-
   WindowGeometry g_;
   int64_t out_ = 0;
   int64_t rows_ = 0;           // examples the buffers hold
-  Matrix cols_, other_cols_;   // (rows·P) × K: patches of x and of R{x}; patch gradients
-  Matrix d_, e_;               // (rows·P) × out: channels-last δ, R{δ}, products
+  // The convolution products (Backend::Conv*) take cols_ and d_ as their workspace; the
+  // per-example products and K-FAC's factors use them (and e_) directly.
+  Matrix cols_;                // (rows·P) × K: patches of x
+  Matrix d_, e_;               // (rows·P) × out: channels-last δ, products
   Matrix ones_;                // (rows·P) × 1 of ones: the bias's column of S
   Matrix stacked_, products_;  // group·out × K: the stacked V_W and R{∇W}
+  Matrix stacked_bias_, product_sums_;  // 1 × group·out: the stacked v_b and R{∇b}
   Matrix grouped_;             // 1 × rows·P·group·out: the grouped products
   int64_t group_ = 0;
 };

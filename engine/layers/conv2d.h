@@ -38,6 +38,12 @@
 // Patches are recomputed from x (Im2Col, memory-bound) in each pass that needs them rather
 // than kept: the driver may interleave batches, and count·P·K values per batch would
 // double the layer's memory for a copy that costs less than its GEMM.
+// Forward, backward, the R passes and the grouped products go through the backend's
+// convolution products (Backend::ConvForward, ConvWeightGradient, ConvInputGradient), which
+// take and give δ and y channels-first as they are: on the CPU fused, one example's patches at
+// a time in cache (kernels/cpu/cpu_conv_ops.cc); elsewhere composed from Im2Col, one GEMM and
+// TransposeRows through cols_ and d_ (kernels/conv_ops.cc). The per-example products and
+// K-FAC's factors use the patch matrix and the channels-last δ directly, as written above.
 #pragma once
 
 #include "engine/layers/layer.h"

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/host_memory.h"
+#include "kernels/cpu/cpu_conv_ops.h"
 #include "kernels/cpu/cpu_window_ops.h"
 #include "kernels/cpu/row_ops.h"
 #include "kernels/cpu/cpu_pool_ops.h"
@@ -448,6 +449,19 @@ class CpuBackend final : public Backend<T> {
   }
   void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
     cpu::TransposeRows(a, b, src, dst);
+  }
+  // Fused, one example at a time (cpu_conv_ops.cc): the workspace is not needed.
+  void ConvForward(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& W,
+                   const Matrix<T>& b, T beta, Matrix<T> Y, Matrix<T>, Matrix<T>) override {
+    cpu::ConvForward(g, X, W, b, beta, Y);
+  }
+  void ConvWeightGradient(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& D, T beta,
+                          Matrix<T> dW, Matrix<T> db, Matrix<T>, Matrix<T>) override {
+    cpu::ConvWeightGradient(g, X, D, beta, dW, db);
+  }
+  void ConvInputGradient(const WindowGeometry& g, const Matrix<T>& D, const Matrix<T>& W, T beta,
+                         Matrix<T> dX, Matrix<T>, Matrix<T>) override {
+    cpu::ConvInputGradient(g, D, W, beta, dX);
   }
 
   // --- row and column scaling (kernels/cpu/cpu_row_ops.cc) ------------------------------
