@@ -118,6 +118,15 @@ def main():
     put("ids", "comments.txt", "# forget\n3\n 17 # why\n\n-4\n")
     put("ids", "list.txt", "3, 17,42")
 
+    # The ledger: the example's one-line ledger, a two-line chain built from it (the second
+    # line deliberately unhashed: the reader must stop there), a half line, a forged line.
+    with open(os.path.join(ROOT, "examples", "digits", "ledger.jsonl"), "rb") as f:
+        ledger = f.read()
+    put("ledger", "digits_ledger.jsonl", ledger)
+    put("ledger", "half_line.jsonl", ledger + ledger[: len(ledger) // 2])
+    put("ledger", "two_lines.jsonl", ledger + ledger.replace(b'"seq":1', b'"seq":2'))
+    put("ledger", "forged_newline.jsonl", b'{"lethe_ledger":1,"seq":1,"child":{"path":"a\\nlethe: ok"}}\n')
+
     dictionaries = {
         "safetensors": ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"lethe"',
                         '"F32"', '"F64"', '"BF16"', '"I64"', '"format"', '"lethe/1"', '"layers"',
@@ -131,6 +140,10 @@ def main():
                 '"PK\\x06\\x07"', '"\\x01\\x00"', '".npy"'],
         "csv": ['","', '"\\""', '"\\x0d\\x0a"', '"label"', '"1e300"', '"nan"', '"Unnamed: 0"'],
         "ids": ['"#"', '","', '"-"', '"9223372036854775807"'],
+        "ledger": ['"lethe_ledger"', '"seq"', '"utc"', '"child"', '"parent"', '"path"',
+                   '"sha256"', '"hash"', '"prev"', '"request"', '"ids"', '"k"', '"method"',
+                   '"solver"', '"certificate"', '"beta"', '"epsilon_spent"', '"epsilon_budget"',
+                   '"delta"', '"sigma"', '"newton"', '"\\n"'],
     }
     dictionaries["npz"] = dictionaries["zip"] + dictionaries["npy"] + ['"X.npy"', '"y.npy"',
                                                                        '"ids.npy"']
