@@ -12,7 +12,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
         ${CMAKE_CXX_COMPILER_LAUNCHER:+-DCMAKE_CXX_COMPILER_LAUNCHER=$CMAKE_CXX_COMPILER_LAUNCHER} \
         >/dev/null
 fi
-FUZZERS="safetensors npz zip npy csv spec ids"
+FUZZERS="safetensors npz zip npy csv spec ids ledger"
 targets="lethe_io_tests"
 for f in $FUZZERS; do targets="$targets fuzz_replay_$f"; done
 [ "${1:-}" = "--cli" ] && targets="$targets lethe"
@@ -23,7 +23,11 @@ for f in $FUZZERS; do
   "$BUILD/tests/fuzz/fuzz_replay_$f" "tests/fuzz/corpus/$f"
 done
 if [ "${1:-}" = "--cli" ]; then
-  LETHE_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 tests/python/test_cli_errors.py \
-    --lethe "$BUILD/tools/lethe"
+  # The hostile-input CLI tests: the parsers' (test_cli_errors) and every layer key's
+  # (test_layer_errors), each one line, exit 1, nothing written, now also no sanitizer report.
+  for t in test_cli_errors test_layer_errors; do
+    LETHE_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 "tests/python/$t.py" \
+      --lethe "$BUILD/tools/lethe"
+  done
 fi
 echo "sanitizer run clean"
