@@ -143,7 +143,7 @@ def main():
         "ledger": ['"lethe_ledger"', '"seq"', '"utc"', '"child"', '"parent"', '"path"',
                    '"sha256"', '"hash"', '"prev"', '"request"', '"ids"', '"k"', '"method"',
                    '"solver"', '"certificate"', '"beta"', '"epsilon_spent"', '"epsilon_budget"',
-                   '"delta"', '"sigma"', '"newton"', '"\\n"'],
+                   '"delta"', '"sigma"', '"newton"', '"\\x0a"'],
     }
     dictionaries["npz"] = dictionaries["zip"] + dictionaries["npy"] + ['"X.npy"', '"y.npy"',
                                                                        '"ids.npy"']
