@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""`lethe compare` and `lethe influence` on SISA ensembles (docs/unlearning.md, docs/influence.md).
+
+    /usr/bin/python3 tests/python/test_sisa_compare.py --lethe PATH/TO/lethe
+
+- compare: an ensemble's per-set loss and accuracy, test agreement and membership AUC come
+  from its aggregated predictions, recomputed here in numpy from the constituents' weights
+  (softmax regression: p = softmax(W x + b)): mean, −log p̄_y; vote, 1 − v_y/S; the AUC by
+  pair counting. A 1-shard, 1-slice mean ensemble equals its constituent as a plain model.
+  Parameter distances: per constituent between ensembles of one partition (and their root
+  sum of squares), "not applicable" (screen and --json) otherwise.
+Plain unittest; ends with a line "N passed, N failed, N skipped".
+"""
+import json
+import os
+import struct
+import sys
+import unittest
+
+from lethe_test_main import run_tests
+
+import numpy as np
+
+import test_sisa as base
+
+LETHE = None
+TEST = os.path.join(base.DIGITS, "test.npz")
+
+
+def load_weights(path):
+    """W, b of a one-linear-layer safetensors model."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(data[a:b], dtype=np.float64).reshape(t["shape"])
+    return out["0.weight"], out["0.bias"]
+
+
+def softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def auc(member, nonmember):
+    """P(nonmember loss > member loss) + ½ P(equal)."""
+    m = np.asarray(member)[:, None]
+    n = np.asarray(nonmember)[None, :]
+    return float(((n > m).sum() + 0.5 * (n == m).sum()) / (m.size * n.size))
+
+
+class Compare(unittest.TestCase):
+    LBFGS = base.Sisa.LBFGS
+    path = base.Sisa.path
+    train = base.Sisa.train
+    trained_copy = base.Sisa.trained_copy
+    write_data = base.Sisa.__dict__["write_data"]
+
+    @classmethod
+    def setUpClass(cls):
+        if LETHE is None:
+            raise unittest.SkipTest("--lethe not given")
+        base.LETHE = LETHE
+        base.Sisa.setUpClass.__func__(cls)
+        t = np.load(TEST)
+        cls.Xt, cls.yt = t["X"], t["y"].astype(np.int64)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def ensemble_losses(self, d, X, y):
+        """Per-example loss and label of ensemble d, from its constituents' weights."""
+        m = base.manifest(d)
+        probs, votes = [], []
+        for s, shard in enumerate(m["shards"]):
+            f = shard["patch"]["file"] if shard["patch"] else shard["slices"][-1]["file"]
+            W, b = load_weights(os.path.join(d, f))
+            z = X @ W.T + b
+            probs.append(softmax(z))
+            votes.append(np.argmax(z, axis=1))
+        S = len(probs)
+        if m["aggregate"] == "mean":
+            p = np.mean(probs, axis=0)
+            return -np.log(p[np.arange(len(y)), y]), np.argmax(p, axis=1)
+        counts = np.zeros((len(y), probs[0].shape[1]))
+        for v in votes:
+            counts[np.arange(len(y)), v] += 1
+        return 1 - counts[np.arange(len(y)), y] / S, np.argmax(counts, axis=1)
+
+    def compare(self, a, b, *extra):
+        return json.loads(base.lethe("compare", "--model", a, "--reference", b, "--train",
+                                     self.data, "--test", TEST, "--json", *extra))
+
+    def check_against_numpy(self, d, row, forget_ids):
+        forget = np.isin(self.ids, forget_ids)
+        loss, label = self.ensemble_losses(d, self.X, self.y)
+        tloss, tlabel = self.ensemble_losses(d, self.Xt, self.yt)
+        for name, mask in (("forget", forget), ("kept", ~forget)):
+            self.assertAlmostEqual(row[name]["loss"], loss[mask].mean(), delta=1e-10)
+            self.assertAlmostEqual(row[name]["accuracy"], (label[mask] == self.y[mask]).mean(),
+                                   delta=1e-12)
+        self.assertAlmostEqual(row["test"]["loss"], tloss.mean(), delta=1e-10)
+        self.assertAlmostEqual(row["test"]["accuracy"], (tlabel == self.yt).mean(), delta=1e-12)
+        self.assertAlmostEqual(row["membership_auc"], auc(loss[forget], tloss), delta=1e-12)
+        return tlabel
+
+    def test_ensembles_against_numpy_and_distances(self):
+        for aggregate in ("mean", "vote"):
+            opts = self.LBFGS + ["--aggregate", aggregate]
+            a = self.trained_copy("cmp-a-" + aggregate, opts)
+            b = self.trained_copy("cmp-b-" + aggregate, opts)
+            forget = [int(i) for i in base.cells(b)[(1, 2)][0][:3]]
+            base.lethe("sisa", "unlearn", "--model", b, "--forget-ids", ",".join(map(str, forget)))
+            j = self.compare(a, b, "--forget-ids", ",".join(map(str, forget)))
+            la = self.check_against_numpy(a, j["model"], forget)
+            lb = self.check_against_numpy(b, j["reference"], forget)
+            self.assertAlmostEqual(j["test_agreement"], (la == lb).mean(), delta=1e-12)
+            # Same partition: per-constituent distances, only shard 1 retrained.
+            per = j["constituent_parameter_distance"]
+            self.assertEqual(per[0], 0)
+            self.assertEqual(per[2], 0)
+            self.assertEqual(per[3], 0)
+            ma, mb = base.manifest(a), base.manifest(b)
+            Wa, ba = load_weights(os.path.join(a, ma["shards"][1]["slices"][-1]["file"]))
+            Wb, bb = load_weights(os.path.join(b, mb["shards"][1]["slices"][-1]["file"]))
+            d1 = np.sqrt(((Wa - Wb) ** 2).sum() + ((ba - bb) ** 2).sum())
+            self.assertAlmostEqual(per[1], d1, delta=1e-12 * d1)
+            self.assertAlmostEqual(j["parameter_distance"], np.sqrt(sum(x * x for x in per)),
+                                   delta=1e-12 * d1)
+            self.assertIn("ensembles", j)
+
+    def test_not_applicable(self):
+        a = self.trained_copy("na-a", self.LBFGS)
+        other = self.path("na-other")
+        self.train(other, self.data, self.LBFGS[:-1] + ["6"])  # another seed: another partition
+        plain = os.path.join(a, base.manifest(a)["shards"][0]["slices"][-1]["file"])
+        for b, why in ((other, "partitions differ"), (plain, "single model")):
+            j = self.compare(a, b)
+            self.assertIsNone(j["parameter_distance"])
+            self.assertIn(why, j["parameter_distance_not_applicable"])
+            self.assertIsNone(j["model"]["distance_to_reference"])
+            r = base.run("compare", "--model", a, "--reference", b, "--train", self.data,
+                         "--test", TEST)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("parameter distance: not applicable", r.stdout)
+
+    def test_one_constituent_mean_ensemble_is_the_plain_model(self):
+        d = self.train(self.path("cmp-single"), self.data,
+                       ["--spec", self.spec, "--shards", "1", "--slices", "1", "--aggregate", "mean"])
+        plain = os.path.join(d, "s0-r0-g0.safetensors")
+        forget = [str(i) for i in self.ids[:20]]
+        j = self.compare(d, plain, "--forget-ids", ",".join(forget))
+        for name in ("forget", "kept", "test"):
+            self.assertAlmostEqual(j["model"][name]["loss"], j["reference"][name]["loss"],
+                                   delta=1e-12 * j["reference"][name]["loss"])
+            self.assertEqual(j["model"][name]["accuracy"], j["reference"][name]["accuracy"])
+        self.assertAlmostEqual(j["model"]["membership_auc"], j["reference"]["membership_auc"],
+                               delta=1e-12)
+        self.assertEqual(j["test_agreement"], 1.0)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests(__name__))
