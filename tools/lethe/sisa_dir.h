@@ -52,6 +52,14 @@ int EvalEnsemble(const std::string& dir, const std::string& data_path, const Com
 // the constituents whose shards hold the ids, recorded as such in the manifest.
 int RunUnlearnEnsemble(const std::vector<std::string>& args);
 
+// lethe influence --model DIR (tools/lethe/sisa_influence.cc): each constituent's influence
+// on its shard's rows, weighted as the aggregation implies (docs/influence.md, "Ensembles").
+struct SolverFlags;
+int InfluenceEnsemble(const std::string& dir, const std::string& train_path,
+                      const std::string& test_path, const std::vector<int64_t>& test_ids,
+                      const SolverFlags& flags, const CommonOptions& common,
+                      const std::string& out, int64_t top_k);
+
 // lethe inspect DIR: shards, slices, sizes, training times and the deletion history.
 int InspectEnsemble(const std::string& dir, bool json);
 
