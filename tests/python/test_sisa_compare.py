@@ -172,6 +172,39 @@ class Compare(unittest.TestCase):
         self.assertEqual(j["test_agreement"], 1.0)
 
 
+    def test_refusals(self):
+        """Bad input: one line, exit 1, no output file."""
+        a = self.trained_copy("bad-a", self.LBFGS)
+        victim = os.path.join(a, base.manifest(a)["shards"][1]["slices"][-1]["file"])
+        out = self.path("bad.csv")
+        changed = self.path("bad-data.npz")
+        X = self.X.copy()
+        X[5, 0] += 1
+        np.savez(changed, X=X, y=self.y, ids=self.ids)
+        cases = [(["influence", "--model", a, "--train", changed, "--test", TEST, "--out", out],
+                  "rows differ"),
+                 (["influence", "--model", a, "--train", self.data, "--test", TEST, "--out", out,
+                   "--spec", self.spec], "--spec: not for an ensemble DIR")]
+        for args, message in cases:
+            r = base.run(*args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(message, r.stderr)
+            self.assertFalse(os.path.exists(out))
+        with open(victim, "r+b") as f:
+            f.seek(-1, 2)
+            last = f.read(1)
+            f.seek(-1, 2)
+            f.write(bytes([last[0] ^ 1]))
+        for args in (["compare", "--model", a, "--reference", victim, "--train", self.data,
+                      "--test", TEST],
+                     ["influence", "--model", a, "--train", self.data, "--test", TEST, "--out", out]):
+            r = base.run(*args)
+            self.assertEqual(r.returncode, 1, (args, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(victim + ": SHA-256 differs", r.stderr)
+            self.assertFalse(os.path.exists(out))
+
 
 def read_scores(path):
     """{(test_id, train_id): score} of a lethe influence CSV."""
