@@ -119,9 +119,21 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
     ConstituentResult cr;
     cr.shard = s;
     cr.n = static_cast<int64_t>(rows.size());
-    cr.grad_norm = CheckStationary(session, warnings, train_path + " (shard " + std::to_string(s) + ")",
-                                   dir + "/" + m.ConstituentFile(s),
-                                   "its scores are first-order effects at a minimiser");
+    {
+      // ‖∇L_c(θ_c)‖ on the shard's rows: the scores are first-order effects at a minimiser.
+      kernels::Matrix<T> grad = session.backend->Allocate(1, session.train->num_params());
+      session.train->ValueAndGradient(session.theta, grad);
+      cr.grad_norm = static_cast<double>(kernels::Norm(*session.backend, grad));
+      if (!(cr.grad_norm <= kStationarityTolerance))
+        warnings.Add("constituent " + std::to_string(s) + " (" + m.ConstituentFile(s) + ") is not "
+                     "at a stationary point of its shard's objective on " + train_path +
+                     " (‖∇L‖ = " + Sci(cr.grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
+                     "): its scores are first-order effects at a minimiser, so they describe a "
+                     "nearby optimum" +
+                     (m.shards[s].patch ? "; it is Newton-patched: `lethe sisa unlearn --model " +
+                                              dir + "` retrains it exactly"
+                                        : std::string()));
+    }
     InverseHvp<T> inverse(*session.train, session.theta, options);
     const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
     cr.summary = r.summary;
