@@ -37,9 +37,19 @@ std::string CheckpointName(int shard, int slice, int generation) {
          std::to_string(generation) + ".safetensors";
 }
 
+std::string PatchName(int shard, int generation) {
+  return "s" + std::to_string(shard) + "-patch-g" + std::to_string(generation) + ".safetensors";
+}
+
+bool Manifest::AnyPatched() const {
+  for (const Shard& s : shards)
+    if (s.patch) return true;
+  return false;
+}
+
 std::string Manifest::ToJson() const {
   json j;
-  j["format"] = "lethe-sisa/1";
+  j["format"] = "lethe-sisa/2";
   j["generation"] = generation;
   j["created"] = created;
   j["partition"] = {{"scheme", kPartitionScheme},
@@ -71,8 +81,24 @@ std::string Manifest::ToJson() const {
                         {"sha256", c.sha256},
                         {"seconds", c.seconds},
                         {"trained_on", c.trained_on},
-                        {"generation", c.generation}});
-    shard_list.push_back({{"slices", slices}});
+                        {"generation", c.generation},
+                        {"rows_sha256", c.rows_sha256}});
+    json patch = nullptr;
+    if (s.patch) {
+      json requests = json::array();
+      for (const PatchRequest& q : s.patch->requests)
+        requests.push_back({{"generation", q.generation}, {"k", q.k},
+                            {"ids_sha256", q.ids_sha256}, {"solver", q.solver},
+                            {"steps", q.steps},
+                            {"kept_grad_norm_before", q.kept_grad_norm_before},
+                            {"kept_grad_norm_after", q.kept_grad_norm_after},
+                            {"delta_norm", q.delta_norm}, {"seconds", q.seconds},
+                            {"summary", q.summary}});
+      patch = {{"file", s.patch->file}, {"sha256", s.patch->sha256},
+               {"generation", s.patch->generation}, {"ids", s.patch->ids},
+               {"requests", requests}};
+    }
+    shard_list.push_back({{"slices", slices}, {"patch", patch}});
   }
   j["shards"] = shard_list;
   j["forgotten"] = json::parse(forgotten.ToJson());
@@ -142,9 +168,12 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
   Reader r(root, where,
            {"format", "generation", "created", "partition", "aggregate", "training", "spec",
             "data", "shards", "forgotten"});
-  if (r.String("format") != "lethe-sisa/1")
-    Fail(where, ": format ", Quote(r.String("format")), " is not lethe-sisa/1");
+  const std::string format = r.String("format");
+  if (format != "lethe-sisa/2" && format != "lethe-sisa/1")
+    Fail(where, ": format ", Quote(format), " is not lethe-sisa/2 (or the older lethe-sisa/1)");
   Manifest m;
+  m.version = format == "lethe-sisa/1" ? 1 : 2;
+  const bool v2 = m.version == 2;
   m.generation = static_cast<int>(r.Int("generation", 0, 1 << 30));
   m.created = r.String("created");
   {
@@ -204,14 +233,19 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
   std::unordered_set<std::string> files;
   for (int s = 0; s < m.partition.shards; ++s) {
     const std::string sw = where + ": shard " + std::to_string(s);
-    Reader sr(shards[s], sw, {"slices"});
+    Reader sr(shards[s], sw, v2 ? std::initializer_list<const char*>{"slices", "patch"}
+                                : std::initializer_list<const char*>{"slices"});
     const json& slices = sr.Array("slices");
     if (static_cast<int64_t>(slices.size()) != m.partition.slices)
       Fail(sw, ": ", slices.size(), " slices listed, partition says ", m.partition.slices);
     Shard shard;
     for (int k = 0; k < m.partition.slices; ++k) {
       const std::string cw = sw + " slice " + std::to_string(k);
-      Reader c(slices[k], cw, {"ids", "file", "sha256", "seconds", "trained_on", "generation"});
+      Reader c(slices[k], cw,
+               v2 ? std::initializer_list<const char*>{"ids", "file", "sha256", "seconds",
+                                                       "trained_on", "generation", "rows_sha256"}
+                  : std::initializer_list<const char*>{"ids", "file", "sha256", "seconds",
+                                                       "trained_on", "generation"});
       Checkpoint cp;
       for (const json& id : c.Array("ids")) {
         if (!id.is_number_integer() || (id.is_number_unsigned() && id.get<uint64_t>() > INT64_MAX))
@@ -232,13 +266,63 @@ Manifest Manifest::Parse(const std::string& text, const std::string& where) {
       if (cp.file != CheckpointName(s, k, cp.generation))
         Fail(cw, ": file ", Quote(cp.file), " is not ", CheckpointName(s, k, cp.generation));
       if (!files.insert(cp.file).second) Fail(cw, ": file named twice");
+      if (v2) {
+        cp.rows_sha256 = c.String("rows_sha256");
+        if (!IsSha256Hex(cp.rows_sha256)) Fail(cw, ": rows_sha256 is not a SHA-256 hex digest");
+      }
       shard.slices.push_back(std::move(cp));
+    }
+    if (v2 && !sr.at("patch").is_null()) {
+      const std::string pw = sw + " patch";
+      Reader pr(sr.at("patch"), pw, {"file", "sha256", "generation", "ids", "requests"});
+      Patch patch;
+      patch.generation = static_cast<int>(pr.Int("generation", 1, m.generation));
+      patch.file = pr.String("file");
+      if (patch.file != PatchName(s, patch.generation))
+        Fail(pw, ": file ", Quote(patch.file), " is not ", PatchName(s, patch.generation));
+      if (!files.insert(patch.file).second) Fail(pw, ": file named twice");
+      patch.sha256 = pr.String("sha256");
+      if (!IsSha256Hex(patch.sha256)) Fail(pw, ": sha256 is not a SHA-256 hex digest");
+      for (const json& id : pr.Array("ids")) {
+        if (!id.is_number_integer() || (id.is_number_unsigned() && id.get<uint64_t>() > INT64_MAX))
+          Fail(pw, ": ids: expected 64-bit integers");
+        const int64_t v = id.get<int64_t>();
+        if (!patch.ids.empty() && v <= patch.ids.back()) Fail(pw, ": ids not ascending at ", v);
+        if (Assign(v, m.partition).shard != s)
+          Fail(pw, ": id ", v, " does not belong to this shard under the partition");
+        patch.ids.push_back(v);
+      }
+      if (patch.ids.empty()) Fail(pw, ": ids: a patch removes at least one id");
+      for (const json& q : pr.Array("requests")) {
+        Reader qr(q, pw + " request",
+                  {"generation", "k", "ids_sha256", "solver", "steps", "kept_grad_norm_before",
+                   "kept_grad_norm_after", "delta_norm", "seconds", "summary"});
+        PatchRequest req;
+        req.generation = static_cast<int>(qr.Int("generation", 1, m.generation));
+        req.k = qr.Int("k", 1, int64_t{1} << 40);
+        req.ids_sha256 = qr.String("ids_sha256");
+        req.solver = qr.String("solver");
+        req.steps = static_cast<int>(qr.Int("steps", 0, 1 << 30));
+        req.kept_grad_norm_before = qr.Number("kept_grad_norm_before");
+        req.kept_grad_norm_after = qr.Number("kept_grad_norm_after");
+        req.delta_norm = qr.Number("delta_norm");
+        req.seconds = qr.Number("seconds");
+        req.summary = qr.String("summary");
+        patch.requests.push_back(std::move(req));
+      }
+      if (patch.requests.empty()) Fail(pw, ": requests: a patch has at least one");
+      shard.patch = std::move(patch);
     }
     m.shards.push_back(std::move(shard));
   }
   m.forgotten = ForgetHistory::Parse(r.at("forgotten").dump(), where + ": forgotten");
   for (int64_t id : m.forgotten.ids)
     if (seen.count(id)) Fail(where, ": id ", id, " is both forgotten and in a shard");
+  for (int s = 0; s < m.partition.shards; ++s)
+    if (m.shards[s].patch)
+      for (int64_t id : m.shards[s].patch->ids)
+        if (!m.forgotten.Contains(id))
+          Fail(where, ": shard ", s, " patch: id ", id, " is not among the forgotten ids");
   if (static_cast<int64_t>(seen.size() + m.forgotten.ids.size()) != m.data_n)
     Fail(where, ": ", seen.size(), " ids in shards and ", m.forgotten.ids.size(),
          " forgotten, but the data has ", m.data_n);

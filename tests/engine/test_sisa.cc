@@ -3,6 +3,8 @@
 // the epoch schedule, and the aggregation rules against hand-computed examples.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -196,7 +198,8 @@ Manifest SmallManifest() {
   for (int s = 0; s < 2; ++s)
     for (int r = 0; r < 2; ++r)
       m.shards[s].slices.push_back(
-          {p[s][r], CheckpointName(s, r, 0), std::string(64, 'b'), 0.25, 3, 0});
+          {p[s][r], CheckpointName(s, r, 0), std::string(64, 'b'), 0.25, 3, 0,
+           std::string(64, 'c')});
   return m;
 }
 
@@ -220,6 +223,48 @@ TEST(SisaManifest, RoundTripsAndIsStrict) {
   refuse("\"seed\": 5", "\"seed\": 6");                // every id now in the wrong cell
   refuse("\"n\": 10", "\"n\": 11");                    // an id unaccounted for
   refuse("\"aggregate\": \"vote\"", "\"aggregate\": \"max\"");
+  refuse("\"rows_sha256\": \"cccc", "\"rows_sha256\": \"xccc");
+}
+
+// A Newton-patched shard round-trips; its ids must be forgotten ids of that shard, its file
+// the patch name of its generation. A lethe-sisa/1 manifest (no rows_sha256, no patch) is read.
+TEST(SisaManifest, PatchesAndTheOlderFormat) {
+  Manifest m = SmallManifest();
+  const int64_t id = m.shards[1].slices[0].ids.empty() ? m.shards[1].slices[1].ids.front()
+                                                       : m.shards[1].slices[0].ids.front();
+  for (Checkpoint& c : m.shards[1].slices) c.ids.erase(std::remove(c.ids.begin(), c.ids.end(), id), c.ids.end());
+  m.generation = 1;
+  m.forgotten.Add({id}, {"newton", std::string(64, 'd'), std::string(64, 'e'), 1, "2026-11-30T00:00:01Z"});
+  m.shards[1].patch = Patch{PatchName(1, 1), std::string(64, 'f'), 1, {id},
+                            {{1, 1, std::string(64, 'e'), "cg", 1, 1e-3, 1e-6, 0.1, 0.01, "ok"}}};
+  const std::string text = m.ToJson();
+  const Manifest back = Manifest::Parse(text, "manifest.json");
+  EXPECT_EQ(back.ToJson(), text);
+  ASSERT_TRUE(back.shards[1].patch.has_value());
+  EXPECT_EQ(back.ConstituentFile(1), "s1-patch-g1.safetensors");
+  EXPECT_EQ(back.ConstituentFile(0), back.shards[0].slices.back().file);
+  EXPECT_TRUE(back.AnyPatched());
+  auto refuse = [&](const std::string& from, const std::string& to) {
+    std::string bad = text;
+    const size_t at = bad.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    bad.replace(at, from.size(), to);
+    EXPECT_THROW(Manifest::Parse(bad, "manifest.json"), Error) << from << " → " << to;
+  };
+  refuse("\"s1-patch-g1.safetensors\"", "\"s0-patch-g1.safetensors\"");
+  refuse("\"requests\": [", "\"requests\": [], \"x\": [");
+  // The older format: the same manifest without the new keys.
+  nlohmann::json j = nlohmann::json::parse(SmallManifest().ToJson());
+  j["format"] = "lethe-sisa/1";
+  for (auto& shard : j["shards"]) {
+    shard.erase("patch");
+    for (auto& c : shard["slices"]) c.erase("rows_sha256");
+  }
+  const Manifest old = Manifest::Parse(j.dump(), "manifest.json");
+  EXPECT_EQ(old.version, 1);
+  EXPECT_TRUE(old.shards[0].slices[0].rows_sha256.empty());
+  j["format"] = "lethe-sisa/2";  // /2 requires them
+  EXPECT_THROW(Manifest::Parse(j.dump(), "manifest.json"), Error);
 }
 
 }  // namespace

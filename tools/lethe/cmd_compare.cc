@@ -7,6 +7,7 @@
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/sisa_compare.h"
 
 namespace lethe::cli {
 
@@ -15,9 +16,9 @@ int RunCompare(const std::vector<std::string>& args) {
   CommonOptions common;
   std::string a_path, b_path, original_path, train_path, test_path;
   desc.add_options()("help,h", "show this help")
-    ("model", po::value(&a_path), "model A (e.g. the patched model)")
-    ("reference", po::value(&b_path), "model B (e.g. the retrained model)")
-    ("original", po::value(&original_path), "the original model: distances relative to it")
+    ("model", po::value(&a_path), "model A (e.g. the patched model), or a SISA ensemble DIR")
+    ("reference", po::value(&b_path), "model B (e.g. the retrained model), or a SISA ensemble DIR")
+    ("original", po::value(&original_path), "the original model (or DIR): distances relative to it")
     ("train", po::value(&train_path), "training data")
     ("test", po::value(&test_path), "test data")
     ("forget", po::value<std::string>(), "forget set (file)")
@@ -34,15 +35,18 @@ int RunCompare(const std::vector<std::string>& args) {
   const bool f32 = common.F32();
   std::vector<std::pair<std::string, std::string>> models = {{"reference", b_path}, {"model", a_path}};
   if (!original_path.empty()) models.push_back({"original", original_path});
-  std::vector<Model> loaded;
-  for (const auto& [name, path] : models) loaded.push_back(LoadModel(path));
-  for (const Model& m : loaded)
-    if (m.arch.num_params != loaded[0].arch.num_params || m.arch.spec.ToJson() != loaded[0].arch.spec.ToJson())
-      Fail(a_path, " and ", b_path, ": the models have different architectures");
+  // A model file or an ensemble DIR each (tools/lethe/sisa_compare.h).
+  std::vector<Compared> loaded;
+  for (const auto& [name, path] : models) loaded.push_back(LoadCompared(path));
+  for (const Compared& c : loaded)
+    for (const Model& m : c.models)
+      if (m.arch.num_params != loaded[0].arch().num_params ||
+          m.arch.spec.ToJson() != loaded[0].arch().spec.ToJson())
+        Fail(a_path, " and ", b_path, ": the models have different architectures");
   // Examples any of the models has forgotten are not part of the kept data: each model is
   // (approximately) the optimum without them. Without --forget, they are the forget set.
   std::vector<const ForgetHistory*> histories;
-  for (const Model& m : loaded) histories.push_back(&m.forgotten);
+  for (const Compared& c : loaded) histories.push_back(&c.forgotten());
   const ForgetHistory forgotten = UnionOfForgotten(histories);
   std::vector<int64_t> forget_ids;
   std::string forget_what;
@@ -72,23 +76,29 @@ int RunCompare(const std::vector<std::string>& args) {
     }
   }
   const io::Dataset test = io::LoadDataset(test_path, common.Data());
-  CheckDataMatchesModel(loaded[0].arch, train);
-  CheckDataMatchesModel(loaded[0].arch, test);
+  CheckDataMatchesModel(loaded[0].arch(), train);
+  CheckDataMatchesModel(loaded[0].arch(), test);
   std::vector<int64_t> forget_rows;
   if (!forget_ids.empty()) forget_rows = train.RowsOf(forget_ids, forget_what);
 
+  (void)f32;
+  // Parameter distances only where parameters correspond: between models, or between
+  // ensembles of one partition (per constituent); otherwise not applicable, and said so.
+  std::string not_applicable;
+  for (size_t k = 1; k < loaded.size() && not_applicable.empty(); ++k)
+    not_applicable = DistanceNotApplicable(loaded[0], loaded[k]);
   std::vector<ModelRow> rows;
   for (size_t k = 0; k < models.size(); ++k) {
-    ModelRow r{models[k].first, loaded[k].theta, {}, -1};
-    if (f32) {
-      auto be = kernels::MakeBackend<float>(common.Backend());
-      r.audit = AuditModel<float>(*be, loaded[k].arch, r.theta, train, forget_rows, test, common.batch_size);
-    } else {
-      auto be = kernels::MakeBackend<double>(common.Backend());
-      r.audit = AuditModel<double>(*be, loaded[k].arch, r.theta, train, forget_rows, test, common.batch_size);
-    }
+    ModelRow r{models[k].first, not_applicable.empty() ? loaded[k].Theta() : std::vector<double>{},
+               {}, -1};
+    r.audit = AuditCompared(loaded[k], train, forget_rows, test, common);
     rows.push_back(std::move(r));
   }
+  // Ensembles of one partition: each constituent's distance, model vs reference.
+  std::vector<double> per_constituent;
+  if (not_applicable.empty() && loaded[0].manifest)
+    for (size_t s = 0; s < loaded[0].models.size(); ++s)
+      per_constituent.push_back(Distance(loaded[1].models[s].theta, loaded[0].models[s].theta));
   // Table order: original, model, reference.
   std::vector<ModelRow> ordered;
   if (rows.size() == 3) ordered.push_back(rows[2]);
@@ -97,14 +107,45 @@ int RunCompare(const std::vector<std::string>& args) {
   const int reference = static_cast<int>(ordered.size()) - 1, original = rows.size() == 3 ? 0 : -1;
   if (common.json) {
     nlohmann::json j = ComparisonJson(ordered, reference, original);
-    j["parameter_distance"] = Distance(rows[1].theta, rows[0].theta);
-    if (original >= 0)
-      j["relative_parameter_distance"] =
-          Distance(rows[1].theta, rows[0].theta) / Distance(rows[2].theta, rows[0].theta);
+    if (not_applicable.empty()) {
+      j["parameter_distance"] = Distance(rows[1].theta, rows[0].theta);
+      if (original >= 0)
+        j["relative_parameter_distance"] =
+            Distance(rows[1].theta, rows[0].theta) / Distance(rows[2].theta, rows[0].theta);
+      if (!per_constituent.empty()) j["constituent_parameter_distance"] = per_constituent;
+    } else {
+      j["parameter_distance"] = nullptr;
+      j["parameter_distance_not_applicable"] = not_applicable;
+    }
+    for (size_t k = 0; k < models.size(); ++k)
+      if (loaded[k].manifest)
+        j["ensembles"][models[k].first] = {
+            {"path", loaded[k].path}, {"shards", loaded[k].manifest->partition.shards},
+            {"aggregate", sisa::Name(loaded[k].manifest->aggregate)},
+            {"loss", loaded[k].manifest->aggregate == sisa::Aggregate::kMean
+                         ? "-log of the mean predicted probability of the label"
+                         : "1 - the fraction of constituents voting for the label"}};
     j["test_agreement"] = PredictionAgreement(rows[1].audit, rows[0].audit);
     std::cout << j.dump(2) << "\n";
   } else {
     PrintComparison(ordered, reference, original);
+    if (!not_applicable.empty())
+      std::cout << "parameter distance: not applicable (" << not_applicable << ")\n";
+    if (!per_constituent.empty()) {
+      std::cout << "parameter distance per constituent (model vs reference):";
+      for (size_t s = 0; s < per_constituent.size(); ++s)
+        std::cout << (s ? ", " : " ") << s << ": " << Sci(per_constituent[s]);
+      std::cout << "\n";
+    }
+    for (size_t k = 0; k < models.size(); ++k)
+      if (loaded[k].manifest)
+        std::cout << models[k].first << " is a SISA ensemble (" << loaded[k].manifest->partition.shards
+                  << " constituents, " << sisa::Name(loaded[k].manifest->aggregate)
+                  << "): its loss is "
+                  << (loaded[k].manifest->aggregate == sisa::Aggregate::kMean
+                          ? "−log of the mean predicted probability of the label"
+                          : "1 − the fraction of constituents voting for the label")
+                  << ", per example (the membership attack's score too)\n";
     std::cout << "test prediction agreement (model vs reference): "
               << Fixed(100 * PredictionAgreement(rows[1].audit, rows[0].audit), 2) << "%\n";
   }

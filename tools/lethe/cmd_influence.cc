@@ -13,6 +13,7 @@
 #include "tools/lethe/commands.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/sisa_dir.h"
 
 namespace lethe::cli {
 namespace {
@@ -305,7 +306,7 @@ int RunInfluence(const std::vector<std::string>& args) {
   std::string model_path, train_path, test_path, out, spec_path, test_ids;
   int64_t top_k = 0;
   desc.add_options()("help,h", "show this help")
-    ("model", po::value(&model_path), "safetensors model")
+    ("model", po::value(&model_path), "safetensors model, or a SISA ensemble DIR")
     ("train", po::value(&train_path), "training data the model was fitted to")
     ("test", po::value(&test_path), "test data")
     ("test-ids", po::value(&test_ids), "score only these test ids (default: all)")
@@ -326,6 +327,14 @@ int RunInfluence(const std::vector<std::string>& args) {
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
   const bool f32 = common.F32();
+  // A SISA ensemble directory: per-constituent influence (tools/lethe/sisa_influence.cc).
+  if (IsEnsembleDir(model_path)) {
+    if (!spec_path.empty()) Fail("--spec: not for an ensemble DIR (its manifest holds the spec)");
+    return InfluenceEnsemble(model_path, train_path, test_path,
+                             test_ids.empty() ? std::vector<int64_t>{}
+                                              : io::ParseIdList(test_ids, "--test-ids"),
+                             flags, common, out, top_k);
+  }
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(
       model.forgotten, io::LoadDataset(train_path, common.Data()), "influence", model_path);

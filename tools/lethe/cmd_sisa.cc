@@ -21,6 +21,7 @@
 #include "common/quote.h"
 #include "engine/model.h"
 #include "engine/sisa/aggregate.h"
+#include "engine/sisa/cell_rows.h"
 #include "engine/sisa/train_shard.h"
 #include "io/atomic_file.h"
 #include "io/sha256.h"
@@ -35,20 +36,6 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Tests only (tests/python/test_sisa.py): dies at the named stage as a kill would, without
-// unwinding, so that the test can check what such a crash leaves.
-void CrashPointForTests(const char* stage) {
-  const char* at = std::getenv("LETHE_TEST_CRASH_AT");
-  if (at && std::string(at) == stage) std::_Exit(86);
-}
-
-std::unordered_map<int64_t, int64_t> RowOfId(const io::Dataset& data) {
-  std::unordered_map<int64_t, int64_t> rows;
-  rows.reserve(data.n);
-  for (int64_t i = 0; i < data.n; ++i) rows[data.ids[i]] = i;
-  return rows;
 }
 
 // One shard to (re)train from slice `from`, starting from `start`.
@@ -121,33 +108,6 @@ void RefuseEmptyShards(const sisa::Partition& p, const std::string& what, const 
       Fail(what, ": shard ", s, " of ", p.size(), " would have no example (SISA needs every "
            "constituent trained on some data; ", advice, ")");
   }
-}
-
-// Best effort: makes renames in `dir` durable.
-void SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    (void)::fsync(fd);
-    ::close(fd);
-  }
-}
-
-// The files of DIR that the manifest does not name: checkpoints of a run that crashed
-// before its commit, or replaced by the last commit; temporary files of an interrupted write.
-std::vector<std::string> Unreferenced(const std::string& dir, const sisa::Manifest& m) {
-  std::set<std::string> named;
-  for (const sisa::Shard& s : m.shards)
-    for (const sisa::Checkpoint& c : s.slices) named.insert(c.file);
-  static const std::regex checkpoint(R"(s\d+-r\d+-g\d+\.safetensors(\.tmp\.\d+\.\d+)?)");
-  static const std::regex temporary(R"(manifest\.json\.tmp\.\d+\.\d+)");
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if ((std::regex_match(name, checkpoint) || std::regex_match(name, temporary)) &&
-        !named.count(name))
-      out.push_back(name);
-  }
-  return out;
 }
 
 void AddTrainingOptions(po::options_description& desc, TrainOptions& options,
@@ -253,6 +213,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
                     std::to_string(partition.slices) + " slices, " + optimizer);
   const auto start = Clock::now();
   const double trained = Run(temp, m, data, p, jobs, 0, common, progress);
+  sisa::FillCellHashes(m, data, RowOfId(data));
   io::WriteFileAtomically(temp + "/manifest.json", m.ToJson());
   SyncDirectory(temp);
   if (::rename(temp.c_str(), out.c_str()) != 0)
@@ -293,34 +254,34 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     ("model", po::value(&dir), "SISA ensemble directory (lethe sisa train --out)")
     ("forget", po::value<std::string>(), "ids to forget (file, one id per line)")
     ("forget-ids", po::value<std::string>(), "ids to forget (comma-separated)")
-    ("data", po::value(&data_path), "the training data (default: the path the manifest records; "
-                                     "its SHA-256 must be the recorded one)")
+    ("data", po::value(&data_path), "the training data (default: the path the manifest records): "
+                                     "the recorded file, or one from which forgotten rows were "
+                                     "deleted (every other row as recorded, cell by cell)")
     ("report", po::value(&report_path), "write the erasure record (JSON) here");
   common.Add(desc);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
-             "lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]",
+             "lethe sisa unlearn --model DIR [--forget FILE | --forget-ids LIST] [--report R.json]\n"
+             "  (without ids: retrains the Newton-patched constituents, making them exact)",
              "lethe sisa unlearn --model sisa-digits --forget-ids 3,17 --report erasure.json   "
              "(after lethe sisa --help's example)"))
     return 0;
   Require(vm, "model");
   const auto forget = ForgetIds(vm);
-  if (!forget) Fail("--forget or --forget-ids is required");
   if (!report_path.empty()) {
     io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
     io::CheckOutputCanBeWritten(report_path);
   }
   common.Backend();
-  // One unlearn at a time per directory: a second one would build on a manifest about to
-  // be replaced.
-  const std::string lock_path = dir + "/.lock";
-  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock < 0) Fail(dir, ": cannot open ", lock_path, ": ", std::strerror(errno));
-  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) Fail(dir, ": another sisa unlearn is running on it");
+  const std::string manifest_path = dir + "/manifest.json";
+  if (!IsEnsembleDir(dir)) Fail(dir, ": not a SISA ensemble directory (no manifest.json)");
+  LockEnsemble(dir);
 
   const auto start = Clock::now();
-  const std::string manifest_path = dir + "/manifest.json";
   const sisa::Manifest old = ReadEnsemble(dir);
+  if (!forget && !old.AnyPatched())
+    Fail("--forget or --forget-ids is required (", dir, " has no Newton-patched constituent "
+         "to make exact)");
   const std::string old_sha = io::Sha256File(manifest_path);
   if (common.device != old.device)
     Warn("sisa unlearn", "the ensemble was trained with --device " + old.device + ", this run "
@@ -330,27 +291,22 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   // What an earlier crash left behind is not part of the ensemble: remove it first.
   for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
 
-  if (data_path.empty()) data_path = old.data_path;
-  if (io::Sha256File(data_path) != old.data_sha256)
-    Fail(data_path, ": SHA-256 differs from the training data ", manifest_path,
-         " records; sisa unlearn retrains from the data the ensemble was trained on");
-  const io::Dataset data = io::LoadDataset(data_path, common.Data());
-  if (data.n != old.data_n) Fail(data_path, ": ", data.n, " examples, the manifest says ", old.data_n);
-
+  std::string data_sha256;
+  const io::Dataset data = LoadEnsembleData(old, dir, data_path, common, &data_sha256);
   const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
-  data.RowsOf(*forget, what);  // every id must be in the data
   std::vector<int64_t> ids;
   int64_t already = 0;
-  for (int64_t id : *forget) {
-    if (old.forgotten.Contains(id)) ++already;
+  for (int64_t id : forget ? *forget : std::vector<int64_t>{}) {
+    if (old.forgotten.Contains(id)) ++already;  // its row may have been deleted from the data
     else ids.push_back(id);
   }
+  data.RowsOf(ids, what);  // every id not yet forgotten must be in the data
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   if (already > 0)
     Warn("sisa unlearn", std::to_string(already) + " id(s) of " + what + " were forgotten by an "
          "earlier request; nothing to do for them");
-  if (ids.empty()) {
+  if (ids.empty() && !old.AnyPatched()) {
     std::cout << dir << ": every id given is already forgotten; nothing changed\n";
     return 0;
   }
@@ -359,7 +315,8 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   // makes it the partition of the kept ids, which is checked rather than assumed.
   sisa::Manifest m = old;
   m.generation = old.generation + 1;
-  m.forgotten.Add(ids, {"sisa", old_sha, IdsSha256(ids), static_cast<int64_t>(ids.size()), UtcNow()});
+  if (!ids.empty())
+    m.forgotten.Add(ids, {"sisa", old_sha, IdsSha256(ids), static_cast<int64_t>(ids.size()), UtcNow()});
   std::vector<int64_t> kept;
   for (int64_t id : data.ids)
     if (!m.forgotten.Contains(id)) kept.push_back(id);
@@ -369,6 +326,20 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     const sisa::Cell c = sisa::Assign(id, m.partition);
     auto it = earliest.find(c.shard);
     if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
+  }
+  // A Newton-patched shard's checkpoints were trained on the ids its patch removed:
+  // retraining it from the checkpoint before the earliest slice of those ids makes it what
+  // sisa train on the kept data gives, like any other deletion.
+  std::vector<int> made_exact;
+  for (int s = 0; s < m.partition.shards; ++s) {
+    if (!old.shards[s].patch) continue;
+    made_exact.push_back(s);
+    for (int64_t id : old.shards[s].patch->ids) {
+      const sisa::Cell c = sisa::Assign(id, m.partition);
+      auto it = earliest.find(c.shard);
+      if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
+    }
+    m.shards[s].patch.reset();
   }
   for (int s = 0; s < m.partition.shards; ++s)
     for (int r = 0; r < m.partition.slices; ++r) {
@@ -390,6 +361,7 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   progress.Announce("lethe sisa unlearn: " + std::to_string(ids.size()) + " id(s) in " +
                     std::to_string(jobs.size()) + " shard(s)");
   const double retrain_seconds = Run(dir, m, data, p, jobs, m.generation, common, progress);
+  sisa::FillCellHashes(m, data, RowOfId(data));
 
   // The commit point: the manifest is replaced by a rename. Before it, DIR is the old
   // ensemble plus unreferenced files; after it, the new one plus unreferenced files.
@@ -414,12 +386,13 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   r["method"] = "sisa";
   r["exact"] = true;
   r["model"] = dir;
-  r["utc"] = m.forgotten.requests.back().utc;
+  r["utc"] = ids.empty() ? UtcNow() : m.forgotten.requests.back().utc;
   r["generation"] = m.generation;
   r["manifest_sha256_before"] = old_sha;
   r["manifest_sha256_after"] = new_sha;
   r["data"] = data_path;
-  r["data_sha256"] = old.data_sha256;
+  r["data_sha256"] = data_sha256;  // the file used (the recorded one, or it less forgotten rows)
+  r["recorded_data_sha256"] = old.data_sha256;
   r["k"] = static_cast<int64_t>(ids.size());
   r["ids_sha256"] = IdsSha256(ids);
   r["already_forgotten"] = already;
@@ -447,6 +420,12 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   }
   r["retrained"] = retrained;
   r["untouched_shards"] = untouched;
+  // Shards that were Newton-patched before this run and are exact again now.
+  r["made_exact"] = made_exact;
+  // Every constituent is exact after sisa unlearn.
+  r["constituents"] = nlohmann::json::array();
+  for (int s = 0; s < m.partition.shards; ++s)
+    r["constituents"].push_back({{"shard", s}, {"state", "exact"}, {"file", m.ConstituentFile(s)}});
   r["retrain_seconds"] = retrain_seconds;
   r["seconds"] = seconds;
   r["full_retrain_seconds_estimate"] = full;
@@ -455,8 +434,13 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   if (common.json) {
     std::cout << r.dump(2) << "\n";
   } else {
-    std::cout << "unlearned " << ids.size() << " id(s) from " << dir << " (exact, SISA): "
-              << retrained.size() << " of " << m.partition.shards << " shards retrained";
+    if (ids.empty())
+      std::cout << "made the Newton-patched constituents of " << dir << " exact (SISA): ";
+    else
+      std::cout << "unlearned " << ids.size() << " id(s) from " << dir << " (exact, SISA): ";
+    std::cout << retrained.size() << " of " << m.partition.shards << " shards retrained";
+    if (!made_exact.empty())
+      std::cout << " (" << made_exact.size() << " of them Newton-patched before: exact now)";
     for (const auto& j : retrained)
       std::cout << (j == retrained.front() ? " (" : ", ") << "shard " << j["shard"].get<int>()
                 << " from slice " << j["from_slice"].get<int>();
@@ -471,7 +455,7 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
 int RunSisa(const std::vector<std::string>& args) {
   const std::string usage =
       "usage: lethe sisa train --spec SPEC --data TRAIN --shards S --slices R --out DIR\n"
-      "       lethe sisa unlearn --model DIR (--forget FILE | --forget-ids LIST) [--report R.json]\n"
+      "       lethe sisa unlearn --model DIR [--forget FILE | --forget-ids LIST] [--report R.json]\n"
       "\nexact unlearning by sharded, isolated, sliced training (docs/unlearning.md, SISA);\n"
       "`lethe eval --model DIR` and `lethe inspect DIR` read the ensemble; `lethe sisa train\n"
       "--help` and `lethe sisa unlearn --help` list the options\n"

@@ -19,6 +19,7 @@
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/stream.h"
 
 namespace lethe::cli {
@@ -266,6 +267,8 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 int RunUnlearn(const std::vector<std::string>& args) {
   // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
   if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
+  // A SISA ensemble directory: Newton patches per constituent (tools/lethe/sisa_patch.cc).
+  if (ArgsNameEnsemble(args)) return RunUnlearnEnsemble(args);
   po::options_description desc("options");
   CommonOptions common;
   SolverFlags flags;
@@ -302,7 +305,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe unlearn --model M --train T (--forget FILE | --forget-ids LIST) --out PATCHED "
-             "[--report R.json] [--verify]",
+             "[--report R.json] [--verify]\n"
+             "       lethe unlearn --model DIR --method newton (--forget FILE | --forget-ids LIST): "
+             "Newton-patch a SISA ensemble's affected constituents (lethe unlearn --model DIR --help)",
              "lethe unlearn --model examples/digits/model.safetensors --train "
              "examples/digits/train.npz --forget examples/digits/forget.txt --out "
              "patched.safetensors --report erasure.json --verify"))

@@ -19,6 +19,13 @@ nlohmann::json SetJson(const SetMetrics& m) {
 
 std::string Pct(double x) { return std::isfinite(x) ? Fixed(100 * x, 2) + "%" : "-"; }
 
+// ‖a − b‖, or NaN where the rows carry no comparable parameters (an ensemble against a
+// model: tools/lethe/sisa_compare.h).
+double MaybeDistance(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.empty() || b.empty() || a.size() != b.size()) return std::nan("");
+  return Distance(a, b);
+}
+
 }  // namespace
 
 void PrintComparison(const std::vector<ModelRow>& rows, int reference, int original) {
@@ -27,10 +34,10 @@ void PrintComparison(const std::vector<ModelRow>& rows, int reference, int origi
   std::printf("%-12s %9s %11s %11s %10s %10s %10s %9s %9s\n", "", "(s)", "", "", "loss", "acc",
               "loss", "acc", "AUC");
   const double denom = reference >= 0 && original >= 0
-                           ? Distance(rows[original].theta, rows[reference].theta)
+                           ? MaybeDistance(rows[original].theta, rows[reference].theta)
                            : std::nan("");
   for (const ModelRow& r : rows) {
-    const double dist = reference >= 0 ? Distance(r.theta, rows[reference].theta) : std::nan("");
+    const double dist = reference >= 0 ? MaybeDistance(r.theta, rows[reference].theta) : std::nan("");
     std::printf("%-12s %9s %11s %11s %10.6f %10s %10.6f %9s %9s\n", r.name.c_str(),
                 r.seconds >= 0 ? Fixed(r.seconds, 3).c_str() : "-",
                 std::isfinite(dist) ? Sci(dist).c_str() : "-",
@@ -49,14 +56,14 @@ void PrintComparison(const std::vector<ModelRow>& rows, int reference, int origi
 nlohmann::json ComparisonJson(const std::vector<ModelRow>& rows, int reference, int original) {
   nlohmann::json out = nlohmann::json::object();
   const double denom = reference >= 0 && original >= 0
-                           ? Distance(rows[original].theta, rows[reference].theta)
+                           ? MaybeDistance(rows[original].theta, rows[reference].theta)
                            : std::nan("");
   for (const ModelRow& r : rows) {
     nlohmann::json j;
     if (r.seconds >= 0) j["seconds"] = r.seconds;
     if (reference >= 0) {
-      const double dist = Distance(r.theta, rows[reference].theta);
-      j["distance_to_reference"] = dist;
+      const double dist = MaybeDistance(r.theta, rows[reference].theta);
+      j["distance_to_reference"] = std::isfinite(dist) ? nlohmann::json(dist) : nlohmann::json(nullptr);
       if (std::isfinite(denom) && denom > 0) j["relative_distance"] = dist / denom;
       if (!r.audit.test_predictions.empty())
         j["test_agreement_with_reference"] = PredictionAgreement(r.audit, rows[reference].audit);

@@ -1,15 +1,25 @@
 #include "tools/lethe/sisa_dir.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 
 #include "common/error.h"
 #include "engine/model.h"
 #include "engine/objective.h"
 #include "engine/sisa/aggregate.h"
+#include "engine/sisa/cell_rows.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/sha256.h"
@@ -31,7 +41,89 @@ sisa::Manifest ReadEnsemble(const std::string& dir) {
       if (io::Sha256File(path) != c.sha256)
         Fail(path, ": SHA-256 differs from the one ", where, " records (altered or corrupt)");
     }
+  for (const sisa::Shard& s : m.shards)
+    if (s.patch && io::Sha256File(dir + "/" + s.patch->file) != s.patch->sha256)
+      Fail(dir + "/" + s.patch->file, ": SHA-256 differs from the one ", where,
+           " records (altered or corrupt)");
   return m;
+}
+
+bool ArgsNameEnsemble(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--model" && i + 1 < args.size()) return IsEnsembleDir(args[i + 1]);
+    if (args[i].rfind("--model=", 0) == 0) return IsEnsembleDir(args[i].substr(8));
+  }
+  return false;
+}
+
+void CrashPointForTests(const char* stage) {
+  const char* at = std::getenv("LETHE_TEST_CRASH_AT");
+  if (at && std::string(at) == stage) std::_Exit(86);
+}
+
+std::unordered_map<int64_t, int64_t> RowOfId(const io::Dataset& data) {
+  std::unordered_map<int64_t, int64_t> rows;
+  rows.reserve(data.n);
+  for (int64_t i = 0; i < data.n; ++i) rows[data.ids[i]] = i;
+  return rows;
+}
+
+void SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    (void)::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::vector<std::string> Unreferenced(const std::string& dir, const sisa::Manifest& m) {
+  std::set<std::string> named;
+  for (const sisa::Shard& s : m.shards) {
+    for (const sisa::Checkpoint& c : s.slices) named.insert(c.file);
+    if (s.patch) named.insert(s.patch->file);
+  }
+  static const std::regex checkpoint(R"(s\d+-(r\d+|patch)-g\d+\.safetensors(\.tmp\.\d+\.\d+)?)");
+  static const std::regex temporary(R"(manifest\.json\.tmp\.\d+\.\d+)");
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if ((std::regex_match(name, checkpoint) || std::regex_match(name, temporary)) &&
+        !named.count(name))
+      out.push_back(name);
+  }
+  return out;
+}
+
+void LockEnsemble(const std::string& dir) {
+  // One change at a time per directory: a second one would build on a manifest about to be
+  // replaced. The descriptor stays open (and locked) until the process exits.
+  const std::string lock_path = dir + "/.lock";
+  const int lock = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) Fail(dir, ": cannot open ", lock_path, ": ", std::strerror(errno));
+  if (::flock(lock, LOCK_EX | LOCK_NB) != 0)
+    Fail(dir, ": another unlearn is running on it");
+}
+
+io::Dataset LoadEnsembleData(const sisa::Manifest& m, const std::string& dir,
+                             std::string& data_path, const CommonOptions& common,
+                             std::string* sha256) {
+  const std::string manifest_path = dir + "/manifest.json";
+  if (data_path.empty()) data_path = m.data_path;
+  const std::string sha = io::Sha256File(data_path);
+  if (sha256) *sha256 = sha;
+  if (sha != m.data_sha256 && m.version < 2)
+    Fail(data_path, ": SHA-256 differs from the training data ", manifest_path,
+         " records, and that lethe-sisa/1 manifest has no per-cell row hashes to accept a file "
+         "with deleted rows; give the original file (the next unlearn records the hashes)");
+  io::Dataset data = io::LoadDataset(data_path, common.Data());
+  if (sha == m.data_sha256) {
+    if (data.n != m.data_n)
+      Fail(data_path, ": ", data.n, " examples, the manifest says ", m.data_n);
+    return data;
+  }
+  // Not the recorded file: accepted only if every row still trained on is unchanged.
+  sisa::CheckCells(m, data, RowOfId(data), data_path);
+  return data;
 }
 
 namespace {
@@ -61,7 +153,7 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& dat
   int64_t width = 0;
   std::vector<double> constituent_accuracy;
   for (int s = 0; s < m.partition.shards; ++s) {
-    const std::string path = dir + "/" + m.Constituent(s).file;
+    const std::string path = dir + "/" + m.ConstituentFile(s);
     const Model model = LoadModel(path);
     CheckDataMatchesModel(model.arch, data);
     loss = model.arch.spec.loss;
@@ -140,11 +232,17 @@ int InspectEnsemble(const std::string& dir, bool json) {
   }
   if (json) {
     nlohmann::json j = nlohmann::json::parse(m.ToJson());
-    for (auto& s : j["shards"])
-      for (auto& c : s["slices"]) {
+    for (size_t s = 0; s < j["shards"].size(); ++s) {
+      auto& shard = j["shards"][s];
+      for (auto& c : shard["slices"]) {
         c["n"] = c["ids"].size();
         c.erase("ids");
       }
+      // exact: the constituent is its last checkpoint, retrained on the kept data;
+      // patched: a Newton patch (approximate) awaiting retraining by sisa unlearn.
+      shard["state"] = m.shards[s].patch ? "patched" : "exact";
+      shard["constituent"] = m.ConstituentFile(static_cast<int>(s));
+    }
     j["kept"] = kept;
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -161,14 +259,28 @@ int InspectEnsemble(const std::string& dir, bool json) {
             << "  examples   " << kept << " kept, " << m.forgotten.ids.size()
             << " forgotten; shard sizes " << lo << " … " << hi << "\n"
             << "  training time recorded " << Fixed(seconds, 3) << " s\n"
-            << "  shard  examples  per slice" << std::string(20, ' ') << "model\n";
+            << "  shard  examples  per slice" << std::string(20, ' ') << "model  state\n";
+  int patched = 0;
   for (int s = 0; s < m.partition.shards; ++s) {
     std::string per;
     for (const sisa::Checkpoint& c : m.shards[s].slices)
       per += (per.empty() ? "" : " ") + std::to_string(c.ids.size());
     std::cout << "  " << s << "  " << m.shards[s].size() << "  " << per << "  "
-              << m.Constituent(s).file << "\n";
+              << m.ConstituentFile(s) << "  ";
+    if (const auto& p = m.shards[s].patch) {
+      ++patched;
+      const sisa::PatchRequest& last = p->requests.back();
+      std::cout << "patched (Newton, " << p->ids.size() << " id(s) in " << p->requests.size()
+                << " request(s); last: " << last.solver << ", " << last.steps
+                << " step(s), ‖∇L₋ₛ‖ " << Sci(last.kept_grad_norm_before) << " → "
+                << Sci(last.kept_grad_norm_after) << ")\n";
+    } else {
+      std::cout << "exact\n";
+    }
   }
+  if (patched > 0)
+    std::cout << "  " << patched << " constituent(s) patched (approximate): `lethe sisa unlearn "
+              << "--model " << dir << "` retrains them and makes them exact\n";
   if (!m.forgotten.requests.empty()) {
     std::cout << "  deletion history:\n";
     for (const ForgetRequest& r : m.forgotten.requests)

@@ -1,0 +1,242 @@
+// lethe influence --model DIR: influence of each training example on a SISA ensemble's test
+// predictions (docs/influence.md, "Ensembles").
+//
+// Training example i lies in exactly one shard c, so removing it moves only constituent c:
+// θ_c changes by Δθ_c ≈ (1/n_c) H_c⁻¹ g_i (n_c, H_c: the shard's size and the Hessian of its
+// objective), and the ensemble's test loss L_E changes by ∇_{θ_c} L_E · Δθ_c. With
+//   mean: L_E = −log p̄_y, p̄ = (1/S) Σ_c p_c, so
+//         ∇_{θ_c} L_E = −∇p_{c,y} / (S p̄_y) = (p_{c,y} / (S p̄_y)) ∇_{θ_c} ℓ_c,
+//         ℓ_c = −log p_{c,y} the constituent's own test loss;
+//   vote: the vote is piecewise constant in θ (zero gradient almost everywhere), so the
+//         score is defined on the mean of the constituents' test losses (1/S) Σ_c ℓ_c,
+//         whose gradient is (1/S) ∇_{θ_c} ℓ_c.
+// Either way
+//   score_E(test, i) = w_c(test) · score_c(test, i),  score_c = (1/n_c) g_testᵀ H_c⁻¹ g_i,
+//   w_c = p_{c,y}/(S p̄_y) (mean; Σ_c w_c = 1) or 1/S (vote),
+// score_c being lethe influence's own score of constituent c on its shard's rows: positive =
+// removing i would raise the ensemble's test loss (it helped), as for a single model.
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <numeric>
+
+#include "common/error.h"
+#include "engine/influence.h"
+#include "engine/sisa/aggregate.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/npy.h"
+#include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/session.h"
+#include "tools/lethe/sisa_dir.h"
+
+namespace lethe::cli {
+namespace {
+
+// The k indices of largest (descending) or smallest values.
+std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return largest ? v[a] > v[b] : v[a] < v[b];
+  });
+  idx.resize(k);
+  return idx;
+}
+
+struct ConstituentResult {
+  int shard = 0;
+  int64_t n = 0;
+  double grad_norm = 0;
+  SolveSummary summary;
+};
+
+template <typename T>
+int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& train,
+        const io::Dataset& test, const std::vector<int64_t>& test_rows, const SolverFlags& flags,
+        const CommonOptions& common, const std::string& train_path, const std::string& out,
+        int64_t top_k) {
+  Warnings warnings("influence");
+  Progress progress(common.quiet);
+  const auto row_of_id = RowOfId(train);
+  const int S = m.partition.shards;
+  const int64_t mt = static_cast<int64_t>(test_rows.size()), n = train.n;
+  std::vector<Model> models;
+  for (int s = 0; s < S; ++s) {
+    models.push_back(LoadModel(dir + "/" + m.ConstituentFile(s)));
+    CheckDataMatchesModel(models.back().arch, train);
+    CheckDataMatchesModel(models.back().arch, test);
+  }
+  const LossKind loss = models[0].arch.spec.loss;
+  const int64_t width = models[0].arch.output_dim, k = sisa::NumLabels(loss, width);
+  // w[c][j]: the aggregation's weight of constituent c for test example j (above).
+  std::vector<std::vector<double>> p_label(S, std::vector<double>(mt));
+  auto backend = kernels::MakeBackend<T>(common.Backend());
+  for (int s = 0; s < S; ++s) {
+    Objective<T> tests(*backend, models[s].arch, UploadData(*backend, test, test_rows),
+                       ObjectiveOptions{common.batch_size});
+    std::vector<T> host(models[s].theta.begin(), models[s].theta.end());
+    auto theta = backend->Allocate(1, models[s].arch.num_params);
+    backend->Upload(host.data(), theta);
+    auto f = backend->Allocate(mt, width);
+    tests.Outputs(theta, f);
+    std::vector<T> fh(mt * width);
+    backend->Download(f, fh.data());
+    std::vector<double> row(width), p(k);
+    for (int64_t j = 0; j < mt; ++j) {
+      std::copy(fh.begin() + j * width, fh.begin() + (j + 1) * width, row.begin());
+      sisa::Probabilities(loss, row.data(), width, p.data());
+      p_label[s][j] = p[static_cast<int64_t>(test.y[test_rows[j] * test.target_width])];
+    }
+  }
+  std::vector<std::vector<double>> w(S, std::vector<double>(mt, 1.0 / S));
+  if (m.aggregate == sisa::Aggregate::kMean)
+    for (int64_t j = 0; j < mt; ++j) {
+      double mean = 0;
+      for (int s = 0; s < S; ++s) mean += p_label[s][j] / S;
+      for (int s = 0; s < S; ++s) w[s][j] = p_label[s][j] / (S * mean);
+    }
+
+  // Each constituent's own influence on its shard's kept rows (sisa train's row order),
+  // scaled by its weight, into the columns of those rows.
+  std::vector<double> scores(mt * n, 0.0);
+  std::vector<ConstituentResult> results;
+  bool exact = true;
+  for (int s = 0; s < S; ++s) {
+    std::vector<int64_t> rows;
+    for (const sisa::Checkpoint& c : m.shards[s].slices)
+      for (int64_t id : c.ids) rows.push_back(row_of_id.at(id));
+    Session<T> session(models[s], train, common, rows);
+    Objective<T> tests(*session.backend, models[s].arch,
+                       UploadData(*session.backend, test, test_rows),
+                       ObjectiveOptions{common.batch_size});
+    InverseHvpOptions options = flags.Resolve(models[s].arch.num_params);
+    options.progress = &progress;
+    progress.Announce("lethe influence: constituent " + std::to_string(s) + " of " +
+                      std::to_string(S) + ", " + std::to_string(rows.size()) + " rows, solver " +
+                      Name(options.solver));
+    ConstituentResult cr;
+    cr.shard = s;
+    cr.n = static_cast<int64_t>(rows.size());
+    {
+      // ‖∇L_c(θ_c)‖ on the shard's rows: the scores are first-order effects at a minimiser.
+      kernels::Matrix<T> grad = session.backend->Allocate(1, session.train->num_params());
+      session.train->ValueAndGradient(session.theta, grad);
+      cr.grad_norm = static_cast<double>(kernels::Norm(*session.backend, grad));
+      if (!(cr.grad_norm <= kStationarityTolerance))
+        warnings.Add("constituent " + std::to_string(s) + " (" + m.ConstituentFile(s) + ") is not "
+                     "at a stationary point of its shard's objective on " + train_path +
+                     " (‖∇L‖ = " + Sci(cr.grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
+                     "): its scores are first-order effects at a minimiser, so they describe a "
+                     "nearby optimum" +
+                     (m.shards[s].patch ? "; it is Newton-patched: `lethe sisa unlearn --model " +
+                                              dir + "` retrains it exactly"
+                                        : std::string()));
+    }
+    InverseHvp<T> inverse(*session.train, session.theta, options);
+    const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
+    cr.summary = r.summary;
+    if (!r.summary.converged()) {
+      const std::string what = "constituent " + std::to_string(s) + ": the inverse-Hessian solve "
+                               "did not converge (" + Describe(r.summary) + ")";
+      if (r.summary.termination == Termination::kNegativeCurvature ||
+          r.summary.termination == Termination::kDiverged || !flags.allow_inexact)
+        Fail(what, "; nothing written", flags.allow_inexact ? "" : " (--allow-inexact writes the "
+             "scores, marked inexact, unless the curvature is negative or the solve diverged)");
+      warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact");
+      exact = false;
+    }
+    LETHE_CHECK(r.m == mt && r.n == cr.n);
+    for (int64_t j = 0; j < mt; ++j)
+      for (int64_t i = 0; i < cr.n; ++i)
+        scores[j * n + rows[i]] = w[s][j] * r.scores[j * cr.n + i];
+    results.push_back(cr);
+  }
+
+  const bool npy = out.size() >= 4 && out.compare(out.size() - 4, 4, ".npy") == 0;
+  if (npy) {
+    io::WriteNpy(out, io::Array::FromDouble(scores, {mt, n}, io::DType::kF64));
+  } else {
+    io::AtomicFile file(out);
+    file.Write("test_id,train_id,score\n");
+    for (int64_t j = 0; j < mt; ++j) {
+      const double* row = scores.data() + j * n;
+      std::vector<int64_t> order;
+      if (top_k > 0) {
+        std::vector<double> mag(row, row + n);
+        for (double& x : mag) x = std::abs(x);
+        order = Extremes(mag.data(), n, top_k, true);
+      } else {
+        order.resize(n);
+        std::iota(order.begin(), order.end(), 0);
+      }
+      for (int64_t i : order)
+        file.Write(std::to_string(test.ids[test_rows[j]]) + "," + std::to_string(train.ids[i]) +
+                   "," + io::FormatDouble(row[i]) + "\n");
+    }
+    file.Commit();
+  }
+  const char* weighting = m.aggregate == sisa::Aggregate::kMean
+                              ? "p_c,y / (S p̄_y): the ensemble's log loss −log p̄_y"
+                              : "1/S: the mean of the constituents' test losses (a vote has no "
+                                "gradient)";
+  if (common.json) {
+    nlohmann::json j;
+    j["out"] = out;
+    j["m"] = mt;
+    j["n"] = n;
+    j["ensemble"] = {{"shards", S}, {"aggregate", sisa::Name(m.aggregate)}, {"weight", weighting}};
+    j["exact"] = exact;
+    j["constituents"] = nlohmann::json::array();
+    for (const ConstituentResult& c : results)
+      j["constituents"].push_back({{"shard", c.shard}, {"n", c.n}, {"grad_norm", c.grad_norm},
+                                   {"solver", ToJson(c.summary)}});
+    j["forgotten_excluded"] = static_cast<int64_t>(m.forgotten.ids.size());
+    j["warnings"] = warnings.all();
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  for (const ConstituentResult& c : results)
+    std::cout << "constituent " << c.shard << " (" << c.n << " rows): " << Describe(c.summary)
+              << "; ‖∇L‖ " << Sci(c.grad_norm) << "\n";
+  std::cout << "ensemble score = constituent score × " << weighting << "\n";
+  for (int64_t j = 0; j < std::min<int64_t>(mt, 10); ++j) {
+    const double* row = scores.data() + j * n;
+    std::cout << "test id " << test.ids[test_rows[j]] << ": most helpful";
+    for (int64_t i : Extremes(row, n, 3, true))
+      std::cout << " " << train.ids[i] << " (" << Sci(row[i]) << ")";
+    std::cout << "; most harmful";
+    for (int64_t i : Extremes(row, n, 3, false))
+      std::cout << " " << train.ids[i] << " (" << Sci(row[i]) << ")";
+    std::cout << "\n";
+  }
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int InfluenceEnsemble(const std::string& dir, const std::string& train_path,
+                      const std::string& test_path, const std::vector<int64_t>& test_ids,
+                      const SolverFlags& flags, const CommonOptions& common,
+                      const std::string& out, int64_t top_k) {
+  const sisa::Manifest m = ReadEnsemble(dir);
+  std::string path = train_path;
+  // The training data: the recorded file or it less forgotten rows (cell hashes), then
+  // without the forgotten ids.
+  const io::Dataset train = ExcludeForgotten(
+      m.forgotten, LoadEnsembleData(m, dir, path, common, nullptr), "influence", dir);
+  const io::Dataset test = io::LoadDataset(test_path, common.Data());
+  std::vector<int64_t> rows;
+  if (!test_ids.empty()) {
+    rows = test.RowsOf(test_ids, "--test-ids");
+  } else {
+    rows.resize(test.n);
+    std::iota(rows.begin(), rows.end(), 0);
+  }
+  return common.F32() ? Run<float>(dir, m, train, test, rows, flags, common, train_path, out, top_k)
+                      : Run<double>(dir, m, train, test, rows, flags, common, train_path, out, top_k);
+}
+
+}  // namespace lethe::cli
