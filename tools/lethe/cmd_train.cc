@@ -71,6 +71,12 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
     j["objective"] = s.objective;
     j["grad_norm"] = s.grad_norm;
     j["seconds"] = s.seconds;
+    if (Distributed()) {  // what the reductions cost (docs/distributed.md)
+      const distributed::Counters& c = Comm().counters();
+      j["communication"] = {{"processes", Comm().size()}, {"allreduces", c.allreduces},
+                            {"allreduce_values", c.allreduce_values},
+                            {"bytes_sent", c.bytes_sent}, {"bytes_received", c.bytes_received}};
+    }
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "trained " << out << ": " << s.optimizer << ", " << s.iterations
