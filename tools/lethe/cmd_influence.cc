@@ -373,6 +373,9 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   CheckOutputName(out);
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
+  if (Distributed())  // under mpirun (docs/distributed.md)
+    return SelfInfluenceUnderMpi({model_path, train_path, "", out, spec_path, ids, top_k, flags,
+                                  common});
   const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(

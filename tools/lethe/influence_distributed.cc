@@ -6,6 +6,7 @@
 #include <cstring>
 #include <iostream>
 #include <numeric>
+#include <unordered_map>
 
 #include "engine/influence.h"
 #include "io/atomic_file.h"
@@ -318,7 +319,201 @@ int Influence(const InfluenceJob& job) {
   return 0;
 }
 
+// As engine/influence.cc's: the worst of the solves' summaries.
+void MergeSummary(const SolveSummary& part, SolveSummary* total, bool first) {
+  if (first) {
+    *total = part;
+    return;
+  }
+  total->iterations = std::max(total->iterations, part.iterations);
+  total->relative_residual = std::max(total->relative_residual, part.relative_residual);
+  total->relative_residuals.insert(total->relative_residuals.end(),
+                                   part.relative_residuals.begin(), part.relative_residuals.end());
+  total->seconds += part.seconds;
+  if (part.termination != Termination::kConverged && total->converged()) {
+    total->termination = part.termination;
+    total->message = part.message;
+  }
+}
+
+// Self-influence: the right-hand sides are every rank's own gᵢ, but a solve is collective
+// (each curvature product sums over all ranks' rows for the SAME directions), so the solves
+// go in rounds: in round k every rank contributes its k-th block of gradients, every rank
+// receives them all (broadcast in rank order), all solve the P blocks together, and each
+// takes its own rows' solutions for gᵢᵀ (C + λI)⁻¹ gᵢ.
+template <typename T>
+int Self(const InfluenceJob& job) {
+  distributed::Communicator& comm = Comm();
+  Warnings warnings("self-influence");
+  Progress progress(job.common.quiet);
+  const Model model = Collectively([&] {
+    return LoadModel(job.model, job.spec.empty() ? std::nullopt : std::optional(job.spec));
+  });
+  const io::Dataset train = ExcludeForgottenRows(
+      model.forgotten, LoadRows(job.train, job.common.Data()), "self-influence", job.model);
+  Collectively([&] { CheckDataMatchesModel(model.arch, train); });
+  std::vector<int64_t> wanted;  // --ids, in their order
+  if (!job.ids.empty()) wanted = io::ParseIdList(job.ids, "--ids");
+  if (!wanted.empty()) LocalRowsOf(train, wanted, "--ids");  // every id in some rank's rows
+  Session<T> session(model, train, job.common);
+  Distribute(*session.train);
+  kernels::Backend<T>& be = *session.backend;
+  const int64_t p = model.arch.num_params, N = session.train->global_examples(), n = train.n;
+  InverseHvpOptions options = job.flags.Resolve(p);
+  RefuseUnderMpi(options.solver == SolverKind::kLissa && options.lissa.batch_size != 0,
+                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
+  progress.Announce("lethe self-influence: " + std::to_string(N) + " training examples, " +
+                    std::to_string(p) + " parameters, solver " + Name(options.solver) + ", " +
+                    be.Describe() + ", " + std::to_string(comm.size()) + " processes");
+  const double grad_norm = CheckStationary(
+      session, warnings, job.train, job.model,
+      "self-influence scores are first-order effects at a minimiser, so here they describe a "
+      "nearby optimum rather than this model");
+  options.progress = &progress;
+  InverseHvp<T> inverse(*session.train, session.theta, options);
+
+  const int64_t block = options.solver == SolverKind::kDirect ? 256 : 64;
+  const std::vector<int64_t> sizes = comm.AllgatherInt64(n);
+  int64_t rounds = 0;
+  for (int64_t s : sizes) rounds = std::max(rounds, (s + block - 1) / block);
+  std::vector<double> scores(static_cast<size_t>(n));
+  SolveSummary summary;
+  kernels::Matrix<T> g = be.Allocate(block, p);
+  comm.ResetCounters();
+  int64_t done = 0;
+  for (int64_t k = 0; k < rounds; ++k) {
+    std::vector<int64_t> counts(sizes.size()), offsets(sizes.size());
+    int64_t total = 0;
+    for (size_t r = 0; r < sizes.size(); ++r) {
+      counts[r] = std::clamp<int64_t>(sizes[r] - k * block, 0, block);
+      offsets[r] = total;
+      total += counts[r];
+    }
+    const int64_t mine = counts[comm.rank()];
+    kernels::Matrix<T> own = g.Rows(0, mine);
+    if (mine > 0) session.train->PerExampleGradients(session.theta, k * block, mine, own);
+    std::vector<double> own_host = mine > 0 ? session.Download(own) : std::vector<double>();
+    std::vector<T> all(static_cast<size_t>(total * p));
+    for (int r = 0; r < comm.size(); ++r) {
+      std::string bytes;
+      if (r == comm.rank()) bytes = Bytes(own_host.data(), mine * p);
+      comm.Broadcast(&bytes, r);
+      const double* v = reinterpret_cast<const double*>(bytes.data());
+      std::copy(v, v + counts[r] * p, all.begin() + offsets[r] * p);
+    }
+    kernels::Matrix<T> G = be.Allocate(total, p), S = be.Allocate(total, p);
+    be.Upload(all.data(), G);
+    // The residual is checked in the first round (it is the same operator for all).
+    const SolveSummary part = inverse.Solve(G, S, /*check_residual=*/k == 0);
+    MergeSummary(part, &summary, k == 0);
+    if (part.termination == Termination::kNegativeCurvature &&
+        options.solver != SolverKind::kCg)
+      break;
+    if (mine > 0) {
+      kernels::Matrix<T> d = be.Allocate(mine, 1);
+      be.RowDots(own, S.Rows(offsets[comm.rank()], mine), d);
+      const std::vector<double> dots = session.Download(d);
+      for (int64_t i = 0; i < mine; ++i)
+        scores[k * block + i] = dots[i] / static_cast<double>(N);
+    }
+    done += total;
+    progress.Report("self-influence examples", done, N);  // the global count
+  }
+  const distributed::Counters counters = comm.counters();
+  const bool exact = CheckConverged(summary, job.flags.allow_inexact, warnings);
+
+  // Rank 0 writes: every row in row order, or the --ids in their order (gathered).
+  std::unique_ptr<io::AtomicFile> file;
+  if (comm.rank() == 0) file = std::make_unique<io::AtomicFile>(job.out);
+  const bool npy = EndsWith(job.out, ".npy");
+  std::vector<Candidate> chosen;  // --ids: on rank 0, in the list's order
+  if (!wanted.empty()) {
+    std::unordered_map<int64_t, int64_t> position;
+    for (size_t k = 0; k < wanted.size(); ++k) position.emplace(wanted[k], k);
+    std::vector<Candidate> mine;
+    for (int64_t i = 0; i < n; ++i)
+      if (position.count(train.ids[i]))
+        mine.push_back({train.ids[i], scores[i], train.y[i * train.target_width]});
+    const std::vector<Candidate> all = GatherToRoot(mine);
+    if (comm.rank() == 0) {
+      std::unordered_map<int64_t, Candidate> by_id;
+      for (const Candidate& c : all) by_id.emplace(c.id, c);
+      for (int64_t id : wanted) chosen.push_back(by_id.at(id));
+    }
+  }
+  const int64_t written = wanted.empty() ? N : static_cast<int64_t>(wanted.size());
+  if (npy) {
+    if (file) file->Write(io::SerializeNpyHeader(io::DType::kF64, {written}));
+    if (wanted.empty()) {
+      StreamPiece(file.get(), Bytes(scores.data(), n));
+    } else if (file) {
+      for (const Candidate& c : chosen) file->Write(Bytes(&c.score, 1));
+    }
+  } else {
+    if (file) file->Write("train_id,score\n");
+    if (wanted.empty()) {
+      std::string piece;
+      for (int64_t i = 0; i < n; ++i)
+        piece += std::to_string(train.ids[i]) + "," + io::FormatDouble(scores[i]) + "\n";
+      StreamPiece(file.get(), piece);
+    } else if (file) {
+      for (const Candidate& c : chosen)
+        file->Write(std::to_string(c.id) + "," + io::FormatDouble(c.score) + "\n");
+    }
+  }
+  if (file) file->Commit();
+
+  // The top-k: merged over the ranks, or among the --ids.
+  std::vector<Candidate> top;
+  if (wanted.empty()) {
+    top = TopK(train, scores, job.top_k, [](double x) { return x; });
+  } else {
+    top = chosen;
+    const int64_t keep = std::min<int64_t>(job.top_k, static_cast<int64_t>(top.size()));
+    std::partial_sort(top.begin(), top.begin() + keep, top.end(),
+                      [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+    top.resize(keep);
+  }
+  if (comm.rank() != 0) return 0;
+  if (job.common.json) {
+    nlohmann::json j;
+    j["out"] = job.out;
+    j["settings"] = SettingsJson(options, model.arch, job.common);
+    j["solver"] = ToJson(summary);
+    j["exact"] = exact;
+    j["grad_norm"] = grad_norm;
+    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
+    j["warnings"] = warnings.all();
+    j["communication"] = CommunicationJson(counters, summary);
+    j["n"] = written;
+    j["top"] = nlohmann::json::array();
+    for (const Candidate& c : top)
+      j["top"].push_back({{"train_id", c.id}, {"label", c.label}, {"score", c.score}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  PrintResultHeader(summary, exact, grad_norm);
+  if (!top.empty()) {
+    std::cout << "highest self-influence (candidates for mislabeled or memorised examples):\n";
+    char header[128];
+    std::snprintf(header, sizeof header, "  %12s %8s %12s", "train id", "label", "score");
+    std::cout << header << "\n";
+    for (const Candidate& c : top) {
+      char line[128];
+      std::snprintf(line, sizeof line, "  %12lld %8g %12.4e", static_cast<long long>(c.id),
+                    c.label, c.score);
+      std::cout << line << "\n";
+    }
+  }
+  std::cout << "wrote " << job.out << "\n";
+  return 0;
+}
+
 }  // namespace
+
+int SelfInfluenceUnderMpi(const InfluenceJob& job) {
+  return job.common.F32() ? Self<float>(job) : Self<double>(job);
+}
 
 int InfluenceUnderMpi(const InfluenceJob& job) {
   return job.common.F32() ? Influence<float>(job) : Influence<double>(job);
