@@ -29,7 +29,8 @@ bool DenseCurvature(Objective<T>& objective, Curvature /*curvature*/,
   for (int64_t e = 0; e < C; ++e) {
     be.Fill(unit, T(0));
     be.Fill(unit.Cols(e, 1), T(1));
-    be.LossHessianProduct(arch.spec.loss, T(1.0 / static_cast<double>(n)), F, unit,
+    be.LossHessianProduct(arch.spec.loss,
+                          T(1.0 / static_cast<double>(objective.global_examples())), F, unit,
                           A.Cols(e * C, C));
   }
   auto weights = [&](int64_t c, int64_t e) { return A.Cols(e * C + c, 1); };
@@ -71,6 +72,9 @@ bool DenseCurvature(Objective<T>& objective, Curvature /*curvature*/,
       be.Axpby(T(-1), W(c, last), T(c == 0 ? 0 : 1), W(last, last));
   }
 
+  // Distributed (docs/distributed.md): the blocks above are sums over this rank's rows;
+  // one allreduce of the p² values makes them the sums over all rows.
+  objective.ReduceSum(out);
   const double diagonal = objective.l2() + shift;
   if (diagonal != 0) {
     Matrix ones = be.Allocate(p, 1);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "engine/distributed/objective_reduce.h"
 
 namespace lethe {
 
@@ -151,6 +152,10 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
     backend_.Fill(grad, T(0));
   }
   const size_t L = arch_.layers.size();
+  // Over all rows, distributed: each rank sums its own with weight 1/N (N the global n),
+  // and one allreduce adds the ranks' gradients and loss sums (docs/distributed.md).
+  const bool all_ranks = distributed() && first == 0 && n == num_examples();
+  const int64_t scale_n = all_ranks ? global_examples() : n;
   double loss_sum = 0;
   for (int64_t done = 0; done < n; done += ws_->losses.rows()) {
     const int64_t count = std::min(ws_->losses.rows(), n - done);
@@ -162,20 +167,43 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
     backend_.LossValues(arch_.spec.loss, f, y, losses);
     loss_sum += static_cast<double>(backend_.Sum(losses));
     if (want_grad) {
-      backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, y, ws_->deltas[L].Rows(0, count));
+      backend_.LossGradient(arch_.spec.loss, T(1.0 / scale_n), f, y,
+                            ws_->deltas[L].Rows(0, count));
       Backward(theta, count, {.grad = &grad});
     }
+  }
+  if (all_ranks) {
+    std::vector<double> sums{loss_sum};
+    distributed::AllreduceSum(*comm_, backend_,
+                              want_grad ? std::vector<Matrix>{grad} : std::vector<Matrix>{}, &sums);
+    loss_sum = sums[0];
   }
   const double l2 = arch_.spec.l2;
   if (want_grad && l2 != 0) backend_.Axpby(T(l2), theta, T(1), grad);
   double linear = 0;
   if (!linear_.empty()) {
-    const double scale = 1.0 / static_cast<double>(num_examples());
+    const double scale = 1.0 / static_cast<double>(global_examples());
     if (want_grad) backend_.Axpby(T(scale), linear_, T(1), grad);
     linear = scale * static_cast<double>(backend_.Dot(linear_, theta));
   }
-  return loss_sum / static_cast<double>(n) +
+  return loss_sum / static_cast<double>(scale_n) +
          0.5 * l2 * static_cast<double>(backend_.Dot(theta, theta)) + linear;
+}
+
+template <typename T>
+void Objective<T>::Distribute(distributed::Communicator& comm) {
+  comm_ = &comm;
+  const std::vector<int64_t> counts = comm.AllgatherInt64(num_examples());
+  global_n_ = 0;
+  for (int r = 0; r < comm.size(); ++r) {
+    if (r == comm.rank()) row_offset_ = global_n_;
+    global_n_ += counts[r];
+  }
+}
+
+template <typename T>
+void Objective<T>::ReduceSum(const Matrix& m) {
+  if (distributed()) distributed::AllreduceSum<T>(*comm_, backend_, {m}, nullptr);
 }
 
 template <typename T>
@@ -231,6 +259,9 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     ws.group = group;
   }
   const bool cached = UseCache(theta, hessian, first, n);
+  // Over all rows, distributed: weight 1/N (N the global n), then one allreduce of out.
+  const bool all_ranks = distributed() && first == 0 && n == num_examples();
+  const int64_t scale_n = all_ranks ? global_examples() : n;
   for (int64_t done = 0, batch = 0; done < n; done += B, ++batch) {
     const int64_t count = std::min(B, n - done);
     const int64_t begin = first + done;
@@ -243,7 +274,7 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
       Forward(theta, begin, count);
       Matrix f = ws.acts[L].Rows(0, count);
       if (hessian) {
-        backend_.LossGradient(arch_.spec.loss, T(1.0 / n), f, data_.Y.Rows(begin, count),
+        backend_.LossGradient(arch_.spec.loss, T(1.0 / scale_n), f, data_.Y.Rows(begin, count),
                               ws.deltas[L].Rows(0, count));
         Backward(theta, count, {});
       }
@@ -262,20 +293,21 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
       const int64_t g = std::min(group, V.rows() - r0);
       if (width0 == 0) {
         for (int64_t j = 0; j < g; ++j)
-          DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count, Matrix(),
-                           Matrix());
+          DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), scale_n, count,
+                           Matrix(), Matrix());
         continue;
       }
       Matrix r_out = ws.group_r_out.Rows(0, count).Cols(0, g * width0);
       Matrix r_delta = ws.group_r_delta.Rows(0, count).Cols(0, g * width0);
       layer0.GroupedRForward(pass, x0, V.Rows(r0, g), r_out);
       for (int64_t j = 0; j < g; ++j)
-        DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), n, count,
+        DirectionProduct(hessian, theta, V.Row(r0 + j), out.Row(r0 + j), scale_n, count,
                          r_out.Cols(j * width0, width0), r_delta.Cols(j * width0, width0));
       layer0.GroupedRBackward(pass, x0, r_delta, out.Rows(r0, g));
     }
   }
   if (cached) ws.cache.valid = true;
+  if (all_ranks) distributed::AllreduceSum<T>(*comm_, backend_, {out}, nullptr);
   const double l2 = arch_.spec.l2;
   if (l2 != 0) backend_.Axpby(T(l2), V, T(1), out);
 }
@@ -405,14 +437,30 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
   const int64_t width = arch_.output_dim;
   // The rows used: all, or `blocks` contiguous blocks of `block` rows spread evenly over
   // the data (sorted data must not bias the estimate toward its first classes).
-  const int64_t all = num_examples();
+  // Distributed, the blocks are those of the whole data (global rows, the batch size of
+  // the options rather than this rank's), and each rank takes their part in its own rows:
+  // the same rows as one process would.
+  const int64_t all = global_examples();
+  const int64_t batch = distributed() ? std::min(options_.batch_size, all) : ws.losses.rows();
   const int64_t block =
-      std::min(ws.losses.rows(),
+      std::min(batch,
                std::min(all, max_examples) <= 256 ? std::min(all, max_examples) : int64_t{256});
   int64_t blocks = all <= max_examples ? 0 : (max_examples + block - 1) / block;
   if (blocks * block >= all) blocks = 0;  // then the blocks would overlap: take every row
   auto block_begin = [&](int64_t b) { return b * all / blocks; };
   const int64_t n = blocks == 0 ? all : blocks * block;
+  // The local ranges [begin, begin + count) the passes take.
+  std::vector<std::pair<int64_t, int64_t>> ranges;
+  if (blocks == 0) {
+    for (int64_t b = 0; b < num_examples(); b += ws.losses.rows())
+      ranges.emplace_back(b, std::min(ws.losses.rows(), num_examples() - b));
+  } else {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = std::max(block_begin(b), row_offset_);
+      const int64_t hi = std::min(block_begin(b) + block, row_offset_ + num_examples());
+      if (lo < hi) ranges.emplace_back(lo - row_offset_, hi - lo);
+    }
+  }
   output->clear(), input->clear();
   std::vector<int> factor(L, -1);  // layer → index of its factors, -1: none
   for (int l = 0; l < L; ++l) {
@@ -427,10 +475,7 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
   }
   Matrix ones = backend_.Allocate(ws.losses.rows(), 1);
   backend_.Fill(ones, T(1));
-  const int64_t passes = blocks == 0 ? (all + ws.losses.rows() - 1) / ws.losses.rows() : blocks;
-  for (int64_t pass_index = 0; pass_index < passes; ++pass_index) {
-    const int64_t begin = blocks == 0 ? pass_index * ws.losses.rows() : block_begin(pass_index);
-    const int64_t count = blocks == 0 ? std::min(ws.losses.rows(), all - begin) : block;
+  for (const auto& [begin, count] : ranges) {
     Forward(theta, begin, count);
     const layers::Pass<T> pass = MakePass(theta);
     Matrix one = ones.Rows(0, count);
@@ -455,6 +500,11 @@ void Objective<T>::KroneckerFactors(const Matrix& theta, std::vector<Matrix>* ou
         ws.layers[l]->BackwardInput(pass, bae, ws.r_deltas[l].Rows(0, count));
       }
     }
+  }
+  if (distributed()) {  // every factor of every layer in one allreduce
+    std::vector<Matrix> all_factors(output->begin(), output->end());
+    all_factors.insert(all_factors.end(), input->begin(), input->end());
+    distributed::AllreduceSum(*comm_, backend_, all_factors, nullptr);
   }
   const T inv_n = T(1.0 / static_cast<double>(n));
   for (size_t j = 0; j < output->size(); ++j) {
@@ -505,6 +555,12 @@ Metrics Objective<T>::Evaluate(const Matrix& theta) {
     loss_sum += static_cast<double>(backend_.Sum(scratch));
     backend_.Correct(arch_.spec.loss, f, y, scratch);
     correct += static_cast<double>(backend_.Sum(scratch));
+  }
+  if (distributed()) {
+    std::vector<double> sums{loss_sum, correct};
+    distributed::AllreduceSum<T>(*comm_, backend_, {}, &sums);
+    loss_sum = sums[0], correct = sums[1];
+    m.n = global_examples();
   }
   m.loss = loss_sum / static_cast<double>(m.n);
   m.objective = m.loss + 0.5 * l2() * static_cast<double>(backend_.Dot(theta, theta));

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "engine/architecture.h"
+#include "engine/distributed/communicator.h"
 #include "engine/layers/layer.h"
 #include "io/dataset.h"
 #include "kernels/backend.h"
@@ -85,7 +86,24 @@ class Objective {
   const Architecture& arch() const { return arch_; }
   const DeviceData<T>& data() const { return data_; }
   int64_t num_params() const { return arch_.num_params; }
+  // This process's rows (all of them serially; under MPI its block: docs/distributed.md).
+  // Row indices (begin, count, out's rows) are always into these.
   int64_t num_examples() const { return data_.n(); }
+  // Distributed over the ranks of `comm` (a collective call, made by every rank with its
+  // own block of rows, in rank order): from then on every sum over all rows (the value,
+  // gradient, curvature products, K-FAC factors, Evaluate) is the sum over every rank's
+  // rows, through one Communicator::AllreduceSum each, and 1/n means 1/global_examples().
+  // Calls over a sub-range of rows (minibatches) stay local. Per-row results
+  // (PerExampleGradients, …) are of this rank's rows.
+  void Distribute(distributed::Communicator& comm);
+  bool distributed() const { return comm_ != nullptr && comm_->size() > 1; }
+  // n of the objective: the rows of every rank together (num_examples() serially).
+  int64_t global_examples() const { return global_n_ >= 0 ? global_n_ : data_.n(); }
+  // Global index of this rank's first row.
+  int64_t row_offset() const { return row_offset_; }
+  // m := the sum of m over the ranks (nothing serially): for sums over rows taken outside
+  // the objective (the direct solver's dense curvature).
+  void ReduceSum(const Matrix& m);
   double l2() const { return arch_.spec.l2; }
   const ObjectiveOptions& options() const { return options_; }
 
@@ -162,6 +180,8 @@ class Objective {
   ObjectiveOptions options_;
   std::unique_ptr<Workspace> ws_;
   Matrix linear_;  // 1 × p, b (SetLinearTerm), or empty
+  distributed::Communicator* comm_ = nullptr;  // Distribute; null: one process
+  int64_t global_n_ = -1, row_offset_ = 0;
 };
 
 // Uploads `rows` of the dataset (all rows when empty) as T.

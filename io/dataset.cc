@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/quote.h"
 #include "io/csv.h"
+#include "io/dataset_arrays.h"
 #include "io/npy.h"
 #include "io/parse_number.h"
 
@@ -16,12 +17,15 @@ namespace lethe::io {
 namespace {
 
 // Reports the first repeated id as "duplicate id 17 (rows 3 and 9)".
-void CheckUniqueIds(const std::vector<int64_t>& ids, const std::string& path) {
+void CheckUniqueIds(const std::vector<int64_t>& ids, const std::string& path,
+                    int64_t row_offset = 0) {
   std::unordered_map<int64_t, size_t> first_row;
   first_row.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const auto [it, inserted] = first_row.emplace(ids[i], i);
-    if (!inserted) Fail(path, ": duplicate id ", ids[i], " (rows ", it->second, " and ", i, ")");
+    if (!inserted)
+      Fail(path, ": duplicate id ", ids[i], " (rows ", row_offset + static_cast<int64_t>(it->second),
+           " and ", row_offset + static_cast<int64_t>(i), ")");
   }
 }
 
@@ -39,9 +43,8 @@ int64_t FirstNonFiniteRow(const Vector& values, int64_t width) {
   return -1;
 }
 
-Dataset LoadNpz(const std::string& path) {
-  // Only the arrays lethe uses are inflated: other members cost no memory.
-  std::map<std::string, Array> arrays = ReadNpz(path, std::set<std::string>{"X", "y", "ids"});
+Dataset NpzArraysToDataset(const std::string& path, std::map<std::string, Array> arrays,
+                           int64_t first_row) {
   const auto require = [&](const char* name) -> const Array& {
     const auto it = arrays.find(name);
     if (it == arrays.end()) Fail(path, ": missing array '", name, "'");
@@ -65,7 +68,7 @@ Dataset LoadNpz(const std::string& path) {
   ResizeChecked(ds.X, static_cast<uint64_t>(X.NumElements()), path + ": X as doubles");
   X.ToDouble(path + ": X", ds.X.data());
   if (const int64_t row = FirstNonFiniteRow(ds.X, ds.d); row >= 0)
-    Fail(path, ": X contains NaN or Inf at row ", row);
+    Fail(path, ": X contains NaN or Inf at row ", first_row + row);
 
   const Array& y = require("y");
   if (y.shape.empty() || y.shape.size() > 2)
@@ -78,12 +81,12 @@ Dataset LoadNpz(const std::string& path) {
   if (ds.target_width == 0) Fail(path, ": y has no targets (shape ", ShapeString(y.shape), ")");
   ds.y = y.ToDouble(path + ": y");
   if (const int64_t row = FirstNonFiniteRow(ds.y, ds.target_width); row >= 0)
-    Fail(path, ": y contains NaN or Inf at row ", row);
+    Fail(path, ": y contains NaN or Inf at row ", first_row + row);
 
   const auto ids = arrays.find("ids");
   if (ids == arrays.end()) {
     ds.ids.resize(static_cast<size_t>(ds.n));
-    for (int64_t i = 0; i < ds.n; ++i) ds.ids[i] = i;
+    for (int64_t i = 0; i < ds.n; ++i) ds.ids[i] = first_row + i;
   } else {
     const Array& a = ids->second;
     if (a.dtype != DType::kI64 && a.dtype != DType::kI32)
@@ -91,9 +94,14 @@ Dataset LoadNpz(const std::string& path) {
     if (a.shape.size() != 1 || a.shape[0] != ds.n)
       Fail(path, ": ids must have shape [", ds.n, "], got ", ShapeString(a.shape));
     ds.ids = a.ToInt64(path + ": ids");
-    CheckUniqueIds(ds.ids, path);
+    CheckUniqueIds(ds.ids, path, first_row);
   }
   return ds;
+}
+
+Dataset LoadNpz(const std::string& path) {
+  // Only the arrays lethe uses are inflated: other members cost no memory.
+  return NpzArraysToDataset(path, ReadNpz(path, std::set<std::string>{"X", "y", "ids"}), 0);
 }
 
 size_t ColumnIndex(const std::vector<std::string>& header, const std::string& name,
@@ -174,6 +182,11 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
 }
 
 }  // namespace
+
+Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
+                          int64_t first_row) {
+  return NpzArraysToDataset(path, std::move(arrays), first_row);
+}
 
 Dataset LoadDataset(const std::string& path, const DatasetOptions& options) {
   std::string ext = std::filesystem::path(path).extension().string();

@@ -168,12 +168,22 @@ std::string DescrOf(DType dtype, const std::string& what) {
   Fail(what, ": ", DTypeName(dtype), " has no numpy dtype");
 }
 
+std::string SerializeHeader(DType dtype, const std::vector<int64_t>& dims, const std::string& what);
+
 std::string Serialize(const Array& array, const std::string& what) {
-  const std::string descr = DescrOf(array.dtype, what);
+  LETHE_CHECK(
+      array.bytes.size() == static_cast<size_t>(array.NumElements()) * DTypeSize(array.dtype),
+      "array bytes do not match its shape");
+  std::string out = SerializeHeader(array.dtype, array.shape, what);
+  out.append(reinterpret_cast<const char*>(array.bytes.data()), array.bytes.size());
+  return out;
+}
+
+std::string SerializeHeader(DType dtype, const std::vector<int64_t>& dims, const std::string& what) {
+  const std::string descr = DescrOf(dtype, what);
   std::string shape = "(";
-  for (size_t i = 0; i < array.shape.size(); ++i)
-    shape += (i ? ", " : "") + std::to_string(array.shape[i]);
-  if (array.shape.size() == 1) shape += ",";
+  for (size_t i = 0; i < dims.size(); ++i) shape += (i ? ", " : "") + std::to_string(dims[i]);
+  if (dims.size() == 1) shape += ",";
   shape += ")";
   std::string dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   // Pad with spaces and a final '\n' so that the data starts 64-byte aligned, as numpy
@@ -186,16 +196,12 @@ std::string Serialize(const Array& array, const std::string& what) {
   const size_t total = padded_total(preamble);
   dict.append(total - preamble - dict.size() - 1, ' ');
   dict += '\n';
-  LETHE_CHECK(
-      array.bytes.size() == static_cast<size_t>(array.NumElements()) * DTypeSize(array.dtype),
-      "array bytes do not match its shape");
   std::string out(kMagic, 6);
   out += static_cast<char>(v2 ? 2 : 1);
   out += '\0';
   const uint32_t len = static_cast<uint32_t>(dict.size());
   for (size_t i = 0; i < preamble - 8; ++i) out += static_cast<char>(len >> (8 * i));
   out += dict;
-  out.append(reinterpret_cast<const char*>(array.bytes.data()), array.bytes.size());
   return out;
 }
 
@@ -307,6 +313,10 @@ Array ReadNpy(const std::string& path) {
 }
 
 std::string SerializeNpy(const Array& array) { return npy::Serialize(array, "npy"); }
+
+std::string SerializeNpyHeader(DType dtype, const std::vector<int64_t>& shape) {
+  return npy::SerializeHeader(dtype, shape, "npy");
+}
 
 void WriteNpy(const std::string& path, const Array& array) {
   WriteFileAtomically(path, npy::Serialize(array, path));

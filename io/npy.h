@@ -30,6 +30,9 @@ std::map<std::string, Array> ReadNpz(const std::string& path,
                                      const std::optional<std::set<std::string>>& wanted = {});
 
 std::string SerializeNpy(const Array& array);
+// The header alone (magic, version, dict, padding): what SerializeNpy writes before the
+// data, for a writer that streams the data after it.
+std::string SerializeNpyHeader(DType dtype, const std::vector<int64_t>& shape);
 void WriteNpy(const std::string& path, const Array& array);  // atomic
 
 }  // namespace lethe::io

@@ -61,6 +61,12 @@ void MinibatchCurvatureOperator<T>::Apply(const kernels::Matrix<T>& V, kernels::
 template <typename T>
 void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V, kernels::Matrix<T> out,
                                                int64_t begin, int64_t count) {
+  // Distributed (docs/distributed.md), the full batch is every rank's rows: the summed
+  // product. (Minibatches of a rank's own rows are refused under mpirun.)
+  if (objective_.distributed() && begin == 0 && count == objective_.num_examples()) {
+    Apply(V, out);
+    return;
+  }
   shuffled_->CurvatureProductRows(curvature_, theta_, V, out, begin, count);
   if (damping_ != 0) objective_.backend().Axpby(T(damping_), V, T(1), out);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "engine/distributed/communicator.h"
 #include "io/dataset.h"
 
 namespace lethe::cli {
@@ -34,6 +35,8 @@ kernels::BackendOptions CommonOptions::Backend() const {
   if (threads < 0) Fail("--threads ", threads, ": must be >= 0");
   if (batch_size < 1) Fail("--chunk-size ", batch_size, ": must be >= 1");
   o.threads = threads;
+  // Under mpirun, one GPU per rank: the rank's index on its node (docs/distributed.md).
+  o.cuda_device = distributed::World().local_rank();
   return o;
 }
 

@@ -7,6 +7,7 @@
 #include "io/csv.h"
 #include "engine/objective.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 
@@ -19,6 +20,7 @@ int Eval(const Model& model, const io::Dataset& data, const CommonOptions& commo
   auto backend = kernels::MakeBackend<T>(common.Backend());
   Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
                          ObjectiveOptions{common.batch_size});
+  Distribute(objective);  // under mpirun: sums over every rank's rows
   std::vector<T> host(model.theta.begin(), model.theta.end());
   auto theta = backend->Allocate(1, model.arch.num_params);
   backend->Upload(host.data(), theta);
@@ -50,6 +52,7 @@ int Eval(const Model& model, const io::Dataset& data, const CommonOptions& commo
   // every influence score and patch of this model is taken off its optimum.
   int64_t forgotten_here = 0;
   for (int64_t id : data.ids) forgotten_here += model.forgotten.Contains(id);
+  forgotten_here = SumOverRanks(forgotten_here);
   if (forgotten_here > 0)
     std::cerr << "lethe eval: note: " << data.path << " holds " << forgotten_here
               << " example(s) that " << model_path
@@ -82,11 +85,14 @@ int RunEval(const std::vector<std::string>& args) {
     return 0;
   Require(vm, "model");
   Require(vm, "data");
-  if (IsEnsembleDir(model_path)) return EvalEnsemble(model_path, data_path, common);  // lethe sisa
+  if (IsEnsembleDir(model_path)) {  // lethe sisa
+    RefuseUnderMpi(true, "lethe eval on a SISA ensemble");
+    return EvalEnsemble(model_path, data_path, common);
+  }
   const Model model =
       LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  const io::Dataset data = io::LoadDataset(data_path, common.Data());
-  CheckDataMatchesModel(model.arch, data);
+  const io::Dataset data = LoadRows(data_path, common.Data());  // under mpirun: this rank's
+  Collectively([&] { CheckDataMatchesModel(model.arch, data); });
   return common.F32() ? Eval<float>(model, data, common, model_path)
                       : Eval<double>(model, data, common, model_path);
 }

@@ -11,7 +11,9 @@
 #include "io/csv.h"
 #include "io/npy.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/influence_distributed.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 
@@ -326,6 +328,10 @@ int RunInfluence(const std::vector<std::string>& args) {
   CheckOutputName(out);
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
+  RefuseUnderMpi(IsEnsembleDir(model_path), "lethe influence on a SISA ensemble");
+  if (Distributed())  // under mpirun (docs/distributed.md)
+    return InfluenceUnderMpi({model_path, train_path, test_path, out, spec_path, test_ids, top_k,
+                              flags, common});
   const bool f32 = common.F32();
   // A SISA ensemble directory: per-constituent influence (tools/lethe/sisa_influence.cc).
   if (IsEnsembleDir(model_path)) {
@@ -377,6 +383,10 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   CheckOutputName(out);
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
+  RefuseUnderMpi(IsEnsembleDir(model_path), "lethe self-influence on a SISA ensemble");
+  if (Distributed())  // under mpirun (docs/distributed.md)
+    return SelfInfluenceUnderMpi({model_path, train_path, "", out, spec_path, ids, top_k, flags,
+                                  common});
   const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(

@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/certified_train.h"
 #include "tools/lethe/train_dp.h"
@@ -27,11 +28,13 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   auto backend = kernels::MakeBackend<T>(common.Backend());
   Objective<T> objective(*backend, model.arch, UploadData(*backend, data, rows),
                          ObjectiveOptions{common.batch_size});
+  // Under mpirun every rank runs the same optimiser on the same sums (docs/distributed.md).
+  Distribute(objective);
   std::vector<T> host(model.theta.begin(), model.theta.end());
   auto theta = backend->Allocate(1, model.arch.num_params);
   backend->Upload(host.data(), theta);
   Progress progress(common.quiet);
-  progress.Announce("lethe train: " + std::to_string(objective.num_examples()) + " examples, " +
+  progress.Announce("lethe train: " + std::to_string(objective.global_examples()) + " examples, " +
                     std::to_string(model.arch.num_params) + " parameters, " +
                     Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe());
   const TrainSummary s = lethe::Train(objective, theta, options, [&](const TrainProgress& p) {
@@ -40,7 +43,7 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   });
   backend->Download(theta, host.data());
   model.theta.assign(host.begin(), host.end());
-  SaveModel(out, model);
+  if (Comm().rank() == 0) SaveModel(out, model);  // every rank holds the same θ
   // Not converged is a result, not a failure (exit 0: the model asked for is written), but
   // it is said where the result is: in the summary line, in --json, and as a warning.
   // Adam is a stochastic optimiser with no stopping test; its ‖∇L‖ is reported all the same.
@@ -54,7 +57,7 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   if (common.json) {
     nlohmann::json j;
     j["out"] = out;
-    j["n"] = objective.num_examples();
+    j["n"] = objective.global_examples();
     j["num_params"] = model.arch.num_params;
     j["optimizer"] = s.optimizer;
     j["converged"] = s.converged;
@@ -68,6 +71,12 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
     j["objective"] = s.objective;
     j["grad_norm"] = s.grad_norm;
     j["seconds"] = s.seconds;
+    if (Distributed()) {  // what the reductions cost (docs/distributed.md)
+      const distributed::Counters& c = Comm().counters();
+      j["communication"] = {{"processes", Comm().size()}, {"allreduces", c.allreduces},
+                            {"allreduce_values", c.allreduce_values},
+                            {"bytes_sent", c.bytes_sent}, {"bytes_received", c.bytes_received}};
+    }
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "trained " << out << ": " << s.optimizer << ", " << s.iterations
@@ -136,6 +145,11 @@ int RunTrain(const std::vector<std::string>& args) {
     seed = (uint64_t{device()} << 32) ^ device();
   }
   options.optimizer = ParseOptimizer(optimizer);
+  // Minibatches, DP-SGD's sampling and certified training's secret b have no distributed
+  // version yet: refused on every rank before anything is read.
+  RefuseUnderMpi(options.optimizer == Optimizer::kAdam, "--optimizer adam (minibatches)");
+  RefuseUnderMpi(dp.enabled, "--dp");
+  RefuseUnderMpi(certified.enabled, "--certified");
   options.polish = !vm.count("no-polish");
   options.seed = seed;
   options.Validate();
@@ -156,12 +170,13 @@ int RunTrain(const std::vector<std::string>& args) {
     init_sha256 = io::Sha256File(init);
   }
   // A model that has forgotten examples is trained on without them (engine/forgotten.h).
-  const io::Dataset data = ExcludeForgotten(model.forgotten, io::LoadDataset(data_path, common.Data()),
-                                            "train", init);
+  // Under mpirun: this rank's block of rows (tools/lethe/distributed_cli.h).
+  const io::Dataset data =
+      ExcludeForgottenRows(model.forgotten, LoadRows(data_path, common.Data()), "train", init);
   if (init.empty())
     model = InitializeModel(io::ReadSpecFile(spec_path), data, seed,
                             f32 ? io::DType::kF32 : io::DType::kF64);
-  CheckDataMatchesModel(model.arch, data);
+  Collectively([&] { CheckDataMatchesModel(model.arch, data); });
 
   std::vector<int64_t> rows;  // empty: all
   if (auto forget = ForgetIds(vm)) {
@@ -169,11 +184,17 @@ int RunTrain(const std::vector<std::string>& args) {
     std::vector<int64_t> ids;
     for (int64_t id : *forget)
       if (!model.forgotten.Contains(id)) ids.push_back(id);
-    const std::vector<int64_t> drop = data.RowsOf(ids, what);
+    const std::vector<int64_t> drop = LocalRowsOf(data, ids, what);
     std::unordered_set<int64_t> dropped(drop.begin(), drop.end());
     for (int64_t i = 0; i < data.n; ++i)
       if (!dropped.count(i)) rows.push_back(i);
-    if (rows.empty()) Fail(what, ": forgets every example; nothing left to train on");
+    if (SumOverRanks(static_cast<int64_t>(rows.size())) == 0)
+      Fail(what, ": forgets every example; nothing left to train on");
+    Collectively([&] {
+      if (rows.empty())
+        Fail(what, ": forgets every row of process ", Comm().rank(),
+             "'s block; run with fewer processes (mpirun -np)");
+    });
     // The model is trained without these ids: it has forgotten them, and says so.
     std::sort(ids.begin(), ids.end());
     if (!ids.empty())

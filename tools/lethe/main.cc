@@ -12,7 +12,9 @@
 
 #include "common/error.h"
 #include "common/quote.h"
+#include "engine/distributed/communicator.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 
 namespace {
 
@@ -24,15 +26,35 @@ void PrintUsage() {
     std::cout << "  " << c.name << std::string(16 - std::strlen(c.name), ' ') << c.summary << "\n";
 }
 
-// "lethe NAME: MESSAGE" with MESSAGE escaped and bounded: exactly one line.
+// "lethe NAME: MESSAGE" with MESSAGE escaped and bounded: exactly one line. Under mpirun
+// it is kept for the ranks' agreement (tools/lethe/distributed_cli.h: Conclude), which
+// prints it once.
+std::string error_line;
 void PrintError(const std::string& name, const std::string& message) {
-  std::cerr << "lethe " << name << ": " << lethe::Escape(message, lethe::kMaxErrorLineBytes)
-            << "\n";
+  error_line = "lethe " + name + ": " + lethe::Escape(message, lethe::kMaxErrorLineBytes);
 }
+
+int Run(int argc, char** argv);
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under mpirun: MPI_Init, and only rank 0 prints (docs/distributed.md). Otherwise nothing.
+  try {
+    lethe::distributed::Initialize(&argc, &argv);
+  } catch (const lethe::Error& e) {
+    std::cerr << "lethe: " << lethe::Escape(e.what(), lethe::kMaxErrorLineBytes) << "\n";
+    return 1;
+  }
+  lethe::cli::QuietOtherRanks();
+  const int code = lethe::cli::Conclude(Run(argc, argv), error_line);
+  lethe::distributed::Finalize();
+  return code;
+}
+
+namespace {
+
+int Run(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     PrintUsage();
@@ -47,6 +69,10 @@ int main(int argc, char** argv) {
   for (const auto& c : lethe::cli::AllCommands()) {
     if (name != c.name) continue;
     try {
+      // Commands with no distributed version would run whole on every rank and race to
+      // write the same outputs: refused under mpirun (docs/distributed.md).
+      lethe::cli::RefuseUnderMpi(name == "unlearn" || name == "compare" || name == "sisa",
+                                 name);
       return c.run(args);
     } catch (const lethe::Error& e) {
       PrintError(name, e.what());
@@ -70,3 +96,5 @@ int main(int argc, char** argv) {
   std::cerr << "lethe: unknown command " << lethe::Quote(name) << " (see lethe --help)\n";
   return 2;
 }
+
+}  // namespace

@@ -1,0 +1,19 @@
+// Internal to lethe_io: the checks and conversions that turn an .npz's arrays (X, y,
+// optional ids) into a Dataset, shared by LoadDataset (the whole file) and
+// LoadDatasetBlock (one rank's rows, io/dataset_block.h).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "io/array.h"
+#include "io/dataset.h"
+
+namespace lethe::io {
+
+// `arrays` hold rows [first_row, first_row + X.shape[0]) of the file: error messages name
+// file rows, and default ids (no "ids" array) are file row indices.
+Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
+                          int64_t first_row);
+
+}  // namespace lethe::io
