@@ -14,7 +14,7 @@ Adam for --adam-epochs epochs, batches of 128):
    model on all n examples (the original), and again without the first request's id and
    without a batch of 1% of n (the exact retrains: full retraining, from the same seed).
    `lethe unlearn` (default settings: one Newton step, CG) of the same two requests on the
-   original: its wall time, and its distance to the retrain relative to the original's,
+   original: its time, and its distance to the retrain relative to the original's,
    ‖θ_patch − θ_retrained‖ / ‖θ_orig − θ_retrained‖ (0: the patch is the retrain; 1: it
    moved no closer than the original). For the convex softmax the retrain is the unique
    optimum of the kept objective, so this distance is the patch's error. For the MLP it is
@@ -24,15 +24,19 @@ Adam for --adam-epochs epochs, batches of 128):
    non-convex landscape; the distance then says how far the patch is from *that* retrain,
    not how well it removed the id, and the test accuracies are the comparable numbers.
 2. SISA, for each S × R: `lethe sisa train` time, the ensemble's test accuracy and its cost
-   against the single model (S = R = 1), the mean wall time of `lethe sisa unlearn` of one
+   against the single model (S = R = 1), the mean time of `lethe sisa unlearn` of one
    random id over --requests requests in a row (each served on the ensemble the previous one
    left), and of one request of the same 1% batch (served after them).
 
 The baseline a user without SISA pays per request is full retraining of the single model:
-S = R = 1's request times (each a retrain from scratch on the kept data, by the same code;
-the mean of --requests of them for a single id), measured in the same run. Speed-ups of every
-row and of the Newton patch are against those. Progress on stderr; a markdown table on
-stdout; --json writes the rows.
+for the SISA rows, S = R = 1's request times (each a retrain from scratch on the kept data, by
+the same code; the mean of --requests of them for a single id); for the Newton rows, `lethe
+train --forget-ids` of the same request. Both are measured in the same run. Every time is of
+the whole command, as wall time and as CPU time (user + system, all threads): on a shared
+machine the CPU time is the one to compare. --parts and subsets of --shards/--slices split
+the grid over several processes (the same --seed gives the same data and requests); a subset
+without S = R = 1 has no speed-ups of its own. Progress on stderr; a markdown table on
+stdout; --json writes the rows as they come.
 """
 import argparse
 import json
