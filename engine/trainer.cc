@@ -188,8 +188,12 @@ void RunAdam(Context<T>& c) {
   std::mt19937_64 rng(o.seed);
   std::vector<int64_t> order(n);
   int64_t t = 0;
-  double value = 0, gnorm = 0;
+  // No pass over the full data between epochs: Adam's steps never read the full gradient,
+  // and at the default tolerance it never stops early, so a per-epoch ‖∇L‖ would cost up
+  // to one more epoch per epoch for a progress line. Progress shows the epoch's mean
+  // minibatch objective (θ moves during the epoch); Train() evaluates ‖∇L‖ once at the end.
   for (int epoch = 0; epoch < o.epochs; ++epoch) {
+    double epoch_sum = 0;
     std::iota(order.begin(), order.end(), 0);
     // Fisher-Yates from raw 64-bit draws (std::shuffle's use of the engine is unspecified).
     for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
@@ -197,7 +201,8 @@ void RunAdam(Context<T>& c) {
     c.be.GatherRows(obj.data().Y, order.data(), shuffled.Y);
     for (int64_t begin = 0; begin < n; begin += o.batch_size) {
       const int64_t count = std::min(o.batch_size, n - begin);
-      batch_objective.BatchValueAndGradient(c.theta, begin, count, c.grad);
+      epoch_sum += batch_objective.BatchValueAndGradient(c.theta, begin, count, c.grad) *
+                   static_cast<double>(count);
       ++t;
       // m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  θ −= lr · m̂ / (√v̂ + ε)
       c.be.Axpby(T(1 - o.beta1), c.grad, T(o.beta1), m);
@@ -213,10 +218,9 @@ void RunAdam(Context<T>& c) {
                                 (std::sqrt(static_cast<double>(vh[i]) / bc2) + o.epsilon));
       c.be.Upload(th.data(), c.theta);
     }
-    gnorm = c.Evaluate(&value);
     ++c.summary.iterations;
-    c.Report("adam", epoch + 1, value, gnorm);
-    if (gnorm <= o.gradient_tolerance) break;
+    c.Report("adam", epoch + 1, epoch_sum / static_cast<double>(n),
+             std::numeric_limits<double>::quiet_NaN());
   }
 }
 

@@ -41,8 +41,8 @@ struct TrainOptions {
 struct TrainProgress {
   const char* phase;
   int iteration;
-  double objective;
-  double grad_norm;
+  double objective;  // Adam: the epoch's mean minibatch objective (θ moves during it)
+  double grad_norm;  // NaN where not computed (Adam's epochs: no full pass between them)
 };
 
 struct TrainSummary {

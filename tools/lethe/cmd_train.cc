@@ -1,6 +1,7 @@
 // lethe train: fit a model to data. This is also the retraining baseline that
 // unlearning is measured against (--forget trains without those examples, --init
 // starts from given weights).
+#include <cmath>
 #include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -39,7 +40,9 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
                     Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe());
   const TrainSummary s = lethe::Train(objective, theta, options, [&](const TrainProgress& p) {
     progress.Update(std::string("  ") + p.phase + " " + std::to_string(p.iteration) +
-                    "  objective " + io::FormatDouble(p.objective) + "  ‖∇‖ " + Sci(p.grad_norm));
+                    "  objective " + io::FormatDouble(p.objective) +
+                    (std::isnan(p.grad_norm) ? std::string(" (minibatch mean)")
+                                             : "  ‖∇‖ " + Sci(p.grad_norm)));
   });
   backend->Download(theta, host.data());
   model.theta.assign(host.begin(), host.end());
