@@ -20,6 +20,7 @@
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/stream.h"
+#include "tools/lethe/stream_serve.h"
 
 namespace lethe::cli {
 namespace {
@@ -266,6 +267,8 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 int RunUnlearn(const std::vector<std::string>& args) {
   // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
   if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
+  // A file of requests served by one process (tools/lethe/stream_serve.cc).
+  if (WantsServeRequests(args)) return RunUnlearnServe(args);
   po::options_description desc("options");
   CommonOptions common;
   SolverFlags flags;
@@ -295,7 +298,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
      "unconverged reference is marked as such")
     ("spec", po::value(&spec_path), "sidecar spec JSON")
     ("certified", "certified removal of a model trained --certified (see lethe unlearn "
-     "--certified --help)");
+     "--certified --help)")
+    ("requests", "serve a file of requests in one process, each committed to --ledger before "
+     "the next (see lethe unlearn --requests --help)");
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
