@@ -159,6 +159,27 @@ TEST(DensePreconditioner, StoreBuildsOnceAndInverseHvpReusesIt) {
   EXPECT_EQ(store.builds(), 2);
 }
 
+// The backend's one-right-hand-side solve (the preconditioner's application, a vector path
+// on the CPU) against the same right-hand side solved among others (the matrix path).
+TEST(DensePreconditioner, OneRightHandSideSolvesAsMany) {
+  Problem pr;
+  Objective<double> objective(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data));
+  const int64_t p = objective.num_params();
+  DensePreconditioner<double> M(objective, pr.Theta(), Curvature::kHessian, 0.0, {});
+  const kernels::Matrix<double> B = pr.Rhs(3);
+  kernels::Matrix<double> many = pr.be->Allocate(3, p), one = pr.be->Allocate(1, p);
+  M.Apply(B, many);
+  M.Apply(B.Rows(1, 1), one);
+  const std::vector<double> a = Read(*pr.be, many), b = Read(*pr.be, one);
+  EXPECT_LE(RelativeDistance(b, std::vector<double>(a.begin() + p, a.begin() + 2 * p)), 1e-12);
+  // And it is M⁻¹: M · (M⁻¹ b) = b, M formed from curvature products.
+  CurvatureOperator<double> A(objective, pr.Theta(), Curvature::kHessian, 0.0);
+  kernels::Matrix<double> back = pr.be->Allocate(1, p);
+  A.Apply(one, back);
+  const std::vector<double> rhs = Read(*pr.be, B);
+  EXPECT_LE(RelativeDistance(Read(*pr.be, back), std::vector<double>(rhs.begin() + p, rhs.begin() + 2 * p)), 1e-10);
+}
+
 TEST(DensePreconditioner, RefusesAboveItsMemoryBound) {
   Problem pr;
   Objective<double> objective(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data));
