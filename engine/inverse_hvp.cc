@@ -35,15 +35,17 @@ const char* Name(PreconditionerKind k) {
       return "none";
     case PreconditionerKind::kKfac:
       return "kfac";
+    case PreconditionerKind::kDense:
+      return "dense";
   }
   return "?";
 }
 
 PreconditionerKind ParsePreconditioner(const std::string& name) {
-  for (PreconditionerKind k :
-       {PreconditionerKind::kAuto, PreconditionerKind::kNone, PreconditionerKind::kKfac})
+  for (PreconditionerKind k : {PreconditionerKind::kAuto, PreconditionerKind::kNone,
+                               PreconditionerKind::kKfac, PreconditionerKind::kDense})
     if (name == Name(k)) return k;
-  Fail("--preconditioner ", name, ": unknown (known: auto, kfac, none)");
+  Fail("--preconditioner ", name, ": unknown (known: auto, kfac, dense, none)");
 }
 
 PreconditionerKind ResolvePreconditioner(PreconditionerKind k, const Architecture& arch) {
@@ -65,6 +67,7 @@ SolverKind DefaultSolver(int64_t num_params) {
 void InverseHvpOptions::Validate() const {
   if (!(damping >= 0)) Fail("--damping = ", damping, ": must be >= 0");
   kfac.Validate();
+  dense.Validate();
   direct.Validate();
   cg.Validate();
   lissa.Validate();
@@ -86,10 +89,29 @@ template <typename T>
 InverseHvp<T>::~InverseHvp() = default;
 
 template <typename T>
-KfacPreconditioner<T>* InverseHvp<T>::Preconditioner(double* setup_seconds) {
+LinearOperator<T>* InverseHvp<T>::Preconditioner(double* setup_seconds, std::string* name) {
   *setup_seconds = 0;
-  if (ResolvePreconditioner(options_.preconditioner, objective_.arch()) != PreconditionerKind::kKfac)
-    return nullptr;
+  const PreconditionerKind kind = ResolvePreconditioner(options_.preconditioner, objective_.arch());
+  if (kind == PreconditionerKind::kDense) {
+    if (!dense_used_) {
+      // Built at this θ (the cost of a direct solve's setup, counted in the first solve's
+      // time), or the store's, built by an earlier request of the same process.
+      bool built = true;
+      if (options_.dense_store) {
+        dense_used_ = options_.dense_store->Get(objective_, theta_, options_.curvature,
+                                                options_.damping, options_.dense, &built);
+      } else {
+        dense_ = std::make_unique<DensePreconditioner<T>>(objective_, theta_, options_.curvature,
+                                                          options_.damping, options_.dense);
+        dense_used_ = dense_.get();
+      }
+      dense_reused_ = !built;
+      if (built) *setup_seconds = dense_used_->setup_seconds();
+    }
+    *name = dense_reused_ ? "dense (reused)" : "dense";
+    return dense_used_;
+  }
+  if (kind != PreconditionerKind::kKfac) return nullptr;
   if (!kfac_) {
     // About one pass over (part of) the data, once per (objective, θ); its setup time is
     // counted in the first solve's.
@@ -102,6 +124,7 @@ KfacPreconditioner<T>* InverseHvp<T>::Preconditioner(double* setup_seconds) {
     *setup_seconds = kfac_->setup_seconds();
     if (options_.kfac_export) *options_.kfac_export = kfac_->State(options_.damping, objective_.l2());
   }
+  *name = kfac_reused_ ? "kfac (cached)" : "kfac";
   return kfac_.get();
 }
 
@@ -138,14 +161,15 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
       return s;
     case SolverKind::kCg: {
       double setup = 0;
-      KfacPreconditioner<T>* M = Preconditioner(&setup);
+      std::string name;
+      LinearOperator<T>* M = Preconditioner(&setup, &name);
       CgOptions o = options_.cg;
       o.progress = options_.progress;
       objective_.backend().Fill(X, T(0));
       s = ConjugateGradient(damped_, B, X, o, M);
       s.seconds += setup;
       s.setup_seconds = setup;
-      if (M) s.preconditioner = kfac_reused_ ? "kfac (cached)" : "kfac";
+      if (M) s.preconditioner = name;
       return s;
     }
     case SolverKind::kLissa: {
@@ -153,7 +177,8 @@ SolveSummary InverseHvp<T>::Solve(const kernels::Matrix<T>& B, kernels::Matrix<T
         minibatch_ = std::make_unique<MinibatchCurvatureOperator<T>>(
             objective_, theta_, options_.curvature, options_.damping, options_.lissa.seed);
       double setup = 0;
-      KfacPreconditioner<T>* M = Preconditioner(&setup);
+      std::string name;
+      LinearOperator<T>* M = Preconditioner(&setup, &name);
       LissaOptions o = options_.lissa;
       o.progress = options_.progress;
       s = Lissa(*minibatch_, B, X, o, M);

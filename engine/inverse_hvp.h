@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/progress.h"
+#include "engine/dense_preconditioner.h"
 #include "engine/kfac_preconditioner.h"
 #include "engine/objective.h"
 #include "engine/solvers/cg.h"
@@ -30,7 +31,11 @@ SolverKind ParseSolver(const std::string& name);  // throws lethe::Error
 // its only approximation is E[A ⊗ ããᵀ] ≈ E[A] ⊗ E[ããᵀ]), but doubles those of a 784-256-10
 // MLP: its Gauss-Newton matrix has rank ≤ n · outputs, far below p, and the full-rank
 // block-diagonal Kronecker products misplace curvature in its null space.
-enum class PreconditionerKind { kAuto, kNone, kKfac };
+// dense: the exact curvature at the first θ it is used at, factorised
+// (engine/dense_preconditioner.h): 1–3 iterations, but a p × p factor built at the cost of
+// a direct solve; never chosen by auto for one solve, only by a stream served in one
+// process (lethe unlearn --requests), where it is reused.
+enum class PreconditionerKind { kAuto, kNone, kKfac, kDense };
 const char* Name(PreconditionerKind k);
 PreconditionerKind ParsePreconditioner(const std::string& name);  // throws lethe::Error
 // kAuto made concrete for this model.
@@ -54,6 +59,10 @@ struct InverseHvpOptions {
   // (saved or built) here. Either may be null.
   const KfacState* kfac_reuse = nullptr;
   KfacState* kfac_export = nullptr;
+  // dense: its memory bound; and, when set, the store that keeps it across the requests of
+  // one process (built there on first use, reused while it fits), else one per InverseHvp.
+  DensePreconditionerOptions dense;
+  DensePreconditionerStore* dense_store = nullptr;
   void Validate() const;
 };
 
@@ -89,10 +98,14 @@ class InverseHvp {
   std::unique_ptr<LanczosInverse<T>> lanczos_;
   std::unique_ptr<KfacPreconditioner<T>> kfac_;
   bool kfac_reused_ = false;  // kfac_ came from options_.kfac_reuse
+  std::unique_ptr<DensePreconditioner<T>> dense_;  // dense without a store
+  DensePreconditioner<T>* dense_used_ = nullptr;   // the one in use (own or the store's)
+  bool dense_reused_ = false;                      // from the store, built by an earlier solve
   SolveSummary setup_;  // of the factorisation / Lanczos run
-  // The K-FAC preconditioner when options_.preconditioner resolves to it (built on first
-  // use, its setup seconds returned once), else null.
-  KfacPreconditioner<T>* Preconditioner(double* setup_seconds);
+  // The K-FAC or dense preconditioner when options_.preconditioner resolves to one (built
+  // on first use, its setup seconds returned once), else null; *name is what the solve
+  // summary calls it.
+  LinearOperator<T>* Preconditioner(double* setup_seconds, std::string* name);
 };
 
 }  // namespace lethe

@@ -2,13 +2,17 @@
 """A stream of single-id deletion requests against retraining from scratch.
 
     /usr/bin/python3 bench/stream/stream.py --lethe build/tools/lethe --threads 2 \
-        [--n 10000] [--requests 100] [--baseline-requests 100] [--model M.safetensors]
+        [--n 10000] [--requests 100] [--baseline-requests 100] [--process-requests 100] \
+        [--model M.safetensors]
 
 digits784 (bench/compare/common.py), softmax regression 784 → 10, l2 = 1e-3, f64. Trains the
 model (or takes --model, trained before on the same data), then runs `--requests` sequential
 `lethe unlearn --forget-ids ID --ledger --cache` commands, each on the previous one's output,
-and `--baseline-requests` more without --cache (the same ids, from the same model); times
-every command's wall time; retrains from scratch without all the ids (`lethe train --forget`,
+and `--baseline-requests` more without --cache (the same ids, from the same model); and
+the same `--requests` ids served by ONE process, `lethe unlearn --requests FILE --ledger`
+(the data loaded once, the dense preconditioner built once and reused), its wall and CPU
+time for the whole run (start-up, loading, the preconditioner, every commit) divided by the
+number of requests; times every command's wall time; retrains from scratch without all the ids (`lethe train --forget`,
 timed); reports the mean time per request, the ratio, the final model's relative parameter
 error against the retrained one, and `lethe ledger verify` on the ledger.
 """
@@ -52,6 +56,22 @@ def stream(L, model, train, ids, tmp, name, extra, common):
     return parent, ledger, np.array(times), np.array(cpu), np.array(setup), iterations, cached
 
 
+def serve(L, model, train, ids, tmp, common):
+    """All the requests in one `lethe unlearn --requests` process: its whole wall and CPU time,
+    and the per-request records (JSON lines)."""
+    requests = os.path.join(tmp, "requests.txt")
+    with open(requests, "w") as f:
+        f.write("".join(f"{i} {os.path.join(tmp, f's{j + 1}.safetensors')}\n" for j, i in enumerate(ids)))
+    ledger = os.path.join(tmp, "s.jsonl")
+    c0 = cpu_children()
+    t, out = run(L + ["unlearn", "--model", model, "--train", train, "--requests", requests,
+                      "--ledger", ledger, "--json"] + common)
+    cpu = cpu_children() - c0
+    records = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(records) == len(ids), (len(records), len(ids))
+    return os.path.join(tmp, f"s{len(ids)}.safetensors"), ledger, t, cpu, records
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lethe", required=True)
@@ -60,6 +80,10 @@ def main():
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--baseline-requests", type=int, default=100,
                     help="requests of the same stream without --cache (0: none)")
+    ap.add_argument("--process-requests", type=int, default=None,
+                    help="requests served by one process (--requests FILE; default: --requests; 0: none)")
+    ap.add_argument("--per-process", type=int, default=None,
+                    help="requests of the per-process stream with --cache (default: --requests; 0: none)")
     ap.add_argument("--model", help="softmax model trained before on the same data (--n)")
     args = ap.parse_args()
     L = [os.path.abspath(args.lethe)]
@@ -78,6 +102,39 @@ def main():
     ids = np.random.default_rng(3).choice(args.n, args.requests, replace=False)
     print(f"digits784 n = {args.n}, softmax 784 → 10, {args.threads} threads; "
           f"{args.requests} single-id requests", flush=True)
+    n_serve = args.requests if args.process_requests is None else args.process_requests
+    n_cache = args.requests if args.per_process is None else args.per_process
+    results = {}
+    if n_serve:
+        last_s, ledger_s, t_s, c_s, recs = serve(L, model, train, ids[:n_serve], tmp, common)
+        its = [sum(s["solve"]["iterations"] for s in r["steps"]) for r in recs]
+        setup = sum(s["solve"].get("setup_seconds", 0) for r in recs for s in r["steps"])
+        pre = sorted({s["solve"].get("preconditioner", "none") for r in recs for s in r["steps"]})
+        print(f"one process, --requests ({n_serve}): {t_s:.2f} s wall, CPU {c_s:.2f} s: mean "
+              f"{t_s / n_serve:.3f} s wall, {c_s / n_serve:.3f} s CPU per request; CG iterations mean "
+              f"{np.mean(its):.2f} (max {max(its)}), preconditioner {', '.join(pre)}, its setup "
+              f"{setup:.2f} s (wall) in all", flush=True)
+        results["serve"] = (last_s, ledger_s, t_s / n_serve, c_s / n_serve, n_serve)
+    if not n_cache:
+        forget = os.path.join(tmp, "forget.txt")
+        with open(forget, "w") as f:
+            f.write("".join(f"{i}\n" for i in ids[:n_serve]))
+        retrained = os.path.join(tmp, "retrained.safetensors")
+        c0 = cpu_children()
+        t_re, _ = run(L + ["train", "--spec", spec, "--data", train, "--forget", forget, "--out",
+                           retrained] + common)
+        c_re = cpu_children() - c0
+        tr = theta_of(retrained)
+        last_s, ledger_s, tw, tc, k = results["serve"]
+        err = np.linalg.norm(theta_of(last_s) - tr) / np.linalg.norm(tr)
+        moved = np.linalg.norm(theta_of(model) - tr) / np.linalg.norm(tr)
+        t_v, _ = run(L + ["ledger", "verify", ledger_s, "--models", tmp])
+        print(f"retraining from scratch without the {k} ids: {t_re:.2f} s (CPU {c_re:.2f} s)")
+        print(f"ratio (retrain / mean request), one process: wall {t_re / tw:.1f}×, CPU {c_re / tc:.1f}×")
+        print(f"after {k} requests: ‖θ − θ_retrained‖/‖θ_retrained‖ = {err:.2e} (the original: "
+              f"{moved:.2e}); ledger verified in {t_v:.2f} s")
+        return
+    ids = ids[:n_cache]
     last, ledger, t_cache, c_cache, s_cache, it_cache, cached = stream(L, model, train, ids, tmp, "c", ["--cache"], common)
     print(f"with --cache: mean {t_cache.mean():.3f} s per request (median {np.median(t_cache):.3f}, "
           f"first {t_cache[0]:.3f}), CPU {c_cache.mean():.3f} s, K-FAC setup {s_cache.mean():.3f} s, "
@@ -101,6 +158,12 @@ def main():
     err = np.linalg.norm(theta_of(last) - tr) / np.linalg.norm(tr)
     t_v, _ = run(L + ["ledger", "verify", ledger, "--models", tmp])
     print(f"retraining from scratch without the {len(ids)} ids: {t_re:.2f} s (CPU {c_re:.2f} s)")
+    if "serve" in results:
+        last_s, ledger_s, tw, tc, k = results["serve"]
+        err_s = np.linalg.norm(theta_of(last_s) - tr) / np.linalg.norm(tr) if k == len(ids) else float("nan")
+        run(L + ["ledger", "verify", ledger_s, "--models", tmp])
+        print(f"one process (--requests): ratio wall {t_re / tw:.1f}×, CPU {c_re / tc:.1f}×; "
+              f"‖θ − θ_retrained‖/‖θ_retrained‖ = {err_s:.2e}; its ledger verified")
     print(f"ratio (retrain / mean request), wall: with --cache {t_re / t_cache.mean():.1f}×"
           + (f", without {t_re / t_base.mean():.1f}×" if t_base is not None else "")
           + f"; CPU: with --cache {c_re / c_cache.mean():.1f}×"

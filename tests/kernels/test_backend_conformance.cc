@@ -413,6 +413,11 @@ TEST_P(Conformance, CholeskyFactorAndSolve) {
       h.test().CholeskySolve(A.test, x.test);
       h.ref().CholeskySolve(A.ref, x.ref);
       h.Expect(X, kSolveTolerance, "CholeskySolve" + size);
+      // One right-hand side (a preconditioner's application): the CPU backend's vector path.
+      auto y = h.Random(1, p, 60 + p);
+      h.test().CholeskySolve(A.test, y.test);
+      h.ref().CholeskySolve(A.ref, y.ref);
+      h.Expect(y, kSolveTolerance, "CholeskySolve, one right-hand side" + size);
     }
   });
 }

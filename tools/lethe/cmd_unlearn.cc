@@ -21,6 +21,7 @@
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/stream.h"
+#include "tools/lethe/stream_serve.h"
 
 namespace lethe::cli {
 namespace {
@@ -269,6 +270,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
   if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
   // A SISA ensemble directory: Newton patches per constituent (tools/lethe/sisa_patch.cc).
   if (ArgsNameEnsemble(args)) return RunUnlearnEnsemble(args);
+  // A file of requests served by one process (tools/lethe/stream_serve.cc).
+  if (WantsServeRequests(args)) return RunUnlearnServe(args);
   po::options_description desc("options");
   CommonOptions common;
   SolverFlags flags;
@@ -298,7 +301,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
      "unconverged reference is marked as such")
     ("spec", po::value(&spec_path), "sidecar spec JSON")
     ("certified", "certified removal of a model trained --certified (see lethe unlearn "
-     "--certified --help)");
+     "--certified --help)")
+    ("requests", "serve a file of requests in one process, each committed to --ledger before "
+     "the next (see lethe unlearn --requests --help)");
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);

@@ -15,7 +15,11 @@ void SolverFlags::Add(po::options_description& desc, bool allow_inexact_option) 
     ("cg-max-iterations", po::value(&cg_max_iterations)->default_value(1000), "cg iteration limit")
     ("preconditioner", po::value(&preconditioner)->default_value("auto"),
      "cg and lissa: kfac (Kronecker-factored approximation of each layer's curvature block), "
-     "none, or auto (kfac for a model with one linear layer, else none)")
+     "dense (the exact curvature at the first θ, Cholesky-factorised: p² values of memory, "
+     "reused across unlearn --requests), none, or auto (kfac for a model with one linear "
+     "layer, else none; unlearn --requests: dense where it fits --dense-max-gb)")
+    ("dense-max-gb", po::value(&dense_max_gb)->default_value(4.0),
+     "dense: refuse a factor above this size (p² · 8 bytes in f64, 4 in f32)")
     ("kfac-examples", po::value(&kfac_examples)->default_value(kfac_examples),
      "kfac: examples its factors are averaged over (at most; evenly spread blocks)")
     ("lissa-depth", po::value(&lissa.depth)->default_value(lissa.depth), "lissa: recursion depth")
@@ -49,6 +53,7 @@ InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
   o.cg.max_iterations = cg_max_iterations;
   o.preconditioner = ParsePreconditioner(preconditioner);
   o.kfac.max_examples = kfac_examples;
+  o.dense.max_bytes = dense_max_gb * 1e9;
   o.lissa = lissa;
   o.lanczos.rank = std::min<int64_t>(rank, num_params);
   o.lanczos.seed = lissa.seed;

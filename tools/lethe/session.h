@@ -24,6 +24,7 @@ struct SolverFlags {
   int cg_max_iterations = 1000;
   std::string preconditioner = "auto";
   int64_t kfac_examples = KfacOptions{}.max_examples;
+  double dense_max_gb = 4.0;
   LissaOptions lissa;
   int64_t rank = 100;
   bool allow_inexact = false;

@@ -1,0 +1,373 @@
+#include "tools/lethe/stream_serve.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sys/resource.h>
+
+#include "common/error.h"
+#include "common/quote.h"
+#include "engine/dense_curvature.h"
+#include "engine/dense_preconditioner.h"
+#include "engine/unlearn.h"
+#include "io/atomic_file.h"
+#include "io/ledger.h"
+#include "io/sha256.h"
+#include "tools/lethe/commands.h"
+#include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/session.h"
+#include "tools/lethe/stream.h"
+
+namespace lethe::cli {
+
+bool WantsServeRequests(const std::vector<std::string>& args) {
+  return std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a == "--requests" || a.rfind("--requests=", 0) == 0;
+  });
+}
+
+namespace {
+
+struct ServeInputs {
+  std::string model_path, train_path, ledger, requests_path, spec_path;
+  // A reused dense preconditioner whose solve took more iterations than this has drifted
+  // from the current curvature: it is rebuilt at the next request.
+  int refresh_iterations = 10;
+};
+
+struct Request {
+  int64_t line = 0;
+  std::vector<int64_t> ids;
+  std::string out;
+};
+
+// CPU time of this process so far (user + system, all threads), in seconds: a request's
+// cost on a machine shared with other work, where wall time moves with the load.
+double CpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// The next request of `in`: lines `IDS OUT`, blank lines and lines starting with '#'
+// skipped. false at the end. Every line must end with a newline: a last line without one
+// may be a request cut short (ids "17,2" of "17,23"), so it is refused, not guessed at.
+bool NextRequest(std::istream& in, const std::string& file, int64_t* line_no, Request* r) {
+  std::string line;
+  while (std::getline(in, line)) {
+    ++*line_no;
+    const bool complete = !in.eof();  // getline stopped at a '\n', not at the end
+    const std::string where = file + ":" + std::to_string(*line_no);
+    std::vector<std::string> fields;
+    size_t pos = 0;
+    while (true) {
+      pos = line.find_first_not_of(" \t\r", pos);
+      if (pos == std::string::npos) break;
+      const size_t end = std::min(line.find_first_of(" \t\r", pos), line.size());
+      fields.push_back(line.substr(pos, end - pos));
+      pos = end;
+    }
+    if (fields.empty() || fields[0][0] == '#') continue;
+    if (!complete)
+      Fail(where, ": the last line has no newline (a request cut short?): not served");
+    if (fields.size() != 2)
+      Fail(where, ": expected `IDS OUT` (ids comma-separated, then the patched model's path), "
+           "got ", fields.size(), " field(s): ", Quote(line));
+    r->ids = io::ParseIdList(fields[0], where);
+    r->out = fields[1];
+    r->line = *line_no;
+    return true;
+  }
+  if (in.bad()) Fail(file, ": cannot read");
+  return false;
+}
+
+nlohmann::json FileRef(const std::string& path, const std::string& sha256) {
+  return {{"path", path}, {"sha256", sha256}};
+}
+
+template <typename T>
+int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
+          const CommonOptions& common, UnlearnOptions options, std::istream& requests) {
+  const auto run_start = std::chrono::steady_clock::now();
+  // The backends live as long as the run: the dense preconditioner's factor stays on them.
+  std::unique_ptr<kernels::Backend<T>> backend = kernels::MakeBackend<T>(common.Backend());
+  std::unique_ptr<kernels::Backend<float>> backend_f32;
+  if (sizeof(T) > sizeof(float) &&
+      (options.solve_precision == SolvePrecision::kF32 ||
+       (options.solve_precision == SolvePrecision::kAuto &&
+        options.inverse.solver == SolverKind::kCg)))
+    backend_f32 = kernels::MakeBackend<float>(common.Backend());
+  DensePreconditionerStore store;
+  if (ResolvePreconditioner(options.inverse.preconditioner, model.arch) == PreconditionerKind::kDense)
+    options.inverse.dense_store = &store;
+  StreamOptions stream;
+  stream.ledger = in.ledger;
+  const std::string solver = Name(options.inverse.solver);
+  const ObjectiveOptions oo{common.batch_size};
+  Progress progress(common.quiet);
+
+  std::string current_path = in.model_path, current_sha256 = io::Sha256File(in.model_path);
+  std::vector<char> gone(static_cast<size_t>(train.n), 0);  // rows this run has removed
+  std::vector<std::string> chain = {in.model_path};          // the models of this run
+  std::vector<std::string> inputs = {in.train_path, in.ledger, in.requests_path};
+  if (!in.spec_path.empty()) inputs.push_back(in.spec_path);
+  int64_t served = 0, line_no = 0;
+  Request r;
+  while (NextRequest(requests, in.requests_path, &line_no, &r)) {
+    const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = CpuSeconds();
+    const std::string where = in.requests_path + ":" + std::to_string(r.line);
+    nlohmann::json record;
+    try {
+      // What one `lethe unlearn --ledger` process checks before any work; and no model of
+      // this run's chain (the ledger records their hashes) is overwritten either.
+      std::vector<std::string> these_inputs = inputs;
+      these_inputs.insert(these_inputs.end(), chain.begin(), chain.end());
+      io::CheckOutputIsNotAnInput(r.out, these_inputs);
+      io::CheckOutputCanBeWritten(r.out);
+      io::CheckLedgerHead(in.ledger, current_path, current_sha256);
+      Warnings warnings("unlearn");
+      std::vector<int64_t> new_ids, already;
+      for (int64_t id : r.ids) (model.forgotten.Contains(id) ? already : new_ids).push_back(id);
+      if (!already.empty()) {
+        std::string list;
+        for (size_t i = 0; i < already.size() && i < 10; ++i)
+          list += (i ? ", " : "") + std::to_string(already[i]);
+        if (already.size() > 10) list += ", …";
+        if (new_ids.empty())
+          Fail("every id in this request (", list, ") was already forgotten by ", current_path,
+               "; nothing to do");
+        warnings.Add(where + ": " + std::to_string(already.size()) + " id(s) (" + list +
+                     ") were already forgotten by " + current_path + ": skipped");
+      }
+      const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, where);
+      // The kept rows in data order, as ExcludeForgotten then the forget set leave them in
+      // a process of their own: the same objective, summed in the same order.
+      std::vector<char> out_now = gone;
+      for (int64_t row : forget_rows) out_now[row] = 1;
+      std::vector<int64_t> kept_rows;
+      for (int64_t i = 0; i < train.n; ++i)
+        if (!out_now[i]) kept_rows.push_back(i);
+      if (kept_rows.empty()) Fail("forgets every example; nothing would be left");
+      if (forget_rows.size() > kept_rows.size())
+        warnings.Add("forgetting more than half of the data; a Newton patch is a local "
+                     "approximation, consider retraining");
+
+      Objective<T> kept(*backend, model.arch, UploadData(*backend, train, kept_rows), oo);
+      Objective<T> forget(*backend, model.arch, UploadData(*backend, train, forget_rows), oo);
+      std::unique_ptr<Objective<float>> kept_f32;
+      if (backend_f32)
+        kept_f32 = std::make_unique<Objective<float>>(
+            *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
+      kernels::Matrix<T> theta = backend->Allocate(1, model.arch.num_params);
+      {
+        const std::vector<T> host(model.theta.begin(), model.theta.end());
+        backend->Upload(host.data(), theta);
+      }
+      UnlearnOptions run = options;
+      run.inverse.progress = &progress;
+      const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run, kept_f32.get());
+      if (!(s.input_grad_norm <= kStationarityTolerance))
+        warnings.Add("the model is not at a stationary point of its objective on " +
+                     in.train_path + (model.forgotten.ids.empty() ? "" : " without the ids it had forgotten") +
+                     " (‖∇L‖ = " + Sci(s.input_grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
+                     "): the patch also finishes its training");
+      if (!s.ok) Fail("unlearning failed, nothing written: ", s.message);
+
+      // Commit: the patched model (atomically), then its ledger line (fsync'ed; on failure
+      // the model is removed), exactly as a process of its own would.
+      Model patched = model;
+      {
+        std::vector<T> host(static_cast<size_t>(model.arch.num_params));
+        backend->Download(theta, host.data());
+        patched.theta.assign(host.begin(), host.end());
+      }
+      patched.dp.reset();
+      std::vector<int64_t> removed;
+      for (int64_t row : forget_rows) removed.push_back(train.ids[row]);
+      std::sort(removed.begin(), removed.end());
+      patched.forgotten.Add(removed, {s.method, current_sha256, IdsSha256(removed),
+                                      static_cast<int64_t>(removed.size()), UtcNow()});
+      SaveModel(r.out, patched);
+      FinishStream(stream, StreamState{}, current_path, current_sha256, r.out, removed, s.method,
+                   solver, patched.forgotten.requests.back().utc, std::nullopt, s.steps);
+      const std::string child_sha256 = io::Sha256File(r.out);
+
+      ++served;
+      const double seconds = Since(start);
+      record["request"] = served;
+      record["source"] = where;
+      record["utc"] = patched.forgotten.requests.back().utc;
+      record["input_model"] = FileRef(current_path, current_sha256);
+      record["patched_model"] = FileRef(r.out, child_sha256);
+      record["ledger"] = in.ledger;
+      record["previously_forgotten"] = {{"ids", static_cast<int64_t>(model.forgotten.ids.size())},
+                                        {"requests", static_cast<int64_t>(model.forgotten.requests.size())},
+                                        {"in_this_request", already}};
+      record["n"] = static_cast<int64_t>(kept_rows.size() + forget_rows.size());
+      record["k"] = static_cast<int64_t>(forget_rows.size());
+      record["forget_ids"] = removed;
+      record["method"] = s.method;
+      record["solver"] = solver;
+      record["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
+      record["damping"] = options.inverse.damping;
+      record["solve_dtype"] = Name(options.solve_precision);
+      record["steps_requested"] = options.steps;
+      record["steps"] = nlohmann::json::array();
+      for (const UnlearnStep& st : s.steps)
+        record["steps"].push_back({{"solve", ToJson(st.solve)},
+                                   {"solve_dtype", st.solve_dtype},
+                                   {"damping", st.damping},
+                                   {"step_length", st.step_length},
+                                   {"action", st.action},
+                                   {"kept_objective_before", st.kept_objective_before},
+                                   {"kept_objective_after", st.kept_objective_after},
+                                   {"kept_grad_norm_before", st.kept_grad_norm_before},
+                                   {"kept_grad_norm_after", st.kept_grad_norm_after}});
+      record["input_grad_norm"] = s.input_grad_norm;
+      record["kept_grad_norm_before"] = s.kept_grad_norm_before;
+      record["kept_grad_norm_after"] = s.kept_grad_norm_after;
+      record["delta_norm"] = s.delta_norm;
+      record["seconds"] = seconds;
+      record["cpu_seconds"] = CpuSeconds() - cpu_start;
+      record["dtype"] = common.dtype;
+      record["warnings"] = warnings.all();
+
+      // The next request starts from this one's model and data.
+      for (int64_t row : forget_rows) gone[row] = 1;
+      model = std::move(patched);
+      current_path = r.out;
+      current_sha256 = child_sha256;
+      chain.push_back(r.out);
+      // A reused dense factor that needed many iterations has drifted: rebuild it next time.
+      for (const UnlearnStep& st : s.steps)
+        if (st.solve.preconditioner == "dense (reused)" &&
+            st.solve.iterations > in.refresh_iterations) {
+          store.Reset();
+          warnings.Add(where + ": the reused dense preconditioner took " +
+                       std::to_string(st.solve.iterations) + " CG iterations (> " +
+                       std::to_string(in.refresh_iterations) +
+                       ", --dense-refresh-iterations): rebuilt at the next request");
+          record["warnings"] = warnings.all();
+          break;
+        }
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      if (m.rfind(where, 0) == 0) throw;
+      Fail(where, ": ", m);
+    }
+    if (common.json) {
+      std::cout << record.dump() << std::endl;  // one line per request, flushed: a service reads it now
+    } else {
+      std::cout << "request " << served << " (" << where << "): forgot "
+                << record["k"].get<int64_t>() << " id(s) → " << r.out << "; ";
+      for (const auto& st : record["steps"]) {
+        const auto& solve = st["solve"];
+        std::cout << solve["iterations"].get<int64_t>() << " CG iteration(s)"
+                  << (solve.contains("preconditioner")
+                          ? " (" + solve["preconditioner"].get<std::string>() + ")"
+                          : std::string())
+                  << " in " << st["solve_dtype"].get<std::string>() << ", "
+                  << st["action"].get<std::string>() << "; ";
+      }
+      std::cout << "‖∇L₋ₛ‖ " << Sci(record["kept_grad_norm_before"].get<double>()) << " → "
+                << Sci(record["kept_grad_norm_after"].get<double>()) << ", "
+                << Fixed(record["seconds"].get<double>(), 3) << " s" << std::endl;
+    }
+  }
+  if (served == 0) Fail(in.requests_path, ": no requests");
+  if (!common.json)
+    std::cout << "served " << served << " request(s) in " << Fixed(Since(run_start), 2)
+              << " s; dense preconditioner built " << store.builds()
+              << " time(s); ledger " << in.ledger << ": head " << current_path << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int RunUnlearnServe(const std::vector<std::string>& args) {
+  po::options_description desc("options");
+  CommonOptions common;
+  SolverFlags flags;
+  UnlearnOptions options;
+  ServeInputs in;
+  std::string solve_dtype = "auto";
+  desc.add_options()("help,h", "show this help")
+    ("model", po::value(&in.model_path), "the model the first request applies to (.safetensors)")
+    ("train", po::value(&in.train_path), "the data it was trained on")
+    ("requests", po::value(&in.requests_path),
+     "FILE (or - for standard input): one request per line, `IDS OUT` (ids comma-separated, "
+     "the patched model's path); each served and committed before the next line is read")
+    ("ledger", po::value(&in.ledger), "the deletion ledger each request appends its line to (required)")
+    ("steps", po::value(&options.steps)->default_value(1), "Newton steps per request")
+    ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
+     "precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG solve when "
+     "--dtype is f64 and its tolerance is >= 1e-4)")
+    ("dense-refresh-iterations", po::value(&in.refresh_iterations)->default_value(10),
+     "dense: rebuild the preconditioner after a request whose solve took more CG iterations")
+    ("spec", po::value(&in.spec_path), "sidecar spec JSON");
+  flags.Add(desc, /*allow_inexact_option=*/false);
+  common.Add(desc);
+  po::variables_map vm;
+  if (!Parse(args, desc, nullptr, vm,
+             "lethe unlearn --model M --train T --requests FILE --ledger L [--json]",
+             "lethe unlearn --model examples/digits/model.safetensors --train "
+             "examples/digits/train.npz --requests examples/digits/requests.txt --ledger "
+             "ledger.jsonl"))
+    return 0;
+  for (const char* name : {"model", "train", "requests", "ledger"}) Require(vm, name);
+  if (in.refresh_iterations < 1)
+    Fail("--dense-refresh-iterations ", in.refresh_iterations, ": must be >= 1");
+  options.method = UnlearnMethod::kNewton;
+  options.solve_precision = ParseSolvePrecision(solve_dtype);
+  const bool f32 = common.F32();
+  if (f32 && options.solve_precision == SolvePrecision::kF64)
+    Fail("--solve-dtype f64 needs --dtype f64 (the solve cannot be finer than the compute precision)");
+  common.Backend();
+  std::vector<std::string> inputs = {in.model_path, in.train_path};
+  if (!in.spec_path.empty()) inputs.push_back(in.spec_path);
+  if (in.requests_path != "-") inputs.push_back(in.requests_path);
+  io::CheckOutputIsNotAnInput(in.ledger, inputs);
+  io::CheckOutputCanBeWritten(in.ledger);
+
+  const Model model = LoadModel(in.model_path, in.spec_path.empty() ? std::nullopt : std::optional(in.spec_path));
+  if (model.certified)
+    Fail(in.model_path, ": trained with --certified: serve its requests with lethe unlearn "
+         "--certified, one process each (--requests serves plain Newton removals)");
+  const io::Dataset train = ExcludeForgotten(
+      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
+  CheckDataMatchesModel(model.arch, train);
+  if (flags.solver == "auto") flags.solver = "cg";
+  options.inverse = flags.Resolve(model.arch.num_params);
+  options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
+  // auto: the dense preconditioner where it pays and fits. It pays for a model with one
+  // linear layer (its curvature is a few Gram products, and positive definite with l2 or
+  // damping > 0) whose requests are served by one process, as here; it fits when its factor
+  // (p² values of the compute precision) is within --dense-max-gb. Elsewhere auto is K-FAC
+  // or none, as for a single request.
+  if (flags.preconditioner == "auto" && options.inverse.solver == SolverKind::kCg &&
+      HasDenseCurvature(model.arch) && model.arch.spec.l2 + options.inverse.damping > 0 &&
+      DensePreconditionerBytes(model.arch.num_params, f32 ? 4 : 8) <= options.inverse.dense.max_bytes)
+    options.inverse.preconditioner = PreconditionerKind::kDense;
+  options.Validate();
+
+  std::ifstream file;
+  if (in.requests_path != "-") {
+    file.open(in.requests_path);
+    if (!file) Fail(in.requests_path, ": cannot open");
+  }
+  std::istream& requests = in.requests_path == "-" ? std::cin : file;
+  return f32 ? Serve<float>(in, model, train, common, options, requests)
+             : Serve<double>(in, model, train, common, options, requests);
+}
+
+}  // namespace lethe::cli
