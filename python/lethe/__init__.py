@@ -71,9 +71,10 @@ class _Bar:
             self._bar.n = done
             self._bar.refresh()
             return
-        rate = done / max(time.monotonic() - self._start, 1e-9)
+        elapsed = time.monotonic() - self._start
         of = f"/{total}" if total else ""
-        sys.stderr.write(f"\r{phase}: {done}{of} ({rate:.1f}/s)")
+        rate = f" ({done / elapsed:.1f}/s)" if elapsed > 0.5 else ""
+        sys.stderr.write(f"\r{phase}: {done}{of}{rate}")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -170,6 +171,14 @@ Model.spec = property(_spec)
 Model.tensors = _tensors
 from .torch_bridge import from_torch as _from_torch, state_dict as _state_dict, to_torch as _to_torch  # noqa: E402
 Model.from_torch = staticmethod(_from_torch)
-from .export_torch import ExportError  # noqa: E402  (the exporter's refusals, a ValueError)
+
+
+def __getattr__(name):
+    """lethe.ExportError, the exporter's refusals (a ValueError), imported on first use:
+    the exporter imports torch, which `import lethe` alone does not need."""
+    if name == "ExportError":
+        from .export_torch import ExportError
+        return ExportError
+    raise AttributeError(f"module 'lethe' has no attribute {name!r}")
 Model.state_dict = _state_dict
 Model.to_torch = _to_torch
