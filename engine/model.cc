@@ -69,7 +69,11 @@ const io::Array& Need(const io::SafetensorsFile& file, const std::string& name,
 }  // namespace
 
 Model LoadModel(const std::string& path, const std::optional<std::string>& spec_path) {
-  io::SafetensorsFile file = io::ReadSafetensors(path);
+  return ModelFromSafetensors(io::ReadSafetensors(path), path, spec_path);
+}
+
+Model ModelFromSafetensors(const io::SafetensorsFile& file, const std::string& path,
+                           const std::optional<std::string>& spec_path) {
   io::ModelSpec spec;
   if (spec_path) {
     spec = io::ReadSpecFile(*spec_path);

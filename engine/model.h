@@ -13,6 +13,7 @@
 #include "engine/privacy/dp_record.h"
 #include "io/array.h"
 #include "io/dataset.h"
+#include "io/safetensors.h"
 
 namespace lethe {
 
@@ -39,6 +40,11 @@ struct Model {
 // exist with the right shape, the widths must chain, and every tensor in the file must
 // be used; all tensors share one floating dtype.
 Model LoadModel(const std::string& path, const std::optional<std::string>& spec_path = {});
+
+// The same from a safetensors file already in memory (the Python module's models built from
+// a torch module, python/): every check of LoadModel, `path` naming it in messages.
+Model ModelFromSafetensors(const io::SafetensorsFile& file, const std::string& path,
+                           const std::optional<std::string>& spec_path = {});
 
 // Writes the model (tensors in θ order, in model.dtype, spec embedded) atomically.
 void SaveModel(const std::string& path, const Model& model);

@@ -802,6 +802,17 @@ def export_model(model: nn.Sequential, path: str, loss: str, l2: float = 0.0,
            ids, (d,). The model is checked to run on it (in torch, and layer by layer as
            lethe will read it).
     """
+    spec, arrays = model_arrays(model, loss, l2, dtype, allow_output_activation, input_shape)
+    write_safetensors(path, arrays, {"lethe": json.dumps(spec)})
+    return spec
+
+
+def model_arrays(model: nn.Sequential, loss: str, l2: float = 0.0, dtype: Any = None,
+                 allow_output_activation: bool = False, input_shape=None
+                 ) -> tuple[dict, list[tuple[str, np.ndarray]]]:
+    """What export_model writes, in memory: (spec, [(tensor name, array), ...]) in file
+    order, after every check export_model makes (the Python module's Model.from_torch
+    builds its model from these)."""
     spec, tensors = model_spec(model, loss, l2, allow_output_activation, input_shape)
     validate_spec(spec)  # what lethe will check of the keys; model_spec's own checks name modules
     target = _resolve_dtype(dtype)
@@ -816,8 +827,7 @@ def export_model(model: nn.Sequential, path: str, loss: str, l2: float = 0.0,
     arrays = [(name, t.detach().to("cpu", target).contiguous().numpy()) for name, t in tensors]
     if "input" in spec:
         _check_runs(model, spec, dict(arrays))
-    write_safetensors(path, arrays, {"lethe": json.dumps(spec)})
-    return spec
+    return spec, arrays
 
 
 def _check_runs(model: nn.Module, spec: dict, tensors: dict[str, np.ndarray]) -> None:

@@ -88,9 +88,12 @@ void Warn(const std::string& command, const std::string& text);
 // The warnings a command printed (Warn), kept for its --json output.
 class Warnings {
  public:
-  explicit Warnings(std::string command) : command_(std::move(command)) {}
+  // print: false keeps them for the caller alone (the Python module raises them as
+  // Python warnings instead of writing to stderr).
+  explicit Warnings(std::string command, bool print = true)
+      : command_(std::move(command)), print_(print) {}
   void Add(const std::string& text) {
-    Warn(command_, text);
+    if (print_) Warn(command_, text);
     all_.push_back(text);
   }
   const std::vector<std::string>& all() const { return all_; }
@@ -98,6 +101,7 @@ class Warnings {
 
  private:
   std::string command_;
+  bool print_;
   std::vector<std::string> all_;
 };
 

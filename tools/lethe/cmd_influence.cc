@@ -30,56 +30,6 @@ void CheckOutputName(const std::string& out) {
     Fail("--out ", out, ": must end in .csv or .npy");
 }
 
-// Whether results may be written after solve `s`: yes when it converged; with
-// --allow-inexact also when it merely stopped short of its tolerance (the results are then
-// marked inexact on stderr and in --json). Never after negative curvature or divergence:
-// those answers are not approximations of anything.
-bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warnings) {
-  if (s.converged()) return true;
-  const std::string what = std::string("the inverse-Hessian solve did not converge (") +
-                           Name(s.termination) +
-                           (std::isfinite(s.relative_residual)
-                                ? ", relative residual " + Sci(s.relative_residual)
-                                : std::string(", residual not computed")) +
-                           (s.message.empty() ? "" : "; " + s.message) + ")";
-  if (s.termination == Termination::kNegativeCurvature)
-    Fail(what, "; nothing written",
-         s.message.empty() ? ": the curvature is not positive definite here (is the model at a "
-                             "minimum?); raise --damping or use --curvature gauss-newton"
-                           : "");
-  if (s.termination == Termination::kDiverged)
-    Fail(what, "; nothing written: a diverged solve approximates nothing");
-  if (!allow_inexact)
-    Fail(what, "; nothing written (--allow-inexact writes the scores, marked inexact)");
-  warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact, "
-               "by about the relative residual");
-  return false;
-}
-
-// The settings a solve actually used, for --json.
-nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
-                            const CommonOptions& common) {
-  nlohmann::json j;
-  j["solver"] = Name(o.solver);
-  j["curvature"] = o.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
-  j["damping"] = o.damping;
-  if (o.solver == SolverKind::kCg) {
-    j["preconditioner"] = Name(ResolvePreconditioner(o.preconditioner, arch));
-    j["cg_tolerance"] = o.cg.relative_tolerance;
-    j["cg_max_iterations"] = o.cg.max_iterations;
-  }
-  if (o.solver == SolverKind::kLissa) {
-    j["lissa_depth"] = o.lissa.depth;
-    j["lissa_repeats"] = o.lissa.repeats;
-    j["lissa_batch"] = o.lissa.batch_size;
-    j["lissa_scale"] = o.lissa.scale;
-  }
-  if (o.solver == SolverKind::kLanczos) j["rank"] = o.lanczos.rank;
-  j["dtype"] = common.dtype;
-  j["device"] = common.device;
-  return j;
-}
-
 // The k indices of largest (descending) or smallest values.
 std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
   std::vector<int64_t> idx(n);

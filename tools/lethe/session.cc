@@ -2,6 +2,8 @@
 
 #include "common/error.h"
 
+#include <cmath>
+
 namespace lethe::cli {
 
 void SolverFlags::Add(po::options_description& desc, bool allow_inexact_option) {
@@ -59,6 +61,64 @@ InverseHvpOptions SolverFlags::Resolve(int64_t num_params) const {
   o.lanczos.seed = lissa.seed;
   o.Validate();
   return o;
+}
+
+std::string StationarityWarning(double norm, const std::string& train_path,
+                                const std::string& model_path, const std::string& consequence) {
+  return "the model is not at a stationary point of its objective on " + train_path +
+         " (‖∇L‖ = " + Sci(norm) + " > " + Sci(kStationarityTolerance, 0) + "): " + consequence +
+         "; `lethe train --init " + model_path + " --data " + train_path +
+         " --out FINISHED.safetensors` finishes its training (docs/formats.md)";
+}
+
+// Whether results may be written after solve `s`: yes when it converged; with
+// --allow-inexact also when it merely stopped short of its tolerance (the results are then
+// marked inexact on stderr and in --json). Never after negative curvature or divergence:
+// those answers are not approximations of anything.
+bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warnings) {
+  if (s.converged()) return true;
+  const std::string what = std::string("the inverse-Hessian solve did not converge (") +
+                           Name(s.termination) +
+                           (std::isfinite(s.relative_residual)
+                                ? ", relative residual " + Sci(s.relative_residual)
+                                : std::string(", residual not computed")) +
+                           (s.message.empty() ? "" : "; " + s.message) + ")";
+  if (s.termination == Termination::kNegativeCurvature)
+    Fail(what, "; nothing written",
+         s.message.empty() ? ": the curvature is not positive definite here (is the model at a "
+                             "minimum?); raise --damping or use --curvature gauss-newton"
+                           : "");
+  if (s.termination == Termination::kDiverged)
+    Fail(what, "; nothing written: a diverged solve approximates nothing");
+  if (!allow_inexact)
+    Fail(what, "; nothing written (--allow-inexact writes the scores, marked inexact)");
+  warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact, "
+               "by about the relative residual");
+  return false;
+}
+
+// The settings a solve actually used, for --json.
+nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
+                            const CommonOptions& common) {
+  nlohmann::json j;
+  j["solver"] = Name(o.solver);
+  j["curvature"] = o.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
+  j["damping"] = o.damping;
+  if (o.solver == SolverKind::kCg) {
+    j["preconditioner"] = Name(ResolvePreconditioner(o.preconditioner, arch));
+    j["cg_tolerance"] = o.cg.relative_tolerance;
+    j["cg_max_iterations"] = o.cg.max_iterations;
+  }
+  if (o.solver == SolverKind::kLissa) {
+    j["lissa_depth"] = o.lissa.depth;
+    j["lissa_repeats"] = o.lissa.repeats;
+    j["lissa_batch"] = o.lissa.batch_size;
+    j["lissa_scale"] = o.lissa.scale;
+  }
+  if (o.solver == SolverKind::kLanczos) j["rank"] = o.lanczos.rank;
+  j["dtype"] = common.dtype;
+  j["device"] = common.device;
+  return j;
 }
 
 std::string Describe(const SolveSummary& s) {

@@ -67,6 +67,10 @@ struct Session {
 // weight decay) or an early stop left there misses it by orders of magnitude.
 constexpr double kStationarityTolerance = 1e-5;
 
+// The warning for a model whose ‖∇L(θ)‖ = norm is above kStationarityTolerance.
+std::string StationarityWarning(double norm, const std::string& train_path,
+                                const std::string& model_path, const std::string& consequence);
+
 // ‖∇L(θ)‖ of the session's training objective (one pass over the data). Above
 // kStationarityTolerance, a warning says so, with the number and `consequence` (what it
 // means for this command's results), and how to finish training.
@@ -77,12 +81,18 @@ double CheckStationary(Session<T>& session, Warnings& warnings, const std::strin
   session.train->ValueAndGradient(session.theta, grad);
   const double norm = static_cast<double>(kernels::Norm(*session.backend, grad));
   if (!(norm <= kStationarityTolerance))
-    warnings.Add("the model is not at a stationary point of its objective on " + train_path +
-                 " (‖∇L‖ = " + Sci(norm) + " > " + Sci(kStationarityTolerance, 0) + "): " +
-                 consequence + "; `lethe train --init " + model_path + " --data " + train_path +
-                 " --out FINISHED.safetensors` finishes its training (docs/formats.md)");
+    warnings.Add(StationarityWarning(norm, train_path, model_path, consequence));
   return norm;
 }
+
+// Whether results may be written after solve `s`: yes when it converged; with
+// allow_inexact also when it merely stopped short of its tolerance (then a warning says
+// so and this returns false: the results are inexact). Throws lethe::Error after negative
+// curvature or divergence, and for any other failure without allow_inexact.
+bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warnings);
+// The settings a solve actually used, for --json.
+nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
+                            const CommonOptions& common);
 
 // One line per summary for people: "solver direct: converged, 0 iterations, residual 3.1e-15".
 std::string Describe(const SolveSummary& s);
