@@ -21,52 +21,6 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// As cmd_influence.cc's: whether the scores may be written after solve `s`.
-bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warnings) {
-  if (s.converged()) return true;
-  const std::string what = std::string("the inverse-Hessian solve did not converge (") +
-                           Name(s.termination) +
-                           (std::isfinite(s.relative_residual)
-                                ? ", relative residual " + Sci(s.relative_residual)
-                                : std::string(", residual not computed")) +
-                           (s.message.empty() ? "" : "; " + s.message) + ")";
-  if (s.termination == Termination::kNegativeCurvature)
-    Fail(what, "; nothing written",
-         s.message.empty() ? ": the curvature is not positive definite here (is the model at a "
-                             "minimum?); raise --damping or use --curvature gauss-newton"
-                           : "");
-  if (s.termination == Termination::kDiverged)
-    Fail(what, "; nothing written: a diverged solve approximates nothing");
-  if (!allow_inexact)
-    Fail(what, "; nothing written (--allow-inexact writes the scores, marked inexact)");
-  warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact, "
-               "by about the relative residual");
-  return false;
-}
-
-nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
-                            const CommonOptions& common) {
-  nlohmann::json j;
-  j["solver"] = Name(o.solver);
-  j["curvature"] = o.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
-  j["damping"] = o.damping;
-  if (o.solver == SolverKind::kCg) {
-    j["preconditioner"] = Name(ResolvePreconditioner(o.preconditioner, arch));
-    j["cg_tolerance"] = o.cg.relative_tolerance;
-    j["cg_max_iterations"] = o.cg.max_iterations;
-  }
-  if (o.solver == SolverKind::kLissa) {
-    j["lissa_depth"] = o.lissa.depth;
-    j["lissa_repeats"] = o.lissa.repeats;
-    j["lissa_batch"] = o.lissa.batch_size;
-    j["lissa_scale"] = o.lissa.scale;
-  }
-  if (o.solver == SolverKind::kLanczos) j["rank"] = o.lanczos.rank;
-  j["dtype"] = common.dtype;
-  j["device"] = common.device;
-  return j;
-}
-
 // What the reductions cost (engine/distributed/communicator.h: Counters).
 nlohmann::json CommunicationJson(const distributed::Counters& c, const SolveSummary& s) {
   nlohmann::json j;
