@@ -465,7 +465,7 @@ int RunValidateInfluence(const std::vector<std::string>& args) {
              "[--subsets 100 --fraction 0.5] [--plot loo.png] [--out report.json]",
              "lethe validate-influence --model examples/digits/model.safetensors --train "
              "examples/digits/train.npz --test examples/digits/test.npz --test-ids 100015 "
-             "--remove 10 --subsets 20 --plot loo.png"))
+             "--remove 10 --subsets 5 --plot loo.png"))
     return 0;
   for (const char* name : {"model", "train", "test", "test-ids"}) Require(vm, name);
   if (s.remove < 0 || s.remove == 1)
