@@ -17,6 +17,7 @@ int RunCompare(const std::vector<std::string>& args);
 int RunPrivacy(const std::vector<std::string>& args);
 int RunSisa(const std::vector<std::string>& args);  // cmd_sisa.cc
 int RunLedger(const std::vector<std::string>& args);
+int RunValidateInfluence(const std::vector<std::string>& args);  // cmd_validate_influence.cc
 
 inline const std::vector<Command>& AllCommands() {
   static const std::vector<Command> commands = {
@@ -34,6 +35,7 @@ inline const std::vector<Command>& AllCommands() {
        RunSisa},
       {"ledger", "verify a deletion ledger's hash chain against the model files (ledger verify)",
        RunLedger},
+      {"validate-influence", "influence scores against leave-one-out and subset retraining", RunValidateInfluence},
   };
   return commands;
 }

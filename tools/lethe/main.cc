@@ -4,6 +4,7 @@
 // Any other exception (a library's std::length_error, say) is still the caller's input
 // reaching a limit, so it gets the same one line and exit 1 rather than std::terminate.
 // Every line goes through Escape: whatever a message quotes, it stays one bounded line.
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstring>
 #include <iostream>
@@ -23,7 +24,8 @@ void PrintUsage() {
                "training examples\n\nusage: lethe COMMAND [options]   (lethe COMMAND --help for "
                "details)\n\ncommands:\n";
   for (const auto& c : lethe::cli::AllCommands())
-    std::cout << "  " << c.name << std::string(16 - std::strlen(c.name), ' ') << c.summary << "\n";
+    std::cout << "  " << c.name << std::string(20 - std::min<size_t>(18, std::strlen(c.name)), ' ')
+              << c.summary << "\n";
 }
 
 // "lethe NAME: MESSAGE" with MESSAGE escaped and bounded: exactly one line. Under mpirun
