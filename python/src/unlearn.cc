@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "engine/unlearn.h"
+#include "tools/lethe/erasure_record.h"
 #include "python/src/bridge.h"
 #include "python/src/options.h"
 #include "python/src/progress.h"
@@ -133,45 +134,12 @@ py::tuple RunUnlearn(const PyModel& in, const py::object& train_arg, const py::o
   report["previously_forgotten"] = {{"ids", static_cast<int64_t>(model.forgotten.ids.size())},
                                     {"requests", static_cast<int64_t>(model.forgotten.requests.size())},
                                     {"in_this_request", already}};
-  std::vector<std::string> frozen;
-  model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
-    if (!t.trainable) frozen.push_back(t.name);
-  });
-  if (!frozen.empty()) {
-    report["fixed_tensors"] = frozen;
-    report["fixed_tensors_note"] =
-        "not part of the patch: whatever they learned from the forget set stays in the model";
-  }
+  cli::AddFixedTensors(model.arch, report);
   report["n"] = n;
   report["k"] = static_cast<int64_t>(forget_rows.size());
   report["forget_ids"] = removed;
-  report["method"] = s.method;
-  if (options.method == UnlearnMethod::kNewton) {
-    report["solver"] = Name(options.inverse.solver);
-    report["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
-    report["damping"] = options.inverse.damping;
-    report["solve_dtype"] = Name(options.solve_precision);
-  } else {
-    report["learning_rate"] = options.learning_rate;
-    report["kept_weight"] = options.kept_weight;
-    report["approximate"] = true;
-  }
-  report["steps_requested"] = options.steps;
-  report["steps"] = nlohmann::json::array();
-  for (const UnlearnStep& st : s.steps)
-    report["steps"].push_back({{"solve", cli::ToJson(st.solve)},
-                               {"solve_dtype", st.solve_dtype},
-                               {"damping", st.damping},
-                               {"step_length", st.step_length},
-                               {"action", st.action},
-                               {"kept_objective_before", st.kept_objective_before},
-                               {"kept_objective_after", st.kept_objective_after},
-                               {"kept_grad_norm_before", st.kept_grad_norm_before},
-                               {"kept_grad_norm_after", st.kept_grad_norm_after}});
+  cli::AddPatchFields(options, s, report);
   report["input_grad_norm"] = s.input_grad_norm;
-  report["kept_grad_norm_before"] = s.kept_grad_norm_before;
-  report["kept_grad_norm_after"] = s.kept_grad_norm_after;
-  report["delta_norm"] = s.delta_norm;
   report["seconds"] = r.seconds;
   report["dtype"] = o.common.dtype;
   report["warnings"] = warnings.all();

@@ -16,6 +16,7 @@
 #include "io/sha256.h"
 #include "tools/lethe/certified_unlearn.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/erasure_record.h"
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
@@ -150,46 +151,13 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
       {"in_this_request", in.already_forgotten}};
   // Frozen layers are not patched (docs/unlearning.md): the record names what was left as it
   // was, so that nobody reads the patch as touching them.
-  std::vector<std::string> frozen;
-  model.arch.ForEachTensor([&](const LayerShape&, const TensorInfo& t) {
-    if (!t.trainable) frozen.push_back(t.name);
-  });
-  if (!frozen.empty()) {
-    report["fixed_tensors"] = frozen;
-    report["fixed_tensors_note"] =
-        "not part of the patch: whatever they learned from the forget set stays in the model";
-  }
+  AddFixedTensors(model.arch, report);
   report["warnings"] = warnings.all();
   report["n"] = train.n;
   report["k"] = static_cast<int64_t>(forget_rows.size());
   report["forget_ids"] = removed;
-  report["method"] = s.method;
-  if (options.method == UnlearnMethod::kNewton) {
-    report["solver"] = Name(options.inverse.solver);
-    report["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
-    report["damping"] = options.inverse.damping;
-    report["solve_dtype"] = Name(options.solve_precision);
-  } else {
-    report["learning_rate"] = options.learning_rate;
-    report["kept_weight"] = options.kept_weight;
-    report["approximate"] = true;
-  }
-  report["steps_requested"] = options.steps;
-  report["steps"] = nlohmann::json::array();
-  for (const UnlearnStep& st : s.steps)
-    report["steps"].push_back({{"solve", ToJson(st.solve)},
-                               {"solve_dtype", st.solve_dtype},
-                               {"damping", st.damping},
-                               {"step_length", st.step_length},
-                               {"action", st.action},
-                               {"kept_objective_before", st.kept_objective_before},
-                               {"kept_objective_after", st.kept_objective_after},
-                               {"kept_grad_norm_before", st.kept_grad_norm_before},
-                               {"kept_grad_norm_after", st.kept_grad_norm_after}});
+  AddPatchFields(options, s, report);
   report["input_grad_norm"] = full_grad_norm;
-  report["kept_grad_norm_before"] = s.kept_grad_norm_before;
-  report["kept_grad_norm_after"] = s.kept_grad_norm_after;
-  report["delta_norm"] = s.delta_norm;
   report["seconds"] = patch_seconds;
   report["dtype"] = common.dtype;
 

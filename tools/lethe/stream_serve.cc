@@ -17,6 +17,7 @@
 #include "io/ledger.h"
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/erasure_record.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/stream.h"
@@ -216,27 +217,8 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       record["n"] = static_cast<int64_t>(kept_rows.size() + forget_rows.size());
       record["k"] = static_cast<int64_t>(forget_rows.size());
       record["forget_ids"] = removed;
-      record["method"] = s.method;
-      record["solver"] = solver;
-      record["curvature"] = options.inverse.curvature == Curvature::kHessian ? "hessian" : "gauss-newton";
-      record["damping"] = options.inverse.damping;
-      record["solve_dtype"] = Name(options.solve_precision);
-      record["steps_requested"] = options.steps;
-      record["steps"] = nlohmann::json::array();
-      for (const UnlearnStep& st : s.steps)
-        record["steps"].push_back({{"solve", ToJson(st.solve)},
-                                   {"solve_dtype", st.solve_dtype},
-                                   {"damping", st.damping},
-                                   {"step_length", st.step_length},
-                                   {"action", st.action},
-                                   {"kept_objective_before", st.kept_objective_before},
-                                   {"kept_objective_after", st.kept_objective_after},
-                                   {"kept_grad_norm_before", st.kept_grad_norm_before},
-                                   {"kept_grad_norm_after", st.kept_grad_norm_after}});
+      AddPatchFields(options, s, record);
       record["input_grad_norm"] = s.input_grad_norm;
-      record["kept_grad_norm_before"] = s.kept_grad_norm_before;
-      record["kept_grad_norm_after"] = s.kept_grad_norm_after;
-      record["delta_norm"] = s.delta_norm;
       record["seconds"] = seconds;
       record["cpu_seconds"] = CpuSeconds() - cpu_start;
       record["dtype"] = common.dtype;
