@@ -52,14 +52,8 @@ struct Result {
 
 nlohmann::json ResultJson(const Result& res, const PyModel& model, const cli::CommonOptions& common,
                           const cli::Warnings& warnings) {
-  nlohmann::json j;
-  j["settings"] = cli::SettingsJson(res.options, model.model.arch, common);
-  j["solver"] = cli::ToJson(res.r.summary);
-  j["exact"] = res.exact;
-  j["grad_norm"] = res.grad_norm;
-  j["forgotten_excluded"] = static_cast<int64_t>(model.model.forgotten.ids.size());
-  j["warnings"] = warnings.all();
-  return j;
+  return cli::ScoresProvenanceJson(res.options, model.model, common, res.r.summary, res.exact,
+                                   res.grad_norm, warnings);
 }
 
 template <typename T>

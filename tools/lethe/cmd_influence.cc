@@ -52,14 +52,9 @@ struct Paths {
 nlohmann::json ResultJson(const Paths& paths, const InverseHvpOptions& options, const Model& model,
                           const CommonOptions& common, const SolveSummary& summary, bool exact,
                           double grad_norm, const Warnings& warnings) {
-  nlohmann::json j;
+  nlohmann::json j =
+      ScoresProvenanceJson(options, model, common, summary, exact, grad_norm, warnings);
   j["out"] = paths.out;
-  j["settings"] = SettingsJson(options, model.arch, common);
-  j["solver"] = ToJson(summary);
-  j["exact"] = exact;
-  j["grad_norm"] = grad_norm;
-  j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
-  j["warnings"] = warnings.all();
   return j;
 }
 

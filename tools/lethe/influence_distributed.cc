@@ -228,14 +228,9 @@ int Influence(const InfluenceJob& job) {
   }
   if (comm.rank() != 0) return 0;
   if (job.common.json) {
-    nlohmann::json j;
+    nlohmann::json j =
+        ScoresProvenanceJson(options, model, job.common, summary, exact, grad_norm, warnings);
     j["out"] = job.out;
-    j["settings"] = SettingsJson(options, model.arch, job.common);
-    j["solver"] = ToJson(summary);
-    j["exact"] = exact;
-    j["grad_norm"] = grad_norm;
-    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
-    j["warnings"] = warnings.all();
     j["communication"] = CommunicationJson(counters, summary);
     j["m"] = m;
     j["n"] = N;
@@ -430,14 +425,9 @@ int Self(const InfluenceJob& job) {
   }
   if (comm.rank() != 0) return 0;
   if (job.common.json) {
-    nlohmann::json j;
+    nlohmann::json j =
+        ScoresProvenanceJson(options, model, job.common, summary, exact, grad_norm, warnings);
     j["out"] = job.out;
-    j["settings"] = SettingsJson(options, model.arch, job.common);
-    j["solver"] = ToJson(summary);
-    j["exact"] = exact;
-    j["grad_norm"] = grad_norm;
-    j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
-    j["warnings"] = warnings.all();
     j["communication"] = CommunicationJson(counters, summary);
     j["n"] = written;
     j["top"] = nlohmann::json::array();

@@ -121,6 +121,19 @@ nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch
   return j;
 }
 
+nlohmann::json ScoresProvenanceJson(const InverseHvpOptions& options, const Model& model,
+                                    const CommonOptions& common, const SolveSummary& summary,
+                                    bool exact, double grad_norm, const Warnings& warnings) {
+  nlohmann::json j;
+  j["settings"] = SettingsJson(options, model.arch, common);
+  j["solver"] = ToJson(summary);
+  j["exact"] = exact;
+  j["grad_norm"] = grad_norm;
+  j["forgotten_excluded"] = static_cast<int64_t>(model.forgotten.ids.size());
+  j["warnings"] = warnings.all();
+  return j;
+}
+
 std::string Describe(const SolveSummary& s) {
   std::string line = "solver " + s.solver +
                      (s.preconditioner.empty() ? "" : " (" + s.preconditioner + " preconditioner)") +

@@ -93,6 +93,12 @@ bool CheckConverged(const SolveSummary& s, bool allow_inexact, Warnings& warning
 // The settings a solve actually used, for --json.
 nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch,
                             const CommonOptions& common);
+// How influence scores were computed, as influence and self-influence report it (--json,
+// one process or under mpirun, and Python's result dict): settings, solver, exact,
+// grad_norm, forgotten_excluded, warnings.
+nlohmann::json ScoresProvenanceJson(const InverseHvpOptions& options, const Model& model,
+                                    const CommonOptions& common, const SolveSummary& summary,
+                                    bool exact, double grad_norm, const Warnings& warnings);
 
 // One line per summary for people: "solver direct: converged, 0 iterations, residual 3.1e-15".
 std::string Describe(const SolveSummary& s);
