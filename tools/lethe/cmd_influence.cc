@@ -20,26 +20,10 @@
 namespace lethe::cli {
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 void CheckOutputName(const std::string& out) {
   if (io::IsExistingStream(out)) return;  // /dev/null, a FIFO: takes the CSV form
-  if (!EndsWith(out, ".csv") && !EndsWith(out, ".npy"))
+  if (!out.ends_with(".csv") && !out.ends_with(".npy"))
     Fail("--out ", out, ": must end in .csv or .npy");
-}
-
-// The k indices of largest (descending) or smallest values.
-std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  k = std::min(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
-    return largest ? v[a] > v[b] : v[a] < v[b];
-  });
-  idx.resize(k);
-  return idx;
 }
 
 // Where a command's inputs came from, for messages and --json.
@@ -108,7 +92,7 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
   const bool exact = CheckConverged(r.summary, flags.allow_inexact, warnings);
 
   const int64_t m = r.m, n = r.n;
-  if (EndsWith(paths.out, ".npy")) {
+  if (paths.out.ends_with(".npy")) {
     io::WriteNpy(paths.out, io::Array::FromDouble(r.scores, {m, n}, io::DType::kF64));
   } else {
     io::AtomicFile file(paths.out);
@@ -202,7 +186,7 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
   }
   std::vector<double> scores;
   for (int64_t i : chosen) scores.push_back(r.scores[i]);
-  if (EndsWith(paths.out, ".npy")) {
+  if (paths.out.ends_with(".npy")) {
     io::WriteNpy(paths.out, io::Array::FromDouble(scores, {static_cast<int64_t>(scores.size())},
                                                   io::DType::kF64));
   } else {

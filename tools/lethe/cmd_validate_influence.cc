@@ -52,10 +52,6 @@ struct Settings {
   TrainOptions retrain;
 };
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Seeded draws that are the same on every platform: std::mt19937_64's sequence is fixed by
 // the C++ standard, std::uniform_int_distribution's algorithm is not, so the bounded draw is
 // our own (rejection of the top partial block: unbiased).
@@ -486,13 +482,13 @@ int RunValidateInfluence(const std::vector<std::string>& args) {
   std::vector<std::string> inputs = {s.model_path, s.train_path, s.test_path};
   if (!spec_path.empty()) inputs.push_back(spec_path);
   if (!s.out.empty()) {
-    if (!EndsWith(s.out, ".json") && !io::IsExistingStream(s.out))
+    if (!s.out.ends_with(".json") && !io::IsExistingStream(s.out))
       Fail("--out ", s.out, ": must end in .json");
     io::CheckOutputIsNotAnInput(s.out, inputs);
     io::CheckOutputCanBeWritten(s.out);
   }
   if (!s.plot.empty()) {
-    if (!EndsWith(s.plot, ".png") && !io::IsExistingStream(s.plot))
+    if (!s.plot.ends_with(".png") && !io::IsExistingStream(s.plot))
       Fail("--plot ", s.plot, ": must end in .png");
     io::CheckOutputIsNotAnInput(s.plot, inputs);
     io::CheckOutputCanBeWritten(s.plot);

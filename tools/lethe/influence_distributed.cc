@@ -17,10 +17,6 @@
 namespace lethe::cli {
 namespace {
 
-bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // What the reductions cost (engine/distributed/communicator.h: Counters).
 nlohmann::json CommunicationJson(const distributed::Counters& c, const SolveSummary& s) {
   nlohmann::json j;
@@ -191,7 +187,7 @@ int Influence(const InfluenceJob& job) {
 
   std::unique_ptr<io::AtomicFile> file;
   if (comm.rank() == 0) file = std::make_unique<io::AtomicFile>(job.out);
-  if (EndsWith(job.out, ".npy")) {
+  if (job.out.ends_with(".npy")) {
     if (file) file->Write(io::SerializeNpyHeader(io::DType::kF64, {m, N}));
     for (int64_t j = 0; j < m; ++j) StreamPiece(file.get(), Bytes(scores[j].data(), n));
   } else {
@@ -374,7 +370,7 @@ int Self(const InfluenceJob& job) {
   // Rank 0 writes: every row in row order, or the --ids in their order (gathered).
   std::unique_ptr<io::AtomicFile> file;
   if (comm.rank() == 0) file = std::make_unique<io::AtomicFile>(job.out);
-  const bool npy = EndsWith(job.out, ".npy");
+  const bool npy = job.out.ends_with(".npy");
   std::vector<Candidate> chosen;  // --ids: on rank 0, in the list's order
   if (!wanted.empty()) {
     std::unordered_map<int64_t, int64_t> position;

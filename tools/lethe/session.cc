@@ -1,3 +1,5 @@
+#include <numeric>
+#include <algorithm>
 #include "tools/lethe/session.h"
 
 #include "common/error.h"
@@ -119,6 +121,18 @@ nlohmann::json SettingsJson(const InverseHvpOptions& o, const Architecture& arch
   j["dtype"] = common.dtype;
   j["device"] = common.device;
   return j;
+}
+
+// The k indices of largest (descending) or smallest values.
+std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min(k, n);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return largest ? v[a] > v[b] : v[a] < v[b];
+  });
+  idx.resize(k);
+  return idx;
 }
 
 nlohmann::json ScoresProvenanceJson(const InverseHvpOptions& options, const Model& model,

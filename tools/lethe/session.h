@@ -100,6 +100,9 @@ nlohmann::json ScoresProvenanceJson(const InverseHvpOptions& options, const Mode
                                     const CommonOptions& common, const SolveSummary& summary,
                                     bool exact, double grad_norm, const Warnings& warnings);
 
+// The k indices of the largest (descending) or smallest values of v[0, n): influence's tables.
+std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest);
+
 // One line per summary for people: "solver direct: converged, 0 iterations, residual 3.1e-15".
 std::string Describe(const SolveSummary& s);
 // The summary as JSON (the report and --json outputs).

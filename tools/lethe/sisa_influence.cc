@@ -33,18 +33,6 @@
 namespace lethe::cli {
 namespace {
 
-// The k indices of largest (descending) or smallest values.
-std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool largest) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  k = std::min(k, n);
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
-    return largest ? v[a] > v[b] : v[a] < v[b];
-  });
-  idx.resize(k);
-  return idx;
-}
-
 struct ConstituentResult {
   int shard = 0;
   int64_t n = 0;
