@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/pool_math.h"
 
@@ -95,17 +96,61 @@ void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) {
       Y.data()[i * Y.ld() + o] = AvgPoolAt(s, X.data() + i * X.ld(), o);
 }
 
+// The windows holding each input row h (or column w) of the adjoint of average pooling,
+// in AvgPoolAdjointAt's order (offset a ascending), computed once per call instead of once
+// per input element: that function's integer divisions and modulos per element were a
+// quarter of a small CNN's Hessian-vector product (perf, examples/digits/cnn.json).
+struct AxisWindows {
+  std::vector<int64_t> begin;  // windows of position x: at[begin[x]] … at[begin[x + 1] − 1]
+  std::vector<int64_t> at;     // output index (oh or ow) of each window
+};
+
+AxisWindows WindowsOfAxis(int64_t in, int64_t out, int64_t kernel, int64_t stride, int64_t pad,
+                          int64_t dilation) {
+  AxisWindows a;
+  a.begin.reserve(static_cast<size_t>(in + 1));
+  const int64_t last = (out - 1) * stride;
+  for (int64_t x = 0; x < in; ++x) {
+    a.begin.push_back(static_cast<int64_t>(a.at.size()));
+    int64_t t0, t1;
+    WindowTaps(last - x - pad, dilation, last + 1, kernel, &t0, &t1);
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t th = x + pad - t * dilation;
+      if (th < 0 || th % stride != 0 || th / stride >= out) continue;
+      a.at.push_back(th / stride);
+    }
+  }
+  a.begin.push_back(static_cast<int64_t>(a.at.size()));
+  return a;
+}
+
 template <typename T>
 void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) {
   CheckPoolingCall(g, dX, dY);
   const PoolShape s = MakePoolShape(g);
-  const int64_t n = dX.rows(), inputs = dX.cols();
-#pragma omp parallel for collapse(2) if (Parallel(dX.size(), s))
+  const AxisWindows rows = WindowsOfAxis(s.height, s.out_h, s.kernel_h, s.stride_h, s.pad_h,
+                                         s.dilation_h);
+  const AxisWindows cols = WindowsOfAxis(s.width, s.out_w, s.kernel_w, s.stride_w, s.pad_w,
+                                         s.dilation_w);
+  const T taps = T(s.kernel_h * s.kernel_w);
+  const int64_t n = dX.rows();
+  // Each input's sum runs over the same windows in the same order as AvgPoolAdjointAt's
+  // (the CUDA backend's): the same value, bit for bit.
+#pragma omp parallel for if (Parallel(dX.size(), s))
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t e = 0; e < inputs; ++e) {
-      T& x = dX.data()[i * dX.ld() + e];
-      const T v = AvgPoolAdjointAt(s, dY.data() + i * dY.ld(), e);
-      x = beta == T(0) ? v : v + beta * x;
+    for (int64_t c = 0; c < s.channels; ++c) {
+      const T* dyc = dY.data() + i * dY.ld() + c * s.out_h * s.out_w;
+      T* xc = dX.data() + i * dX.ld() + c * s.height * s.width;
+      for (int64_t h = 0; h < s.height; ++h)
+        for (int64_t w = 0; w < s.width; ++w) {
+          T sum = T(0);
+          for (int64_t a = rows.begin[h]; a < rows.begin[h + 1]; ++a)
+            for (int64_t b = cols.begin[w]; b < cols.begin[w + 1]; ++b)
+              sum += dyc[rows.at[a] * s.out_w + cols.at[b]];
+          T& x = xc[h * s.width + w];
+          const T v = sum / taps;
+          x = beta == T(0) ? v : v + beta * x;
+        }
     }
 }
 

@@ -261,6 +261,32 @@ TEST(PoolOps, AdjointsAreAdjoint) {
   }
 }
 
+// The CPU adjoint (the windows of each row and column listed once per call) is
+// pool_math.h's per-element definition, which the CUDA backend evaluates, bit for bit:
+// the same windows summed in the same order, then beta.
+TEST(PoolOps, AvgPoolAdjointIsThePerElementDefinition) {
+  Pool p;
+  const int64_t n = 2;
+  const std::vector<WindowGeometry> geometries = testing::PoolingGeometries();
+  for (size_t k = 0; k < geometries.size(); ++k) {
+    const WindowGeometry& g = geometries[k];
+    const int64_t in = g.in_size(), out = g.channels * g.positions();
+    const std::vector<double> dy = Uniform(n * out, 21), before = Uniform(n * in, 22);
+    for (double beta : {0.0, -0.5}) {
+      Matrix<double> dX = p.Load(n, in, before);
+      p.cpu->AvgPoolAdjoint(g, p.Load(n, out, dy), beta, dX);
+      const std::vector<double> got = p.Read(dX);
+      const PoolShape s = MakePoolShape(g);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t e = 0; e < in; ++e) {
+          const double v = AvgPoolAdjointAt(s, dy.data() + i * out, e);
+          ASSERT_EQ(got[i * in + e], beta == 0 ? v : v + beta * before[i * in + e])
+              << "geometry " << k << " example " << i << " input " << e << " beta " << beta;
+        }
+    }
+  }
+}
+
 // Repeated indices accumulate; beta = 0 gives exact zeros elsewhere, even over NaN.
 TEST(PoolOps, ScatterAddAccumulatesRepeats) {
   Pool p;
