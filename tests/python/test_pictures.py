@@ -266,6 +266,19 @@ class Pictures(unittest.TestCase):
                            [out, plot])
         self.assertRefused(["self-influence", "--model", model, "--train", cancer, "--out", out,
                             "--png", plot], "--png needs image data", [out, plot])
+        # An image too large to draw (1100 > 1024 pixels a side), refused before the solve.
+        tall, spec, tall_model = self.path("tall.npz"), self.path("tall.json"), self.path("tall.safetensors")
+        rng = np.random.default_rng(1)
+        np.savez(tall, X=rng.normal(size=(6, 1, 1100, 2)), y=np.array([0, 1, 0, 1, 0, 1]))
+        with open(spec, "w") as f:
+            json.dump({"format": "lethe/1", "input": [1, 1100, 2],
+                       "layers": [{"type": "flatten"},
+                                  {"type": "linear", "weight": "w", "bias": "b", "out": 2}],
+                       "loss": "cross_entropy", "l2": 1.0}, f)
+        lethe("train", "--spec", spec, "--data", tall, "--out", tall_model)
+        self.assertRefused(["self-influence", "--model", tall_model, "--train", tall, "--out", out,
+                            "--png", plot], f"--png: {tall}: images of 1100 × 2 are too large",
+                           [out, plot])
         patched = self.path("patched.safetensors")
         self.assertRefused(["unlearn", "--model", MODEL, "--train", TRAIN, "--forget-ids", "49",
                             "--out", patched, "--png", plot], "add --verify", [patched, plot])
@@ -273,7 +286,10 @@ class Pictures(unittest.TestCase):
                             "--out", out, "--png", self.path("p.txt")], "must end in .png", [out])
         self.assertRefused(["influence", "--model", MODEL, "--train", TRAIN, "--test", TEST,
                             "--out", out, "--png", plot, "--png-top", "0"],
-                           "--png-top 0: must be >= 1", [out, plot])
+                           "--png-top 0: must be in [1, 64]", [out, plot])
+        self.assertRefused(["influence", "--model", MODEL, "--train", TRAIN, "--test", TEST,
+                            "--out", out, "--png", plot, "--png-tests", "65"],
+                           "--png-tests 65: must be in [1, 64]", [out, plot])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ void CheckPng(const PngRequest& png, std::vector<std::string> inputs, const std:
               const std::string& model_path) {
   std::erase(inputs, std::string());
   CheckPngOutput(png.path, inputs, {out});
-  if (png.top < 1) Fail("--png-top ", png.top, ": must be >= 1");
+  // Bounded so that the canvas stays a picture (a few thousand pixels a side), not a buffer
+  // of gigabytes.
+  if (png.top < 1 || png.top > kMaxPngTiles)
+    Fail("--png-top ", png.top, ": must be in [1, ", kMaxPngTiles, "]");
   if (IsEnsembleDir(model_path)) Fail("--png: not for an ensemble DIR (draw one constituent's model)");
   if (Distributed()) Fail("--png: not under mpirun (docs/distributed.md); run it as one process");
 }
@@ -318,8 +321,10 @@ int RunInfluence(const std::vector<std::string>& args) {
     ("png", po::value(&png.path),
      "image data: also a picture (.png), each test image beside its most helpful and most "
      "harmful training images, captioned with id, label and score")
-    ("png-top", po::value(&png.top)->default_value(4), "--png: helpful and harmful images per test example")
-    ("png-tests", po::value(&png.tests)->default_value(4), "--png: rows, the first M test examples")
+    ("png-top", po::value(&png.top)->default_value(4),
+     "--png: helpful and harmful images per test example (at most 64)")
+    ("png-tests", po::value(&png.tests)->default_value(4),
+     "--png: rows, the first M test examples (at most 64)")
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);
@@ -336,7 +341,8 @@ int RunInfluence(const std::vector<std::string>& args) {
   io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
   if (!png.path.empty()) {
     CheckPng(png, {model_path, train_path, test_path, spec_path}, out, model_path);
-    if (png.tests < 1) Fail("--png-tests ", png.tests, ": must be >= 1");
+    if (png.tests < 1 || png.tests > kMaxPngTiles)
+      Fail("--png-tests ", png.tests, ": must be in [1, ", kMaxPngTiles, "]");
   }
   RefuseUnderMpi(IsEnsembleDir(model_path), "lethe influence on a SISA ensemble");
   if (Distributed())  // under mpirun (docs/distributed.md)
@@ -386,7 +392,7 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
     ("png", po::value(&png.path),
      "image data: also a picture (.png) of the examples of highest self-influence, captioned "
      "with id, label and score")
-    ("png-top", po::value(&png.top)->default_value(16), "--png: how many examples")
+    ("png-top", po::value(&png.top)->default_value(16), "--png: how many examples (at most 64)")
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);

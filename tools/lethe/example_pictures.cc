@@ -120,15 +120,18 @@ ImageShape ImageShapeOf(const Architecture& arch, const io::Dataset& data) {
     if (shape.size() == 2 && shape[0] >= 2 && shape[1] >= 2) return ImageShape{1, shape[0], shape[1]};
     return std::nullopt;
   };
-  if (auto shape = image(in)) return *shape;
+  std::optional<ImageShape> shape = image(in);
   // A model that flattens its input (an MLP) over data stored as [n, C, H, W] or [n, H, W].
-  if (auto shape = image(data.example_shape)) return *shape;
-  if (in.size() == 1) {
+  if (!shape) shape = image(data.example_shape);
+  if (!shape && in.size() == 1) {
     const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(in[0]))));
-    if (side >= 2 && side * side == in[0]) return ImageShape{1, side, side};
+    if (side >= 2 && side * side == in[0]) shape = ImageShape{1, side, side};
   }
-  fail("one example is " + ShapeText(in) + ", not an image");
-  return {};  // not reached
+  if (!shape) fail("one example is " + ShapeText(in) + ", not an image");
+  if (std::max(shape->height, shape->width) > kMaxImageSide)
+    Fail("--png: ", data.path, ": images of ", shape->height, " × ", shape->width,
+         " are too large to draw (at most ", kMaxImageSide, " pixels a side)");
+  return *shape;
 }
 
 std::string InfluencePng(const io::Dataset& train, const io::Dataset& test, const ImageShape& shape,

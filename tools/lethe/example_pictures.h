@@ -26,6 +26,10 @@ namespace lethe::cli {
 constexpr int kMinCellWidth = 96, kTileGap = 12, kGroupGap = 24, kMargin = 20, kHeaderHeight = 84,
               kCaptionHeight = 38, kRowGap = 14, kCaptionLines = 3, kFrame = 2;
 
+// The most tiles a row or column of a picture may have (--png-top, --png-tests), and the
+// largest image side drawn: beyond them a picture is no longer something to look at.
+constexpr int64_t kMaxPngTiles = 64, kMaxImageSide = 1024;
+
 struct ImageShape {
   int64_t channels = 1, height = 0, width = 0;
   int64_t scale() const;  // the nearest-neighbour factor s above
@@ -34,7 +38,8 @@ struct ImageShape {
 // One example's image shape: the model's input [C, H, W] with C = 1 or 3 (or [H, W]), the
 // data's trailing shape when the model flattens it, else a square d = s² as s × s grey.
 // Throws lethe::Error "--png needs image data: PATH ..." for anything else (tabular
-// features, token ids), before any work is done.
+// features, token ids) and for images wider or taller than kMaxImageSide, before any work
+// is done.
 ImageShape ImageShapeOf(const Architecture& arch, const io::Dataset& data);
 
 // A training example the picture shows, by row of its dataset.
