@@ -5,7 +5,7 @@
     train = lethe.Data(X, y, ids)                # numpy arrays, viewed without a copy
     r = lethe.influence(model, train, (X_test, y_test), test_ids=[100015], solver="cg")
     patched, record = lethe.unlearn(model, train, [3, 17])
-    lethe.plot.influence(r, train_arrays, test_arrays, path="influence.png")
+    lethe.plot.influence(r, (X, y, ids), (X_test, y_test), path="influence.png")  # matplotlib
 
 Every function takes the CLI's options as keywords with '_' for '-' (``cg_tolerance=1e-6``
 is ``--cg-tolerance 1e-06``), with the CLI's defaults (``lethe.option_defaults("influence")``).
