@@ -82,6 +82,7 @@ std::string DrawGrid(const Grid& grid, const ImageShape& shape) {
       const int x = column_x(j, g), y = row_y(r), ix = x + (cw - iw) / 2;
       canvas.Frame(ix, y, iw, ih, kFrame, tile.frame);
       DrawImage(canvas, ix, y, tile.values, shape);
+      // The score line (the third) in the frame's colour, so that sign and side agree at a glance.
       for (size_t l = 0; l < tile.caption.size(); ++l)
         canvas.Text(x, y + ih + kFrame + 6 + 10 * static_cast<int>(l),
                     tile.caption[l].substr(0, max_chars), 1,
