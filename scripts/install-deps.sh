@@ -7,7 +7,7 @@ packages=(
   libeigen3-dev libboost-program-options-dev nlohmann-json3-dev zlib1g-dev liblbfgspp-dev libssl-dev
   libgtest-dev libbenchmark-dev
   python3 python3-numpy python3-torch python3-sklearn
-  python3-dev pybind11-dev python3-pybind11 python3-pytest
+  python3-dev pybind11-dev python3-pybind11 python3-pytest python3-matplotlib
   libopenmpi-dev openmpi-bin
 )
 missing=()

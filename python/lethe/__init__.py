@@ -5,6 +5,7 @@
     train = lethe.Data(X, y, ids)                # numpy arrays, viewed without a copy
     r = lethe.influence(model, train, (X_test, y_test), test_ids=[100015], solver="cg")
     patched, record = lethe.unlearn(model, train, [3, 17])
+    lethe.plot.influence(r, (X, y, ids), (X_test, y_test), path="influence.png")  # matplotlib
 
 Every function takes the CLI's options as keywords with '_' for '-' (``cg_tolerance=1e-6``
 is ``--cg-tolerance 1e-06``), with the CLI's defaults (``lethe.option_defaults("influence")``).
@@ -21,9 +22,10 @@ import warnings as _warnings
 
 from . import _lethe
 from ._lethe import Data, Error, Model, __version__, option_defaults
+from . import plot  # pictures; imports matplotlib only when one is drawn
 
 __all__ = ["Model", "Data", "Error", "ExportError", "LetheWarning", "train", "evaluate", "influence",
-           "self_influence", "unlearn", "compare", "option_defaults", "__version__"]
+           "self_influence", "unlearn", "compare", "option_defaults", "plot", "__version__"]
 
 
 class LetheWarning(UserWarning):

@@ -12,13 +12,35 @@
 #include "io/npy.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/example_pictures.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/influence_distributed.h"
+#include "tools/lethe/png_canvas.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 
 namespace lethe::cli {
 namespace {
+
+// --png FILE (empty: none), --png-top K, --png-tests M, and the image shape of one example.
+struct PngRequest {
+  std::string path;
+  int64_t top = 0, tests = 0;
+  ImageShape shape;
+};
+
+// --png's checks, before any work: the file, the counts, and where pictures are not drawn.
+void CheckPng(const PngRequest& png, std::vector<std::string> inputs, const std::string& out,
+              const std::string& model_path) {
+  std::erase(inputs, std::string());
+  CheckPngOutput(png.path, inputs, {out});
+  // Bounded so that the canvas stays a picture (a few thousand pixels a side), not a buffer
+  // of gigabytes.
+  if (png.top < 1 || png.top > kMaxPngTiles)
+    Fail("--png-top ", png.top, ": must be in [1, ", kMaxPngTiles, "]");
+  if (IsEnsembleDir(model_path)) Fail("--png: not for an ensemble DIR (draw one constituent's model)");
+  if (Distributed()) Fail("--png: not under mpirun (docs/distributed.md); run it as one process");
+}
 
 void CheckOutputName(const std::string& out) {
   if (io::IsExistingStream(out)) return;  // /dev/null, a FIFO: takes the CSV form
@@ -30,6 +52,29 @@ void CheckOutputName(const std::string& out) {
 struct Paths {
   std::string model, train, out;
 };
+
+// The model's prediction for `rows` of `data`, for the test images' captions: the class
+// (arg max of the outputs; one output: its sign, as engine/audit.cc), or for mse the
+// output itself.
+template <typename T>
+std::vector<double> Predictions(Session<T>& session, const Model& model, const io::Dataset& data,
+                                const std::vector<int64_t>& rows) {
+  Objective<T> objective(*session.backend, model.arch, UploadData(*session.backend, data, rows),
+                         ObjectiveOptions{});
+  const int64_t n = objective.num_examples(), w = model.arch.output_dim;
+  kernels::Matrix<T> f = session.backend->Allocate(n, w);
+  objective.Outputs(session.theta, f);
+  std::vector<T> host(f.size());
+  session.backend->Download(f, host.data());
+  std::vector<double> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* row = host.data() + i * w;
+    out.push_back(model.arch.spec.loss == LossKind::kMse ? static_cast<double>(row[0])
+                  : w == 1                               ? (row[0] > 0 ? 1.0 : 0.0)
+                          : static_cast<double>(std::max_element(row, row + w) - row));
+  }
+  return out;
+}
 
 // What influence and self-influence share: the --json fields about how the scores were
 // computed, and the lines above their tables.
@@ -74,7 +119,8 @@ Prepared Prepare(Session<T>& session, const Model& model, const SolverFlags& fla
 template <typename T>
 int Influence(const Model& model, const io::Dataset& train, const io::Dataset& test,
               const std::vector<int64_t>& test_rows, const SolverFlags& flags,
-              const CommonOptions& common, const Paths& paths, int64_t top_k) {
+              const CommonOptions& common, const Paths& paths, int64_t top_k,
+              const PngRequest& png) {
   Warnings warnings("influence");
   Progress progress(common.quiet);
   Session<T> session(model, train, common);
@@ -92,6 +138,23 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
   const bool exact = CheckConverged(r.summary, flags.allow_inexact, warnings);
 
   const int64_t m = r.m, n = r.n;
+  // The picture is drawn before any file is written, and written last.
+  std::string picture;
+  if (!png.path.empty()) {
+    const int64_t shown = std::min(m, png.tests);
+    const std::vector<int64_t> rows(test_rows.begin(), test_rows.begin() + shown);
+    const std::vector<double> predicted = Predictions(session, model, test, rows);
+    std::vector<InfluenceRow> picture_rows;
+    for (int64_t t = 0; t < shown; ++t) {
+      const double* row = r.scores.data() + t * n;
+      InfluenceRow pr{rows[t], predicted[t], {}, {}};
+      for (int64_t i : Extremes(row, n, png.top, true)) pr.helpful.push_back({i, row[i]});
+      for (int64_t i : Extremes(row, n, png.top, false)) pr.harmful.push_back({i, row[i]});
+      picture_rows.push_back(std::move(pr));
+    }
+    picture = InfluencePng(train, test, png.shape, picture_rows,
+                           model.arch.spec.loss == LossKind::kMse);
+  }
   if (paths.out.ends_with(".npy")) {
     io::WriteNpy(paths.out, io::Array::FromDouble(r.scores, {m, n}, io::DType::kF64));
   } else {
@@ -114,6 +177,7 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
     }
     file.Commit();
   }
+  if (!png.path.empty()) io::WriteFileAtomically(png.path, picture);
   // The table (and --json) show the 5 most helpful and most harmful examples of the first
   // 10 test examples.
   const int64_t show = 5, shown_tests = std::min<int64_t>(m, 10);
@@ -126,6 +190,7 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
         ResultJson(paths, options, model, common, r.summary, exact, grad_norm, warnings);
     j["m"] = m;
     j["n"] = n;
+    if (!png.path.empty()) j["png"] = png.path;
     j["top"] = nlohmann::json::array();
     for (int64_t t = 0; t < shown_tests; ++t) {
       const double* row = r.scores.data() + t * n;
@@ -156,13 +221,14 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
   }
   if (m > 10) std::cout << "(" << m - 10 << " more test examples in " << paths.out << ")\n";
   std::cout << "wrote " << paths.out << "\n";
+  if (!png.path.empty()) std::cout << "wrote " << png.path << "\n";
   return 0;
 }
 
 template <typename T>
 int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t>& rows,
          const SolverFlags& flags, const CommonOptions& common, const Paths& paths,
-         int64_t top_k) {
+         int64_t top_k, const PngRequest& png) {
   Warnings warnings("self-influence");
   Progress progress(common.quiet);
   Session<T> session(model, train, common);
@@ -198,10 +264,17 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
   }
   const std::vector<int64_t> top =
       Extremes(scores.data(), static_cast<int64_t>(scores.size()), top_k, true);
+  if (!png.path.empty()) {
+    std::vector<Shown> shown;
+    for (int64_t k : Extremes(scores.data(), static_cast<int64_t>(scores.size()), png.top, true))
+      shown.push_back({chosen[k], scores[k]});
+    io::WriteFileAtomically(png.path, SelfInfluencePng(train, png.shape, shown));
+  }
   if (common.json) {
     nlohmann::json j =
         ResultJson(paths, options, model, common, r.summary, exact, grad_norm, warnings);
     j["n"] = static_cast<int64_t>(scores.size());
+    if (!png.path.empty()) j["png"] = png.path;
     j["top"] = nlohmann::json::array();
     for (int64_t k : top)
       j["top"].push_back({{"train_id", train.ids[chosen[k]]},
@@ -225,6 +298,7 @@ int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t
     }
   }
   std::cout << "wrote " << paths.out << "\n";
+  if (!png.path.empty()) std::cout << "wrote " << png.path << "\n";
   return 0;
 }
 
@@ -236,6 +310,7 @@ int RunInfluence(const std::vector<std::string>& args) {
   SolverFlags flags;
   std::string model_path, train_path, test_path, out, spec_path, test_ids;
   int64_t top_k = 0;
+  PngRequest png;
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&model_path), "safetensors model, or a SISA ensemble DIR")
     ("train", po::value(&train_path), "training data the model was fitted to")
@@ -243,6 +318,13 @@ int RunInfluence(const std::vector<std::string>& args) {
     ("test-ids", po::value(&test_ids), "score only these test ids (default: all)")
     ("out", po::value(&out), "scores: .csv (test_id,train_id,score) or .npy ([m, n] float64)")
     ("top-k", po::value(&top_k)->default_value(0), "csv: only the K of largest |score| per test example")
+    ("png", po::value(&png.path),
+     "image data: also a picture (.png), each test image beside its most helpful and most "
+     "harmful training images, captioned with id, label and score")
+    ("png-top", po::value(&png.top)->default_value(4),
+     "--png: helpful and harmful images per test example (at most 64)")
+    ("png-tests", po::value(&png.tests)->default_value(4),
+     "--png: rows, the first M test examples (at most 64)")
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);
@@ -257,6 +339,11 @@ int RunInfluence(const std::vector<std::string>& args) {
   CheckOutputName(out);
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path, test_path});
+  if (!png.path.empty()) {
+    CheckPng(png, {model_path, train_path, test_path, spec_path}, out, model_path);
+    if (png.tests < 1 || png.tests > kMaxPngTiles)
+      Fail("--png-tests ", png.tests, ": must be in [1, ", kMaxPngTiles, "]");
+  }
   RefuseUnderMpi(IsEnsembleDir(model_path), "lethe influence on a SISA ensemble");
   if (Distributed())  // under mpirun (docs/distributed.md)
     return InfluenceUnderMpi({model_path, train_path, test_path, out, spec_path, test_ids, top_k,
@@ -276,6 +363,7 @@ int RunInfluence(const std::vector<std::string>& args) {
   const io::Dataset test = io::LoadDataset(test_path, common.Data());
   CheckDataMatchesModel(model.arch, train);
   CheckDataMatchesModel(model.arch, test);
+  if (!png.path.empty()) png.shape = ImageShapeOf(model.arch, train);
   std::vector<int64_t> rows;
   if (!test_ids.empty()) {
     rows = test.RowsOf(io::ParseIdList(test_ids, "--test-ids"), "--test-ids");
@@ -284,8 +372,8 @@ int RunInfluence(const std::vector<std::string>& args) {
     std::iota(rows.begin(), rows.end(), 0);
   }
   const Paths paths{model_path, train_path, out};
-  return f32 ? Influence<float>(model, train, test, rows, flags, common, paths, top_k)
-             : Influence<double>(model, train, test, rows, flags, common, paths, top_k);
+  return f32 ? Influence<float>(model, train, test, rows, flags, common, paths, top_k, png)
+             : Influence<double>(model, train, test, rows, flags, common, paths, top_k, png);
 }
 
 int RunSelfInfluence(const std::vector<std::string>& args) {
@@ -294,12 +382,17 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   SolverFlags flags;
   std::string model_path, train_path, out, spec_path, ids;
   int64_t top_k = 10;
+  PngRequest png;
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&model_path), "safetensors model")
     ("train", po::value(&train_path), "training data the model was fitted to")
     ("ids", po::value(&ids), "write only these training ids (default: all)")
     ("out", po::value(&out), "scores: .csv (train_id,score) or .npy ([n] float64)")
     ("top-k", po::value(&top_k)->default_value(10), "how many to print")
+    ("png", po::value(&png.path),
+     "image data: also a picture (.png) of the examples of highest self-influence, captioned "
+     "with id, label and score")
+    ("png-top", po::value(&png.top)->default_value(16), "--png: how many examples (at most 64)")
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);
@@ -312,6 +405,7 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   CheckOutputName(out);
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
+  if (!png.path.empty()) CheckPng(png, {model_path, train_path, spec_path}, out, model_path);
   RefuseUnderMpi(IsEnsembleDir(model_path), "lethe self-influence on a SISA ensemble");
   if (Distributed())  // under mpirun (docs/distributed.md)
     return SelfInfluenceUnderMpi({model_path, train_path, "", out, spec_path, ids, top_k, flags,
@@ -321,11 +415,12 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   const io::Dataset train = ExcludeForgotten(
       model.forgotten, io::LoadDataset(train_path, common.Data()), "self-influence", model_path);
   CheckDataMatchesModel(model.arch, train);
+  if (!png.path.empty()) png.shape = ImageShapeOf(model.arch, train);
   std::vector<int64_t> rows;
   if (!ids.empty()) rows = train.RowsOf(io::ParseIdList(ids, "--ids"), "--ids");
   const Paths paths{model_path, train_path, out};
-  return f32 ? Self<float>(model, train, rows, flags, common, paths, top_k)
-             : Self<double>(model, train, rows, flags, common, paths, top_k);
+  return f32 ? Self<float>(model, train, rows, flags, common, paths, top_k, png)
+             : Self<double>(model, train, rows, flags, common, paths, top_k, png);
 }
 
 }  // namespace lethe::cli

@@ -2,7 +2,9 @@
 // gradient-ascent baseline), write the patched model and, on request, the erasure record
 // and the proof against retraining (docs/unlearning.md).
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <numeric>
@@ -19,16 +21,19 @@
 #include "tools/lethe/erasure_record.h"
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/png_canvas.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/stream.h"
 #include "tools/lethe/stream_serve.h"
+#include "tools/lethe/unlearn_png.h"
 
 namespace lethe::cli {
 namespace {
 
 struct Inputs {
   std::string model_path, train_path, out, report, forget_file, test_path;
+  std::string png;  // --png: --verify's comparison as a picture
   std::vector<std::string> command_line;
   std::vector<int64_t> forget_ids;          // this request's ids, as given
   std::vector<int64_t> already_forgotten;   // of those, the ones the model had forgotten
@@ -169,6 +174,7 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
               << Sci(s.kept_grad_norm_before) << " → " << Sci(s.kept_grad_norm_after) << ", "
               << Fixed(patch_seconds, 3) << " s\n";
 
+  std::string picture;  // --png, written with the record
   if (verify) {
     // Retraining: the same optimiser and tolerance as `lethe train`, from the original
     // weights, on the same kept objective.
@@ -209,6 +215,18 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
       report["verify"]["models"]["retrained"]["converged"] = false;
     }
     report["verify"]["speedup"] = ts.seconds / patch_seconds;
+    if (!in.png.empty()) {
+      std::vector<BarModel> bars;
+      for (const ModelRow& r : rows) {
+        std::string name = r.name;
+        for (char& c : name) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        const bool tested = r.audit.test.n > 0;
+        bars.push_back({name, r.audit.forget.loss, r.audit.kept.loss,
+                        tested ? r.audit.test.loss : std::nan(""), r.audit.membership_auc});
+      }
+      picture = UnlearnBarsPng(bars, "UNLEARNING " + std::to_string(forget_rows.size()) + " OF " +
+                                         std::to_string(train.n) + " EXAMPLES: " + s.method);
+    }
     if (!test) report["verify"]["note"] = "no --test given: no test metrics, no membership audit";
     if (tables) {
       std::cout << "\n";
@@ -226,6 +244,10 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   if (!in.report.empty()) {
     io::WriteFileAtomically(in.report, report.dump(2) + "\n");
     if (tables) std::cout << "erasure record: " << in.report << "\n";
+  }
+  if (!in.png.empty()) {
+    io::WriteFileAtomically(in.png, picture);
+    if (tables) std::cout << "wrote " << in.png << "\n";
   }
   if (common.json) std::cout << report.dump(2) << "\n";
   return 0;
@@ -264,6 +286,9 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("report", po::value(&in.report), "write the erasure record (JSON) here")
     ("verify", po::bool_switch(&verify), "also retrain without the forget set and compare")
     ("test", po::value(&in.test_path), "test data for --verify's metrics and membership audit")
+    ("png", po::value(&in.png),
+     "--verify: also a picture (.png) of original, patched and retrained side by side: forget, "
+     "kept and test loss, membership AUC")
     ("verify-max-iterations", po::value(&in.retrain.max_iterations)->default_value(in.retrain.max_iterations),
      "--verify: iteration limit of the retraining (as lethe train --max-iterations); an "
      "unconverged reference is marked as such")
@@ -305,6 +330,12 @@ int RunUnlearn(const std::vector<std::string>& args) {
     io::CheckOutputIsNotAnInput(in.report, inputs);
     io::CheckOutputCanBeWritten(in.report);
     if (in.report == in.out) Fail("--report and --out name the same file");
+  }
+  if (!in.png.empty()) {
+    if (!verify)
+      Fail("--png ", in.png, ": draws --verify's comparison with retraining; add --verify (and "
+           "--test for test loss and membership AUC)");
+    CheckPngOutput(in.png, inputs, {in.out, in.report});
   }
   in.stream.Check(inputs, in.out);
   auto ids = ForgetIds(vm);

@@ -1,6 +1,4 @@
-// A scatter plot as a PNG file, self-contained: an RGB canvas, a 5 × 7 bitmap font of our
-// own (upper case, digits, a little punctuation; lower case is drawn as upper case), and
-// the PNG container written with zlib (deflate for IDAT, crc32 for the chunks).
+// A scatter plot as a PNG file, drawn on tools/lethe/png_canvas.h's canvas.
 //
 // Layout (pixels, origin top left; tests/python/test_validate_influence.py reads it):
 // canvas kScatterWidth × kScatterHeight, white; the plot area's frame is black, at
