@@ -143,13 +143,13 @@ void RunNewtonCg(Context<T>& c, int max_iterations) {
     c.be.Axpby(T(-1), c.grad, T(0), neg_grad);
     c.be.Fill(step, T(0));
     SolveSummary s = ConjugateGradient(H, neg_grad, step, cg);
+    c.summary.cg_iterations += s.iterations;
     // Negative curvature before any progress: fall back to steepest descent.
     double slope = static_cast<double>(c.be.Dot(step, c.grad));
     if (!(slope < 0)) {
       c.be.Copy(neg_grad, step);
       slope = -gnorm * gnorm;
     }
-    (void)s;
     double t = 1.0;
     bool accepted = false;
     for (int ls = 0; ls < 60; ++ls, t *= 0.5) {

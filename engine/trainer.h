@@ -50,6 +50,10 @@ struct TrainSummary {
   bool converged = false;  // ‖∇L‖ ≤ gradient_tolerance at the end
   int iterations = 0;      // all phases together
   int evaluations = 0;     // full passes of objective + gradient
+  // Newton-CG: the CG iterations of every step together (each one Hessian-vector product;
+  // each step's CG also makes one more for its explicit final residual). Under mpirun each
+  // product is one reduction of p values (docs/distributed.md, docs/scaling.md).
+  int cg_iterations = 0;
   double objective = 0;
   double grad_norm = 0;
   double seconds = 0;

@@ -135,6 +135,12 @@ class Distributed(unittest.TestCase):
         self.assertEqual(comm["processes"], np_)
         self.assertEqual(comm["bytes_sent"], 8 * comm["allreduce_values"])
         self.assertGreaterEqual(comm["allreduces"], report["evaluations"])
+        if "newton-cg" in extra:
+            # The optimisation alone (the loading's id checks are not counted): per step one
+            # product per CG iteration and one for CG's final residual, and one reduction per
+            # evaluation (gradient passes and value-only line-search trials). docs/scaling.md.
+            self.assertEqual(comm["allreduces"], report["evaluations"] +
+                             report["cg_iterations"] + report["iterations"])
 
     def test_train_lbfgs_np3(self):
         self.train_and_compare(3)

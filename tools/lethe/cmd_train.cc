@@ -38,6 +38,8 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
   progress.Announce("lethe train: " + std::to_string(objective.global_examples()) + " examples, " +
                     std::to_string(model.arch.num_params) + " parameters, " +
                     Name(options.optimizer) + ", " + common.dtype + ", " + backend->Describe());
+  // --json's `communication` counts the optimisation alone (not the loading's id checks).
+  Comm().ResetCounters();
   const TrainSummary s = lethe::Train(objective, theta, options, [&](const TrainProgress& p) {
     progress.Update(std::string("  ") + p.phase + " " + std::to_string(p.iteration) +
                     "  objective " + io::FormatDouble(p.objective) +
@@ -71,6 +73,7 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
     j["forgotten"] = static_cast<int64_t>(model.forgotten.ids.size());
     j["iterations"] = s.iterations;
     j["evaluations"] = s.evaluations;
+    if (s.cg_iterations > 0) j["cg_iterations"] = s.cg_iterations;
     j["objective"] = s.objective;
     j["grad_norm"] = s.grad_norm;
     j["seconds"] = s.seconds;
