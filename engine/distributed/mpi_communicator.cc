@@ -31,24 +31,49 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
 
-  // Allgather of every rank's partial sums, then the sum in rank order on every rank: the
-  // same floating-point additions in the same order everywhere, whatever algorithm MPI
-  // picks and whenever each rank arrives (an MPI_SUM allreduce guarantees neither).
+  // A reduce-scatter in fixed order, then an allgather. The vector is cut into P segments;
+  // rank r receives every rank's piece of segment r (MPI_Alltoallv), sums them in rank
+  // order 0, 1, …, P − 1, and the summed segments are gathered everywhere (MPI_Allgatherv).
+  // Every value is the same sum, in the same order, on every rank, whatever algorithm MPI
+  // picks and whenever each rank arrives (an MPI_SUM allreduce guarantees neither), and the
+  // same bits as summing an allgather of the whole vectors in rank order, which this
+  // replaces: that moved (P − 1)·count values into every rank and held P·count of them
+  // (34 GB at P = 64, p = 10⁷, m = 10: docs/scaling.md). Here each rank sends and receives
+  // count + (P − 2)·⌈count/P⌉ values and holds count more: a ring allreduce's bandwidth.
   void AllreduceSum(double* values, int64_t count) override {
     ++counters_.allreduces;
     counters_.allreduce_values += count;
-    counters_.bytes_sent += count * 8;
-    counters_.bytes_received += count * 8 * (size_ - 1);
+    if (size_ == 1) return;
+    const size_t P = static_cast<size_t>(size_);
+    std::vector<int> length(P), offset(P), receive_length(P), receive_offset(P);
     for (int64_t begin = 0; begin < count; begin += kMaxPiece) {
       const int piece = static_cast<int>(std::min(kMaxPiece, count - begin));
-      all_.resize(static_cast<size_t>(piece) * size_);
-      MPI_Allgather(values + begin, piece, MPI_DOUBLE, all_.data(), piece, MPI_DOUBLE,
-                    MPI_COMM_WORLD);
-      for (int i = 0; i < piece; ++i) {
-        double sum = all_[i];
-        for (int r = 1; r < size_; ++r) sum += all_[static_cast<size_t>(r) * piece + i];
-        values[begin + i] = sum;
+      for (int r = 0, at = 0; r < size_; ++r) {
+        length[r] = piece / size_ + (r < piece % size_ ? 1 : 0);
+        offset[r] = at;
+        at += length[r];
       }
+      const int mine = length[rank_];
+      for (int r = 0; r < size_; ++r) {
+        receive_length[r] = mine;
+        receive_offset[r] = r * mine;
+      }
+      parts_.resize(P * static_cast<size_t>(mine));
+      double* v = values + begin;
+      MPI_Alltoallv(v, length.data(), offset.data(), MPI_DOUBLE, parts_.data(),
+                    receive_length.data(), receive_offset.data(), MPI_DOUBLE, MPI_COMM_WORLD);
+      for (int i = 0; i < mine; ++i) {
+        double sum = parts_[i];
+        for (size_t r = 1; r < P; ++r) sum += parts_[r * mine + i];
+        v[offset[rank_] + i] = sum;
+      }
+      MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, length.data(), offset.data(),
+                     MPI_DOUBLE, MPI_COMM_WORLD);
+      // Sent: the other ranks' segments, then this rank's sum to each of them; received
+      // the same amounts the other way.
+      const int64_t moved = 8 * (int64_t{piece} - mine + int64_t{mine} * (size_ - 1));
+      counters_.bytes_sent += moved;
+      counters_.bytes_received += moved;
     }
   }
 
@@ -134,7 +159,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   int rank_ = 0, size_ = 1, local_rank_ = 0;
-  std::vector<double> all_;
+  std::vector<double> parts_;  // the reduce-scatter's received pieces
 };
 
 }  // namespace
