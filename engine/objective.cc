@@ -144,18 +144,37 @@ double Objective<T>::ValueAndGradient(const Matrix& theta, Matrix grad) {
 template <typename T>
 double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, int64_t n,
                                            Matrix grad) {
+  // Over all rows, distributed: each rank sums its own with weight 1/N (N the global n),
+  // and one allreduce adds the ranks' gradients and loss sums (docs/distributed.md). A
+  // rank may hold none of the rows then (unlearn's forget set lives on the ranks that
+  // hold its rows): it adds zeros to the reduction.
+  const bool all_ranks = distributed() && first == 0 && n == num_examples();
+  LETHE_CHECK(first >= 0 && (n > 0 || all_ranks) && first + n <= num_examples());
+  return ValueAndGradientSums(theta, first, n, all_ranks ? global_examples() : n, all_ranks,
+                              grad);
+}
+
+template <typename T>
+double Objective<T>::SharedBatchValueAndGradient(const Matrix& theta, int64_t first, int64_t n,
+                                                 int64_t global_count, Matrix grad) {
+  if (!distributed()) {
+    LETHE_CHECK(n == global_count);
+    return BatchValueAndGradient(theta, first, n, grad);
+  }
+  LETHE_CHECK(first >= 0 && n >= 0 && first + n <= num_examples() && global_count > 0);
+  return ValueAndGradientSums(theta, first, n, global_count, /*reduce=*/true, grad);
+}
+
+template <typename T>
+double Objective<T>::ValueAndGradientSums(const Matrix& theta, int64_t first, int64_t n,
+                                          int64_t scale_n, bool reduce, Matrix grad) {
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
-  LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
   const bool want_grad = !grad.empty();
   if (want_grad) {
     LETHE_CHECK(grad.rows() == 1 && grad.cols() == num_params());
     backend_.Fill(grad, T(0));
   }
   const size_t L = arch_.layers.size();
-  // Over all rows, distributed: each rank sums its own with weight 1/N (N the global n),
-  // and one allreduce adds the ranks' gradients and loss sums (docs/distributed.md).
-  const bool all_ranks = distributed() && first == 0 && n == num_examples();
-  const int64_t scale_n = all_ranks ? global_examples() : n;
   double loss_sum = 0;
   for (int64_t done = 0; done < n; done += ws_->losses.rows()) {
     const int64_t count = std::min(ws_->losses.rows(), n - done);
@@ -172,7 +191,7 @@ double Objective<T>::BatchValueAndGradient(const Matrix& theta, int64_t first, i
       Backward(theta, count, {.grad = &grad});
     }
   }
-  if (all_ranks) {
+  if (reduce) {
     std::vector<double> sums{loss_sum};
     distributed::AllreduceSum(*comm_, backend_,
                               want_grad ? std::vector<Matrix>{grad} : std::vector<Matrix>{}, &sums);

@@ -112,6 +112,14 @@ class Objective {
   // The same objective over rows [begin, begin+count) alone, (1/count) Σ lᵢ + (l2/2)‖θ‖²:
   // a minibatch for stochastic optimisers.
   double BatchValueAndGradient(const Matrix& theta, int64_t begin, int64_t count, Matrix grad);
+  // Distributed minibatches (a collective call): rows [begin, begin+count) of this rank
+  // (count may be 0) are its share of a minibatch of global_count rows over all ranks; the
+  // minibatch objective (1/global_count) Σ lᵢ + (l2/2)‖θ‖² over every rank's share, through
+  // one allreduce of p + 1 values. Not distributed: BatchValueAndGradient (count must be
+  // global_count).
+  double SharedBatchValueAndGradient(const Matrix& theta, int64_t begin, int64_t count,
+                                     int64_t global_count, Matrix grad);
+  distributed::Communicator* communicator() const { return comm_; }
   // out (m × p), row r = C v_r for the rows v_r of V (m × p), C = H or G.
   void CurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out);
   // The same for the objective over rows [begin, begin+count) alone,
@@ -158,6 +166,10 @@ class Objective {
 
  private:
   struct Workspace;
+  // Σ over rows [first, first+n) of lᵢ and of ∇lᵢ/scale_n, reduced over the ranks when
+  // `reduce`; returns the value (1/scale_n)·Σ lᵢ + l2 and linear terms, grad the gradient.
+  double ValueAndGradientSums(const Matrix& theta, int64_t first, int64_t n, int64_t scale_n,
+                              bool reduce, Matrix grad);
   // Forward pass of rows [begin, begin+count): fills acts[0..L] (acts[0] views X).
   void Forward(const Matrix& theta, int64_t begin, int64_t count);
   using Sinks = layers::GradientSinks<T>;

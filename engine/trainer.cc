@@ -178,15 +178,24 @@ template <typename T>
 void RunAdam(Context<T>& c) {
   const TrainOptions& o = c.options;
   Objective<T>& obj = c.objective;
-  const int64_t n = obj.num_examples(), p = obj.num_params();
-  // A shuffled copy of the data per epoch; the minibatches are contiguous rows of it.
+  // Distributed (docs/distributed.md): every rank draws the same permutation of the N
+  // global rows from the seed, so the global minibatches are those of one process; each
+  // rank computes the share of each minibatch that lies in its block and one allreduce of
+  // p + 1 values per step sums them (SharedBatchValueAndGradient). The Adam update then
+  // runs identically on every rank.
+  const int64_t N = obj.global_examples(), n = obj.num_examples(), p = obj.num_params();
+  const int64_t offset = obj.row_offset();
+  const bool shared = obj.distributed();
+  // A shuffled copy of this rank's rows per epoch, in the order they appear in the
+  // permutation: each minibatch's share is a contiguous range of it.
   DeviceData<T> shuffled{c.be.Allocate(n, obj.data().X.cols()), c.be.Allocate(n, obj.data().Y.cols())};
   Objective<T> batch_objective(c.be, obj.arch(), shuffled,
                                ObjectiveOptions{std::min<int64_t>(o.batch_size, 2048)});
+  if (shared) batch_objective.Distribute(*obj.communicator());
   kernels::Matrix<T> m = c.be.Zeros(1, p), v = c.be.Zeros(1, p), g2 = c.be.Allocate(1, p);
   std::vector<T> mh(p), vh(p), th(p);
   std::mt19937_64 rng(o.seed);
-  std::vector<int64_t> order(n);
+  std::vector<int64_t> order(N), local(n), share_end;
   int64_t t = 0;
   // No pass over the full data between epochs: Adam's steps never read the full gradient,
   // and at the default tolerance it never stops early, so a per-epoch ‖∇L‖ would cost up
@@ -196,12 +205,24 @@ void RunAdam(Context<T>& c) {
     double epoch_sum = 0;
     std::iota(order.begin(), order.end(), 0);
     // Fisher-Yates from raw 64-bit draws (std::shuffle's use of the engine is unspecified).
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
-    c.be.GatherRows(obj.data().X, order.data(), shuffled.X);
-    c.be.GatherRows(obj.data().Y, order.data(), shuffled.Y);
-    for (int64_t begin = 0; begin < n; begin += o.batch_size) {
-      const int64_t count = std::min(o.batch_size, n - begin);
-      epoch_sum += batch_objective.BatchValueAndGradient(c.theta, begin, count, c.grad) *
+    for (int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+    // This rank's rows in permutation order, and where each minibatch's share ends in it
+    // (one process: all rows, order itself).
+    local.clear();
+    share_end.clear();
+    for (int64_t begin = 0; begin < N; begin += o.batch_size) {
+      for (int64_t j = begin; j < std::min(N, begin + o.batch_size); ++j)
+        if (order[j] >= offset && order[j] < offset + n) local.push_back(order[j] - offset);
+      share_end.push_back(static_cast<int64_t>(local.size()));
+    }
+    c.be.GatherRows(obj.data().X, local.data(), shuffled.X);
+    c.be.GatherRows(obj.data().Y, local.data(), shuffled.Y);
+    for (int64_t begin = 0, b = 0; begin < N; begin += o.batch_size, ++b) {
+      const int64_t count = std::min(o.batch_size, N - begin);
+      const int64_t share_begin = b == 0 ? 0 : share_end[b - 1];
+      epoch_sum += (shared ? batch_objective.SharedBatchValueAndGradient(
+                                 c.theta, share_begin, share_end[b] - share_begin, count, c.grad)
+                           : batch_objective.BatchValueAndGradient(c.theta, begin, count, c.grad)) *
                    static_cast<double>(count);
       ++t;
       // m = β1 m + (1−β1) g;  v = β2 v + (1−β2) g²;  θ −= lr · m̂ / (√v̂ + ε)
@@ -219,7 +240,7 @@ void RunAdam(Context<T>& c) {
       c.be.Upload(th.data(), c.theta);
     }
     ++c.summary.iterations;
-    c.Report("adam", epoch + 1, epoch_sum / static_cast<double>(n),
+    c.Report("adam", epoch + 1, epoch_sum / static_cast<double>(N),
              std::numeric_limits<double>::quiet_NaN());
   }
 }

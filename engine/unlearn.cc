@@ -209,8 +209,9 @@ UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix
     // ∇L = ((n−k)/n)·∇L₋ₛ + (k/n)·∇L_S: the l2 terms are the same in both and their
     // weights sum to one.
     forget.ValueAndGradient(theta, d);
-    const double n_kept = static_cast<double>(kept.num_examples());
-    const double n_all = n_kept + static_cast<double>(forget.num_examples());
+    // (Counts over every rank's rows when the objectives are distributed.)
+    const double n_kept = static_cast<double>(kept.global_examples());
+    const double n_all = n_kept + static_cast<double>(forget.global_examples());
     be.Copy(grad, trial);
     be.Axpby(T(1 - n_kept / n_all), d, T(n_kept / n_all), trial);
     s.input_grad_norm = static_cast<double>(kernels::Norm(be, trial));
@@ -219,8 +220,8 @@ UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix
   if (options.method == UnlearnMethod::kNewton) {
     kernels::Matrix<T> trial_grad = be.Allocate(1, p);
     const double g0 = at.grad_norm;
-    const double fraction = static_cast<double>(forget.num_examples()) /
-                            static_cast<double>(forget.num_examples() + kept.num_examples());
+    const double fraction = static_cast<double>(forget.global_examples()) /
+                            static_cast<double>(forget.global_examples() + kept.global_examples());
     for (int k = 0; k < options.steps; ++k) {
       const double ratio = g0 > 0 ? at.grad_norm / g0 : 0.0;
       const double forcing = std::max(1e-12, std::min({options.max_forcing, fraction, ratio}));

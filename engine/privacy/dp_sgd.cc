@@ -41,10 +41,16 @@ DpSgdSummary TrainDpSgd(Objective<T>& objective, kernels::Matrix<T> theta,
   const auto start = std::chrono::steady_clock::now();
   kernels::Backend<T>& be = objective.backend();
   const DeviceData<T>& data = objective.data();
+  // Distributed (docs/distributed.md): every rank draws the same N uniforms (N the global
+  // number of rows) and the same noise from the one seeded generator, so every rank knows
+  // the whole sample; each clips and sums the sampled rows of its own block, and one
+  // allreduce of p values per step adds the sums. The update is then the same on every
+  // rank, and the run is one process's up to the rounding of the regrouped sum.
   const int64_t n = objective.num_examples(), p = objective.num_params();
+  const int64_t N = objective.global_examples(), offset = objective.row_offset();
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == p);
   const double C = options.max_grad_norm;
-  const double expected_batch = options.sample_rate * static_cast<double>(n);
+  const double expected_batch = options.sample_rate * static_cast<double>(N);
   const double l2 = objective.l2(), eta = options.learning_rate;
 
   // A block of the step's sample at a time: its rows gathered, their per-example gradients,
@@ -63,11 +69,13 @@ DpSgdSummary TrainDpSgd(Objective<T>& objective, kernels::Matrix<T> theta,
   const int64_t steps_per_epoch = options.StepsPerEpoch();
   for (int64_t epoch = 0; epoch < options.epochs; ++epoch) {
     for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      // Poisson sampling: n uniforms, in row order.
+      // Poisson sampling: N uniforms, in global row order; this rank keeps its block's.
       sample.clear();
-      for (int64_t i = 0; i < n; ++i)
-        if (random.Uniform() < options.sample_rate) sample.push_back(i);
-      summary.sampled += static_cast<int64_t>(sample.size());
+      for (int64_t i = 0; i < N; ++i)
+        if (random.Uniform() < options.sample_rate) {
+          ++summary.sampled;
+          if (i >= offset && i < offset + n) sample.push_back(i - offset);
+        }
       be.Fill(sum, T(0));
       for (size_t begin = 0; begin < sample.size(); begin += block) {
         const int64_t count = std::min<int64_t>(block, static_cast<int64_t>(sample.size() - begin));
@@ -88,6 +96,7 @@ DpSgdSummary TrainDpSgd(Objective<T>& objective, kernels::Matrix<T> theta,
         be.Gemm(kernels::Op::kTranspose, kernels::Op::kNone, T(1), weights.Rows(0, count), g, T(1),
                 sum);
       }
+      objective.ReduceSum(sum);  // Σ over every rank's sampled rows (nothing serially)
       // The noise on the sum, N(0, σ²C²) per coordinate, drawn in double.
       for (int64_t j = 0; j < p; ++j)
         noise_host[j] = static_cast<T>(options.noise_multiplier * C * random.Normal());
@@ -102,6 +111,11 @@ DpSgdSummary TrainDpSgd(Objective<T>& objective, kernels::Matrix<T> theta,
       const double value = objective.ValueAndGradient(theta, grad);
       progress({epoch + 1, summary.steps, value, static_cast<double>(kernels::Norm(be, grad))});
     }
+  }
+  if (objective.distributed()) {  // the clipped count over every rank's rows
+    double clipped = static_cast<double>(summary.clipped);  // exact below 2⁵³
+    objective.communicator()->AllreduceSum(&clipped, 1);
+    summary.clipped = static_cast<int64_t>(clipped);
   }
   kernels::Matrix<T> grad = be.Allocate(1, p);
   summary.objective = objective.ValueAndGradient(theta, grad);

@@ -45,6 +45,13 @@ TRAIN_RTOL = 1e-8
 # each run stops within its tolerance); lissa's full-batch recursion and lanczos repeat the
 # one-process operations on the summed products.
 SCORE_RTOL = {"direct": 1e-12, "cg": 1e-9, "lissa": 1e-9, "lanczos": 1e-9}
+# Adam: each step's minibatch gradient regrouped by rank (last digits); Adam divides by
+# √v̂, which carries those digits along the 60 steps without amplifying them (measured 5e-16).
+# A rank's share missing from a minibatch moves θ by ~1e-2 relative.
+ADAM_RTOL = 1e-12
+# DP-SGD: the clipped sum regrouped by rank; the same sample and noise on both sides
+# (measured 3e-16).
+DP_RTOL = 1e-12
 
 
 def mpirun(np_):
@@ -251,9 +258,52 @@ class Distributed(unittest.TestCase):
         self.assertEqual(one.returncode, 1)
         self.assertEqual((two.returncode, two.stderr), (1, one.stderr))
 
+    def test_train_adam(self):
+        # The global permutation from the seed on every rank, each rank's share of each
+        # minibatch, one allreduce of p + 1 values per step: one process's steps up to the
+        # rounding of the regrouped minibatch sums.
+        args = ["train", "--spec", SPEC, "--data", self.train, "--optimizer", "adam",
+                "--epochs", "4", "--batch-size", "100", "--learning-rate", "0.01", "--seed", "3",
+                "--quiet"]
+        run(1, *args, "--out", self.path("adam1.safetensors"))
+        a = load_safetensors(self.path("adam1.safetensors"))
+        for np_ in (2, 3):
+            with self.subTest(np=np_):
+                out = self.path(f"adam{np_}.safetensors")
+                report = json.loads(run(np_, *args, "--out", out, "--json").stdout)
+                b = load_safetensors(out)
+                for k in a:
+                    self.assertLessEqual(np.max(np.abs(a[k] - b[k])),
+                                         ADAM_RTOL * np.max(np.abs(a[k])), k)
+                # 4 epochs of ⌈1437/100⌉ = 15 steps, one allreduce of p + 1 = 651 values
+                # each, then ‖∇L‖ once at the end.
+                comm = report["communication"]
+                self.assertEqual(comm["allreduces"], 4 * 15 + 1)
+                self.assertEqual(comm["allreduce_values"], (4 * 15 + 1) * 651)
+
+    def test_train_dp(self):
+        # Poisson samples over global row indices and the noise from the one seeded
+        # generator on every rank; each rank clips and sums its sampled rows.
+        args = ["train", "--dp", "--noise-multiplier", "1", "--epochs", "2", "--batch-size", "64",
+                "--seed", "5", "--spec", SPEC, "--data", self.train, "--quiet", "--json"]
+        one = json.loads(run(1, *args, "--out", self.path("dp1.safetensors")).stdout)
+        a = load_safetensors(self.path("dp1.safetensors"))
+        for np_ in (2, 3):
+            with self.subTest(np=np_):
+                out = self.path(f"dp{np_}.safetensors")
+                many = json.loads(run(np_, *args, "--out", out).stdout)
+                b = load_safetensors(out)
+                for k in a:
+                    self.assertLessEqual(np.max(np.abs(a[k] - b[k])),
+                                         DP_RTOL * np.max(np.abs(a[k])), k)
+                self.assertEqual(many["dp"], one["dp"])  # ε, δ, steps, examples: n over all ranks
+                self.assertEqual(many["n"], 1437)
+                self.assertEqual(many["mean_batch"], one["mean_batch"])
+                self.assertEqual(many["clipped_fraction"], one["clipped_fraction"])
+
     def test_refusals_are_one_line_on_every_rank(self):
-        p = run(2, "train", "--optimizer", "adam", "--spec", SPEC, "--data", self.train,
-                "--out", self.path("adam.safetensors"), check=False)
+        p = run(2, "train", "--certified", "--sigma", "10", "--spec", SPEC, "--data", self.train,
+                "--out", self.path("certified.safetensors"), check=False)
         self.assertEqual(p.returncode, 1)
         self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
         self.assertIn("does not run under mpirun", p.stderr)

@@ -1,15 +1,38 @@
 // lethe compare: how close model A (e.g. a patch) is to model B (e.g. the retrained one).
+// Under mpirun (docs/distributed.md) each rank holds its block of the training rows; the
+// audit's sums are reduced and the forget set's losses gathered to rank 0, which holds the
+// test set and prints (tools/lethe/audit_distributed.h). Ensembles are refused there.
 #include <algorithm>
 #include <iostream>
 
 #include "engine/audit.h"
+#include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/comparison.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_compare.h"
+#include "tools/lethe/sisa_dir.h"
 
 namespace lethe::cli {
+namespace {
+
+// A model's audit over every rank's rows (AuditRows); `test` is rank 0's.
+ModelAudit AuditOverRanks(const Model& model, const io::Dataset& train,
+                          const std::vector<int64_t>& forget_rows, const io::Dataset* test,
+                          const CommonOptions& common) {
+  if (common.F32()) {
+    auto be = kernels::MakeBackend<float>(common.Backend());
+    return AuditRows<float>(*be, model.arch, model.theta, train, forget_rows, test,
+                            common.batch_size);
+  }
+  auto be = kernels::MakeBackend<double>(common.Backend());
+  return AuditRows<double>(*be, model.arch, model.theta, train, forget_rows, test,
+                           common.batch_size);
+}
+
+}  // namespace
 
 int RunCompare(const std::vector<std::string>& args) {
   po::options_description desc("options");
@@ -37,6 +60,8 @@ int RunCompare(const std::vector<std::string>& args) {
   if (!original_path.empty()) models.push_back({"original", original_path});
   // A model file or an ensemble DIR each (tools/lethe/sisa_compare.h).
   std::vector<Compared> loaded;
+  for (const auto& [name, path] : models)
+    RefuseUnderMpi(IsEnsembleDir(path), "lethe compare on a SISA ensemble");
   for (const auto& [name, path] : models) loaded.push_back(LoadCompared(path));
   for (const Compared& c : loaded)
     for (const Model& m : c.models)
@@ -54,7 +79,9 @@ int RunCompare(const std::vector<std::string>& args) {
     forget_ids = *ids;
     forget_what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
   }
-  io::Dataset train = io::LoadDataset(train_path, common.Data());
+  // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
+  io::Dataset train = LoadRows(train_path, common.Data());
+  bool derived = false;  // the forget set is the forgotten ids found in this rank's rows
   if (!forgotten.ids.empty()) {
     ForgetHistory excluded;  // forgotten, less the forget set the metrics are asked for
     std::vector<int64_t> given = forget_ids;
@@ -62,24 +89,36 @@ int RunCompare(const std::vector<std::string>& args) {
     std::vector<int64_t> rest;
     for (int64_t id : forgotten.ids)
       if (!std::binary_search(given.begin(), given.end(), id)) rest.push_back(id);
-    if (forget_ids.empty())
+    if (forget_ids.empty()) {
+      derived = true;
       for (int64_t i = 0; i < train.n; ++i)
         if (forgotten.Contains(train.ids[i])) forget_ids.push_back(train.ids[i]);
-    if (forget_what.empty() && !forget_ids.empty()) {
+    }
+    const int64_t found = SumOverRanks(static_cast<int64_t>(forget_ids.size()));
+    if (forget_what.empty() && found > 0) {
       forget_what = "the models' forgotten ids";
       std::cerr << "lethe compare: note: no --forget given: the forget set is the "
-                << forget_ids.size() << " id(s) of " << train_path << " that the models have forgotten\n";
+                << found << " id(s) of " << train_path << " that the models have forgotten\n";
     }
     if (!rest.empty() && !given.empty()) {
       excluded.Add(rest, {});
-      train = ExcludeForgotten(excluded, std::move(train), "compare", "a compared model");
+      train = ExcludeForgottenRows(excluded, std::move(train), "compare", "a compared model");
     }
   }
-  const io::Dataset test = io::LoadDataset(test_path, common.Data());
-  CheckDataMatchesModel(loaded[0].arch(), train);
-  CheckDataMatchesModel(loaded[0].arch(), test);
+  // The test set: on rank 0 alone under mpirun (the audit's test side is computed there).
+  std::optional<io::Dataset> test;
+  Collectively([&] {
+    if (Comm().rank() == 0) test = io::LoadDataset(test_path, common.Data());
+  });
+  Collectively([&] { CheckDataMatchesModel(loaded[0].arch(), train); });
+  Collectively([&] {
+    if (test) CheckDataMatchesModel(loaded[0].arch(), *test);
+  });
   std::vector<int64_t> forget_rows;
-  if (!forget_ids.empty()) forget_rows = train.RowsOf(forget_ids, forget_what);
+  if (derived)  // ids of this rank's own rows
+    forget_rows = train.RowsOf(forget_ids, forget_what);
+  else if (!forget_ids.empty())  // an id in no rank's rows: the one-process error
+    forget_rows = LocalRowsOf(train, forget_ids, forget_what);
 
   (void)f32;
   // Parameter distances only where parameters correspond: between models, or between
@@ -91,7 +130,9 @@ int RunCompare(const std::vector<std::string>& args) {
   for (size_t k = 0; k < models.size(); ++k) {
     ModelRow r{models[k].first, not_applicable.empty() ? loaded[k].Theta() : std::vector<double>{},
                {}, -1};
-    r.audit = AuditCompared(loaded[k], train, forget_rows, test, common);
+    r.audit = Distributed() ? AuditOverRanks(loaded[k].models.front(), train, forget_rows,
+                                             test ? &*test : nullptr, common)
+                            : AuditCompared(loaded[k], train, forget_rows, *test, common);
     rows.push_back(std::move(r));
   }
   // Ensembles of one partition: each constituent's distance, model vs reference.

@@ -2,6 +2,7 @@
 // unlearning is measured against (--forget trains without those examples, --init
 // starts from given weights).
 #include <cmath>
+#include <cstring>
 #include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -149,12 +150,16 @@ int RunTrain(const std::vector<std::string>& args) {
   if ((dp.enabled || certified.enabled) && vm["seed"].defaulted()) {
     std::random_device device;
     seed = (uint64_t{device()} << 32) ^ device();
+    if (Distributed()) {  // one run: rank 0's seed on every rank (sampling and noise agree)
+      std::string bytes(reinterpret_cast<const char*>(&seed), sizeof seed);
+      Comm().Broadcast(&bytes, 0);
+      std::memcpy(&seed, bytes.data(), sizeof seed);
+    }
   }
   options.optimizer = ParseOptimizer(optimizer);
-  // Minibatches, DP-SGD's sampling and certified training's secret b have no distributed
-  // version yet: refused on every rank before anything is read.
-  RefuseUnderMpi(options.optimizer == Optimizer::kAdam, "--optimizer adam (minibatches)");
-  RefuseUnderMpi(dp.enabled, "--dp");
+  // Certified training's secret b has no distributed version yet: refused on every rank
+  // before anything is read. (Adam's minibatches and DP-SGD's Poisson samples are
+  // distributed: engine/trainer.cc, engine/privacy/dp_sgd.cc.)
   RefuseUnderMpi(certified.enabled, "--certified");
   options.polish = !vm.count("no-polish");
   options.seed = seed;

@@ -16,8 +16,10 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/sha256.h"
+#include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/certified_unlearn.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/erasure_record.h"
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
@@ -37,6 +39,10 @@ struct Inputs {
   std::vector<std::string> command_line;
   std::vector<int64_t> forget_ids;          // this request's ids, as given
   std::vector<int64_t> already_forgotten;   // of those, the ones the model had forgotten
+  std::vector<int64_t> removed;             // the ids this request removes, sorted
+  // Over every rank's rows under mpirun (docs/distributed.md); serially train.n and the
+  // forget rows.
+  int64_t n_total = 0, k_total = 0;
   std::string model_sha256;                 // of the input model file
   TrainOptions retrain;                     // --verify's retraining
   StreamOptions stream;                     // --ledger, --cache (tools/lethe/stream.h)
@@ -55,6 +61,11 @@ nlohmann::json FileJson(const std::string& path, bool hash = true) {
   return j;
 }
 
+// Under mpirun every rank runs this with its block of the rows (docs/distributed.md):
+// forget_rows are the forget set's rows in this rank's block (maybe none), the kept and
+// forget objectives are distributed, so every step, solve and line search is the one of
+// one process on the summed values; rank 0 alone writes (the model, the ledger line, the
+// record) and prints. `test` is rank 0's (nullptr elsewhere).
 template <typename T>
 int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* test,
             const std::vector<int64_t>& forget_rows, const UnlearnOptions& options, bool verify,
@@ -70,14 +81,19 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   // (‖∇L(θ)‖ over all of them comes from the kept and forget gradients).
   Session<T> session(model, train, common, kept_rows);
   Objective<T>& kept = *session.train;
+  Distribute(kept);
   Progress progress(common.quiet);
   Warnings warnings("unlearn");
   for (const std::string& w : *pending_warnings) warnings.Add(w);
-  progress.Announce("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
-                      std::to_string(train.n) + " examples, " + std::to_string(model.arch.num_params) +
-                      " parameters, " + Name(options.method) + ", " + session.backend->Describe());
+  progress.Announce("lethe unlearn: forgetting " + std::to_string(in.k_total) + " of " +
+                    std::to_string(in.n_total) + " examples, " +
+                    std::to_string(model.arch.num_params) + " parameters, " +
+                    Name(options.method) + ", " + session.backend->Describe() +
+                    (Distributed() ? ", " + std::to_string(Comm().size()) + " processes" : ""));
   ObjectiveOptions oo{common.batch_size};
-  Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
+  // (UploadRows: a rank may hold none of the forget set's rows.)
+  Objective<T> forget(*session.backend, model.arch, UploadRows(*session.backend, train, forget_rows), oo);
+  Distribute(forget);
   // The kept rows again in f32 for the steps whose solve runs in f32 (UnlearnOptions).
   std::unique_ptr<kernels::Backend<float>> backend_f32;
   std::unique_ptr<Objective<float>> kept_f32;
@@ -88,11 +104,14 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     backend_f32 = kernels::MakeBackend<float>(common.Backend());
     kept_f32 = std::make_unique<Objective<float>>(
         *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
+    Distribute(*kept_f32);
   }
   auto theta = session.Upload(model.theta);
+  Comm().ResetCounters();
   UnlearnOptions run_options = options;
   run_options.inverse.progress = &progress;
   const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run_options, kept_f32.get());
+  const distributed::Counters counters = Comm().counters();  // the patch's reductions
   kept_f32.reset();
   backend_f32.reset();
   const double full_grad_norm = s.input_grad_norm;
@@ -120,15 +139,18 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   // The patched model carries what it has forgotten, so that no later command analyses or
   // patches it against data that still holds these examples (engine/forgotten.h).
   const std::string& parent_sha256 = in.model_sha256;
-  std::vector<int64_t> removed;
-  for (int64_t r : forget_rows) removed.push_back(train.ids[r]);
-  std::sort(removed.begin(), removed.end());
+  const std::vector<int64_t>& removed = in.removed;
   patched.forgotten.Add(removed, {s.method, parent_sha256, IdsSha256(removed),
                                   static_cast<int64_t>(removed.size()), UtcNow()});
-  SaveModel(in.out, patched);
-  FinishStream(in.stream, in.stream_state, in.model_path, parent_sha256, in.out, removed, s.method,
-               options.method == UnlearnMethod::kNewton ? Name(options.inverse.solver) : "",
-               patched.forgotten.requests.back().utc, in.certificate, s.steps);
+  // Rank 0 writes (every rank holds the same θ); a failure there stops every rank.
+  const bool root = Comm().rank() == 0;
+  Collectively([&] {
+    if (!root) return;
+    SaveModel(in.out, patched);
+    FinishStream(in.stream, in.stream_state, in.model_path, parent_sha256, in.out, removed,
+                 s.method, options.method == UnlearnMethod::kNewton ? Name(options.inverse.solver) : "",
+                 patched.forgotten.requests.back().utc, in.certificate, s.steps);
+  });
   const double patch_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -137,8 +159,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   report["utc"] = patched.forgotten.requests.back().utc;
   report["command_line"] = in.command_line;
   // The record is written or printed only on request: hash the files only then (hashing
-  // the training data reads all of it again).
-  const bool record = !in.report.empty() || common.json;
+  // the training data reads all of it again; under mpirun only rank 0, which writes it,
+  // reads it, streamed through the hash).
+  const bool record = (!in.report.empty() || common.json) && root;
   if (record) {
     report["input_model"] = FileJson(in.model_path, false);
     report["input_model"]["sha256"] = parent_sha256;
@@ -158,13 +181,19 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   // was, so that nobody reads the patch as touching them.
   AddFixedTensors(model.arch, report);
   report["warnings"] = warnings.all();
-  report["n"] = train.n;
-  report["k"] = static_cast<int64_t>(forget_rows.size());
+  report["n"] = in.n_total;
+  report["k"] = in.k_total;
   report["forget_ids"] = removed;
   AddPatchFields(options, s, report);
   report["input_grad_norm"] = full_grad_norm;
   report["seconds"] = patch_seconds;
   report["dtype"] = common.dtype;
+  if (Distributed())  // what the patch's reductions cost (docs/distributed.md)
+    report["communication"] = {{"processes", Comm().size()},
+                               {"allreduces", counters.allreduces},
+                               {"allreduce_values", counters.allreduce_values},
+                               {"bytes_sent", counters.bytes_sent},
+                               {"bytes_received", counters.bytes_received}};
 
   // --json: the erasure record goes to stdout instead of the tables (people get tables).
   const bool tables = !common.json;
@@ -190,16 +219,16 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
     // An unconverged reference is not "the retrained model": say so in its row, and qualify
     // every distance to it.
     const std::string retrained_name = ts.converged ? "retrained" : "retrained*";
-    const io::Dataset no_test;  // without --test: no test metrics and no membership audit
-    const io::Dataset& eval_test = test ? *test : no_test;
+    // Without --test: no test metrics and no membership audit. Under mpirun the audit is
+    // complete on rank 0, which prints it (tools/lethe/audit_distributed.h).
     std::vector<ModelRow> rows = {
         {"original", model.theta, {}, -1},
         {"patched", patched.theta, {}, patch_seconds},
         {retrained_name, retrained.theta, {}, ts.seconds},
     };
     for (ModelRow& r : rows)
-      r.audit = AuditModel<T>(*session.backend, model.arch, r.theta, train, forget_rows, eval_test,
-                              common.batch_size);
+      r.audit = AuditRows<T>(*session.backend, model.arch, r.theta, train, forget_rows, test,
+                             common.batch_size);
     if (!ts.converged) {
       const std::string caveat =
           "the retraining reference did not converge (‖∇L₋ₛ‖ = " + Sci(ts.grad_norm) + " > " +
@@ -242,7 +271,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   report["warnings"] = warnings.all();
   if (record) report["patched_model"] = FileJson(in.out);
   if (!in.report.empty()) {
-    io::WriteFileAtomically(in.report, report.dump(2) + "\n");
+    Collectively([&] {
+      if (root) io::WriteFileAtomically(in.report, report.dump(2) + "\n");
+    });
     if (tables) std::cout << "erasure record: " << in.report << "\n";
   }
   if (!in.png.empty()) {
@@ -257,11 +288,17 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 
 int RunUnlearn(const std::vector<std::string>& args) {
   // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
-  if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
+  // None of these three has a distributed version yet (docs/distributed.md).
+  const bool certified = WantsCertifiedUnlearn(args), ensemble = ArgsNameEnsemble(args),
+             serve = WantsServeRequests(args);
+  RefuseUnderMpi(certified, "lethe unlearn --certified");
+  RefuseUnderMpi(!certified && ensemble, "lethe unlearn on a SISA ensemble");
+  RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
+  if (certified) return RunUnlearnCertified(args);
   // A SISA ensemble directory: Newton patches per constituent (tools/lethe/sisa_patch.cc).
-  if (ArgsNameEnsemble(args)) return RunUnlearnEnsemble(args);
+  if (ensemble) return RunUnlearnEnsemble(args);
   // A file of requests served by one process (tools/lethe/stream_serve.cc).
-  if (WantsServeRequests(args)) return RunUnlearnServe(args);
+  if (serve) return RunUnlearnServe(args);
   po::options_description desc("options");
   CommonOptions common;
   SolverFlags flags;
@@ -347,14 +384,17 @@ int RunUnlearn(const std::vector<std::string>& args) {
     Fail(in.model_path, ": trained with --certified, its objective holds the secret term bᵀθ: "
          "remove with lethe unlearn --certified --b FILE");
   in.model_sha256 = io::Sha256File(in.model_path);
-  const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
-  CheckDataMatchesModel(model.arch, train);
-  std::optional<io::Dataset> test;
-  if (!in.test_path.empty()) {
-    test = io::LoadDataset(in.test_path, common.Data());
-    CheckDataMatchesModel(model.arch, *test);
-  }
+  // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
+  const io::Dataset train = ExcludeForgottenRows(
+      model.forgotten, LoadRows(in.train_path, common.Data()), "unlearn", in.model_path);
+  Collectively([&] { CheckDataMatchesModel(model.arch, train); });
+  std::optional<io::Dataset> test;  // on rank 0 alone under mpirun (its audit's test set)
+  if (!in.test_path.empty())
+    Collectively([&] {
+      if (Comm().rank() != 0) return;
+      test = io::LoadDataset(in.test_path, common.Data());
+      CheckDataMatchesModel(model.arch, *test);
+    });
   // Ids this model has already forgotten need no second removal (a repeated request):
   // they are not in the kept data any more, so they are skipped, and said so.
   const std::string what = in.forget_file.empty() ? "--forget-ids" : in.forget_file;
@@ -373,11 +413,23 @@ int RunUnlearn(const std::vector<std::string>& args) {
     pending.push_back(std::to_string(in.already_forgotten.size()) + " id(s) of " + what + " (" +
                       list + ") were already forgotten by " + in.model_path + ": skipped");
   }
-  const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, what);
-  if (static_cast<int64_t>(forget_rows.size()) >= train.n)
+  // This rank's rows of the forget set (all of it serially); an id in no rank's rows is
+  // the one-process error.
+  const std::vector<int64_t> forget_rows = LocalRowsOf(train, new_ids, what);
+  in.n_total = SumOverRanks(train.n);
+  in.k_total = SumOverRanks(static_cast<int64_t>(forget_rows.size()));
+  if (in.k_total >= in.n_total)
     Fail(in.forget_file.empty() ? "--forget-ids" : in.forget_file,
          ": forgets every example; nothing would be left");
-  if (2 * static_cast<int64_t>(forget_rows.size()) > train.n)
+  Collectively([&] {
+    if (static_cast<int64_t>(forget_rows.size()) == train.n)
+      Fail(what, ": forgets every row of process ", Comm().rank(),
+           "'s block; run with fewer processes (mpirun -np)");
+  });
+  // The ids removed, sorted: the forget set's ids (each found once, in some rank's rows).
+  in.removed = new_ids;
+  std::sort(in.removed.begin(), in.removed.end());
+  if (2 * in.k_total > in.n_total)
     pending.push_back("forgetting more than half of the data; a Newton patch is a local "
                       "approximation, consider retraining");
   // One right-hand side per step: CG's few passes beat forming the whole Hessian (on the
@@ -386,6 +438,10 @@ int RunUnlearn(const std::vector<std::string>& args) {
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
+  RefuseUnderMpi(options.method == UnlearnMethod::kNewton &&
+                     options.inverse.solver == SolverKind::kLissa &&
+                     options.inverse.lissa.batch_size != 0,
+                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
   PrepareStream(in.stream, in.model_path, in.model_sha256, in.train_path, &options, &in.stream_state);
   return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
                              common, in, &pending)

@@ -73,8 +73,7 @@ int Run(int argc, char** argv) {
     try {
       // Commands with no distributed version would run whole on every rank and race to
       // write the same outputs: refused under mpirun (docs/distributed.md).
-      lethe::cli::RefuseUnderMpi(name == "unlearn" || name == "compare" || name == "sisa",
-                                 name);
+      lethe::cli::RefuseUnderMpi(name == "sisa", name);
       return c.run(args);
     } catch (const lethe::Error& e) {
       PrintError(name, e.what());

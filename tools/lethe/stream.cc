@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "io/atomic_file.h"
 #include "io/sha256.h"
+#include "tools/lethe/distributed_cli.h"
 
 namespace lethe::cli {
 
@@ -37,7 +38,12 @@ void PrepareStream(const StreamOptions& o, const std::string& model_path,
   // again under the ledger's lock when the line is appended.
   if (!o.ledger.empty()) io::CheckLedgerHead(o.ledger, model_path, model_sha256);
   if (!o.cache) return;
-  state->data_sha256 = io::Sha256File(train_path);
+  // Under mpirun rank 0 hashes the whole file (streamed through the hash, not held) and
+  // sends the hash: no other rank reads rows outside its block.
+  Collectively([&] {
+    if (Comm().rank() == 0) state->data_sha256 = io::Sha256File(train_path);
+  });
+  if (Distributed()) Comm().Broadcast(&state->data_sha256, 0);
   std::string note;
   state->loaded = LoadStreamCache(model_path, model_sha256, state->data_sha256, o.cache_max_age, &note);
   if (!note.empty()) std::cerr << "lethe unlearn: note: " << note << "\n";

@@ -8,6 +8,7 @@
 #include "engine/objective.h"
 #include "engine/privacy/dp_sgd.h"
 #include "engine/privacy/rdp_accountant.h"
+#include "tools/lethe/distributed_cli.h"
 
 namespace lethe::cli {
 
@@ -51,17 +52,25 @@ privacy::DpSgdSummary Run(Model& model, const io::Dataset& data, const std::vect
   auto backend = kernels::MakeBackend<T>(common.Backend());
   Objective<T> objective(*backend, model.arch, UploadData(*backend, data, rows),
                          ObjectiveOptions{common.batch_size});
+  Distribute(objective);  // under mpirun: engine/privacy/dp_sgd.cc
   std::vector<T> host(model.theta.begin(), model.theta.end());
   auto theta = backend->Allocate(1, model.arch.num_params);
   backend->Upload(host.data(), theta);
   Progress progress(common.quiet);
-  progress.Announce("lethe train --dp: " + std::to_string(objective.num_examples()) +
+  progress.Announce("lethe train --dp: " + std::to_string(objective.global_examples()) +
                     " examples, " + std::to_string(model.arch.num_params) + " parameters, " +
                     std::to_string(options.Steps()) + " DP-SGD steps, " + common.dtype + ", " +
                     backend->Describe());
   std::function<void(const privacy::DpSgdProgress&)> report;
-  // The per-epoch objective is a full pass over the data: only when someone watches.
-  if (progress.enabled())
+  // The per-epoch objective is a full pass over the data: only when someone watches. Under
+  // mpirun it is collective: rank 0's terminal decides for every rank.
+  bool watched = progress.enabled();
+  if (Distributed()) {
+    std::string flag(1, watched ? '1' : '0');
+    Comm().Broadcast(&flag, 0);
+    watched = flag == "1";
+  }
+  if (watched)
     report = [&](const privacy::DpSgdProgress& p) {
       progress.Update("  epoch " + std::to_string(p.epoch) + "  objective " +
                       Shortest(p.objective) + "  ‖∇L‖ " + Sci(p.grad_norm));
@@ -77,7 +86,8 @@ privacy::DpSgdSummary Run(Model& model, const io::Dataset& data, const std::vect
 int TrainWithDp(Model model, const io::Dataset& data, const std::vector<int64_t>& rows,
                 const DpFlags& flags, const DpRun& run, const CommonOptions& common,
                 const std::string& out) {
-  const int64_t n = rows.empty() ? data.n : static_cast<int64_t>(rows.size());
+  // n over every rank's rows under mpirun: q, δ and the record are the whole data's.
+  const int64_t n = SumOverRanks(rows.empty() ? data.n : static_cast<int64_t>(rows.size()));
   privacy::DpSgdOptions o;
   o.max_grad_norm = flags.max_grad_norm;
   o.epochs = run.epochs;
@@ -128,7 +138,7 @@ int TrainWithDp(Model model, const io::Dataset& data, const std::vector<int64_t>
   record.learning_rate = o.learning_rate;
   record.l2 = model.arch.spec.l2;
   model.dp = record;
-  SaveModel(out, model);
+  if (Comm().rank() == 0) SaveModel(out, model);  // every rank holds the same θ
 
   std::vector<std::string> warnings;
   if (spent.order_at_edge)
