@@ -11,7 +11,9 @@ or a gradient) followed by one allreduce of B = 8·m·p bytes:
     T = T_compute + T_allreduce
     T_compute   = u · (n / P) · m · p / cores                       (measured u, below)
     T_allreduce = 2·log2(P)·α + 2·(P−1)/P · B / β + B / γ           (reduce-scatter + allgather)
-    lethe today = log2(P)·α + (P−1) · B / β + P · B / γ             (fixed-order allgather + sum)
+    lethe       = (P−1+log2 P)·α + 2·(P−1)/P · B / β + B / γ     (fixed-order reduce-scatter by
+                                                                  Alltoallv, then Allgatherv)
+    lethe before 2026-11-30 = log2(P)·α + (P−1)·B/β + P·B/γ      (allgather + rank-order sum)
 
 with γ = 10 GB/s, one core adding what it received. Two kinds of node: 16 cores at the rate
 measured here (u per core / 16, perfect threading assumed), and one H200 GPU at its measured
@@ -53,11 +55,15 @@ def allreduce(P, B, alpha, beta):
 
 
 def allgather_sum(P, B, alpha, beta):
-    """lethe's fixed-order reduction: every rank receives every other rank's B bytes
-    (recursive doubling: log2 P messages) and adds all P·B of them."""
+    """lethe's fixed-order reduction (engine/distributed/mpi_communicator.cc): a reduce-scatter
+    by MPI_Alltoallv (pairwise: P − 1 messages, (P − 1)/P·B bytes each way), each segment
+    summed in rank order (B bytes read), then MPI_Allgatherv of the sums (log2 P messages,
+    (P − 1)/P·B bytes). The ring's bandwidth; the latency of P − 1 messages, which at these
+    sizes (B ≥ megabytes) is noise. (Until 2026-11-30: an allgather of whole vectors,
+    log2(P)·α + (P − 1)·B/β + P·B/γ.)"""
     if P == 1:
         return 0.0
-    return math.log2(P) * alpha + (P - 1) * B / beta + P * B / SUM_BANDWIDTH
+    return (P - 1 + math.log2(P)) * alpha + 2 * (P - 1) / P * B / beta + B / SUM_BANDWIDTH
 
 
 def fmt(s):
@@ -131,7 +137,7 @@ def main():
     print(f"\nProjection: n = {n:.0e}, p = {p:.0e}, m = {m}, {P} nodes, one rank per node; u of "
           f"{big[0]} ({u[big]:.2e} s per core); influence {args.cg} CG iterations + 2 passes")
     print("\n| task | node | network | compute | allreduce (reduce-scatter + allgather) | total "
-          "| lethe today (allgather) | total today |")
+          "| lethe (reduce-scatter by Alltoallv + allgather) | total, lethe |")
     print("|---|---|---|---|---|---|---|---|")
     for task, passes, dirs, reductions in tasks:
         for node, un in nodes_kinds.items():
@@ -144,7 +150,7 @@ def main():
 
     print(f"\nCrossover at {P} nodes: one pass's allreduce takes as long as its compute when n/P "
           "falls to")
-    print("\n| node | network | reduce-scatter + allgather: n/P | lethe today: n/P |")
+    print("\n| node | network | reduce-scatter + allgather: n/P | lethe: n/P |")
     print("|---|---|---|---|")
     # (m directions per pass scale compute and bytes alike: m moves only the latency term.)
     for node, un in nodes_kinds.items():
@@ -156,7 +162,7 @@ def main():
 
     print(f"\nThe crossover in nodes for n = {n:.0e}: the smallest P at which one pass's allreduce "
           "takes at least as long as its compute")
-    print("\n| node | network | reduce-scatter + allgather: P | lethe today: P |")
+    print("\n| node | network | reduce-scatter + allgather: P | lethe: P |")
     print("|---|---|---|---|")
 
     def crossover(un, mm, reduce_time):
@@ -180,7 +186,7 @@ def main():
     nets = list(NETWORKS.items())
     kinds = list(nodes_kinds.items())
     print("\n| nodes | n/P | " + " | ".join(f"compute, {k}" for k, _ in kinds) + " | " +
-          " | ".join(f"allreduce, {k}" for k, _ in nets) + f" | lethe today, {nets[0][0]} |")
+          " | ".join(f"allreduce, {k}" for k, _ in nets) + f" | lethe, {nets[0][0]} |")
     print("|---|---|" + "---|" * (len(kinds) + len(nets) + 1))
     B = 8 * m * p
     for nodes in (1, 4, 16, 64, 256, 1024, 4096):

@@ -35,8 +35,9 @@ Each: wall time of the whole command, CPU time (user + system of mpirun and ever
 RUSAGE_CHILDREN), the solve's own seconds from --json (rank 0), the load average, and the
 `communication` counters of --json (P > 1), checked EXACTLY against the model:
 - influence CG: (iterations + 1) allreduces (one curvature product of the m directions per
-  iteration, one for the explicit final residual), each of m·p values, 8 bytes each sent and
-  8·(P − 1) received (the fixed-order allgather, engine/distributed/mpi_communicator.cc);
+  iteration, one for the explicit final residual), each of m·p values; rank 0 sends and
+  receives 8·(N + (P − 2)·⌈N/P⌉) bytes per allreduce of N values (the fixed-order
+  reduce-scatter + allgather, engine/distributed/mpi_communicator.cc);
 - Newton-CG step (train proxy): allreduces = evaluations + cg_iterations + 1 and values =
   p·(cg_iterations + 4) + evaluations: three gradient passes (before, after the step, and
   train's closing one) of p + 1 values, cg_iterations + 1 Hessian products of p, and
@@ -120,20 +121,28 @@ def run_json(cmd, env, what):
     return wall, cpu, json.loads(out)
 
 
+def moved(P, N):
+    """Bytes rank 0 sends (and receives) in one AllreduceSum of N doubles: the fixed-order
+    reduce-scatter (the other ranks' segments out, its own segment's pieces in) and the
+    allgather of its summed segment (⌈N/P⌉ values, rank 0's segment, to P − 1 ranks)."""
+    mine = -(-N // P)
+    return 8 * (N - mine + mine * (P - 1))
+
+
 def check_influence(c, P, m, p, iterations):
     """The counters against the model; the list of what differs (empty: exact)."""
     want = {"processes": P, "allreduces": iterations + 1}
     want["allreduce_values"] = want["allreduces"] * m * p
-    want["bytes_sent"] = 8 * want["allreduce_values"]
-    want["bytes_received"] = 8 * (P - 1) * want["allreduce_values"]
+    want["bytes_sent"] = want["bytes_received"] = want["allreduces"] * moved(P, m * p)
     return want, [k for k in want if c.get(k) != want[k]]
 
 
 def check_newton(c, P, p, evaluations, cg):
     want = {"processes": P, "allreduces": evaluations + cg + 1,
             "allreduce_values": p * (cg + 4) + evaluations}
-    want["bytes_sent"] = 8 * want["allreduce_values"]
-    want["bytes_received"] = 8 * (P - 1) * want["allreduce_values"]
+    # Three gradient passes of p + 1 values, cg + 1 products of p, evaluations − 3 trials of 1.
+    want["bytes_sent"] = want["bytes_received"] = (
+        3 * moved(P, p + 1) + (cg + 1) * moved(P, p) + (evaluations - 3) * moved(P, 1))
     return want, [k for k in want if c.get(k) != want[k]]
 
 
