@@ -179,8 +179,12 @@ void RunAdam(Context<T>& c) {
   const TrainOptions& o = c.options;
   Objective<T>& obj = c.objective;
   const int64_t n = obj.num_examples(), p = obj.num_params();
+  if (obj.data().streamed())
+    Fail("--optimizer adam shuffles a copy of the whole data every epoch: not with streamed "
+         "rows (--max-memory); use --optimizer lbfgs or newton-cg, which stream");
   // A shuffled copy of the data per epoch; the minibatches are contiguous rows of it.
-  DeviceData<T> shuffled{c.be.Allocate(n, obj.data().X.cols()), c.be.Allocate(n, obj.data().Y.cols())};
+  DeviceData<T> shuffled{c.be.Allocate(n, obj.data().X.cols()), c.be.Allocate(n, obj.data().Y.cols()),
+                         nullptr};
   Objective<T> batch_objective(c.be, obj.arch(), shuffled,
                                ObjectiveOptions{std::min<int64_t>(o.batch_size, 2048)});
   kernels::Matrix<T> m = c.be.Zeros(1, p), v = c.be.Zeros(1, p), g2 = c.be.Allocate(1, p);

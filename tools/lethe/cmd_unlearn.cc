@@ -19,6 +19,7 @@
 #include "tools/lethe/erasure_record.h"
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/memory_budget.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/stream.h"
@@ -71,7 +72,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
   progress.Announce("lethe unlearn: forgetting " + std::to_string(forget_rows.size()) + " of " +
                       std::to_string(train.n) + " examples, " + std::to_string(model.arch.num_params) +
                       " parameters, " + Name(options.method) + ", " + session.backend->Describe());
-  ObjectiveOptions oo{common.batch_size};
+  // Streamed (--max-memory), the kept objective's options (its cache within the budget);
+  // the f32 copy's cache, in 4-byte values, stays within the same share.
+  const ObjectiveOptions oo = kept.options();
   Objective<T> forget(*session.backend, model.arch, UploadData(*session.backend, train, forget_rows), oo);
   // The kept rows again in f32 for the steps whose solve runs in f32 (UnlearnOptions).
   std::unique_ptr<kernels::Backend<float>> backend_f32;
@@ -235,6 +238,12 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 
 int RunUnlearn(const std::vector<std::string>& args) {
   // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
+  for (const std::string& a : args)  // the paths below do not stream their data
+    if (a == "--max-memory" || a.starts_with("--max-memory=")) {
+      if (WantsCertifiedUnlearn(args) || ArgsNameEnsemble(args) || WantsServeRequests(args))
+        Fail("--max-memory: only for lethe unlearn --model M --train T (one request, "
+             "not --certified, --requests or a SISA ensemble)");
+    }
   if (WantsCertifiedUnlearn(args)) return RunUnlearnCertified(args);
   // A SISA ensemble directory: Newton patches per constituent (tools/lethe/sisa_patch.cc).
   if (ArgsNameEnsemble(args)) return RunUnlearnEnsemble(args);
@@ -275,6 +284,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe unlearn --model M --train T (--forget FILE | --forget-ids LIST) --out PATCHED "
@@ -317,8 +327,11 @@ int RunUnlearn(const std::vector<std::string>& args) {
          "remove with lethe unlearn --certified --b FILE");
   in.model_sha256 = io::Sha256File(in.model_path);
   const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
+      model.forgotten, LoadTrainingRows(in.train_path, common, f32 ? 4 : 8), "unlearn", in.model_path);
   CheckDataMatchesModel(model.arch, train);
+  if (train.streamed && verify)
+    Fail("--verify: its retraining and audit hold the data in memory; not with the data streamed "
+         "(--max-memory): verify with lethe train --forget and lethe compare");
   std::optional<io::Dataset> test;
   if (!in.test_path.empty()) {
     test = io::LoadDataset(in.test_path, common.Data());
