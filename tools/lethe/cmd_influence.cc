@@ -33,6 +33,7 @@ ExtraMemory SelfInfluenceMemory(const io::Dataset& train, const SolverFlags& fla
   const bool direct = flags.Resolve(p).solver == SolverKind::kDirect;
   const int64_t block = SelfInfluenceBlock(direct);
   ExtraMemory e;
+  e.directions = direct ? std::max(block, p) : block;
   e.bytes = train.n * 16 + block * p * 2 * value_bytes;
   e.what = "the " + std::to_string(train.n) + " scores and a block of " + std::to_string(block) +
            " solves";
@@ -203,12 +204,14 @@ int InfluenceStreamed(const Model& model, const io::Dataset& train, const io::Da
   const int64_t block = std::min(n, block_batches * batch);
   const bool npy = paths.out.ends_with(".npy");
   ExtraMemory extra;
+  extra.directions = m;
   extra.bytes = block * m * (2 * static_cast<int64_t>(sizeof(T)) + 8) +
                 (npy ? 0 : top_k > 0 ? m * top_k * 24 : n * 8) + 2 * 10 * 5 * 24;
   extra.what = "the score blocks of " + std::to_string(block) + " rows" +
                (npy || top_k > 0 ? "" : " and one test's row of the full CSV");
   const int64_t p = model.arch.num_params;
   if (flags.Resolve(p).solver == SolverKind::kDirect) {
+    extra.directions = std::max(m, p);
     extra.bytes += 3 * p * p * static_cast<int64_t>(sizeof(T));
     extra.what += " and the direct solver's " + std::to_string(p) + " × " + std::to_string(p) +
                   " matrices (--solver cg needs none)";

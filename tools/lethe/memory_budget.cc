@@ -122,21 +122,30 @@ ObjectiveOptions BudgetedObjectiveOptions(const io::Dataset& data, const Archite
   const double rows = n * (static_cast<double>(data.target_width) * (8 + T) + 8 + 8);
   // The model: θ, the gradient and a solver's few vectors, and the preconditioner.
   const double model = static_cast<double>(arch.num_params) * T * 16 + kfac;
-  const double need = chunk + rows + model + static_cast<double>(extra.bytes);
+  // The grouped first-layer products: four buffers (two of the objective's, two of the
+  // layer's) of at most group_elements each, B × (directions in a group) × its width.
+  double first_width = 0;
+  for (const LayerShape& l : arch.layers)
+    if (l.num_params() > 0) {
+      first_width = static_cast<double>(l.out_width());
+      break;
+    }
+  const double group =
+      4 * T * std::min(static_cast<double>(o.group_elements), B * first_width * static_cast<double>(std::max<int64_t>(1, extra.directions)));
+  const double need = chunk + rows + model + group + static_cast<double>(extra.bytes);
   if (need > static_cast<double>(budget))
     Fail("--max-memory ", common.max_memory.empty() ? std::to_string(budget) : common.max_memory,
          ": too small for ", data.path, ": one chunk of ", static_cast<int64_t>(B),
          " rows needs about ", static_cast<int64_t>(chunk), " bytes, the ", data.n,
          " rows' labels and ids ", static_cast<int64_t>(rows), ", the model ",
-         static_cast<int64_t>(model),
+         static_cast<int64_t>(model), ", the grouped products ", static_cast<int64_t>(group),
          extra.bytes > 0 ? ", " + extra.what + " " + std::to_string(extra.bytes) : std::string(),
          " (", static_cast<int64_t>(need), " in all); raise --max-memory or lower --chunk-size");
-  // The rest: half to the forward-pass cache, a quarter to the grouped first-layer
-  // products (two buffers in the objective and about two in the layer).
+  // The rest goes to the forward-pass cache (beyond it the passes recompute: the same
+  // bits). The grouped first-layer products keep their size (a group of directions is one
+  // wide GEMM whose rounding depends on its width), so they are counted above.
   const double rest = static_cast<double>(budget) - need;
-  o.cache_elements = std::min<int64_t>(o.cache_elements, static_cast<int64_t>(rest / 2 / T));
-  o.group_elements =
-      std::max<int64_t>(1, std::min<int64_t>(o.group_elements, static_cast<int64_t>(rest / 4 / 4 / T)));
+  o.cache_elements = std::min<int64_t>(o.cache_elements, static_cast<int64_t>(rest / T));
   return o;
 }
 

@@ -38,12 +38,16 @@ io::Dataset LoadTrainingRows(const std::string& path, const CommonOptions& commo
 struct ExtraMemory {
   int64_t bytes = 0;
   std::string what;  // for the error message, e.g. "the n × m influence scores"
+  // Directions the curvature products take at once (influence: m; self-influence: its
+  // block; the direct solver: p), for the grouped products' buffers.
+  int64_t directions = 1;
 };
 
 // ObjectiveOptions{--chunk-size} for `data`; streamed, also within the budget: the batch
 // buffers, the rows' labels and ids, the model and `extra` must fit (else one error line:
-// raise --max-memory or lower --chunk-size), and the forward-pass cache and the grouped
-// products get at most the rest.
+// raise --max-memory or lower --chunk-size), and the forward-pass cache gets at most the
+// rest. The batch and the grouping of directions stay the in-memory run's (they decide
+// the order of sums and the width of GEMMs, so the bits).
 ObjectiveOptions BudgetedObjectiveOptions(const io::Dataset& data, const Architecture& arch,
                                           const CommonOptions& common, int64_t value_bytes,
                                           const ExtraMemory& extra = {});
