@@ -13,7 +13,9 @@ bool DenseCurvature(Objective<T>& objective, Curvature /*curvature*/,
                     const kernels::Matrix<T>& theta, double shift, kernels::Matrix<T> out) {
   using Matrix = kernels::Matrix<T>;
   const Architecture& arch = objective.arch();
-  if (!HasDenseCurvature(arch)) return false;
+  // Streamed rows (data larger than memory): the Gram form needs n × C² on the device at
+  // once; the caller then forms the matrix by curvature products, which stream.
+  if (!HasDenseCurvature(arch) || objective.data().streamed()) return false;
   const int64_t p = objective.num_params(), n = objective.num_examples();
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == p && out.rows() == p && out.cols() == p);
   kernels::Backend<T>& be = objective.backend();

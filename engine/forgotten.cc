@@ -130,12 +130,22 @@ io::Dataset SelectRows(const io::Dataset& data, const std::vector<int64_t>& rows
   out.d = data.d;
   out.target_width = data.target_width;
   out.integer_targets = data.integer_targets;
-  out.X.resize(out.n * out.d);
+  if (data.streamed) {  // rows of a streamed X: which file rows, not their values
+    out.streamed = data.streamed;
+    out.example_shape = data.example_shape;
+    out.integer_features = data.integer_features;
+    out.x_rows.resize(out.n);
+    for (int64_t r = 0; r < out.n; ++r)
+      out.x_rows[r] = data.x_rows.empty() ? rows[r] : data.x_rows[rows[r]];
+  } else {
+    out.X.resize(out.n * out.d);
+  }
   out.y.resize(out.n * out.target_width);
   out.ids.resize(out.n);
   for (int64_t r = 0; r < out.n; ++r) {
     const int64_t i = rows[r];
-    std::memcpy(out.X.data() + r * out.d, data.X.data() + i * data.d, sizeof(double) * data.d);
+    if (!data.streamed)
+      std::memcpy(out.X.data() + r * out.d, data.X.data() + i * data.d, sizeof(double) * data.d);
     std::copy_n(data.y.begin() + i * data.target_width, data.target_width,
                 out.y.begin() + r * out.target_width);
     out.ids[r] = data.ids[i];

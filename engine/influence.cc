@@ -56,6 +56,40 @@ InfluenceResult InfluenceOnTests(Objective<T>& train, Objective<T>& tests,
 }
 
 template <typename T>
+SolveSummary InfluenceOnTestsByBlocks(
+    Objective<T>& train, Objective<T>& tests, const kernels::Matrix<T>& theta,
+    InverseHvp<T>& inverse, int64_t block_batches,
+    const std::function<void(int64_t begin, int64_t count, const double* block)>& consumer) {
+  LETHE_CHECK(block_batches >= 1);
+  kernels::Backend<T>& be = train.backend();
+  const int64_t m = tests.num_examples(), n = train.num_examples(), p = train.num_params();
+  const auto start = std::chrono::steady_clock::now();
+  kernels::Matrix<T> G = be.Allocate(m, p), S = be.Allocate(m, p);
+  tests.PerExampleGradients(theta, 0, m, G);
+  SolveSummary summary = inverse.Solve(G, S);
+  if (!summary.converged() && summary.termination == Termination::kNegativeCurvature &&
+      inverse.options().solver != SolverKind::kCg)
+    return summary;
+  // Blocks start at multiples of the batch size: the same batches as the full pass.
+  const int64_t block = std::min(n, block_batches * train.batch_rows());
+  kernels::Matrix<T> D = be.Allocate(block, m);
+  std::vector<T> host(static_cast<size_t>(block * m));
+  std::vector<double> scores(host.size());
+  for (int64_t begin = 0; begin < n; begin += block) {
+    const int64_t count = std::min(block, n - begin);
+    kernels::Matrix<T> d = D.Rows(0, count);
+    train.PerExampleGradientDotsRows(theta, S, begin, count, d);
+    be.Download(d, host.data());
+    for (int64_t i = 0; i < count; ++i)
+      for (int64_t j = 0; j < m; ++j)
+        scores[j * count + i] = static_cast<double>(host[i * m + j]) / static_cast<double>(n);
+    consumer(begin, count, scores.data());
+  }
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+template <typename T>
 InfluenceResult SelfInfluence(Objective<T>& train, const kernels::Matrix<T>& theta,
                               InverseHvp<T>& inverse, int64_t block,
                               const std::function<void(int64_t done)>& progress) {
@@ -95,6 +129,12 @@ template InfluenceResult InfluenceOnTests<float>(Objective<float>&, Objective<fl
 template InfluenceResult InfluenceOnTests<double>(Objective<double>&, Objective<double>&,
                                                   const kernels::Matrix<double>&,
                                                   InverseHvp<double>&);
+template SolveSummary InfluenceOnTestsByBlocks<float>(
+    Objective<float>&, Objective<float>&, const kernels::Matrix<float>&, InverseHvp<float>&,
+    int64_t, const std::function<void(int64_t, int64_t, const double*)>&);
+template SolveSummary InfluenceOnTestsByBlocks<double>(
+    Objective<double>&, Objective<double>&, const kernels::Matrix<double>&, InverseHvp<double>&,
+    int64_t, const std::function<void(int64_t, int64_t, const double*)>&);
 template InfluenceResult SelfInfluence<float>(Objective<float>&, const kernels::Matrix<float>&,
                                               InverseHvp<float>&, int64_t,
                                               const std::function<void(int64_t)>&);

@@ -29,6 +29,17 @@ template <typename T>
 InfluenceResult InfluenceOnTests(Objective<T>& train, Objective<T>& tests,
                                  const kernels::Matrix<T>& theta, InverseHvp<T>& inverse);
 
+// The same scores without holding them (data larger than memory): after the solve,
+// `consumer(begin, count, block)` receives training rows [begin, begin+count) in order,
+// block[j·count + i] = score(test j, row begin+i), bit for bit InfluenceOnTests' values.
+// Blocks are `block_batches` of train's batches: memory O(block × m), not O(n × m).
+// Returns the solve's summary (nothing is handed out after negative curvature, as
+// InfluenceOnTests scores nothing).
+template <typename T>
+SolveSummary InfluenceOnTestsByBlocks(
+    Objective<T>& train, Objective<T>& tests, const kernels::Matrix<T>& theta,
+    InverseHvp<T>& inverse, int64_t block_batches,
+    const std::function<void(int64_t begin, int64_t count, const double* block)>& consumer);
 // Self-influence of training rows [0, n), solved `block` right-hand sides at a time.
 template <typename T>
 InfluenceResult SelfInfluence(Objective<T>& train, const kernels::Matrix<T>& theta,

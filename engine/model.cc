@@ -223,6 +223,9 @@ void CheckDataMatchesModel(const Architecture& arch, const io::Dataset& data) {
     Fail(data.path, ": X has ", data.d, " features per example but the model's first layer takes ",
          arch.input_dim, hint);
   }
+  if (reads_ids && data.streamed)
+    Fail(data.path, ": token ids (X of an integer dtype) cannot be streamed yet (--max-memory): "
+                    "the id check reads X whole; raise --max-memory");
   if (reads_ids) type->check_token_ids(first, data.X.data(), data.n, data.path);
   switch (arch.spec.loss) {
     case LossKind::kCrossEntropy:

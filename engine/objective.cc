@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "engine/distributed/objective_reduce.h"
+#include "engine/streamed_rows.h"
 
 namespace lethe {
 
@@ -28,6 +29,7 @@ struct Objective<T>::Workspace {
   Matrix scratch, losses;
   Matrix constants;   // 1 × max(1, q): Architecture::constants on the device
   int64_t count = 0;  // rows of the current batch
+  Matrix x_block;     // B × d: the current batch's rows when X is streamed (DeviceData::source)
   // The first layer's products for a group of directions at once (see
   // CurvatureProductRows): R{y} for every direction of the group side by side (batch ×
   // group·width) and their R{δ}; the layer keeps its own group buffers.
@@ -62,7 +64,8 @@ Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, 
                         const ObjectiveOptions& options)
     : backend_(backend), arch_(arch), data_(std::move(data)), options_(options) {
   options_.Validate();
-  LETHE_CHECK(data_.X.cols() == arch_.input_dim && data_.Y.rows() == data_.X.rows());
+  LETHE_CHECK(data_.d() == arch_.input_dim);
+  LETHE_CHECK(data_.streamed() ? data_.source->rows() == data_.n() : data_.X.rows() == data_.n());
   LETHE_CHECK(arch_.layers.size() == arch_.spec.layers.size());
   const int64_t B = std::max<int64_t>(1, std::min(options_.batch_size, data_.n()));
   const size_t L = arch_.layers.size();
@@ -86,6 +89,7 @@ Objective<T>::Objective(kernels::Backend<T>& backend, const Architecture& arch, 
     ws_->r_deltas.push_back(backend_.Allocate(B, width(l)));
   }
   ws_->scratch = backend_.Allocate(B, scratch);
+  if (data_.streamed()) ws_->x_block = backend_.Allocate(B, arch_.input_dim);
   ws_->losses = backend_.Allocate(B, 1);
   // The fixed tensors, converted to T once (an empty row stands in for none).
   const std::vector<double>& c = arch_.constants;
@@ -109,17 +113,25 @@ layers::Pass<T> Objective<T>::MakePass(const Matrix& theta) const {
 }
 
 template <typename T>
+typename Objective<T>::Matrix Objective<T>::InputRows(int64_t begin, int64_t count) {
+  if (!data_.streamed()) return data_.X.Rows(begin, count);
+  Matrix x = ws_->x_block.Rows(0, count);
+  data_.source->Read(begin, count, x);
+  return x;
+}
+
+template <typename T>
 void Objective<T>::Forward(const Matrix& theta, int64_t begin, int64_t count) {
   Workspace& ws = *ws_;
   ws.count = count;
   const layers::Pass<T> pass = MakePass(theta);
-  Matrix x = data_.X.Rows(begin, count);
+  ws.acts[0] = InputRows(begin, count);
+  Matrix x = ws.acts[0];
   for (size_t l = 0; l < ws.layers.size(); ++l) {
     Matrix y = ws.acts[l + 1].Rows(0, count);
     ws.layers[l]->Forward(pass, x, y);
     x = y;
   }
-  ws.acts[0] = data_.X.Rows(begin, count);
 }
 
 // Reverse mode from δ_L = ∂(scaled loss)/∂f, held in deltas[L], down to the first layer
@@ -287,7 +299,9 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     if (cached && ws.cache.valid) {
       const std::vector<Matrix> state = ws.CachedState(count);
       for (size_t i = 0; i < state.size(); ++i) backend_.Copy(ws.cache.batches[batch][i], state[i]);
-      ws.acts[0] = data_.X.Rows(begin, count);
+      // Streamed, the rows are read only where a layer reads them (the first layer with
+      // parameters is the first: below it the cache holds everything).
+      ws.acts[0] = data_.streamed() && ws.first > 0 ? Matrix() : InputRows(begin, count);
       ws.count = count;
     } else {
       Forward(theta, begin, count);
@@ -425,17 +439,31 @@ void Objective<T>::PerExampleGradients(const Matrix& theta, int64_t begin, int64
 
 template <typename T>
 void Objective<T>::PerExampleGradientDots(const Matrix& theta, const Matrix& S, Matrix out) {
-  LETHE_CHECK(S.cols() == num_params() && out.rows() == num_examples() && out.cols() == S.rows());
+  LETHE_CHECK(out.rows() == num_examples());
+  PerExampleGradientDotsRows(theta, S, 0, num_examples(), out);
+}
+
+template <typename T>
+void Objective<T>::PerExampleGradientDotsRows(const Matrix& theta, const Matrix& S, int64_t first,
+                                              int64_t n, Matrix out) {
+  LETHE_CHECK(first >= 0 && n >= 0 && first + n <= num_examples());
+  LETHE_CHECK(S.cols() == num_params() && out.rows() == n && out.cols() == S.rows());
   const int L = static_cast<int>(arch_.layers.size());
   backend_.Fill(out, T(0));
-  for (int64_t begin = 0; begin < num_examples(); begin += ws_->losses.rows()) {
-    const int64_t count = std::min(ws_->losses.rows(), num_examples() - begin);
+  for (int64_t done = 0; done < n; done += ws_->losses.rows()) {
+    const int64_t count = std::min(ws_->losses.rows(), n - done);
+    const int64_t begin = first + done;
     Forward(theta, begin, count);
     backend_.LossGradient(arch_.spec.loss, T(1), ws_->acts[L].Rows(0, count),
                           data_.Y.Rows(begin, count), ws_->deltas[L].Rows(0, count));
-    Matrix dots = out.Rows(begin, count);
+    Matrix dots = out.Rows(done, count);
     Backward(theta, count, {.dot_with = &S, .dots = &dots});
   }
+}
+
+template <typename T>
+int64_t Objective<T>::batch_rows() const {
+  return ws_->losses.rows();
 }
 
 template <typename T>
@@ -592,6 +620,7 @@ Metrics Objective<T>::Evaluate(const Matrix& theta) {
 template <typename T>
 DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
                          const std::vector<int64_t>& rows) {
+  if (data.streamed) return UploadStreamed(backend, data, rows);  // larger than memory
   const bool all = rows.empty();
   const int64_t n = all ? data.n : static_cast<int64_t>(rows.size());
   DeviceData<T> out;

@@ -30,6 +30,7 @@
 #include "engine/architecture.h"
 #include "engine/distributed/communicator.h"
 #include "engine/layers/layer.h"
+#include "engine/row_source.h"
 #include "io/dataset.h"
 #include "kernels/backend.h"
 
@@ -38,11 +39,17 @@ namespace lethe {
 enum class Curvature { kHessian, kGaussNewton };
 
 // Training data on the compute device. Y holds labels (as T) or regression targets.
+// X is either held (n × d) or, for data larger than memory, read a batch at a time from
+// `source` (engine/row_source.h; X is then empty): the objective computes the same bits
+// either way. Y is always held (n × target width: O(n), not O(n·d)).
 template <typename T>
 struct DeviceData {
-  kernels::Matrix<T> X;  // n × d
+  kernels::Matrix<T> X;  // n × d, or empty when streamed
   kernels::Matrix<T> Y;  // n × target width
-  int64_t n() const { return X.rows(); }
+  std::shared_ptr<RowSource<T>> source;  // null: X is held
+  int64_t n() const { return Y.rows(); }
+  int64_t d() const { return source ? source->cols() : X.cols(); }
+  bool streamed() const { return source != nullptr; }
 };
 
 struct ObjectiveOptions {
@@ -133,6 +140,13 @@ class Objective {
   // ⟨S_W, δᵢ xᵢᵀ⟩ = δᵢᵀ S_W xᵢ = rowᵢ(δ ⊙ (x S_Wᵀ)) and ⟨s_b, δᵢ⟩ = rowᵢ(δ s_bᵀ): memory stays
   // O(batch × width), never O(n × p). This is how influence scores g_testᵀ H⁻¹ gᵢ are taken.
   void PerExampleGradientDots(const Matrix& theta, const Matrix& S, Matrix out);
+  // The same for rows [begin, begin+count) alone (out: count × m), in batches from begin:
+  // with begin a multiple of the batch size, the batches and so the bits are the full
+  // call's (influence over data larger than memory takes the scores a block at a time).
+  void PerExampleGradientDotsRows(const Matrix& theta, const Matrix& S, int64_t begin,
+                                  int64_t count, Matrix out);
+  // Rows per forward/backward pass.
+  int64_t batch_rows() const;
   // The Kronecker factors of the Gauss-Newton matrix's diagonal blocks (K-FAC, Martens &
   // Grosse 2015), one pair per linear layer in layer order. For layer l with input a (the
   // bias as a constant 1 appended, ã = [a; 1]) and J the Jacobian of the model output
@@ -170,6 +184,9 @@ class Objective {
   // `reduce`; returns the value (1/scale_n)·Σ lᵢ + l2 and linear terms, grad the gradient.
   double ValueAndGradientSums(const Matrix& theta, int64_t first, int64_t n, int64_t scale_n,
                               bool reduce, Matrix grad);
+  // Rows [begin, begin+count) of X: a view of the held X, or read from the source into
+  // the workspace's batch buffer.
+  Matrix InputRows(int64_t begin, int64_t count);
   // Forward pass of rows [begin, begin+count): fills acts[0..L] (acts[0] views X).
   void Forward(const Matrix& theta, int64_t begin, int64_t count);
   using Sinks = layers::GradientSinks<T>;
@@ -196,7 +213,8 @@ class Objective {
   int64_t global_n_ = -1, row_offset_ = 0;
 };
 
-// Uploads `rows` of the dataset (all rows when empty) as T.
+// Uploads `rows` of the dataset (all rows when empty) as T. A streamed dataset
+// (io::Dataset::streamed) gives a streamed DeviceData: Y uploaded, X read by batches.
 template <typename T>
 DeviceData<T> UploadData(kernels::Backend<T>& backend, const io::Dataset& data,
                          const std::vector<int64_t>& rows = {});

@@ -186,9 +186,13 @@ void RunAdam(Context<T>& c) {
   const int64_t N = obj.global_examples(), n = obj.num_examples(), p = obj.num_params();
   const int64_t offset = obj.row_offset();
   const bool shared = obj.distributed();
+  if (obj.data().streamed())
+    Fail("--optimizer adam shuffles a copy of the whole data every epoch: not with streamed "
+         "rows (--max-memory); use --optimizer lbfgs or newton-cg, which stream");
   // A shuffled copy of this rank's rows per epoch, in the order they appear in the
   // permutation: each minibatch's share is a contiguous range of it.
-  DeviceData<T> shuffled{c.be.Allocate(n, obj.data().X.cols()), c.be.Allocate(n, obj.data().Y.cols())};
+  DeviceData<T> shuffled{c.be.Allocate(n, obj.data().X.cols()), c.be.Allocate(n, obj.data().Y.cols()),
+                         nullptr};
   Objective<T> batch_objective(c.be, obj.arch(), shuffled,
                                ObjectiveOptions{std::min<int64_t>(o.batch_size, 2048)});
   if (shared) batch_objective.Distribute(*obj.communicator());

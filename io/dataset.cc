@@ -43,8 +43,9 @@ int64_t FirstNonFiniteRow(const Vector& values, int64_t width) {
   return -1;
 }
 
+// x_values false: X's dtype and shape only (its bytes may be absent), for a streamed X.
 Dataset NpzArraysToDataset(const std::string& path, std::map<std::string, Array> arrays,
-                           int64_t first_row) {
+                           int64_t first_row, bool x_values = true) {
   const auto require = [&](const char* name) -> const Array& {
     const auto it = arrays.find(name);
     if (it == arrays.end()) Fail(path, ": missing array '", name, "'");
@@ -65,10 +66,12 @@ Dataset NpzArraysToDataset(const std::string& path, std::map<std::string, Array>
   if (ds.n == 0) Fail(path, ": X has no rows (n = 0)");
   ds.d = X.NumElements() / ds.n;  // trailing dimensions flattened; 1 for a 1-D X
   if (ds.d == 0) Fail(path, ": X has no features (shape ", ShapeString(X.shape), ")");
-  ResizeChecked(ds.X, static_cast<uint64_t>(X.NumElements()), path + ": X as doubles");
-  X.ToDouble(path + ": X", ds.X.data());
-  if (const int64_t row = FirstNonFiniteRow(ds.X, ds.d); row >= 0)
-    Fail(path, ": X contains NaN or Inf at row ", first_row + row);
+  if (x_values) {
+    ResizeChecked(ds.X, static_cast<uint64_t>(X.NumElements()), path + ": X as doubles");
+    X.ToDouble(path + ": X", ds.X.data());
+    if (const int64_t row = FirstNonFiniteRow(ds.X, ds.d); row >= 0)
+      Fail(path, ": X contains NaN or Inf at row ", first_row + row);
+  }
 
   const Array& y = require("y");
   if (y.shape.empty() || y.shape.size() > 2)
@@ -186,6 +189,10 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
 Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
                           int64_t first_row) {
   return NpzArraysToDataset(path, std::move(arrays), first_row);
+}
+
+Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays) {
+  return NpzArraysToDataset(path, std::move(arrays), 0, false);
 }
 
 Dataset LoadDataset(const std::string& path, const DatasetOptions& options) {

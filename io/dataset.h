@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@
 #include "common/host_memory.h"
 
 namespace lethe::io {
+
+class StreamedX;  // io/dataset_stream.h
 
 struct DatasetOptions {
   std::string label_column = "label";  // CSV only
@@ -42,6 +45,12 @@ struct Dataset {
   // writes by default (header "" or "Unnamed: 0", values 0, 1, ..., n-1), for the hint
   // in a feature-count mismatch.
   std::optional<std::string> index_like_column;
+  // Data larger than memory (--max-memory; io/dataset_stream.h): X is empty and its rows
+  // are read from `streamed` a block at a time (engine/streamed_rows.h); row i is the
+  // file's row x_rows[i] (x_rows empty: row i). Only code that never reads X takes such a
+  // Dataset: UploadData streams it, and the commands that accept --max-memory say which.
+  std::shared_ptr<const StreamedX> streamed;
+  std::vector<int64_t> x_rows;
 
   // Row index of each id in `wanted`; throws lethe::Error naming the first unknown id.
   std::vector<int64_t> RowsOf(const std::vector<int64_t>& wanted, const std::string& what) const;

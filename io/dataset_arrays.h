@@ -15,5 +15,8 @@ namespace lethe::io {
 // file rows, and default ids (no "ids" array) are file row indices.
 Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
                           int64_t first_row);
+// The same checks and fields but X's values: X gives its dtype and shape only (its bytes
+// may be empty) and the Dataset's X stays empty (io/dataset_stream.h reads it by rows).
+Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays);
 
 }  // namespace lethe::io

@@ -56,7 +56,7 @@ DpSgdSummary TrainDpSgd(Objective<T>& objective, kernels::Matrix<T> theta,
   // A block of the step's sample at a time: its rows gathered, their per-example gradients,
   // their squared norms and clipping weights.
   const int64_t block = std::max<int64_t>(1, std::min<int64_t>(options.block_elements / p, n));
-  DeviceData<T> rows{be.Allocate(block, data.X.cols()), be.Allocate(block, data.Y.cols())};
+  DeviceData<T> rows{be.Allocate(block, data.X.cols()), be.Allocate(block, data.Y.cols()), nullptr};
   Objective<T> block_objective(be, objective.arch(), rows, ObjectiveOptions{block});
   kernels::Matrix<T> G = be.Allocate(block, p), norms2 = be.Allocate(block, 1),
                      weights = be.Allocate(block, 1);

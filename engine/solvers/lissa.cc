@@ -41,6 +41,9 @@ MinibatchCurvatureOperator<T>::MinibatchCurvatureOperator(Objective<T>& objectiv
   for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
   kernels::Backend<T>& be = objective.backend();
   const DeviceData<T>& data = objective.data();
+  if (data.streamed())
+    Fail("--solver lissa shuffles a copy of the whole training data: not with the data "
+         "streamed (--max-memory); use --solver cg");
   DeviceData<T> shuffled;
   shuffled.X = be.Allocate(n, data.X.cols());
   shuffled.Y = be.Allocate(n, data.Y.cols());

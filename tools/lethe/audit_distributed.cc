@@ -13,7 +13,7 @@ template <typename T>
 DeviceData<T> UploadRows(kernels::Backend<T>& backend, const io::Dataset& data,
                          const std::vector<int64_t>& rows) {
   if (!rows.empty()) return UploadData(backend, data, rows);
-  return {backend.Allocate(0, data.d), backend.Allocate(0, data.target_width)};
+  return {backend.Allocate(0, data.d), backend.Allocate(0, data.target_width), nullptr};
 }
 
 std::vector<double> GatherDoublesToRoot(const std::vector<double>& values) {

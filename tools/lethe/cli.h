@@ -27,6 +27,8 @@ struct CommonOptions {
   bool json = false;
   std::string label_column = "label";
   std::string id_column;
+  // --max-memory (tools/lethe/memory_budget.h; only the commands that honour it offer it).
+  std::string max_memory;
 
   void Add(po::options_description& desc);
   kernels::BackendOptions Backend() const;  // validates --device, --threads

@@ -8,6 +8,7 @@
 #include "engine/objective.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/memory_budget.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 
@@ -19,7 +20,7 @@ int Eval(const Model& model, const io::Dataset& data, const CommonOptions& commo
          const std::string& model_path) {
   auto backend = kernels::MakeBackend<T>(common.Backend());
   Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
-                         ObjectiveOptions{common.batch_size});
+                         BudgetedObjectiveOptions(data, model.arch, common, sizeof(T)));
   Distribute(objective);  // under mpirun: sums over every rank's rows
   std::vector<T> host(model.theta.begin(), model.theta.end());
   auto theta = backend->Allocate(1, model.arch.num_params);
@@ -79,6 +80,7 @@ int RunEval(const std::vector<std::string>& args) {
     ("data", po::value(&data_path), "data (.npz or .csv)")
     ("spec", po::value(&spec_path), "sidecar spec JSON (overrides the embedded one)");
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm, "lethe eval --model MODEL --data DATA [--json]",
              "lethe eval --model examples/digits/model.safetensors --data examples/digits/test.npz --json"))
@@ -86,12 +88,14 @@ int RunEval(const std::vector<std::string>& args) {
   Require(vm, "model");
   Require(vm, "data");
   if (IsEnsembleDir(model_path)) {  // lethe sisa
+    if (!common.max_memory.empty()) Fail("--max-memory: not for a SISA ensemble DIR");
     RefuseUnderMpi(true, "lethe eval on a SISA ensemble");
     return EvalEnsemble(model_path, data_path, common);
   }
   const Model model =
       LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
-  const io::Dataset data = LoadRows(data_path, common.Data());  // under mpirun: this rank's
+  // Under mpirun: this rank's block; larger than --max-memory: streamed.
+  const io::Dataset data = LoadTrainingRows(data_path, common, common.F32() ? 4 : 8);
   Collectively([&] { CheckDataMatchesModel(model.arch, data); });
   return common.F32() ? Eval<float>(model, data, common, model_path)
                       : Eval<double>(model, data, common, model_path);

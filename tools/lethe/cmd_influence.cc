@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <numeric>
 
 #include "engine/influence.h"
@@ -16,6 +17,7 @@
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/influence_distributed.h"
 #include "tools/lethe/png_canvas.h"
+#include "tools/lethe/score_selection.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 
@@ -40,6 +42,29 @@ void CheckPng(const PngRequest& png, std::vector<std::string> inputs, const std:
     Fail("--png-top ", png.top, ": must be in [1, ", kMaxPngTiles, "]");
   if (IsEnsembleDir(model_path)) Fail("--png: not for an ensemble DIR (draw one constituent's model)");
   if (Distributed()) Fail("--png: not under mpirun (docs/distributed.md); run it as one process");
+}
+
+// Right-hand sides per self-influence solve: the direct solver's are cheap.
+int64_t SelfInfluenceBlock(bool direct) { return direct ? 256 : 64; }
+
+// What self-influence holds beyond the objective, for --max-memory: the n scores (and
+// their selection), a block of right-hand sides and solutions, and the direct solver's
+// p × p matrix and its factor.
+ExtraMemory SelfInfluenceMemory(const io::Dataset& train, const SolverFlags& flags, int64_t p,
+                                int64_t value_bytes) {
+  const bool direct = flags.Resolve(p).solver == SolverKind::kDirect;
+  const int64_t block = SelfInfluenceBlock(direct);
+  ExtraMemory e;
+  e.directions = direct ? std::max(block, p) : block;
+  e.bytes = train.n * 16 + block * p * 2 * value_bytes;
+  e.what = "the " + std::to_string(train.n) + " scores and a block of " + std::to_string(block) +
+           " solves";
+  if (direct) {
+    e.bytes += 3 * p * p * value_bytes;
+    e.what += " and the direct solver's " + std::to_string(p) + " × " + std::to_string(p) +
+              " matrices (--solver cg needs none)";
+  }
+  return e;
 }
 
 void CheckOutputName(const std::string& out) {
@@ -225,20 +250,144 @@ int Influence(const Model& model, const io::Dataset& train, const io::Dataset& t
   return 0;
 }
 
+// Influence with the training data streamed (--max-memory): the scores are never held.
+// They arrive a block of training rows at a time (InfluenceOnTestsByBlocks); --top-k and
+// the table keep their extremes in bounded heaps (TopK: O(m·K)), an .npy is written by
+// blocks of columns, and a full CSV goes through a scratch .npy read back one test at a
+// time (O(n)). Every number written is the in-memory run's, bit for bit, in the same order.
+template <typename T>
+int InfluenceStreamed(const Model& model, const io::Dataset& train, const io::Dataset& test,
+                      const std::vector<int64_t>& test_rows, const SolverFlags& flags,
+                      const CommonOptions& common, const Paths& paths, int64_t top_k) {
+  Warnings warnings("influence");
+  Progress progress(common.quiet);
+  const int64_t m = static_cast<int64_t>(test_rows.size()), n = train.n;
+  const int64_t batch = std::min<int64_t>(common.batch_size, n);
+  // Blocks of whole batches, up to ~16k rows, their scores within an eighth of the budget.
+  const int64_t per_batch = batch * m * (2 * static_cast<int64_t>(sizeof(T)) + 8);
+  const int64_t block_batches = std::clamp<int64_t>(
+      MemoryBudget(common) / 8 / std::max<int64_t>(1, per_batch), 1, std::max<int64_t>(1, 16384 / batch));
+  const int64_t block = std::min(n, block_batches * batch);
+  const bool npy = paths.out.ends_with(".npy");
+  ExtraMemory extra;
+  extra.directions = m;
+  extra.bytes = block * m * (2 * static_cast<int64_t>(sizeof(T)) + 8) +
+                (npy ? 0 : top_k > 0 ? m * top_k * 24 : n * 8) + 2 * 10 * 5 * 24;
+  extra.what = "the score blocks of " + std::to_string(block) + " rows" +
+               (npy || top_k > 0 ? "" : " and one test's row of the full CSV");
+  const int64_t p = model.arch.num_params;
+  if (flags.Resolve(p).solver == SolverKind::kDirect) {
+    extra.directions = std::max(m, p);
+    extra.bytes += 3 * p * p * static_cast<int64_t>(sizeof(T));
+    extra.what += " and the direct solver's " + std::to_string(p) + " × " + std::to_string(p) +
+                  " matrices (--solver cg needs none)";
+  }
+  Session<T> session(model, train, common, {}, extra);
+  Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
+                     ObjectiveOptions{common.batch_size});
+  const Prepared prepared = Prepare(session, model, flags, paths, progress, warnings,
+                                    std::to_string(m) + " test × " + std::to_string(n) +
+                                        " training examples (streamed)",
+                                    "influence scores");
+  const InverseHvpOptions& options = prepared.options;
+  InverseHvp<T> inverse(*session.train, session.theta, options);
+  std::unique_ptr<ScoresNpy> file;
+  if (npy || top_k == 0) file = std::make_unique<ScoresNpy>(paths.out, m, n, /*scratch=*/!npy);
+  const int64_t shown_tests = std::min<int64_t>(m, 10), show = 5;
+  std::vector<TopK> by_magnitude, helpful, harmful;
+  if (!npy && top_k > 0) by_magnitude.assign(m, TopK(top_k, true));
+  helpful.assign(shown_tests, TopK(show, true));
+  harmful.assign(shown_tests, TopK(show, false));
+  const SolveSummary summary = InfluenceOnTestsByBlocks<T>(
+      *session.train, tests, session.theta, inverse, block_batches,
+      [&](int64_t begin, int64_t count, const double* scores) {
+        if (file) file->WriteBlock(begin, count, scores);
+        for (int64_t j = 0; j < m; ++j) {
+          const double* row = scores + j * count;
+          for (int64_t i = 0; i < count; ++i) {
+            if (!by_magnitude.empty()) by_magnitude[j].Push(begin + i, std::abs(row[i]), row[i]);
+            if (j < shown_tests) {
+              helpful[j].Push(begin + i, row[i], row[i]);
+              harmful[j].Push(begin + i, row[i], row[i]);
+            }
+          }
+        }
+        progress.Report("influence training rows", begin + count, n);
+      });
+  const bool exact = CheckConverged(summary, flags.allow_inexact, warnings);
+  if (npy) {
+    file->Commit();
+  } else {
+    io::AtomicFile csv(paths.out);
+    csv.Write("test_id,train_id,score\n");
+    std::vector<double> row(top_k > 0 ? 0 : static_cast<size_t>(n));
+    for (int64_t j = 0; j < m; ++j) {
+      const std::string test_id = std::to_string(test.ids[test_rows[j]]) + ",";
+      if (top_k > 0) {
+        for (const auto& [i, score] : by_magnitude[j].Sorted())
+          csv.Write(test_id + std::to_string(train.ids[i]) + "," + io::FormatDouble(score) + "\n");
+        continue;
+      }
+      file->ReadRow(j, row.data());
+      for (int64_t i = 0; i < n; ++i)
+        csv.Write(test_id + std::to_string(train.ids[i]) + "," + io::FormatDouble(row[i]) + "\n");
+    }
+    csv.Commit();
+  }
+  auto label = [&](int64_t i) { return train.y[i * train.target_width]; };
+  if (common.json) {
+    nlohmann::json j = ResultJson(paths, options, model, common, summary, exact,
+                                  prepared.grad_norm, warnings);
+    j["m"] = m;
+    j["n"] = n;
+    j["top"] = nlohmann::json::array();
+    for (int64_t t = 0; t < shown_tests; ++t) {
+      nlohmann::json e{{"test_id", test.ids[test_rows[t]]}, {"helpful", nlohmann::json::array()},
+                       {"harmful", nlohmann::json::array()}};
+      for (const auto& [i, score] : helpful[t].Sorted())
+        e["helpful"].push_back({{"train_id", train.ids[i]}, {"score", score}, {"label", label(i)}});
+      for (const auto& [i, score] : harmful[t].Sorted())
+        e["harmful"].push_back({{"train_id", train.ids[i]}, {"score", score}, {"label", label(i)}});
+      j["top"].push_back(e);
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  PrintResultHeader(summary, exact, prepared.grad_norm);
+  for (int64_t j = 0; j < shown_tests; ++j) {
+    const int64_t row_index = test_rows[j];
+    std::cout << "test id " << test.ids[row_index] << " (label " << test.y[row_index * test.target_width]
+              << ")\n  most helpful (removing raises its loss)    most harmful (removing lowers it)\n";
+    const auto help = helpful[j].Sorted(), harm = harmful[j].Sorted();
+    for (size_t k = 0; k < help.size(); ++k) {
+      char line[160];
+      std::snprintf(line, sizeof line, "  id %-8lld %+.3e (label %g)         id %-8lld %+.3e (label %g)",
+                    static_cast<long long>(train.ids[help[k].first]), help[k].second,
+                    label(help[k].first), static_cast<long long>(train.ids[harm[k].first]),
+                    harm[k].second, label(harm[k].first));
+      std::cout << line << "\n";
+    }
+  }
+  if (m > 10) std::cout << "(" << m - 10 << " more test examples in " << paths.out << ")\n";
+  std::cout << "wrote " << paths.out << "\n";
+  return 0;
+}
+
 template <typename T>
 int Self(const Model& model, const io::Dataset& train, const std::vector<int64_t>& rows,
          const SolverFlags& flags, const CommonOptions& common, const Paths& paths,
          int64_t top_k, const PngRequest& png) {
   Warnings warnings("self-influence");
   Progress progress(common.quiet);
-  Session<T> session(model, train, common);
+  Session<T> session(model, train, common, {},
+                     SelfInfluenceMemory(train, flags, model.arch.num_params, sizeof(T)));
   const Prepared prepared =
       Prepare(session, model, flags, paths, progress, warnings,
               std::to_string(train.n) + " training examples", "self-influence scores");
   const InverseHvpOptions& options = prepared.options;
   const double grad_norm = prepared.grad_norm;
   InverseHvp<T> inverse(*session.train, session.theta, options);
-  const int64_t block = options.solver == SolverKind::kDirect ? 256 : 64;
+  const int64_t block = SelfInfluenceBlock(options.solver == SolverKind::kDirect);
   const InfluenceResult r = SelfInfluence(*session.train, session.theta, inverse, block,
                                           [&](int64_t done) {
                                             progress.Report("self-influence examples", done, train.n);
@@ -328,6 +477,7 @@ int RunInfluence(const std::vector<std::string>& args) {
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe influence --model M --train T --test E [--test-ids 3,17] --out scores.csv",
@@ -345,6 +495,8 @@ int RunInfluence(const std::vector<std::string>& args) {
       Fail("--png-tests ", png.tests, ": must be in [1, ", kMaxPngTiles, "]");
   }
   RefuseUnderMpi(IsEnsembleDir(model_path), "lethe influence on a SISA ensemble");
+  if (!common.max_memory.empty() && (Distributed() || IsEnsembleDir(model_path)))
+    Fail("--max-memory: one process and one model only (not under mpirun, not a SISA ensemble)");
   if (Distributed())  // under mpirun (docs/distributed.md)
     return InfluenceUnderMpi({model_path, train_path, test_path, out, spec_path, test_ids, top_k,
                               flags, common});
@@ -359,11 +511,15 @@ int RunInfluence(const std::vector<std::string>& args) {
   }
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(train_path, common.Data()), "influence", model_path);
+      model.forgotten, LoadTrainingRows(train_path, common, f32 ? 4 : 8), "influence", model_path);
   const io::Dataset test = io::LoadDataset(test_path, common.Data());
   CheckDataMatchesModel(model.arch, train);
   CheckDataMatchesModel(model.arch, test);
-  if (!png.path.empty()) png.shape = ImageShapeOf(model.arch, train);
+  if (!png.path.empty()) {
+    if (train.streamed)
+      Fail("--png draws the training images: not with the data streamed (--max-memory)");
+    png.shape = ImageShapeOf(model.arch, train);
+  }
   std::vector<int64_t> rows;
   if (!test_ids.empty()) {
     rows = test.RowsOf(io::ParseIdList(test_ids, "--test-ids"), "--test-ids");
@@ -372,6 +528,9 @@ int RunInfluence(const std::vector<std::string>& args) {
     std::iota(rows.begin(), rows.end(), 0);
   }
   const Paths paths{model_path, train_path, out};
+  if (train.streamed)  // larger than --max-memory
+    return f32 ? InfluenceStreamed<float>(model, train, test, rows, flags, common, paths, top_k)
+               : InfluenceStreamed<double>(model, train, test, rows, flags, common, paths, top_k);
   return f32 ? Influence<float>(model, train, test, rows, flags, common, paths, top_k, png)
              : Influence<double>(model, train, test, rows, flags, common, paths, top_k, png);
 }
@@ -396,6 +555,7 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
     ("spec", po::value(&spec_path), "sidecar spec JSON");
   flags.Add(desc);
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm, "lethe self-influence --model M --train T --out self.csv",
              "lethe self-influence --model examples/digits/model.safetensors --train "
@@ -407,15 +567,22 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
   if (!png.path.empty()) CheckPng(png, {model_path, train_path, spec_path}, out, model_path);
   RefuseUnderMpi(IsEnsembleDir(model_path), "lethe self-influence on a SISA ensemble");
+  if (!common.max_memory.empty() && Distributed())
+    Fail("--max-memory: one process only (not under mpirun)");
   if (Distributed())  // under mpirun (docs/distributed.md)
     return SelfInfluenceUnderMpi({model_path, train_path, "", out, spec_path, ids, top_k, flags,
                                   common});
   const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(train_path, common.Data()), "self-influence", model_path);
+      model.forgotten, LoadTrainingRows(train_path, common, f32 ? 4 : 8), "self-influence",
+      model_path);
   CheckDataMatchesModel(model.arch, train);
-  if (!png.path.empty()) png.shape = ImageShapeOf(model.arch, train);
+  if (!png.path.empty()) {
+    if (train.streamed)
+      Fail("--png draws the training images: not with the data streamed (--max-memory)");
+    png.shape = ImageShapeOf(model.arch, train);
+  }
   std::vector<int64_t> rows;
   if (!ids.empty()) rows = train.RowsOf(io::ParseIdList(ids, "--ids"), "--ids");
   const Paths paths{model_path, train_path, out};

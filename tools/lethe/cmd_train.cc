@@ -18,6 +18,7 @@
 #include "tools/lethe/commands.h"
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/memory_budget.h"
 #include "tools/lethe/certified_train.h"
 #include "tools/lethe/train_dp.h"
 
@@ -29,7 +30,7 @@ int Train(Model model, const io::Dataset& data, const std::vector<int64_t>& rows
           const TrainOptions& options, const CommonOptions& common, const std::string& out) {
   auto backend = kernels::MakeBackend<T>(common.Backend());
   Objective<T> objective(*backend, model.arch, UploadData(*backend, data, rows),
-                         ObjectiveOptions{common.batch_size});
+                         BudgetedObjectiveOptions(data, model.arch, common, sizeof(T)));
   // Under mpirun every rank runs the same optimiser on the same sums (docs/distributed.md).
   Distribute(objective);
   std::vector<T> host(model.theta.begin(), model.theta.end());
@@ -131,6 +132,7 @@ int RunTrain(const std::vector<std::string>& args) {
   dp.Add(desc);
   certified.Add(desc);
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe train --spec SPEC --data TRAIN --out MODEL [--forget FILE] [--init MODEL]",
@@ -183,11 +185,15 @@ int RunTrain(const std::vector<std::string>& args) {
   // A model that has forgotten examples is trained on without them (engine/forgotten.h).
   // Under mpirun: this rank's block of rows (tools/lethe/distributed_cli.h).
   const io::Dataset data =
-      ExcludeForgottenRows(model.forgotten, LoadRows(data_path, common.Data()), "train", init);
+      ExcludeForgottenRows(model.forgotten, LoadTrainingRows(data_path, common, common.F32() ? 4 : 8),
+                           "train", init);
   if (init.empty())
     model = InitializeModel(io::ReadSpecFile(spec_path), data, seed,
                             f32 ? io::DType::kF32 : io::DType::kF64);
   Collectively([&] { CheckDataMatchesModel(model.arch, data); });
+  if (data.streamed && (dp.enabled || certified.enabled))
+    Fail(dp.enabled ? "--dp" : "--certified", ": not with the data streamed (--max-memory): ",
+         data_path, " is larger than half of the memory bound; train with lbfgs or newton-cg");
 
   std::vector<int64_t> rows;  // empty: all
   if (auto forget = ForgetIds(vm)) {

@@ -24,6 +24,7 @@
 #include "tools/lethe/comparison.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/png_canvas.h"
+#include "tools/lethe/memory_budget.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/stream.h"
@@ -90,7 +91,9 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
                     std::to_string(model.arch.num_params) + " parameters, " +
                     Name(options.method) + ", " + session.backend->Describe() +
                     (Distributed() ? ", " + std::to_string(Comm().size()) + " processes" : ""));
-  ObjectiveOptions oo{common.batch_size};
+  // Streamed (--max-memory), the kept objective's options (its cache within the budget);
+  // the f32 copy's cache, in 4-byte values, stays within the same share.
+  const ObjectiveOptions oo = kept.options();
   // (UploadRows: a rank may hold none of the forget set's rows.)
   Objective<T> forget(*session.backend, model.arch, UploadRows(*session.backend, train, forget_rows), oo);
   Distribute(forget);
@@ -295,6 +298,12 @@ int RunUnlearn(const std::vector<std::string>& args) {
   RefuseUnderMpi(!certified && ensemble, "lethe unlearn on a SISA ensemble");
   RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
   if (certified) return RunUnlearnCertified(args);
+  for (const std::string& a : args)  // the paths below do not stream their data
+    if (a == "--max-memory" || a.starts_with("--max-memory=")) {
+      if (certified || ensemble || serve)
+        Fail("--max-memory: only for lethe unlearn --model M --train T (one request, "
+             "not --certified, --requests or a SISA ensemble)");
+    }
   // A SISA ensemble directory: Newton patches per constituent (tools/lethe/sisa_patch.cc).
   if (ensemble) return RunUnlearnEnsemble(args);
   // A file of requests served by one process (tools/lethe/stream_serve.cc).
@@ -337,6 +346,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
+  AddMaxMemory(desc, common);
   po::variables_map vm;
   if (!Parse(args, desc, nullptr, vm,
              "lethe unlearn --model M --train T (--forget FILE | --forget-ids LIST) --out PATCHED "
@@ -386,8 +396,12 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.model_sha256 = io::Sha256File(in.model_path);
   // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
   const io::Dataset train = ExcludeForgottenRows(
-      model.forgotten, LoadRows(in.train_path, common.Data()), "unlearn", in.model_path);
+      model.forgotten, LoadTrainingRows(in.train_path, common, f32 ? 4 : 8), "unlearn",
+      in.model_path);
   Collectively([&] { CheckDataMatchesModel(model.arch, train); });
+  if (train.streamed && verify)
+    Fail("--verify: its retraining and audit hold the data in memory; not with the data streamed "
+         "(--max-memory): verify with lethe train --forget and lethe compare");
   std::optional<io::Dataset> test;  // on rank 0 alone under mpirun (its audit's test set)
   if (!in.test_path.empty())
     Collectively([&] {

@@ -128,8 +128,10 @@ std::vector<int64_t> Extremes(const double* v, int64_t n, int64_t k, bool larges
   std::vector<int64_t> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
   k = std::min(k, n);
+  // Ties go to the lowest index, as in the streamed selection (score_selection.h).
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
-    return largest ? v[a] > v[b] : v[a] < v[b];
+    if (v[a] != v[b]) return largest ? v[a] > v[b] : v[a] < v[b];
+    return a < b;
   });
   idx.resize(k);
   return idx;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/lethe/cli.h"
+#include "tools/lethe/memory_budget.h"
 
 namespace lethe::cli {
 
@@ -40,11 +41,14 @@ struct Session {
   std::unique_ptr<Objective<T>> train;
   kernels::Matrix<T> theta;
 
+  // A streamed `data` (--max-memory) gets its objective's options within the budget, with
+  // `extra` (the command's own results) counted in it.
   Session(const Model& model, const io::Dataset& data, const CommonOptions& common,
-          const std::vector<int64_t>& rows = {}) {
+          const std::vector<int64_t>& rows = {}, const ExtraMemory& extra = {}) {
     backend = kernels::MakeBackend<T>(common.Backend());
-    train = std::make_unique<Objective<T>>(*backend, model.arch, UploadData(*backend, data, rows),
-                                           ObjectiveOptions{common.batch_size});
+    train = std::make_unique<Objective<T>>(
+        *backend, model.arch, UploadData(*backend, data, rows),
+        BudgetedObjectiveOptions(data, model.arch, common, sizeof(T), extra));
     theta = Upload(model.theta);
   }
   kernels::Matrix<T> Upload(const std::vector<double>& values) {
