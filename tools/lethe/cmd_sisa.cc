@@ -185,7 +185,8 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   m.data_n = data.n;
   const sisa::Partition p = sisa::PartitionIds(data.ids, partition);
   RefuseEmptyShards(p, data_path, "use fewer shards");
-  m.shards.assign(partition.shards, sisa::Shard{std::vector<sisa::Checkpoint>(partition.slices)});
+  m.shards.assign(partition.shards,
+                  sisa::Shard{std::vector<sisa::Checkpoint>(partition.slices), std::nullopt});
   m.created = UtcNow();
 
   std::vector<Job> jobs;
