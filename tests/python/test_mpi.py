@@ -20,6 +20,7 @@ import tempfile
 import unittest
 
 from lethe_test_main import run_tests
+from mpi_tools import assert_reduction_bytes, run_lethe
 
 import numpy as np
 
@@ -54,15 +55,8 @@ ADAM_RTOL = 1e-12
 DP_RTOL = 1e-12
 
 
-def mpirun(np_):
-    return ["mpirun", "-q", "--oversubscribe", "-np", str(np_)] if np_ > 1 else []
-
-
 def run(np_, *args, check=True):
-    p = subprocess.run(mpirun(np_) + [LETHE, *args], capture_output=True, text=True, timeout=120)
-    if check and p.returncode != 0:
-        raise AssertionError(f"np {np_} lethe {' '.join(args)}: exit {p.returncode}\n{p.stderr}")
-    return p
+    return run_lethe(LETHE, np_, *args, check=check)
 
 
 def load_safetensors(path):
@@ -139,13 +133,7 @@ class Distributed(unittest.TestCase):
         # One allreduce of p + 1 values (the gradient and the loss) per evaluation, plus
         # one of p per Hessian product of a Newton-CG step.
         comm = report["communication"]
-        self.assertEqual(comm["processes"], np_)
-        # The fixed-order reduce-scatter + allgather moves N + (P − 2)·⌈N/P⌉ of an
-        # allreduce's N values out of each rank: between (2P − 2)/P·N and that + P − 2.
-        P, values, calls = np_, comm["allreduce_values"], comm["allreduces"]
-        self.assertGreaterEqual(P * comm["bytes_sent"], 8 * (2 * P - 2) * values)
-        self.assertLessEqual(P * comm["bytes_sent"], 8 * ((2 * P - 2) * values + P * (P - 2) * calls))
-        self.assertEqual(comm["bytes_received"], comm["bytes_sent"])
+        assert_reduction_bytes(self, comm, np_)
         self.assertGreaterEqual(comm["allreduces"], report["evaluations"])
         if "newton-cg" in extra:
             # The optimisation alone (the loading's id checks are not counted): per step one
