@@ -19,6 +19,7 @@
 #include "io/input_file.h"
 #include "io/npy.h"
 #include "io/npy_format.h"
+#include "io/npz_member.h"
 #include "io/zip.h"
 
 namespace lethe::io {
@@ -62,27 +63,6 @@ int64_t FirstNonFinite(const double* v, int64_t count, int64_t d) {
   return -1;
 }
 
-// X's npy header, through the member's stream (stored or deflated alike); the stream is
-// left at X's first data byte, *data_start its offset in the member.
-npy::Header ReadXHeader(zip::MemberReader& reader, const zip::Entry& entry, const std::string& what,
-                        uint64_t* data_start) {
-  const uint64_t size = entry.uncompressed_size;
-  std::string first(static_cast<size_t>(std::min<uint64_t>(size, npy::kPreambleSize)), '\0');
-  reader.Read(first.data(), first.size());
-  const npy::Preamble preamble = npy::ParsePreamble(first, size, what);
-  const size_t have = first.size() - preamble.header_start;
-  if (preamble.header_size < have) Fail(what, ": malformed npy header: too short");
-  std::string dict = first.substr(preamble.header_start);
-  dict.resize(static_cast<size_t>(preamble.header_size));
-  reader.Read(dict.data() + have, dict.size() - have);
-  npy::Header header = npy::ParseHeader(dict, preamble, what);
-  *data_start = preamble.header_start + preamble.header_size;
-  if (size - *data_start != header.data_bytes)
-    Fail(what, ": declared size ", size, " but its npy header implies ",
-         *data_start + header.data_bytes, " bytes");
-  return header;
-}
-
 }  // namespace
 
 int64_t NpzXElements(const std::string& path) {
@@ -95,7 +75,8 @@ int64_t NpzXElements(const std::string& path) {
     if (e.name != "X.npy") continue;
     zip::MemberReader reader(file, e);
     uint64_t data_start = 0;
-    const npy::Header h = ReadXHeader(reader, e, path + ": member " + Quote(e.name), &data_start);
+    const npy::Header h =
+        ReadNpyMemberHeader(reader, e, path + ": member " + Quote(e.name), &data_start);
     int64_t elements = 1;
     for (int64_t s : h.shape) elements *= s;  // bounded by data_bytes, checked against the file
     return elements;
@@ -126,7 +107,7 @@ std::unique_ptr<StreamedX> StreamedX::Open(const std::string& path, Dataset* met
 
   zip::MemberReader reader(file, *entry);
   uint64_t data_start = 0;
-  const npy::Header header = ReadXHeader(reader, *entry, what, &data_start);
+  const npy::Header header = ReadNpyMemberHeader(reader, *entry, what, &data_start);
   if (header.fortran_order && header.shape.size() > 1)
     Fail(path, ": X is stored in Fortran order, which cannot be read by rows (--max-memory); "
                "save it C-ordered (numpy.ascontiguousarray)");

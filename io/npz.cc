@@ -8,9 +8,31 @@
 #include "io/input_file.h"
 #include "io/npy.h"
 #include "io/npy_format.h"
+#include "io/npz_member.h"
 #include "io/zip.h"
 
 namespace lethe::io {
+
+npy::Header ReadNpyMemberHeader(zip::MemberReader& reader, const zip::Entry& entry,
+                                const std::string& what, uint64_t* data_start) {
+  const uint64_t size = entry.uncompressed_size;
+  std::string first(static_cast<size_t>(std::min<uint64_t>(size, npy::kPreambleSize)), '\0');
+  reader.Read(first.data(), first.size());
+  const npy::Preamble preamble = npy::ParsePreamble(first, size, what);
+  // `first` already holds the start of the dict (2 bytes for version 1.0).
+  const size_t have = first.size() - preamble.header_start;
+  if (preamble.header_size < have) Fail(what, ": malformed npy header: too short");
+  std::string dict = first.substr(preamble.header_start);
+  dict.resize(static_cast<size_t>(preamble.header_size));
+  reader.Read(dict.data() + have, dict.size() - have);
+  npy::Header header = npy::ParseHeader(dict, preamble, what);
+  *data_start = preamble.header_start + preamble.header_size;
+  if (size - *data_start != header.data_bytes)
+    Fail(what, ": declared size ", size, " but its npy header implies ",
+         *data_start + header.data_bytes, " bytes");
+  return header;
+}
+
 namespace {
 
 // Inflated bytes are written this much at a time into memory reserved (not touched) up
@@ -57,21 +79,8 @@ std::map<std::string, Array> ReadNpz(const std::string& path,
     // The npy header says how many bytes the member must hold. Check that against the
     // zip's declared size before allocating anything for the data.
     zip::MemberReader reader(file, entry);
-    const uint64_t size = entry.uncompressed_size;
-    std::string first(static_cast<size_t>(std::min<uint64_t>(size, npy::kPreambleSize)), '\0');
-    reader.Read(first.data(), first.size());
-    const npy::Preamble preamble = npy::ParsePreamble(first, size, what);
-    // `first` already holds the start of the dict (2 bytes for version 1.0).
-    const size_t have = first.size() - preamble.header_start;
-    if (preamble.header_size < have) Fail(what, ": malformed npy header: too short");
-    std::string dict = first.substr(preamble.header_start);
-    dict.resize(static_cast<size_t>(preamble.header_size));
-    reader.Read(dict.data() + have, dict.size() - have);
-    npy::Header header = npy::ParseHeader(dict, preamble, what);
-    const uint64_t data_start = preamble.header_start + preamble.header_size;
-    if (size - data_start != header.data_bytes)
-      Fail(what, ": declared size ", size, " but its npy header implies ",
-           data_start + header.data_bytes, " bytes");
+    uint64_t data_start = 0;
+    npy::Header header = ReadNpyMemberHeader(reader, entry, what, &data_start);
     HostVector<uint8_t> data;
     ReserveChecked(data, header.data_bytes, what);
     while (data.size() < header.data_bytes) {
