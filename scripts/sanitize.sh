@@ -16,7 +16,7 @@ FUZZERS="safetensors npz zip npy csv spec ids ledger"
 targets="lethe_io_tests"
 for f in $FUZZERS; do targets="$targets fuzz_replay_$f"; done
 [ "${1:-}" = "--cli" ] && targets="$targets lethe"
-cmake --build "$BUILD" -j"$(nproc)" --target $targets
+cmake --build "$BUILD" -j"$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)" --target $targets
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 "$BUILD/tests/io/lethe_io_tests" --gtest_brief=1
 for f in $FUZZERS; do
