@@ -41,6 +41,9 @@ struct SolveSummary {
   // when x or A x is not finite
   double relative_residual = std::nan("");
   std::vector<double> relative_residuals;  // one per right-hand side; empty: not computed
+  // cg: the iterations each right-hand side took until it stopped (converged or failed);
+  // the solve's own `iterations` is their maximum. Empty for the other solvers.
+  std::vector<int> rhs_iterations;
   double seconds = 0;
   double setup_seconds = 0;  // of `seconds`: building the preconditioner (cg, lissa)
   std::string message;

@@ -191,6 +191,59 @@ TEST(Cg, ReachesToleranceAndMatchesExplicitSolve) {
             kLanczosTolerance);
 }
 
+// Counts the directions it is applied to (rows of V over all calls).
+class CountingOperator final : public LinearOperator<double> {
+ public:
+  explicit CountingOperator(LinearOperator<double>& inner) : inner_(inner) {}
+  int64_t size() const override { return inner_.size(); }
+  kernels::Backend<double>& backend() const override { return inner_.backend(); }
+  void Apply(const Matrix& V, Matrix out) override {
+    directions += V.rows();
+    inner_.Apply(V, out);
+  }
+  int64_t directions = 0;
+
+ private:
+  LinearOperator<double>& inner_;
+};
+
+// A right-hand side that has converged stops costing applications of A: a zero one never
+// costs any, an eigenvector of A converges in one iteration, and each right-hand side is
+// applied exactly as many times as its own iteration count (plus the final true residual),
+// with the solutions returned in the caller's order.
+TEST(Cg, ConvergedRightHandSidesLeaveTheProducts) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> H(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  const Eigen::MatrixXd A = Explicit(H);
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(0.5 * (A + A.transpose()));
+  Eigen::MatrixXd b(4, pr.p);
+  b.row(0) = RandomRows(1, pr.p, 7);
+  b.row(1).setZero();
+  b.row(2) = eig.eigenvectors().col(pr.p / 2).transpose();
+  b.row(3) = RandomRows(1, pr.p, 8);
+  CountingOperator counted(H);
+  Matrix X = pr.backend->Zeros(4, pr.p);
+  CgOptions options;
+  options.relative_tolerance = 1e-10;
+  const SolveSummary s = ConjugateGradient(counted, Upload(*pr.backend, b), X, options);
+  ASSERT_TRUE(s.converged()) << s.message;
+  ASSERT_EQ(s.rhs_iterations.size(), 4u);
+  EXPECT_EQ(s.rhs_iterations[1], 0);
+  EXPECT_EQ(s.rhs_iterations[2], 1);
+  EXPECT_GT(s.rhs_iterations[0], 2);
+  EXPECT_GT(s.rhs_iterations[3], 2);
+  EXPECT_EQ(s.iterations, std::max(s.rhs_iterations[0], s.rhs_iterations[3]));
+  int64_t want = 4;  // the final residual's application, all rows
+  for (int it : s.rhs_iterations) want += it;
+  EXPECT_EQ(counted.directions, want);
+  const Eigen::MatrixXd x = Download(*pr.backend, X);
+  EXPECT_EQ(x.row(1).norm(), 0.0);
+  const Eigen::MatrixXd want_x = ExplicitSolve(A, b);
+  for (int r : {0, 2, 3})
+    EXPECT_LE((x.row(r) - want_x.row(r)).norm() / want_x.row(r).norm(), kLanczosTolerance) << r;
+  EXPECT_LE(s.relative_residual, 10 * options.relative_tolerance);
+}
+
 TEST(Cg, ReportsNegativeCurvatureOnIndefiniteHessian) {
   Problem pr = Mlp();
   CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);

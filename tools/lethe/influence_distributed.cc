@@ -274,6 +274,8 @@ void MergeSummary(const SolveSummary& part, SolveSummary* total, bool first) {
   total->relative_residual = std::max(total->relative_residual, part.relative_residual);
   total->relative_residuals.insert(total->relative_residuals.end(),
                                    part.relative_residuals.begin(), part.relative_residuals.end());
+  total->rhs_iterations.insert(total->rhs_iterations.end(), part.rhs_iterations.begin(),
+                               part.rhs_iterations.end());
   total->seconds += part.seconds;
   if (part.termination != Termination::kConverged && total->converged()) {
     total->termination = part.termination;

@@ -169,6 +169,7 @@ nlohmann::json ToJson(const SolveSummary& s) {
   if (!s.preconditioner.empty()) j["preconditioner"] = s.preconditioner;
   j["termination"] = Name(s.termination);
   j["iterations"] = s.iterations;
+  if (!s.rhs_iterations.empty()) j["rhs_iterations"] = s.rhs_iterations;
   // absent when not computed (a computed NaN is written as null)
   if (s.residual_computed()) j["relative_residual"] = s.relative_residual;
   j["seconds"] = s.seconds;
