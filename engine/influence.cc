@@ -7,27 +7,6 @@
 #include "common/error.h"
 
 namespace lethe {
-namespace {
-
-void MergeSummary(const SolveSummary& part, SolveSummary* total, bool first) {
-  if (first) {
-    *total = part;
-    return;
-  }
-  total->iterations = std::max(total->iterations, part.iterations);
-  total->relative_residual = std::max(total->relative_residual, part.relative_residual);
-  total->relative_residuals.insert(total->relative_residuals.end(),
-                                   part.relative_residuals.begin(), part.relative_residuals.end());
-  total->rhs_iterations.insert(total->rhs_iterations.end(), part.rhs_iterations.begin(),
-                               part.rhs_iterations.end());
-  total->seconds += part.seconds;
-  if (part.termination != Termination::kConverged && total->converged()) {
-    total->termination = part.termination;
-    total->message = part.message;
-  }
-}
-
-}  // namespace
 
 template <typename T>
 InfluenceResult InfluenceOnTests(Objective<T>& train, Objective<T>& tests,
@@ -111,7 +90,7 @@ InfluenceResult SelfInfluence(Objective<T>& train, const kernels::Matrix<T>& the
     train.PerExampleGradients(theta, begin, count, g);
     // The residual is checked on the first block (it is the same operator for all).
     SolveSummary part = inverse.Solve(g, s, /*check_residual=*/begin == 0);
-    MergeSummary(part, &r.summary, begin == 0);
+    MergeBlockSummary(part, &r.summary, begin == 0);
     if (part.termination == Termination::kNegativeCurvature &&
         inverse.options().solver != SolverKind::kCg)
       return r;

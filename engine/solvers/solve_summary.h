@@ -12,6 +12,7 @@
 //   diverged            the iteration blew up (non-finite values, growing residual).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -50,5 +51,26 @@ struct SolveSummary {
   bool converged() const { return termination == Termination::kConverged; }
   bool residual_computed() const { return !relative_residuals.empty(); }
 };
+
+// The summary of solves over consecutive blocks of right-hand sides, `part` the next block's
+// (first: the first block's): the worst termination and residual, the most iterations, the
+// per-right-hand-side lists in order, and the seconds summed.
+inline void MergeBlockSummary(const SolveSummary& part, SolveSummary* total, bool first) {
+  if (first) {
+    *total = part;
+    return;
+  }
+  total->iterations = std::max(total->iterations, part.iterations);
+  total->relative_residual = std::max(total->relative_residual, part.relative_residual);
+  total->relative_residuals.insert(total->relative_residuals.end(),
+                                   part.relative_residuals.begin(), part.relative_residuals.end());
+  total->rhs_iterations.insert(total->rhs_iterations.end(), part.rhs_iterations.begin(),
+                               part.rhs_iterations.end());
+  total->seconds += part.seconds;
+  if (part.termination != Termination::kConverged && total->converged()) {
+    total->termination = part.termination;
+    total->message = part.message;
+  }
+}
 
 }  // namespace lethe

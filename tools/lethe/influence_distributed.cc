@@ -264,25 +264,6 @@ int Influence(const InfluenceJob& job) {
   return 0;
 }
 
-// As engine/influence.cc's: the worst of the solves' summaries.
-void MergeSummary(const SolveSummary& part, SolveSummary* total, bool first) {
-  if (first) {
-    *total = part;
-    return;
-  }
-  total->iterations = std::max(total->iterations, part.iterations);
-  total->relative_residual = std::max(total->relative_residual, part.relative_residual);
-  total->relative_residuals.insert(total->relative_residuals.end(),
-                                   part.relative_residuals.begin(), part.relative_residuals.end());
-  total->rhs_iterations.insert(total->rhs_iterations.end(), part.rhs_iterations.begin(),
-                               part.rhs_iterations.end());
-  total->seconds += part.seconds;
-  if (part.termination != Termination::kConverged && total->converged()) {
-    total->termination = part.termination;
-    total->message = part.message;
-  }
-}
-
 // Self-influence: the right-hand sides are every rank's own gᵢ, but a solve is collective
 // (each curvature product sums over all ranks' rows for the SAME directions), so the solves
 // go in rounds: in round k every rank contributes its k-th block of gradients, every rank
@@ -352,7 +333,7 @@ int Self(const InfluenceJob& job) {
     be.Upload(all.data(), G);
     // The residual is checked in the first round (it is the same operator for all).
     const SolveSummary part = inverse.Solve(G, S, /*check_residual=*/k == 0);
-    MergeSummary(part, &summary, k == 0);
+    MergeBlockSummary(part, &summary, k == 0);
     if (part.termination == Termination::kNegativeCurvature &&
         options.solver != SolverKind::kCg)
       break;
