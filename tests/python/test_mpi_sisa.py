@@ -6,7 +6,9 @@ order and alone writes. So, on examples/digits (1437 rows, softmax regression, 4
 slices, L-BFGS), against the plain run:
 - `sisa train` on 2 and 3 ranks (and 3 ranks for 2 shards: one rank idle) writes checkpoint
   files of the same SHA-256 and the same manifest, timings and dates aside;
-- `sisa unlearn` likewise (three ids in three shards, the report's content too);
+- `sisa unlearn` likewise (three ids in three shards, the report's content too), and
+  `unlearn --model DIR --method newton` (patch files, manifest, report) followed by the
+  `sisa unlearn` that makes the patched constituents exact;
 - `eval` (vote and mean), `compare` of two ensembles and `influence` with CG: identical
   output bytes (gathered, never summed); influence with the direct solver agrees to 1e-12
   relative to max|score| (one process does not repeat itself bit for bit there: measured
@@ -18,7 +20,9 @@ Skipped, saying why, without MPI or mpirun; the ctest sets OMPI_ALLOW_RUN_AS_ROO
 import hashlib
 import json
 import os
+import re
 import shutil
+import struct
 import sys
 import tempfile
 import unittest
@@ -65,6 +69,14 @@ def manifest(d):
     for r in m["forgotten"]["requests"]:
         del r["utc"], r["parent_sha256"]
     return m
+
+
+def safetensors(path):
+    """(metadata, the tensors' bytes) of a safetensors file."""
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(b[8:8 + n]).get("__metadata__", {}), b[8 + n:]
 
 
 def checkpoints(d):
@@ -123,6 +135,70 @@ class DistributedSisa(unittest.TestCase):
                     self.assertEqual(r[key], report_one[key], key)
                 self.assertEqual([(x["shard"], x["from_slice"], x["checkpoints"]) for x in r["retrained"]],
                                  [(x["shard"], x["from_slice"], x["checkpoints"]) for x in report_one["retrained"]])
+
+    def test_newton_patches_then_exact_are_the_one_process_files(self):
+        # lethe unlearn --model DIR: patch j on rank j mod P, rank 0 writes; then sisa unlearn
+        # without ids retrains the patched shards exactly.
+        patch = ["unlearn", "--model", None, "--method", "newton", "--forget-ids", "3,700,5",
+                 "--quiet", "--json"]
+        dirs, reports = {}, {}
+        for np_ in (1, 2, 3):
+            d = dirs[np_] = os.path.join(self.dir, f"patch{np_}")
+            shutil.copytree(self.one, d)
+            patch[2] = d
+            reports[np_] = json.loads(run(np_, *patch).stdout)
+        self.assertEqual(len(reports[1]["patched"]), 3)
+
+        def patch_files(d):
+            """A patch file records the request's UTC time (its `forgotten`): its tensors'
+            bytes and its metadata less that time."""
+            out = {}
+            for name in sorted(os.listdir(d)):
+                if "-patch-" in name:
+                    meta, data = safetensors(os.path.join(d, name))
+                    forgotten = json.loads(meta.pop("lethe_forgotten"))
+                    for r in forgotten["requests"]:
+                        del r["utc"]
+                    out[name] = (meta, forgotten, hashlib.sha256(data).hexdigest())
+            return out
+
+        def without_clock(x):
+            """x without its timings: keys naming seconds, and the solver summaries' times
+            in words ("0.01 s (setup 0.00 s)")."""
+            if isinstance(x, dict):
+                return {k: without_clock(v) for k, v in x.items() if "seconds" not in k}
+            if isinstance(x, list):
+                return [without_clock(v) for v in x]
+            if isinstance(x, str):
+                return re.sub(r"[0-9.]+ s \(setup [0-9.]+ s\)", "T", x)
+            return x
+
+        def manifest_without_clock(d):
+            m = manifest(d)
+            for shard in m["shards"]:
+                if shard["patch"]:
+                    del shard["patch"]["sha256"]  # covers the UTC time (above)
+            return without_clock(m)
+
+        for np_ in (2, 3):
+            with self.subTest(np=np_):
+                exact_files = {k: v for k, v in checkpoints(dirs[np_]).items() if "-patch-" not in k}
+                self.assertEqual(exact_files, {k: v for k, v in checkpoints(dirs[1]).items()
+                                               if "-patch-" not in k})
+                self.assertEqual(len(patch_files(dirs[np_])), 3)
+                self.assertEqual(patch_files(dirs[np_]), patch_files(dirs[1]))
+                self.assertEqual(manifest_without_clock(dirs[np_]), manifest_without_clock(dirs[1]))
+                for a, b in zip(reports[np_]["patched"], reports[1]["patched"]):
+                    self.assertEqual(without_clock({k: v for k, v in a.items() if k != "sha256"}),
+                                     without_clock({k: v for k, v in b.items() if k != "sha256"}))
+                self.assertEqual(reports[np_]["constituents"], reports[1]["constituents"])
+        exact = {}
+        for np_ in (1, 2, 3):
+            exact[np_] = json.loads(run(np_, "sisa", "unlearn", "--model", dirs[np_], "--quiet",
+                                        "--json").stdout)
+            self.assertEqual(exact[np_]["made_exact"], exact[1]["made_exact"])
+            self.assertEqual(checkpoints(dirs[np_]), checkpoints(dirs[1]))
+        self.assertEqual(len(exact[1]["made_exact"]), 3)
 
     def test_more_ranks_than_shards(self):
         # 2 shards on 3 ranks: rank 2 trains nothing and joins the agreements.
