@@ -51,11 +51,12 @@ struct Job {
 // records into `m` (the new manifest, not yet written). Returns the training seconds (the
 // sum of every slice's, wherever it ran).
 //
-// Under mpirun (docs/distributed.md, "SISA"): job j trains on rank j mod P with this very
-// code (ForEachConstituent, tools/lethe/sisa_distributed.h), and sends each slice's θ (raw
-// doubles), training time, row count and convergence to rank 0, which alone writes the
-// checkpoint files — rebuilt from the job's start model, whose architecture training does
-// not change, so each file is byte for byte the one-process file — and fills `m`.
+// Under mpirun (docs/distributed.md, "SISA ensembles"): job j trains on rank j mod P with
+// this very code (ForEachConstituent, tools/lethe/sisa_distributed.h), and sends each
+// slice's θ (raw doubles), training time, row count and convergence to rank 0, which alone
+// writes the checkpoint files — rebuilt from the job's start model, whose architecture
+// training does not change, so each file is byte for byte the one-process file — and
+// fills `m`.
 template <typename T>
 double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
                const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
@@ -206,7 +207,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   common.Backend();
   // Under mpirun only rank 0 writes (the directory, the manifest); every rank reads the
   // spec and the whole data file (a shard's rows are scattered over the file by the keyed
-  // hash, not a block of it) and trains its shards (docs/distributed.md, "SISA").
+  // hash, not a block of it) and trains its shards (docs/distributed.md, "SISA ensembles").
   const fs::path parent = fs::absolute(out).parent_path();
   OnRoot([&] {
     if (fs::exists(fs::symlink_status(out)))
@@ -317,7 +318,7 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   const auto forget = ForgetIds(vm);
   // Under mpirun every rank reads DIR and the data file, the affected shards are retrained
   // on the ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
-  // (docs/distributed.md, "SISA").
+  // (docs/distributed.md, "SISA ensembles").
   OnRoot([&] {
     if (!report_path.empty()) {
       io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
