@@ -13,6 +13,8 @@ slices, L-BFGS), against the plain run:
   output bytes (gathered, never summed); influence with the direct solver agrees to 1e-12
   relative to max|score| (one process does not repeat itself bit for bit there: measured
   4e-16 between two plain runs);
+- rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
+  ensemble plus leftovers, and the next unlearn ends as one process's;
 - bad input — a NaN in the data, an unknown id, a changed training row, self-influence on a
   DIR — gives the one-process line once, exit 1, and leaves DIR (or no DIR) as it was.
 Skipped, saying why, without MPI or mpirun; the ctest sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
@@ -23,6 +25,7 @@ import os
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -199,6 +202,28 @@ class DistributedSisa(unittest.TestCase):
             self.assertEqual(exact[np_]["made_exact"], exact[1]["made_exact"])
             self.assertEqual(checkpoints(dirs[np_]), checkpoints(dirs[1]))
         self.assertEqual(len(exact[1]["made_exact"]), 3)
+
+    def test_killed_unlearn_leaves_the_old_ensemble(self):
+        # Rank 0 killed after writing its first checkpoint, or just before the commit's rename:
+        # mpirun ends every rank, DIR is the old ensemble plus unreferenced files; the next
+        # sisa unlearn (on 2 ranks) removes them and ends as one process does.
+        one = self.sisa_train(1, "crash1")
+        run(1, "sisa", "unlearn", "--model", one, "--forget-ids", "3,700,5", "--quiet")
+        for stage in ("checkpoint", "commit"):
+            with self.subTest(stage=stage):
+                d = self.sisa_train(2, f"crash_{stage}")
+                before = files(d)
+                p = subprocess.run(["mpirun", "-q", "--oversubscribe", "-np", "2", "-x",
+                                    f"LETHE_TEST_CRASH_AT={stage}", LETHE, "sisa", "unlearn",
+                                    "--model", d, "--forget-ids", "3,700,5", "--quiet"],
+                                   capture_output=True, text=True, timeout=120)
+                self.assertNotEqual(p.returncode, 0)
+                after = files(d)
+                self.assertGreater(len(after), len(before))  # the killed run's leftovers
+                self.assertEqual({k: after[k] for k in before}, before)  # nothing rewritten
+                run(2, "sisa", "unlearn", "--model", d, "--forget-ids", "3,700,5", "--quiet")
+                self.assertEqual(checkpoints(d), checkpoints(one))
+                self.assertEqual(manifest(d), manifest(one))
 
     def test_more_ranks_than_shards(self):
         # 2 shards on 3 ranks: rank 2 trains nothing and joins the agreements.
