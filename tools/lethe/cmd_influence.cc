@@ -569,8 +569,8 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   // Self-influence is defined for one model (its own training rows); an ensemble's
   // constituents are model files of their own (lethe inspect DIR names them).
   if (IsEnsembleDir(model_path))
-    Fail(model_path, ": a SISA ensemble DIR; self-influence takes one model file (run it on a "
-         "constituent's: lethe inspect ", model_path, " names them)");
+    Fail(model_path, ": a SISA ensemble DIR; self-influence takes one model file (a "
+         "constituent's file: lethe inspect ", model_path, " names them)");
   if (!common.max_memory.empty() && Distributed())
     Fail("--max-memory: one process only (not under mpirun)");
   if (Distributed())  // under mpirun (docs/distributed.md)
