@@ -1,18 +1,19 @@
-"""lethe sisa and the commands on a SISA ensemble under mpirun (docs/distributed.md, "SISA").
+"""lethe sisa and commands on a SISA ensemble under mpirun (docs/distributed.md, "SISA ensembles").
 
 The constituents are spread over the ranks (shard or job j on rank j mod P, in rounds of P),
 each trained or evaluated by the one-process code, and rank 0 gathers the results in shard
 order and alone writes. So, on examples/digits (1437 rows, softmax regression, 4 shards × 2
 slices, L-BFGS), against the plain run:
-- `sisa train` on 2 and 3 ranks (and 3 ranks for 2 shards: one rank idle) writes checkpoint
-  files of the same SHA-256 and the same manifest, timings and dates aside;
+- `sisa train` on 2 and 3 ranks (and 3 ranks for 2 shards of an MLP trained by Adam in f32:
+  one rank idle) writes checkpoint files of the same SHA-256 and the same manifest, timings
+  and dates aside;
 - `sisa unlearn` likewise (three ids in three shards, the report's content too), and
   `unlearn --model DIR --method newton` (patch files, manifest, report) followed by the
   `sisa unlearn` that makes the patched constituents exact;
 - `eval` (vote and mean), `compare` of two ensembles and `influence` with CG: identical
   output bytes (gathered, never summed); influence with the direct solver agrees to 1e-12
-  relative to max|score| (one process does not repeat itself bit for bit there: measured
-  4e-16 between two plain runs);
+  relative to max|score| (one process on 2 threads does not repeat itself bit for bit
+  there: measured 4e-16 between two plain runs);
 - rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
   ensemble plus leftovers, and the next unlearn ends as one process's;
 - bad input — a NaN in the data, an unknown id, a changed training row, self-influence on a
@@ -109,9 +110,9 @@ class DistributedSisa(unittest.TestCase):
         shutil.rmtree(cls.dir, ignore_errors=True)
 
     @classmethod
-    def sisa_train(cls, np_, name, *extra, shards="4"):
+    def sisa_train(cls, np_, name, *extra, shards="4", spec=SPEC):
         out = os.path.join(cls.dir, name)
-        run(np_, "sisa", "train", "--spec", SPEC, "--data", cls.train, "--shards", shards,
+        run(np_, "sisa", "train", "--spec", spec, "--data", cls.train, "--shards", shards,
             "--slices", "2", "--out", out, "--quiet", *extra)
         return out
 
@@ -227,9 +228,12 @@ class DistributedSisa(unittest.TestCase):
                 self.assertEqual(manifest(d), manifest(one))
 
     def test_more_ranks_than_shards(self):
-        # 2 shards on 3 ranks: rank 2 trains nothing and joins the agreements.
-        one = self.sisa_train(1, "two1", shards="2")
-        three = self.sisa_train(3, "two3", shards="2")
+        # 2 shards on 3 ranks: rank 2 trains nothing and joins the agreements. An MLP by Adam
+        # in f32 (θ travels as doubles: exact for floats).
+        adam = ["--optimizer", "adam", "--epochs", "10", "--dtype", "f32"]
+        mlp = os.path.join(DIGITS, "mlp.json")
+        one = self.sisa_train(1, "two1", *adam, shards="2", spec=mlp)
+        three = self.sisa_train(3, "two3", *adam, shards="2", spec=mlp)
         self.assertEqual(checkpoints(three), checkpoints(one))
         self.assertEqual(manifest(three), manifest(one))
 
