@@ -1,7 +1,10 @@
 // lethe compare: how close model A (e.g. a patch) is to model B (e.g. the retrained one).
 // Under mpirun (docs/distributed.md) each rank holds its block of the training rows; the
 // audit's sums are reduced and the forget set's losses gathered to rank 0, which holds the
-// test set and prints (tools/lethe/audit_distributed.h). Ensembles are refused there.
+// test set and prints (tools/lethe/audit_distributed.h). With an ensemble among the compared,
+// the constituents are spread over the ranks instead (tools/lethe/sisa_distributed.h): every
+// rank reads the whole training and test files, and each constituent's outputs are computed
+// on one rank and gathered, so every number is one process's.
 #include <algorithm>
 #include <iostream>
 
@@ -60,9 +63,13 @@ int RunCompare(const std::vector<std::string>& args) {
   if (!original_path.empty()) models.push_back({"original", original_path});
   // A model file or an ensemble DIR each (tools/lethe/sisa_compare.h).
   std::vector<Compared> loaded;
+  bool ensemble = false;
+  for (const auto& [name, path] : models) ensemble = ensemble || IsEnsembleDir(path);
+  // Under mpirun: rows in blocks for models alone, constituents spread over the ranks when
+  // an ensemble is compared (then every rank holds every row, as one process).
+  const bool by_rows = Distributed() && !ensemble;
   for (const auto& [name, path] : models)
-    RefuseUnderMpi(IsEnsembleDir(path), "lethe compare on a SISA ensemble");
-  for (const auto& [name, path] : models) loaded.push_back(LoadCompared(path));
+    loaded.push_back(Collectively([&] { return LoadCompared(path); }));
   for (const Compared& c : loaded)
     for (const Model& m : c.models)
       if (m.arch.num_params != loaded[0].arch().num_params ||
@@ -80,7 +87,9 @@ int RunCompare(const std::vector<std::string>& args) {
     forget_what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
   }
   // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
-  io::Dataset train = LoadRows(train_path, common.Data());
+  io::Dataset train = by_rows ? LoadRows(train_path, common.Data()) : Collectively([&] {
+    return io::LoadDataset(train_path, common.Data());
+  });
   bool derived = false;  // the forget set is the forgotten ids found in this rank's rows
   if (!forgotten.ids.empty()) {
     ForgetHistory excluded;  // forgotten, less the forget set the metrics are asked for
@@ -94,7 +103,8 @@ int RunCompare(const std::vector<std::string>& args) {
       for (int64_t i = 0; i < train.n; ++i)
         if (forgotten.Contains(train.ids[i])) forget_ids.push_back(train.ids[i]);
     }
-    const int64_t found = SumOverRanks(static_cast<int64_t>(forget_ids.size()));
+    const int64_t found = by_rows ? SumOverRanks(static_cast<int64_t>(forget_ids.size()))
+                                  : static_cast<int64_t>(forget_ids.size());
     if (forget_what.empty() && found > 0) {
       forget_what = "the models' forgotten ids";
       std::cerr << "lethe compare: note: no --forget given: the forget set is the "
@@ -102,13 +112,15 @@ int RunCompare(const std::vector<std::string>& args) {
     }
     if (!rest.empty() && !given.empty()) {
       excluded.Add(rest, {});
-      train = ExcludeForgottenRows(excluded, std::move(train), "compare", "a compared model");
+      train = by_rows ? ExcludeForgottenRows(excluded, std::move(train), "compare",
+                                             "a compared model")
+                      : ExcludeForgotten(excluded, std::move(train), "compare", "a compared model");
     }
   }
   // The test set: on rank 0 alone under mpirun (the audit's test side is computed there).
   std::optional<io::Dataset> test;
   Collectively([&] {
-    if (Comm().rank() == 0) test = io::LoadDataset(test_path, common.Data());
+    if (Comm().rank() == 0 || !by_rows) test = io::LoadDataset(test_path, common.Data());
   });
   Collectively([&] { CheckDataMatchesModel(loaded[0].arch(), train); });
   Collectively([&] {
@@ -118,7 +130,8 @@ int RunCompare(const std::vector<std::string>& args) {
   if (derived)  // ids of this rank's own rows
     forget_rows = train.RowsOf(forget_ids, forget_what);
   else if (!forget_ids.empty())  // an id in no rank's rows: the one-process error
-    forget_rows = LocalRowsOf(train, forget_ids, forget_what);
+    forget_rows = by_rows ? LocalRowsOf(train, forget_ids, forget_what)
+                          : train.RowsOf(forget_ids, forget_what);
 
   (void)f32;
   // Parameter distances only where parameters correspond: between models, or between
@@ -130,7 +143,7 @@ int RunCompare(const std::vector<std::string>& args) {
   for (size_t k = 0; k < models.size(); ++k) {
     ModelRow r{models[k].first, not_applicable.empty() ? loaded[k].Theta() : std::vector<double>{},
                {}, -1};
-    r.audit = Distributed() ? AuditOverRanks(loaded[k].models.front(), train, forget_rows,
+    r.audit = by_rows ? AuditOverRanks(loaded[k].models.front(), train, forget_rows,
                                              test ? &*test : nullptr, common)
                             : AuditCompared(loaded[k], train, forget_rows, *test, common);
     rows.push_back(std::move(r));

@@ -89,7 +89,7 @@ int RunEval(const std::vector<std::string>& args) {
   Require(vm, "data");
   if (IsEnsembleDir(model_path)) {  // lethe sisa
     if (!common.max_memory.empty()) Fail("--max-memory: not for a SISA ensemble DIR");
-    RefuseUnderMpi(true, "lethe eval on a SISA ensemble");
+    // Under mpirun: the constituents spread over the ranks (tools/lethe/sisa_distributed.h).
     return EvalEnsemble(model_path, data_path, common);
   }
   const Model model =

@@ -494,14 +494,10 @@ int RunInfluence(const std::vector<std::string>& args) {
     if (png.tests < 1 || png.tests > kMaxPngTiles)
       Fail("--png-tests ", png.tests, ": must be in [1, ", kMaxPngTiles, "]");
   }
-  RefuseUnderMpi(IsEnsembleDir(model_path), "lethe influence on a SISA ensemble");
   if (!common.max_memory.empty() && (Distributed() || IsEnsembleDir(model_path)))
     Fail("--max-memory: one process and one model only (not under mpirun, not a SISA ensemble)");
-  if (Distributed())  // under mpirun (docs/distributed.md)
-    return InfluenceUnderMpi({model_path, train_path, test_path, out, spec_path, test_ids, top_k,
-                              flags, common});
-  const bool f32 = common.F32();
-  // A SISA ensemble directory: per-constituent influence (tools/lethe/sisa_influence.cc).
+  // A SISA ensemble directory: per-constituent influence (tools/lethe/sisa_influence.cc),
+  // under mpirun the constituents spread over the ranks (tools/lethe/sisa_distributed.h).
   if (IsEnsembleDir(model_path)) {
     if (!spec_path.empty()) Fail("--spec: not for an ensemble DIR (its manifest holds the spec)");
     return InfluenceEnsemble(model_path, train_path, test_path,
@@ -509,6 +505,10 @@ int RunInfluence(const std::vector<std::string>& args) {
                                               : io::ParseIdList(test_ids, "--test-ids"),
                              flags, common, out, top_k);
   }
+  if (Distributed())  // under mpirun (docs/distributed.md)
+    return InfluenceUnderMpi({model_path, train_path, test_path, out, spec_path, test_ids, top_k,
+                              flags, common});
+  const bool f32 = common.F32();
   const Model model = LoadModel(model_path, spec_path.empty() ? std::nullopt : std::optional(spec_path));
   const io::Dataset train = ExcludeForgotten(
       model.forgotten, LoadTrainingRows(train_path, common, f32 ? 4 : 8), "influence", model_path);
@@ -566,7 +566,11 @@ int RunSelfInfluence(const std::vector<std::string>& args) {
   if (top_k < 0) Fail("--top-k ", top_k, ": must be >= 0");
   io::CheckOutputIsNotAnInput(out, {model_path, train_path});
   if (!png.path.empty()) CheckPng(png, {model_path, train_path, spec_path}, out, model_path);
-  RefuseUnderMpi(IsEnsembleDir(model_path), "lethe self-influence on a SISA ensemble");
+  // Self-influence is defined for one model (its own training rows); an ensemble's
+  // constituents are model files of their own (lethe inspect DIR names them).
+  if (IsEnsembleDir(model_path))
+    Fail(model_path, ": a SISA ensemble DIR; self-influence takes one model file (a "
+         "constituent's file: lethe inspect ", model_path, " names them)");
   if (!common.max_memory.empty() && Distributed())
     Fail("--max-memory: one process only (not under mpirun)");
   if (Distributed())  // under mpirun (docs/distributed.md)

@@ -26,7 +26,9 @@
 #include "io/atomic_file.h"
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
+#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 namespace {
@@ -46,7 +48,15 @@ struct Job {
 };
 
 // Trains each job's slices, writing checkpoint files of `generation` into `dir` and their
-// records into `m` (the new manifest, not yet written). Returns the training seconds.
+// records into `m` (the new manifest, not yet written). Returns the training seconds (the
+// sum of every slice's, wherever it ran).
+//
+// Under mpirun (docs/distributed.md, "SISA ensembles"): job j trains on rank j mod P with
+// this very code (ForEachConstituent, tools/lethe/sisa_distributed.h), and sends each
+// slice's θ (raw doubles), training time, row count and convergence to rank 0, which alone
+// writes the checkpoint files — rebuilt from the job's start model, whose architecture
+// training does not change, so each file is byte for byte the one-process file — and
+// fills `m`.
 template <typename T>
 double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
                const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
@@ -55,34 +65,59 @@ double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& dat
   const auto row_of_id = RowOfId(data);
   double total = 0;
   bool first = true;
-  for (Job& job : jobs) {
+  auto work = [&](int j) {
+    const Job& job = jobs[j];
+    nlohmann::json slices = nlohmann::json::array();
+    std::vector<double> thetas;
     Clock::time_point t = Clock::now();
-    sisa::TrainShard<T>(
-        *backend, std::move(job.start), data, row_of_id, partition, job.shard, job.from, m,
-        [&](const sisa::SliceDone& d) {
-          const double seconds = Since(t);
-          total += seconds;
-          sisa::Checkpoint& c = m.shards[job.shard].slices[d.slice];
-          c.ids = partition[job.shard][d.slice];
-          c.file = sisa::CheckpointName(job.shard, d.slice, generation);
-          c.seconds = seconds;
-          c.trained_on = d.rows;
-          c.generation = generation;
-          const std::string path = dir + "/" + c.file;
-          SaveModel(path, d.model);
-          c.sha256 = io::Sha256File(path);
-          if (!d.summary.converged && m.train.optimizer != Optimizer::kAdam)
-            Warn("sisa", "shard " + std::to_string(job.shard) + " slice " +
-                             std::to_string(d.slice) + ": NOT converged (‖∇L‖ = " +
-                             Sci(d.summary.grad_norm) + ", " + d.summary.message + ")");
-          progress.Update("  shard " + std::to_string(job.shard) + " slice " +
-                          std::to_string(d.slice) + ": " + std::to_string(d.rows) + " rows, " +
-                          Fixed(seconds, 3) + " s");
-          if (first) CrashPointForTests("checkpoint");
-          first = false;
-          t = Clock::now();
-        });
-  }
+    sisa::TrainShard<T>(*backend, job.start, data, row_of_id, partition, job.shard, job.from, m,
+                        [&](const sisa::SliceDone& d) {
+                          slices.push_back({{"slice", d.slice},
+                                            {"seconds", Since(t)},
+                                            {"rows", d.rows},
+                                            {"converged", d.summary.converged},
+                                            {"grad_norm", Sci(d.summary.grad_norm)},
+                                            {"message", d.summary.message}});
+                          thetas.insert(thetas.end(), d.model.theta.begin(), d.model.theta.end());
+                          t = Clock::now();
+                        });
+    return Pack(slices, thetas);
+  };
+  auto take = [&](int j, const std::string& bytes) {
+    const Job& job = jobs[j];
+    nlohmann::json slices;
+    std::vector<double> thetas;
+    Unpack(bytes, slices, thetas);
+    const size_t p = job.start.theta.size();
+    LETHE_CHECK(thetas.size() == p * slices.size());
+    Model model = job.start;
+    for (size_t k = 0; k < slices.size(); ++k) {
+      const nlohmann::json& d = slices[k];
+      const int slice = d["slice"].get<int>();
+      const double seconds = d["seconds"].get<double>();
+      total += seconds;
+      model.theta.assign(thetas.begin() + k * p, thetas.begin() + (k + 1) * p);
+      sisa::Checkpoint& c = m.shards[job.shard].slices[slice];
+      c.ids = partition[job.shard][slice];
+      c.file = sisa::CheckpointName(job.shard, slice, generation);
+      c.seconds = seconds;
+      c.trained_on = d["rows"].get<int64_t>();
+      c.generation = generation;
+      const std::string path = dir + "/" + c.file;
+      SaveModel(path, model);
+      c.sha256 = io::Sha256File(path);
+      if (!d["converged"].get<bool>() && m.train.optimizer != Optimizer::kAdam)
+        Warn("sisa", "shard " + std::to_string(job.shard) + " slice " + std::to_string(slice) +
+                         ": NOT converged (‖∇L‖ = " + d["grad_norm"].get<std::string>() + ", " +
+                         d["message"].get<std::string>() + ")");
+      progress.Update("  shard " + std::to_string(job.shard) + " slice " +
+                      std::to_string(slice) + ": " + std::to_string(c.trained_on) + " rows, " +
+                      Fixed(seconds, 3) + " s");
+      if (first) CrashPointForTests("checkpoint");
+      first = false;
+    }
+  };
+  ForEachConstituent(static_cast<int>(jobs.size()), work, take);
   return total;
 }
 
@@ -170,18 +205,24 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   m.objective_batch = common.batch_size;
   m.device = common.device;
   common.Backend();
-  if (fs::exists(fs::symlink_status(out)))
-    Fail(out, ": exists; sisa train writes a new directory (remove it or choose another --out)");
+  // Under mpirun only rank 0 writes (the directory, the manifest); every rank reads the
+  // spec and the whole data file (a shard's rows are scattered over the file by the keyed
+  // hash, not a block of it) and trains its shards (docs/distributed.md, "SISA ensembles").
   const fs::path parent = fs::absolute(out).parent_path();
-  if (!fs::is_directory(parent)) Fail(out, ": cannot write: ", parent.string(), " is not a directory");
+  OnRoot([&] {
+    if (fs::exists(fs::symlink_status(out)))
+      Fail(out, ": exists; sisa train writes a new directory (remove it or choose another --out)");
+    if (!fs::is_directory(parent))
+      Fail(out, ": cannot write: ", parent.string(), " is not a directory");
+  });
 
-  const io::ModelSpec spec = io::ReadSpecFile(spec_path);
+  const io::ModelSpec spec = Collectively([&] { return io::ReadSpecFile(spec_path); });
   if (spec.loss == LossKind::kMse)
     Fail(spec_path, ": loss mse: SISA ensembles aggregate classifiers only (cross_entropy, logistic)");
   m.spec_json = spec.ToJson();
-  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  const io::Dataset data = Collectively([&] { return io::LoadDataset(data_path, common.Data()); });
   m.data_path = fs::absolute(data_path).lexically_normal().string();
-  m.data_sha256 = io::Sha256File(data_path);
+  OnRoot([&] { m.data_sha256 = io::Sha256File(data_path); });
   m.data_n = data.n;
   const sisa::Partition p = sisa::PartitionIds(data.ids, partition);
   RefuseEmptyShards(p, data_path, "use fewer shards");
@@ -197,8 +238,12 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   }
   // Everything is written into a fresh directory beside DIR, renamed into place at the end:
   // DIR appears complete or not at all. A failure removes the temporary directory.
-  std::string temp = fs::absolute(out).string() + ".tmp-XXXXXX";
-  if (!::mkdtemp(temp.data())) Fail(out, ": cannot create a directory beside it: ", std::strerror(errno));
+  std::string temp;
+  OnRoot([&] {
+    temp = fs::absolute(out).string() + ".tmp-XXXXXX";
+    if (!::mkdtemp(temp.data()))
+      Fail(out, ": cannot create a directory beside it: ", std::strerror(errno));
+  });
   struct Remove {
     std::string path;
     ~Remove() {
@@ -214,13 +259,15 @@ int RunSisaTrain(const std::vector<std::string>& args) {
                     std::to_string(partition.slices) + " slices, " + optimizer);
   const auto start = Clock::now();
   const double trained = Run(temp, m, data, p, jobs, 0, common, progress);
-  sisa::FillCellHashes(m, data, RowOfId(data));
-  io::WriteFileAtomically(temp + "/manifest.json", m.ToJson());
-  SyncDirectory(temp);
-  if (::rename(temp.c_str(), out.c_str()) != 0)
-    Fail(out, ": cannot rename ", temp, " into place: ", std::strerror(errno));
-  remove.path.clear();
-  SyncDirectory(parent.string());
+  OnRoot([&] {
+    sisa::FillCellHashes(m, data, RowOfId(data));
+    io::WriteFileAtomically(temp + "/manifest.json", m.ToJson());
+    SyncDirectory(temp);
+    if (::rename(temp.c_str(), out.c_str()) != 0)
+      Fail(out, ": cannot rename ", temp, " into place: ", std::strerror(errno));
+    remove.path.clear();
+    SyncDirectory(parent.string());
+  });
   const double seconds = Since(start);
 
   int64_t lo = INT64_MAX, hi = 0;
@@ -269,31 +316,40 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     return 0;
   Require(vm, "model");
   const auto forget = ForgetIds(vm);
-  if (!report_path.empty()) {
-    io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
-    io::CheckOutputCanBeWritten(report_path);
-  }
+  // Under mpirun every rank reads DIR and the data file, the affected shards are retrained
+  // on the ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
+  // (docs/distributed.md, "SISA ensembles").
+  OnRoot([&] {
+    if (!report_path.empty()) {
+      io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
+      io::CheckOutputCanBeWritten(report_path);
+    }
+  });
   common.Backend();
   const std::string manifest_path = dir + "/manifest.json";
-  if (!IsEnsembleDir(dir)) Fail(dir, ": not a SISA ensemble directory (no manifest.json)");
-  LockEnsemble(dir);
+  if (!Collectively([&] { return IsEnsembleDir(dir); }))
+    Fail(dir, ": not a SISA ensemble directory (no manifest.json)");
+  OnRoot([&] { LockEnsemble(dir); });
 
   const auto start = Clock::now();
-  const sisa::Manifest old = ReadEnsemble(dir);
+  const sisa::Manifest old = Collectively([&] { return ReadEnsemble(dir); });
   if (!forget && !old.AnyPatched())
     Fail("--forget or --forget-ids is required (", dir, " has no Newton-patched constituent "
          "to make exact)");
-  const std::string old_sha = io::Sha256File(manifest_path);
+  const std::string old_sha = Collectively([&] { return io::Sha256File(manifest_path); });
   if (common.device != old.device)
     Warn("sisa unlearn", "the ensemble was trained with --device " + old.device + ", this run "
          "retrains on " + common.device + ": each backend is deterministic, but their "
          "reductions differ in order, so the result is exact retraining on " + common.device +
          ", not bit for bit what sisa train on " + old.device + " would give");
   // What an earlier crash left behind is not part of the ensemble: remove it first.
-  for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
+  OnRoot([&] {
+    for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
+  });
 
   std::string data_sha256;
-  const io::Dataset data = LoadEnsembleData(old, dir, data_path, common, &data_sha256);
+  const io::Dataset data =
+      Collectively([&] { return LoadEnsembleData(old, dir, data_path, common, &data_sha256); });
   const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
   std::vector<int64_t> ids;
   int64_t already = 0;
@@ -353,30 +409,34 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
                               "request");
 
   std::vector<Job> jobs;
-  for (const auto& [s, from] : earliest) {
-    Model start_model = from == 0 ? InitialModel(m, data, s)
-                                  : LoadModel(dir + "/" + old.shards[s].slices[from - 1].file);
-    jobs.push_back({s, from, std::move(start_model)});
-  }
+  Collectively([&] {
+    for (const auto& [s, from] : earliest) {
+      Model start_model = from == 0 ? InitialModel(m, data, s)
+                                    : LoadModel(dir + "/" + old.shards[s].slices[from - 1].file);
+      jobs.push_back({s, from, std::move(start_model)});
+    }
+  });
   Progress progress(common.quiet);
   progress.Announce("lethe sisa unlearn: " + std::to_string(ids.size()) + " id(s) in " +
                     std::to_string(jobs.size()) + " shard(s)");
   const double retrain_seconds = Run(dir, m, data, p, jobs, m.generation, common, progress);
-  sisa::FillCellHashes(m, data, RowOfId(data));
-
-  // The commit point: the manifest is replaced by a rename. Before it, DIR is the old
-  // ensemble plus unreferenced files; after it, the new one plus unreferenced files.
-  {
-    io::AtomicFile file(manifest_path);
-    file.Write(m.ToJson());
-    CrashPointForTests("commit");
-    file.Commit();
-  }
-  CrashPointForTests("cleanup");
-  std::vector<std::string> removed = Unreferenced(dir, m);
-  for (const std::string& name : removed) fs::remove(dir + "/" + name);
-  SyncDirectory(dir);
-  const std::string new_sha = io::Sha256File(manifest_path);
+  std::string new_sha;
+  OnRoot([&] {
+    sisa::FillCellHashes(m, data, RowOfId(data));
+    // The commit point: the manifest is replaced by a rename. Before it, DIR is the old
+    // ensemble plus unreferenced files; after it, the new one plus unreferenced files.
+    {
+      io::AtomicFile file(manifest_path);
+      file.Write(m.ToJson());
+      CrashPointForTests("commit");
+      file.Commit();
+    }
+    CrashPointForTests("cleanup");
+    std::vector<std::string> removed = Unreferenced(dir, m);
+    for (const std::string& name : removed) fs::remove(dir + "/" + name);
+    SyncDirectory(dir);
+    new_sha = io::Sha256File(manifest_path);
+  });
   const double seconds = Since(start);
 
   double full = 0;  // every cell's recorded training time: what retraining all would take
@@ -431,7 +491,9 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   r["seconds"] = seconds;
   r["full_retrain_seconds_estimate"] = full;
   r["speedup_estimate"] = retrain_seconds > 0 ? full / retrain_seconds : 0.0;
-  if (!report_path.empty()) io::WriteFileAtomically(report_path, r.dump(2) + "\n");
+  OnRoot([&] {
+    if (!report_path.empty()) io::WriteFileAtomically(report_path, r.dump(2) + "\n");
+  });
   if (common.json) {
     std::cout << r.dump(2) << "\n";
   } else {

@@ -291,11 +291,11 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 
 int RunUnlearn(const std::vector<std::string>& args) {
   // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
-  // None of these three has a distributed version yet (docs/distributed.md).
+  // Neither --certified nor --requests has a distributed version yet (docs/distributed.md);
+  // a SISA ensemble does (tools/lethe/sisa_patch.cc).
   const bool certified = WantsCertifiedUnlearn(args), ensemble = ArgsNameEnsemble(args),
              serve = WantsServeRequests(args);
   RefuseUnderMpi(certified, "lethe unlearn --certified");
-  RefuseUnderMpi(!certified && ensemble, "lethe unlearn on a SISA ensemble");
   RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
   if (certified) return RunUnlearnCertified(args);
   for (const std::string& a : args)  // the paths below do not stream their data

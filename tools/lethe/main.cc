@@ -71,9 +71,6 @@ int Run(int argc, char** argv) {
   for (const auto& c : lethe::cli::AllCommands()) {
     if (name != c.name) continue;
     try {
-      // Commands with no distributed version would run whole on every rank and race to
-      // write the same outputs: refused under mpirun (docs/distributed.md).
-      lethe::cli::RefuseUnderMpi(name == "sisa", name);
       return c.run(args);
     } catch (const lethe::Error& e) {
       PrintError(name, e.what());

@@ -7,6 +7,7 @@
 #include "engine/objective.h"
 #include "engine/sisa/aggregate.h"
 #include "tools/lethe/sisa_dir.h"
+#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 
@@ -56,18 +57,26 @@ ModelAudit AuditEnsemble(const Compared& c, const io::Dataset& train,
   const double S = static_cast<double>(c.models.size());
   // Per-example loss and label of the ensemble on every row of `data`.
   auto run = [&](const io::Dataset& data, std::vector<double>& losses, std::vector<int64_t>& labels) {
-    std::vector<std::vector<double>> outputs;
-    for (const Model& model : c.models) {
-      Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
-                             ObjectiveOptions{common.batch_size});
-      std::vector<T> host(model.theta.begin(), model.theta.end());
-      auto theta = backend->Allocate(1, model.arch.num_params);
-      backend->Upload(host.data(), theta);
-      auto out = backend->Allocate(data.n, width);
-      objective.Outputs(theta, out);
-      std::vector<T> f(data.n * width);
-      backend->Download(out, f.data());
-      outputs.emplace_back(f.begin(), f.end());
+    // Constituent s's outputs, computed on rank s mod P under mpirun and received by every
+    // rank in shard order (tools/lethe/sisa_distributed.h): the one-process bits.
+    const std::vector<std::string> results =
+        AllConstituentResults(static_cast<int>(c.models.size()), [&](int s) {
+          const Model& model = c.models[s];
+          Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
+                                 ObjectiveOptions{common.batch_size});
+          std::vector<T> host(model.theta.begin(), model.theta.end());
+          auto theta = backend->Allocate(1, model.arch.num_params);
+          backend->Upload(host.data(), theta);
+          auto out = backend->Allocate(data.n, width);
+          objective.Outputs(theta, out);
+          std::vector<T> f(data.n * width);
+          backend->Download(out, f.data());
+          return Pack(nlohmann::json::object(), std::vector<double>(f.begin(), f.end()));
+        });
+    std::vector<std::vector<double>> outputs(results.size());
+    for (size_t s = 0; s < results.size(); ++s) {
+      nlohmann::json header;
+      Unpack(results[s], header, outputs[s]);
     }
     const sisa::EnsemblePrediction p = sisa::Predict(m.aggregate, loss, outputs, data.n, width);
     labels = p.label;

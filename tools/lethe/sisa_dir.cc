@@ -23,6 +23,9 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/sha256.h"
+#include "io/spec.h"
+#include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 
@@ -148,20 +151,27 @@ template <typename T>
 int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& data,
          const CommonOptions& common) {
   auto backend = kernels::MakeBackend<T>(common.Backend());
-  std::vector<std::vector<double>> outputs;
-  LossKind loss{};
+  // Each constituent's outputs on every row: under mpirun constituent s is computed on rank
+  // s mod P and every rank receives them all in shard order (gathered, not summed: the same
+  // bits as one process), so everything below is the one-process computation.
+  const std::vector<std::string> results =
+      AllConstituentResults(m.partition.shards, [&](int s) {
+        const Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
+        CheckDataMatchesModel(model.arch, data);
+        return Pack({{"width", model.arch.output_dim}},
+                    Outputs(*backend, model, data, common.batch_size));
+      });
+  const LossKind loss = io::ModelSpec::Parse(m.spec_json, dir + "/manifest.json").loss;
   int64_t width = 0;
+  std::vector<std::vector<double>> outputs(m.partition.shards);
   std::vector<double> constituent_accuracy;
   for (int s = 0; s < m.partition.shards; ++s) {
-    const std::string path = dir + "/" + m.ConstituentFile(s);
-    const Model model = LoadModel(path);
-    CheckDataMatchesModel(model.arch, data);
-    loss = model.arch.spec.loss;
-    width = model.arch.output_dim;
-    outputs.push_back(Outputs(*backend, model, data, common.batch_size));
+    nlohmann::json header;
+    Unpack(results[s], header, outputs[s]);
+    width = header["width"].get<int64_t>();
     int64_t right = 0;
     for (int64_t i = 0; i < data.n; ++i)
-      right += sisa::ConstituentLabel(loss, outputs.back().data() + i * width, width) ==
+      right += sisa::ConstituentLabel(loss, outputs[s].data() + i * width, width) ==
                static_cast<int64_t>(data.y[i * data.target_width]);
     constituent_accuracy.push_back(data.n ? right / static_cast<double>(data.n) : 0);
   }
@@ -215,8 +225,9 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& dat
 }  // namespace
 
 int EvalEnsemble(const std::string& dir, const std::string& data_path, const CommonOptions& common) {
-  const sisa::Manifest m = ReadEnsemble(dir);
-  const io::Dataset data = io::LoadDataset(data_path, common.Data());
+  // Under mpirun every rank reads DIR and the whole data file (tools/lethe/sisa_distributed.h).
+  const sisa::Manifest m = Collectively([&] { return ReadEnsemble(dir); });
+  const io::Dataset data = Collectively([&] { return io::LoadDataset(data_path, common.Data()); });
   return common.F32() ? Eval<float>(dir, m, data, common) : Eval<double>(dir, m, data, common);
 }
 

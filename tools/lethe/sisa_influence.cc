@@ -28,7 +28,9 @@
 #include "io/npy.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
+#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 namespace {
@@ -37,7 +39,8 @@ struct ConstituentResult {
   int shard = 0;
   int64_t n = 0;
   double grad_norm = 0;
-  SolveSummary summary;
+  std::string describe;  // Describe(the solve's summary)
+  nlohmann::json solver;  // ToJson(the solve's summary)
 };
 
 template <typename T>
@@ -50,81 +53,71 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
   const auto row_of_id = RowOfId(train);
   const int S = m.partition.shards;
   const int64_t mt = static_cast<int64_t>(test_rows.size()), n = train.n;
-  std::vector<Model> models;
-  for (int s = 0; s < S; ++s) {
-    models.push_back(LoadModel(dir + "/" + m.ConstituentFile(s)));
-    CheckDataMatchesModel(models.back().arch, train);
-    CheckDataMatchesModel(models.back().arch, test);
-  }
-  const LossKind loss = models[0].arch.spec.loss;
-  const int64_t width = models[0].arch.output_dim, k = sisa::NumLabels(loss, width);
-  // w[c][j]: the aggregation's weight of constituent c for test example j (above).
-  std::vector<std::vector<double>> p_label(S, std::vector<double>(mt));
-  auto backend = kernels::MakeBackend<T>(common.Backend());
-  for (int s = 0; s < S; ++s) {
-    Objective<T> tests(*backend, models[s].arch, UploadData(*backend, test, test_rows),
-                       ObjectiveOptions{common.batch_size});
-    std::vector<T> host(models[s].theta.begin(), models[s].theta.end());
-    auto theta = backend->Allocate(1, models[s].arch.num_params);
-    backend->Upload(host.data(), theta);
-    auto f = backend->Allocate(mt, width);
-    tests.Outputs(theta, f);
-    std::vector<T> fh(mt * width);
-    backend->Download(f, fh.data());
-    std::vector<double> row(width), p(k);
-    for (int64_t j = 0; j < mt; ++j) {
-      std::copy(fh.begin() + j * width, fh.begin() + (j + 1) * width, row.begin());
-      sisa::Probabilities(loss, row.data(), width, p.data());
-      p_label[s][j] = p[static_cast<int64_t>(test.y[test_rows[j] * test.target_width])];
-    }
-  }
-  std::vector<std::vector<double>> w(S, std::vector<double>(mt, 1.0 / S));
-  if (m.aggregate == sisa::Aggregate::kMean)
-    for (int64_t j = 0; j < mt; ++j) {
-      double mean = 0;
-      for (int s = 0; s < S; ++s) mean += p_label[s][j] / S;
-      for (int s = 0; s < S; ++s) w[s][j] = p_label[s][j] / (S * mean);
-    }
-
-  // Each constituent's own influence on its shard's kept rows (sisa train's row order),
-  // scaled by its weight, into the columns of those rows.
-  std::vector<double> scores(mt * n, 0.0);
-  std::vector<ConstituentResult> results;
-  bool exact = true;
-  for (int s = 0; s < S; ++s) {
+  auto shard_rows = [&](int s) {  // the shard's kept rows, in sisa train's order
     std::vector<int64_t> rows;
     for (const sisa::Checkpoint& c : m.shards[s].slices)
       for (int64_t id : c.ids) rows.push_back(row_of_id.at(id));
-    Session<T> session(models[s], train, common, rows);
-    Objective<T> tests(*session.backend, models[s].arch,
-                       UploadData(*session.backend, test, test_rows),
+    return rows;
+  };
+  auto backend = kernels::MakeBackend<T>(common.Backend());
+  // Constituent s, on rank s mod P under mpirun (tools/lethe/sisa_distributed.h): the
+  // probability p_{s,y} of each test label (for the weights), ‖∇L_s‖, and its own influence
+  // on its shard's kept rows. Sent to rank 0 as raw doubles [grad_norm, p_{s,y} (mt),
+  // scores (mt × n_s)]: rank 0 assembles exactly what one process computes.
+  auto work = [&](int s) {
+    const Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
+    CheckDataMatchesModel(model.arch, train);
+    CheckDataMatchesModel(model.arch, test);
+    const LossKind loss = model.arch.spec.loss;
+    const int64_t width = model.arch.output_dim, k = sisa::NumLabels(loss, width);
+    std::vector<double> values(1 + mt);
+    {
+      Objective<T> tests(*backend, model.arch, UploadData(*backend, test, test_rows),
+                         ObjectiveOptions{common.batch_size});
+      std::vector<T> host(model.theta.begin(), model.theta.end());
+      auto theta = backend->Allocate(1, model.arch.num_params);
+      backend->Upload(host.data(), theta);
+      auto f = backend->Allocate(mt, width);
+      tests.Outputs(theta, f);
+      std::vector<T> fh(mt * width);
+      backend->Download(f, fh.data());
+      std::vector<double> row(width), p(k);
+      for (int64_t j = 0; j < mt; ++j) {
+        std::copy(fh.begin() + j * width, fh.begin() + (j + 1) * width, row.begin());
+        sisa::Probabilities(loss, row.data(), width, p.data());
+        values[1 + j] = p[static_cast<int64_t>(test.y[test_rows[j] * test.target_width])];
+      }
+    }
+    const std::vector<int64_t> rows = shard_rows(s);
+    Session<T> session(model, train, common, rows);
+    Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
                        ObjectiveOptions{common.batch_size});
-    InverseHvpOptions options = flags.Resolve(models[s].arch.num_params);
+    InverseHvpOptions options = flags.Resolve(model.arch.num_params);
     options.progress = &progress;
     progress.Announce("lethe influence: constituent " + std::to_string(s) + " of " +
                       std::to_string(S) + ", " + std::to_string(rows.size()) + " rows, solver " +
                       Name(options.solver));
-    ConstituentResult cr;
-    cr.shard = s;
-    cr.n = static_cast<int64_t>(rows.size());
+    nlohmann::json header;
+    header["warnings"] = nlohmann::json::array();
     {
       // ‖∇L_c(θ_c)‖ on the shard's rows: the scores are first-order effects at a minimiser.
       kernels::Matrix<T> grad = session.backend->Allocate(1, session.train->num_params());
       session.train->ValueAndGradient(session.theta, grad);
-      cr.grad_norm = static_cast<double>(kernels::Norm(*session.backend, grad));
-      if (!(cr.grad_norm <= kStationarityTolerance))
-        warnings.Add("constituent " + std::to_string(s) + " (" + m.ConstituentFile(s) + ") is not "
-                     "at a stationary point of its shard's objective on " + train_path +
-                     " (‖∇L‖ = " + Sci(cr.grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
-                     "): its scores are first-order effects at a minimiser, so they describe a "
-                     "nearby optimum" +
-                     (m.shards[s].patch ? "; it is Newton-patched: `lethe sisa unlearn --model " +
-                                              dir + "` retrains it exactly"
-                                        : std::string()));
+      values[0] = static_cast<double>(kernels::Norm(*session.backend, grad));
+      if (!(values[0] <= kStationarityTolerance))
+        header["warnings"].push_back(
+            "constituent " + std::to_string(s) + " (" + m.ConstituentFile(s) + ") is not "
+            "at a stationary point of its shard's objective on " + train_path +
+            " (‖∇L‖ = " + Sci(values[0]) + " > " + Sci(kStationarityTolerance, 0) +
+            "): its scores are first-order effects at a minimiser, so they describe a "
+            "nearby optimum" +
+            (m.shards[s].patch ? "; it is Newton-patched: `lethe sisa unlearn --model " + dir +
+                                     "` retrains it exactly"
+                               : std::string()));
     }
     InverseHvp<T> inverse(*session.train, session.theta, options);
     const InfluenceResult r = InfluenceOnTests(*session.train, tests, session.theta, inverse);
-    cr.summary = r.summary;
+    header["exact"] = true;
     if (!r.summary.converged()) {
       const std::string what = "constituent " + std::to_string(s) + ": the inverse-Hessian solve "
                                "did not converge (" + Describe(r.summary) + ")";
@@ -132,14 +125,58 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
           r.summary.termination == Termination::kDiverged || !flags.allow_inexact)
         Fail(what, "; nothing written", flags.allow_inexact ? "" : " (--allow-inexact writes the "
              "scores, marked inexact, unless the curvature is negative or the solve diverged)");
-      warnings.Add(what + ": writing the scores anyway (--allow-inexact); they are inexact");
-      exact = false;
+      header["warnings"].push_back(what + ": writing the scores anyway (--allow-inexact); they "
+                                   "are inexact");
+      header["exact"] = false;
     }
-    LETHE_CHECK(r.m == mt && r.n == cr.n);
+    LETHE_CHECK(r.m == mt && r.n == static_cast<int64_t>(rows.size()));
+    header["n"] = r.n;
+    header["describe"] = Describe(r.summary);
+    header["solver"] = ToJson(r.summary);
+    values.insert(values.end(), r.scores.begin(), r.scores.end());
+    return Pack(header, values);
+  };
+  // Rank 0: each constituent's scores into the columns of its rows, unweighted until every
+  // constituent's p_{c,y} is known (mean); the weight is then one multiplication per score,
+  // the same as one process's.
+  std::vector<double> scores;
+  if (Comm().rank() == 0) scores.assign(mt * n, 0.0);
+  std::vector<std::vector<double>> p_label(S);
+  std::vector<ConstituentResult> results;
+  bool exact = true;
+  ForEachConstituent(S, work, [&](int s, const std::string& bytes) {
+    nlohmann::json header;
+    std::vector<double> values;
+    Unpack(bytes, header, values);
+    ConstituentResult cr;
+    cr.shard = s;
+    cr.n = header["n"].get<int64_t>();
+    cr.grad_norm = values[0];
+    cr.describe = header["describe"].get<std::string>();
+    cr.solver = header["solver"];
+    for (const auto& w : header["warnings"]) warnings.Add(w.get<std::string>());
+    exact = exact && header["exact"].get<bool>();
+    p_label[s].assign(values.begin() + 1, values.begin() + 1 + mt);
+    const std::vector<int64_t> rows = shard_rows(s);
+    LETHE_CHECK(static_cast<int64_t>(values.size()) == 1 + mt + mt * cr.n);
+    const double* sc = values.data() + 1 + mt;
     for (int64_t j = 0; j < mt; ++j)
-      for (int64_t i = 0; i < cr.n; ++i)
-        scores[j * n + rows[i]] = w[s][j] * r.scores[j * cr.n + i];
+      for (int64_t i = 0; i < cr.n; ++i) scores[j * n + rows[i]] = sc[j * cr.n + i];
     results.push_back(cr);
+  });
+  if (Comm().rank() != 0) return 0;  // rank 0 writes and prints (docs/distributed.md)
+  // w[c][j]: the aggregation's weight of constituent c for test example j (above).
+  std::vector<std::vector<double>> w(S, std::vector<double>(mt, 1.0 / S));
+  if (m.aggregate == sisa::Aggregate::kMean)
+    for (int64_t j = 0; j < mt; ++j) {
+      double mean = 0;
+      for (int s = 0; s < S; ++s) mean += p_label[s][j] / S;
+      for (int s = 0; s < S; ++s) w[s][j] = p_label[s][j] / (S * mean);
+    }
+  for (int s = 0; s < S; ++s) {
+    const std::vector<int64_t> rows = shard_rows(s);
+    for (int64_t j = 0; j < mt; ++j)
+      for (int64_t row : rows) scores[j * n + row] = w[s][j] * scores[j * n + row];
   }
 
   const bool npy = out.size() >= 4 && out.compare(out.size() - 4, 4, ".npy") == 0;
@@ -179,14 +216,14 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
     j["constituents"] = nlohmann::json::array();
     for (const ConstituentResult& c : results)
       j["constituents"].push_back({{"shard", c.shard}, {"n", c.n}, {"grad_norm", c.grad_norm},
-                                   {"solver", ToJson(c.summary)}});
+                                   {"solver", c.solver}});
     j["forgotten_excluded"] = static_cast<int64_t>(m.forgotten.ids.size());
     j["warnings"] = warnings.all();
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   for (const ConstituentResult& c : results)
-    std::cout << "constituent " << c.shard << " (" << c.n << " rows): " << Describe(c.summary)
+    std::cout << "constituent " << c.shard << " (" << c.n << " rows): " << c.describe
               << "; ‖∇L‖ " << Sci(c.grad_norm) << "\n";
   std::cout << "ensemble score = constituent score × " << weighting << "\n";
   for (int64_t j = 0; j < std::min<int64_t>(mt, 10); ++j) {
@@ -209,13 +246,17 @@ int InfluenceEnsemble(const std::string& dir, const std::string& train_path,
                       const std::string& test_path, const std::vector<int64_t>& test_ids,
                       const SolverFlags& flags, const CommonOptions& common,
                       const std::string& out, int64_t top_k) {
-  const sisa::Manifest m = ReadEnsemble(dir);
+  // Under mpirun every rank reads DIR, the whole training file and the test file; the
+  // constituents are spread over the ranks (Run, above).
+  const sisa::Manifest m = Collectively([&] { return ReadEnsemble(dir); });
   std::string path = train_path;
   // The training data: the recorded file or it less forgotten rows (cell hashes), then
   // without the forgotten ids.
-  const io::Dataset train = ExcludeForgotten(
-      m.forgotten, LoadEnsembleData(m, dir, path, common, nullptr), "influence", dir);
-  const io::Dataset test = io::LoadDataset(test_path, common.Data());
+  const io::Dataset train = Collectively([&] {
+    return ExcludeForgotten(m.forgotten, LoadEnsembleData(m, dir, path, common, nullptr),
+                            "influence", dir);
+  });
+  const io::Dataset test = Collectively([&] { return io::LoadDataset(test_path, common.Data()); });
   std::vector<int64_t> rows;
   if (!test_ids.empty()) {
     rows = test.RowsOf(test_ids, "--test-ids");

@@ -29,7 +29,9 @@
 #include "io/atomic_file.h"
 #include "io/sha256.h"
 #include "tools/lethe/session.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
+#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 namespace {
@@ -40,9 +42,19 @@ struct ShardPatch {
   int shard = 0;
   std::vector<int64_t> ids;  // this request's ids in the shard (ascending)
   Model model;               // the patched constituent
-  UnlearnSummary summary;
+  UnlearnSummary summary;    // (on the rank that computed it)
   double seconds = 0;
   std::string replaces_sha256, replaces_file;
+};
+
+// What rank 0 needs of a patch computed anywhere (tools/lethe/sisa_distributed.h): the
+// summary as the report and the manifest give it; θ travels as raw doubles.
+struct PatchResult {
+  nlohmann::json steps;     // the report's steps[]
+  std::string words;        // StepsInWords
+  int n_steps = 0;
+  double input_grad_norm = 0, kept_grad_norm_before = 0, kept_grad_norm_after = 0,
+         delta_norm = 0;
 };
 
 template <typename T>
@@ -119,19 +131,27 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
          "exactly with lethe sisa unlearn)");
   const auto forget = ForgetIds(vm);
   if (!forget) Fail("--forget FILE or --forget-ids LIST is required");
-  if (!report_path.empty()) {
-    io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
-    io::CheckOutputCanBeWritten(report_path);
-  }
+  // Under mpirun every rank reads DIR and the whole data file; rank 0 alone locks, writes
+  // and commits (docs/distributed.md, "SISA ensembles").
+  OnRoot([&] {
+    if (!report_path.empty()) {
+      io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
+      io::CheckOutputCanBeWritten(report_path);
+    }
+  });
   common.Backend();
-  LockEnsemble(dir);
+  OnRoot([&] { LockEnsemble(dir); });
   const auto start = Clock::now();
   const std::string manifest_path = dir + "/manifest.json";
-  const sisa::Manifest old = ReadEnsemble(dir);
-  const std::string old_sha = io::Sha256File(manifest_path);
-  for (const std::string& name : Unreferenced(dir, old)) std::filesystem::remove(dir + "/" + name);
+  const sisa::Manifest old = Collectively([&] { return ReadEnsemble(dir); });
+  const std::string old_sha = Collectively([&] { return io::Sha256File(manifest_path); });
+  OnRoot([&] {
+    for (const std::string& name : Unreferenced(dir, old))
+      std::filesystem::remove(dir + "/" + name);
+  });
   std::string data_sha256;
-  const io::Dataset data = LoadEnsembleData(old, dir, data_path, common, &data_sha256);
+  const io::Dataset data =
+      Collectively([&] { return LoadEnsembleData(old, dir, data_path, common, &data_sha256); });
   const auto row_of_id = RowOfId(data);
 
   const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
@@ -180,31 +200,75 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
 
   // Every patch is computed before anything is written: a failed solve leaves DIR as it was.
+  // Under mpirun patch j is computed on rank j mod P by this code, and rank 0 receives each
+  // patched θ and its summary in shard order (tools/lethe/sisa_distributed.h): the files
+  // rank 0 writes are one process's.
   Progress progress(common.quiet);
   progress.Announce("lethe unlearn: Newton-patching " + std::to_string(jobs.size()) + " of " +
                     std::to_string(m.partition.shards) + " constituents of " + dir);
-  for (ShardPatch& job : jobs) {
+  std::vector<PatchResult> results(jobs.size());
+  auto work = [&](int j) {
+    ShardPatch& job = jobs[j];
     const Model probe = LoadModel(dir + "/" + m.ConstituentFile(job.shard));
-    options.inverse = flags.Resolve(probe.arch.num_params);
-    options.Validate();
+    UnlearnOptions run = options;
+    run.inverse = flags.Resolve(probe.arch.num_params);
+    run.Validate();
     if (m.dtype == "f32")
-      PatchShard<float>(m, dir, data, row_of_id, kept_order[job.shard], job, options, common, progress);
+      PatchShard<float>(m, dir, data, row_of_id, kept_order[job.shard], job, run, common, progress);
     else
-      PatchShard<double>(m, dir, data, row_of_id, kept_order[job.shard], job, options, common, progress);
+      PatchShard<double>(m, dir, data, row_of_id, kept_order[job.shard], job, run, common, progress);
     if (!job.summary.ok)
       Fail("shard ", job.shard, ": unlearning failed, nothing written: ", job.summary.message);
-    if (!(job.summary.input_grad_norm <= kStationarityTolerance))
+    const UnlearnSummary& s = job.summary;
+    nlohmann::json steps = nlohmann::json::array();
+    for (const UnlearnStep& st : s.steps)
+      steps.push_back({{"solve", ToJson(st.solve)}, {"damping", st.damping},
+                       {"step_length", st.step_length}, {"action", st.action},
+                       {"kept_grad_norm_before", st.kept_grad_norm_before},
+                       {"kept_grad_norm_after", st.kept_grad_norm_after}});
+    std::vector<double> values{s.input_grad_norm, s.kept_grad_norm_before,
+                               s.kept_grad_norm_after, s.delta_norm};
+    values.insert(values.end(), job.model.theta.begin(), job.model.theta.end());
+    return Pack({{"steps", steps}, {"words", StepsInWords(s)},
+                 {"n_steps", static_cast<int>(s.steps.size())}, {"seconds", job.seconds},
+                 {"replaces", job.replaces_file}, {"replaces_sha256", job.replaces_sha256}},
+                values);
+  };
+  ForEachConstituent(static_cast<int>(jobs.size()), work, [&](int j, const std::string& bytes) {
+    ShardPatch& job = jobs[j];
+    PatchResult& res = results[j];
+    nlohmann::json h;
+    std::vector<double> values;
+    Unpack(bytes, h, values);
+    res.steps = h["steps"];
+    res.words = h["words"].get<std::string>();
+    res.n_steps = h["n_steps"].get<int>();
+    res.input_grad_norm = values[0];
+    res.kept_grad_norm_before = values[1];
+    res.kept_grad_norm_after = values[2];
+    res.delta_norm = values[3];
+    job.seconds = h["seconds"].get<double>();
+    job.replaces_file = h["replaces"].get<std::string>();
+    job.replaces_sha256 = h["replaces_sha256"].get<std::string>();
+    // The constituent file it replaces, with the patched θ (a patch changes θ only).
+    job.model = LoadModel(dir + "/" + job.replaces_file);
+    LETHE_CHECK(values.size() == 4 + job.model.theta.size());
+    job.model.theta.assign(values.begin() + 4, values.end());
+    if (!(res.input_grad_norm <= kStationarityTolerance))
       warnings.Add("shard " + std::to_string(job.shard) + ": its constituent is not at a "
                    "stationary point of its shard's objective (‖∇L‖ = " +
-                   Sci(job.summary.input_grad_norm) + "), so the patch also finishes its "
+                   Sci(res.input_grad_norm) + "), so the patch also finishes its "
                    "training (an adam ensemble); lethe sisa unlearn retrains it exactly");
-  }
+  });
+  if (Comm().rank() != 0) return 0;  // rank 0 alone writes, commits and reports
 
   // Write the patched constituents under the next generation's names, then commit.
   const std::string utc = UtcNow();
   m.forgotten.Add(ids, {"newton", old_sha, IdsSha256(ids), static_cast<int64_t>(ids.size()), utc});
   bool first = true;
-  for (ShardPatch& job : jobs) {
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    ShardPatch& job = jobs[j];
+    const PatchResult& s = results[j];
     // The constituent file carries what it has forgotten, like any patched model.
     job.model.forgotten.Add(job.ids, {"newton", job.replaces_sha256, IdsSha256(job.ids),
                                       static_cast<int64_t>(job.ids.size()), utc});
@@ -220,10 +284,9 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     all.insert(all.end(), job.ids.begin(), job.ids.end());
     std::sort(all.begin(), all.end());
     p.ids = std::move(all);
-    const UnlearnSummary& s = job.summary;
     p.requests.push_back({m.generation, static_cast<int64_t>(job.ids.size()), IdsSha256(job.ids),
-                          flags.solver, static_cast<int>(s.steps.size()), s.kept_grad_norm_before,
-                          s.kept_grad_norm_after, s.delta_norm, job.seconds, StepsInWords(s)});
+                          flags.solver, s.n_steps, s.kept_grad_norm_before,
+                          s.kept_grad_norm_after, s.delta_norm, job.seconds, s.words});
     if (first) CrashPointForTests("checkpoint");
     first = false;
   }
@@ -256,14 +319,10 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
   r["ids_sha256"] = IdsSha256(ids);
   r["already_forgotten"] = already;
   r["patched"] = nlohmann::json::array();
-  for (const ShardPatch& job : jobs) {
-    const UnlearnSummary& s = job.summary;
-    nlohmann::json steps = nlohmann::json::array();
-    for (const UnlearnStep& st : s.steps)
-      steps.push_back({{"solve", ToJson(st.solve)}, {"damping", st.damping},
-                       {"step_length", st.step_length}, {"action", st.action},
-                       {"kept_grad_norm_before", st.kept_grad_norm_before},
-                       {"kept_grad_norm_after", st.kept_grad_norm_after}});
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const ShardPatch& job = jobs[j];
+    const PatchResult& s = results[j];
+    const nlohmann::json& steps = s.steps;
     const sisa::Patch& p = *m.shards[job.shard].patch;
     r["patched"].push_back({{"shard", job.shard}, {"k", static_cast<int64_t>(job.ids.size())},
                             {"examples_before", old.shards[job.shard].size()},
@@ -295,11 +354,11 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     std::cout << r.dump(2) << "\n";
     return 0;
   }
-  for (const ShardPatch& job : jobs)
-    std::cout << "shard " << job.shard << ": " << job.ids.size() << " id(s), "
-              << StepsInWords(job.summary) << "; ‖∇L₋ₛ‖ " << Sci(job.summary.kept_grad_norm_before)
-              << " → " << Sci(job.summary.kept_grad_norm_after) << ", ‖Δθ‖ "
-              << Sci(job.summary.delta_norm) << ", " << Fixed(job.seconds, 3) << " s\n";
+  for (size_t j = 0; j < jobs.size(); ++j)
+    std::cout << "shard " << jobs[j].shard << ": " << jobs[j].ids.size() << " id(s), "
+              << results[j].words << "; ‖∇L₋ₛ‖ " << Sci(results[j].kept_grad_norm_before)
+              << " → " << Sci(results[j].kept_grad_norm_after) << ", ‖Δθ‖ "
+              << Sci(results[j].delta_norm) << ", " << Fixed(jobs[j].seconds, 3) << " s\n";
   auto list = [](const std::vector<int>& v) {
     std::string s;
     for (int x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
