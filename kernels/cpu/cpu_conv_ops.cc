@@ -41,66 +41,105 @@ using StridedMap = Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>>;
 // barrier would cost more).
 constexpr int64_t kParallelThreshold = int64_t{1} << 20;
 
-// The ow in [0, OW) whose tap w = ow·stride + w0 lies inside [0, W): [lo, hi).
-inline void InsideRange(int64_t w0, int64_t stride, int64_t width, int64_t out, int64_t* lo,
-                        int64_t* hi) {
-  *lo = w0 >= 0 ? 0 : std::min(out, (-w0 + stride - 1) / stride);
-  *hi = width - 1 - w0 < 0 ? 0 : std::min(out, (width - 1 - w0) / stride + 1);
-  if (*hi < *lo) *hi = *lo;
+// One example's channels zero-padded: C planes of (H + 2·pad_h) × (W + 2·pad_w), so that
+// every tap of every window is inside a plane and a row of X̃ᵀ is a plain strided copy (no
+// bounds per run: the runs are as short as the output is wide, 8 values on a small image).
+struct PaddedPlanes {
+  int64_t height, width, plane;
+  explicit PaddedPlanes(const WindowGeometry& g)
+      : height(g.height + 2 * g.pad_h), width(g.width + 2 * g.pad_w), plane(height * width) {}
+  bool needed(const WindowGeometry& g) const { return g.pad_h != 0 || g.pad_w != 0; }
+  int64_t size(const WindowGeometry& g) const { return needed(g) ? g.channels * plane : 0; }
+};
+
+// padded's interiors = x ([C, H, W]); its borders are left as they are (zero).
+template <typename T>
+void FillInterior(const WindowGeometry& g, const PaddedPlanes& pp, const T* x, T* padded) {
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t h = 0; h < g.height; ++h)
+      std::copy(x + (c * g.height + h) * g.width, x + (c * g.height + h + 1) * g.width,
+                padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w);
 }
 
-// ct (K × P) = X̃ᵀ of one example x ([C, H, W]).
+// ct (K × P) = X̃ᵀ of one example x ([C, H, W]); `padded` is a per-thread buffer of
+// PaddedPlanes::size elements whose borders are zero.
 template <typename T>
-void PatchesTransposed(const WindowGeometry& g, const T* x, T* ct) {
-  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, plane = g.height * g.width;
+void PatchesTransposed(const WindowGeometry& g, const T* x, T* ct, T* padded) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  const PaddedPlanes pp(g);
+  const T* src = x;
+  if (pp.needed(g)) {
+    FillInterior(g, pp, x, padded);
+    src = padded;
+  }
+  const int64_t sh = g.stride_h * pp.width, sw = g.stride_w;
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t ki = 0; ki < g.kernel_h; ++ki)
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
         T* row = ct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * P;
-        const int64_t w0 = kj * g.dilation_w - g.pad_w;
-        int64_t lo, hi;
-        InsideRange(w0, g.stride_w, g.width, OW, &lo, &hi);
+        const T* tap = src + c * pp.plane + ki * g.dilation_h * pp.width + kj * g.dilation_w;
         for (int64_t oh = 0; oh < OH; ++oh) {
           T* out = row + oh * OW;
-          const int64_t h = oh * g.stride_h - g.pad_h + ki * g.dilation_h;
-          if (h < 0 || h >= g.height) {
-            std::fill(out, out + OW, T(0));
-            continue;
+          const T* in = tap + oh * sh;
+          if (sw == 1) {
+#pragma omp simd
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow] = in[ow];
+          } else {
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow] = in[ow * sw];
           }
-          const T* xr = x + c * plane + h * g.width + w0;
-          std::fill(out, out + lo, T(0));
-          if (g.stride_w == 1)
-            std::copy(xr + lo, xr + hi, out + lo);
-          else
-            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = xr[ow * g.stride_w];
-          std::fill(out + hi, out + OW, T(0));
         }
       }
 }
 
-// dx ([C, H, W]) += the adjoint of PatchesTransposed applied to dct (K × P).
+// dx ([C, H, W]) := beta·dx + the adjoint of PatchesTransposed applied to dct (K × P). Each
+// element receives beta·dx first and then its taps in (c, ki, kj, oh, ow) order, whether or
+// not it goes through `padded` (PaddedPlanes::size elements, any contents).
 template <typename T>
-void AddPatchesTransposed(const WindowGeometry& g, const T* dct, T* dx) {
-  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, plane = g.height * g.width;
+void AddPatchesTransposed(const WindowGeometry& g, const T* dct, T beta, T* dx, T* padded) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  const PaddedPlanes pp(g);
+  T* dst = dx;
+  if (pp.needed(g)) {
+    std::fill(padded, padded + pp.size(g), T(0));
+    if (beta != T(0)) FillInterior(g, pp, dx, padded);
+    dst = padded;
+  } else if (beta == T(0)) {
+    std::fill(dx, dx + g.in_size(), T(0));
+  }
+  if (beta != T(0) && beta != T(1))
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t h = 0; h < g.height; ++h) {
+        T* r = dst + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w;
+        for (int64_t w = 0; w < g.width; ++w) r[w] *= beta;
+      }
+  const int64_t sh = g.stride_h * pp.width, sw = g.stride_w;
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t ki = 0; ki < g.kernel_h; ++ki)
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
         const T* row = dct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * P;
-        const int64_t w0 = kj * g.dilation_w - g.pad_w;
-        int64_t lo, hi;
-        InsideRange(w0, g.stride_w, g.width, OW, &lo, &hi);
+        T* tap = dst + c * pp.plane + ki * g.dilation_h * pp.width + kj * g.dilation_w;
         for (int64_t oh = 0; oh < OH; ++oh) {
-          const int64_t h = oh * g.stride_h - g.pad_h + ki * g.dilation_h;
-          if (h < 0 || h >= g.height) continue;
-          T* xr = dx + c * plane + h * g.width + w0;
+          T* out = tap + oh * sh;
           const T* in = row + oh * OW;
-          for (int64_t ow = lo; ow < hi; ++ow) xr[ow * g.stride_w] += in[ow];
+          if (sw == 1) {
+#pragma omp simd
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow] += in[ow];
+          } else {
+            for (int64_t ow = 0; ow < OW; ++ow) out[ow * sw] += in[ow];
+          }
         }
+      }
+  if (pp.needed(g))
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t h = 0; h < g.height; ++h) {
+        const T* r = padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w;
+        std::copy(r, r + g.width, dx + (c * g.height + h) * g.width);
       }
 }
 
-// Runs body(i, ct) for every example i, in parallel over examples when the work is large,
-// with a K × P buffer per thread; Eigen single-threaded inside.
+// Runs body(i, ct, padded) for every example i, in parallel over examples when the work is
+// large, with a K × P buffer and a PaddedPlanes buffer (zero-filled) per thread; Eigen
+// single-threaded inside.
 template <typename T, typename Body>
 void ForEachExample(const WindowGeometry& g, int64_t count, int64_t M, Body body) {
   const int64_t KP = g.patch_size() * g.positions();
@@ -110,8 +149,9 @@ void ForEachExample(const WindowGeometry& g, int64_t count, int64_t M, Body body
 #pragma omp parallel if (parallel)
   {
     std::vector<T> ct(static_cast<size_t>(KP));
+    std::vector<T> padded(static_cast<size_t>(PaddedPlanes(g).size(g)), T(0));
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < count; ++i) body(i, ct.data());
+    for (int64_t i = 0; i < count; ++i) body(i, ct.data(), padded.data());
   }
   Eigen::setNbThreads(saved);
 }
@@ -136,8 +176,8 @@ void ConvForward(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& W
               "ConvForward: W ", W.rows(), "x", W.cols(), ", Y ", Y.rows(), "x", Y.cols());
   const StridedMap<T> w(W.data(), M, K, Eigen::OuterStride<>(W.ld()));
   const T* bias = b.empty() ? nullptr : b.data();
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct) {
-    PatchesTransposed(g, X.data() + i * X.ld(), ct);
+  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
+    PatchesTransposed(g, X.data() + i * X.ld(), ct, padded);
     Map<T> y(Y.data() + i * Y.ld(), M, P);
     const ConstMap<T> patches(ct, K, P);
     if (beta == T(0)) {
@@ -164,9 +204,9 @@ void ConvWeightGradient(const WindowGeometry& g, const Matrix<T>& X, const Matri
   const int threads = omp_get_max_threads();
   const int64_t block = M * K + M;
   std::vector<T> partial(static_cast<size_t>(threads * block), T(0));
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct) {
+  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
     T* acc = partial.data() + omp_get_thread_num() * block;
-    PatchesTransposed(g, X.data() + i * X.ld(), ct);
+    PatchesTransposed(g, X.data() + i * X.ld(), ct, padded);
     const ConstMap<T> d(D.data() + i * D.ld(), M, P);
     Map<T>(acc, M, K).noalias() += d * ConstMap<T>(ct, K, P).transpose();
     if (!db.empty())
@@ -194,14 +234,9 @@ void ConvInputGradient(const WindowGeometry& g, const Matrix<T>& D, const Matrix
   LETHE_CHECK(W.cols() == K && D.cols() == M * P && dX.rows() == count,
               "ConvInputGradient: D ", D.rows(), "x", D.cols(), ", W ", W.rows(), "x", W.cols());
   const StridedMap<T> w(W.data(), M, K, Eigen::OuterStride<>(W.ld()));
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct) {
+  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
     Map<T>(ct, K, P).noalias() = w.transpose() * ConstMap<T>(D.data() + i * D.ld(), M, P);
-    T* x = dX.data() + i * dX.ld();
-    if (beta == T(0))
-      std::fill(x, x + g.in_size(), T(0));
-    else if (beta != T(1))
-      for (int64_t e = 0; e < g.in_size(); ++e) x[e] *= beta;
-    AddPatchesTransposed(g, ct, x);
+    AddPatchesTransposed(g, ct, beta, dX.data() + i * dX.ld(), padded);
   });
 }
 
