@@ -290,11 +290,10 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 }  // namespace
 
 int RunUnlearn(const std::vector<std::string>& args) {
-  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
-  // None of these three has a distributed version yet (docs/distributed.md).
+  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc; it
+  // runs under mpirun). The other two have no distributed version yet (docs/distributed.md).
   const bool certified = WantsCertifiedUnlearn(args), ensemble = ArgsNameEnsemble(args),
              serve = WantsServeRequests(args);
-  RefuseUnderMpi(certified, "lethe unlearn --certified");
   RefuseUnderMpi(!certified && ensemble, "lethe unlearn on a SISA ensemble");
   RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
   if (certified) return RunUnlearnCertified(args);
@@ -452,10 +451,6 @@ int RunUnlearn(const std::vector<std::string>& args) {
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
-  RefuseUnderMpi(options.method == UnlearnMethod::kNewton &&
-                     options.inverse.solver == SolverKind::kLissa &&
-                     options.inverse.lissa.batch_size != 0,
-                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
   PrepareStream(in.stream, in.model_path, in.model_sha256, in.train_path, &options, &in.stream_state);
   return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
                              common, in, &pending)
