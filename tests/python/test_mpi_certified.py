@@ -149,13 +149,24 @@ class DistributedCertified(unittest.TestCase):
 
     def test_unlearn_certified(self):
         args = ["--forget-ids", FORGET_IDS, "--epsilon-budget", "50"]
-        p, one_out = self.unlearn(1, "u", *args, "--report", self.path("u1.json"))
+        p, one_out = self.unlearn(1, "u", *args, "--report", self.path("u1.json"),
+                                  "--ledger", self.path("u1.jsonl"))
         one = json.loads(p.stdout)
+        ledger_one = json.loads(open(self.path("u1.jsonl")).read())["certificate"]
         a, meta_one = load(one_out)
         for np_ in (2, 3):
             with self.subTest(np=np_):
-                p, out = self.unlearn(np_, "u", *args, "--report", self.path(f"u{np_}.json"))
+                ledger = self.path(f"u{np_}.jsonl")
+                p, out = self.unlearn(np_, "u", *args, "--report", self.path(f"u{np_}.json"),
+                                      "--ledger", ledger)
                 many = json.loads(p.stdout)
+                # Rank 0's ledger line: one, chained to the patch, with the certificate state.
+                run(1, "ledger", "verify", ledger)
+                lines = open(ledger).read().splitlines()
+                self.assertEqual(len(lines), 1)
+                cert = json.loads(lines[0])["certificate"]
+                for key in ("beta", "epsilon_spent"):
+                    self.assertLessEqual(abs(cert[key] - ledger_one[key]), CERT_RTOL * ledger_one[key])
                 self.assertEqual(json.load(open(self.path(f"u{np_}.json")))["step"], many["step"])
                 b, meta_many = load(out)
                 self.assertTrue(close(a, b, THETA_RTOL), f"max |Δθ| {np.max(np.abs(a - b)):.3e}")
