@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <sys/stat.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -46,7 +47,15 @@ std::string PerturbationPathFor(const std::string& model_path) {
 }
 
 void WritePerturbation(const std::string& path, const std::vector<double>& b) {
-  io::WriteNpy(path, io::Array::FromDouble(b, {static_cast<int64_t>(b.size())}, io::DType::kF64));
+  {
+    // The temporary file that io::WriteNpy renames into place is created owner-only, so b
+    // is never readable by others, not even between the rename and the chmod below.
+    struct UmaskGuard {
+      mode_t old = ::umask(077);
+      ~UmaskGuard() { ::umask(old); }
+    } owner_only;
+    io::WriteNpy(path, io::Array::FromDouble(b, {static_cast<int64_t>(b.size())}, io::DType::kF64));
+  }
   std::error_code ec;  // a secret: owner only (best effort where the file system has no modes)
   std::filesystem::permissions(path,
                                std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
