@@ -11,7 +11,8 @@ On examples/digits (1437 rows, softmax regression, p = 650), each command runs a
   ranks: θ, β, ε and ‖X‖₂'s bound agree with one process to the reductions' rounding; a
   request over the budget is refused with the one-process line; --on-budget retrain writes
   the same fresh b and retrains.
-* A missing b file: the one-process line, once, exit 1, nothing written.
+* A missing b file, a model outside the theory: the one-process line, once, exit 1,
+  nothing written.
 * LiSSA with --lissa-batch: the minibatch sequence is one process's (a permutation of the
   global rows from the seed, windows of it), each rank adding the sampled rows it holds:
   influence scores and unlearn's θ agree to the reductions' rounding carried through the
@@ -246,6 +247,13 @@ class DistributedCertified(unittest.TestCase):
             with self.subTest(np=np_):
                 p = run(np_, *args, check=False)
                 self.assertEqual((p.returncode, p.stderr, p.stdout), (1, one.stderr, ""))
+        # A model outside the theory (an MLP): the one-process line too.
+        args = ["train", "--certified", "--sigma", "1", "--spec", os.path.join(DIGITS, "mlp.json"),
+                "--data", self.train, "--out", out]
+        one = run(1, *args, check=False)
+        self.assertIn("outside certified removal's theory", one.stderr)
+        p = run(3, *args, check=False)
+        self.assertEqual((p.returncode, p.stderr, p.stdout), (1, one.stderr, ""))
         self.assertEqual(os.listdir(outdir), [])
 
     def test_lissa_minibatches_influence(self):
