@@ -266,9 +266,35 @@ void Objective<T>::CurvatureProduct(Curvature curvature, const Matrix& theta, co
 template <typename T>
 void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V,
                                         Matrix out, int64_t first, int64_t n) {
+  LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
+  // Over all rows, distributed: weight 1/N (N the global n), then one allreduce of out.
+  const bool all_ranks = distributed() && first == 0 && n == num_examples();
+  CurvatureProductSums(curvature, theta, V, out, first, n, all_ranks ? global_examples() : n,
+                       all_ranks, /*allow_cache=*/true);
+}
+
+template <typename T>
+void Objective<T>::SharedBatchCurvatureProduct(Curvature curvature, const Matrix& theta,
+                                               const Matrix& V, Matrix out, int64_t first,
+                                               int64_t n, int64_t global_count) {
+  if (!distributed()) {
+    LETHE_CHECK(n == global_count);
+    CurvatureProductRows(curvature, theta, V, out, first, n);
+    return;
+  }
+  LETHE_CHECK(first >= 0 && n >= 0 && first + n <= num_examples() && global_count > 0);
+  // Never over the forward cache: it holds the full pass's state, whose Hessian terms are
+  // weighted by 1/N, not by this minibatch's 1/global_count.
+  CurvatureProductSums(curvature, theta, V, out, first, n, global_count, /*reduce=*/true,
+                       /*allow_cache=*/false);
+}
+
+template <typename T>
+void Objective<T>::CurvatureProductSums(Curvature curvature, const Matrix& theta, const Matrix& V,
+                                        Matrix out, int64_t first, int64_t n, int64_t scale_n,
+                                        bool reduce, bool allow_cache) {
   LETHE_CHECK(theta.rows() == 1 && theta.cols() == num_params());
   LETHE_CHECK(V.cols() == num_params() && out.rows() == V.rows() && out.cols() == V.cols());
-  LETHE_CHECK(first >= 0 && n > 0 && first + n <= num_examples());
   const bool hessian = curvature == Curvature::kHessian;
   Workspace& ws = *ws_;
   const int L = static_cast<int>(ws.layers.size());
@@ -289,10 +315,7 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     layer0.ReserveGroup(backend_, group);
     ws.group = group;
   }
-  const bool cached = UseCache(theta, hessian, first, n);
-  // Over all rows, distributed: weight 1/N (N the global n), then one allreduce of out.
-  const bool all_ranks = distributed() && first == 0 && n == num_examples();
-  const int64_t scale_n = all_ranks ? global_examples() : n;
+  const bool cached = allow_cache && n > 0 && UseCache(theta, hessian, first, n);
   for (int64_t done = 0, batch = 0; done < n; done += B, ++batch) {
     const int64_t count = std::min(B, n - done);
     const int64_t begin = first + done;
@@ -340,7 +363,7 @@ void Objective<T>::CurvatureProductRows(Curvature curvature, const Matrix& theta
     }
   }
   if (cached) ws.cache.valid = true;
-  if (all_ranks) distributed::AllreduceSum<T>(*comm_, backend_, {out}, nullptr);
+  if (reduce) distributed::AllreduceSum<T>(*comm_, backend_, {out}, nullptr);
   const double l2 = arch_.spec.l2;
   if (l2 != 0) backend_.Axpby(T(l2), V, T(1), out);
 }

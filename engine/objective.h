@@ -133,6 +133,13 @@ class Objective {
   // (1/count) Σ lᵢ + (l2/2)‖θ‖²: the minibatch curvature stochastic solvers (LiSSA) use.
   void CurvatureProductRows(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out,
                             int64_t begin, int64_t count);
+  // Distributed minibatches (a collective call), as SharedBatchValueAndGradient: rows
+  // [begin, begin+count) of this rank (count may be 0) are its share of a minibatch of
+  // global_count rows over all ranks; out = the minibatch objective's curvature product,
+  // (1/global_count) Σ over every rank's share + l2·V, through one allreduce of out (LiSSA's
+  // minibatches under mpirun). Not distributed: CurvatureProductRows.
+  void SharedBatchCurvatureProduct(Curvature curvature, const Matrix& theta, const Matrix& V,
+                                   Matrix out, int64_t begin, int64_t count, int64_t global_count);
   // out (count × p): row i = ∇_θ l(f(x_{begin+i}), y_{begin+i}).
   void PerExampleGradients(const Matrix& theta, int64_t begin, int64_t count, Matrix out);
   // out (n × m): out[i, j] = ∇_θ lᵢ(θ)ᵀ s_j for the rows s_j of S (m × p), without forming
@@ -184,6 +191,11 @@ class Objective {
   // `reduce`; returns the value (1/scale_n)·Σ lᵢ + l2 and linear terms, grad the gradient.
   double ValueAndGradientSums(const Matrix& theta, int64_t first, int64_t n, int64_t scale_n,
                               bool reduce, Matrix grad);
+  // Σ over rows [first, first+n) (n may be 0) of the curvature products weighted 1/scale_n,
+  // reduced over the ranks when `reduce`, + l2·V; over the forward cache when allowed.
+  void CurvatureProductSums(Curvature curvature, const Matrix& theta, const Matrix& V, Matrix out,
+                            int64_t first, int64_t n, int64_t scale_n, bool reduce,
+                            bool allow_cache);
   // Rows [begin, begin+count) of X: a view of the held X, or read from the source into
   // the workspace's batch buffer.
   Matrix InputRows(int64_t begin, int64_t count);

@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 #include <Eigen/Eigenvalues>
 #include <cmath>
+#include <algorithm>
 #include <limits>
 
 #include "common/error.h"
@@ -39,24 +40,43 @@ constexpr double kUnit = 0x1.0p-53;  // u, the unit roundoff of f64
 double Gamma(double j) { return j * kUnit / (1 - j * kUnit); }
 }  // namespace
 
-SpectralBound DataSpectralNormUpperBound(const double* X, int64_t m, int64_t d, bool ones_column) {
+void GramSums(const double* X, int64_t m, int64_t d, bool ones_column, std::vector<double>& gram,
+              double& frobenius2) {
   const int64_t k = d + (ones_column ? 1 : 0);
-  if (m <= 0 || k <= 0) return {};
-  if (!(m * kUnit < 0.01)) Fail("certified removal: too many rows for the rounding analysis");
+  LETHE_CHECK(static_cast<int64_t>(gram.size()) == k * k);
+  if (m <= 0 || k <= 0) return;
   Eigen::MatrixXd Xt(m, k);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < d; ++j) Xt(i, j) = X[i * d + j];
     if (ones_column) Xt(i, d) = 1.0;
   }
-  const double frobenius2 = Xt.squaredNorm();
-  if (frobenius2 == 0) return {0, 0, 0};
-  // G = fl(X̃ᵀX̃): |fl(G) − G| ≤ γ_m |X̃|ᵀ|X̃| elementwise for any summation order, and
-  // ‖|X̃|ᵀ|X̃|‖₂ ≤ ‖|X̃|‖_F² = ‖X̃‖_F², so ‖fl(G) − G‖₂ ≤ γ_m·‖X̃‖_F² =: e_gram.
+  frobenius2 += Xt.squaredNorm();
   Eigen::MatrixXd G(k, k);
   G.setZero();
   G.selfadjointView<Eigen::Lower>().rankUpdate(Xt.transpose());
   G.triangularView<Eigen::StrictlyUpper>() = G.transpose();
-  Xt.resize(0, 0);
+  Eigen::Map<Eigen::MatrixXd>(gram.data(), k, k) += G;  // symmetric: either layout
+}
+
+SpectralBound DataSpectralNormUpperBound(const double* X, int64_t m, int64_t d, bool ones_column) {
+  const int64_t k = d + (ones_column ? 1 : 0);
+  if (m <= 0 || k <= 0) return {};
+  std::vector<double> gram(static_cast<size_t>(k * k), 0.0);
+  double frobenius2 = 0;
+  GramSums(X, m, d, ones_column, gram, frobenius2);
+  return SpectralNormUpperBoundOfGram(gram, k, m, frobenius2);
+}
+
+SpectralBound SpectralNormUpperBoundOfGram(const std::vector<double>& gram, int64_t k, int64_t m,
+                                           double frobenius2) {
+  if (m <= 0 || k <= 0) return {};
+  LETHE_CHECK(static_cast<int64_t>(gram.size()) == k * k);
+  if (!(m * kUnit < 0.01)) Fail("certified removal: too many rows for the rounding analysis");
+  if (frobenius2 == 0) return {0, 0, 0};
+  // G = fl(X̃ᵀX̃): |fl(G) − G| ≤ γ_m |X̃|ᵀ|X̃| elementwise for any summation order (also the
+  // sums of several processes' partial Gram matrices), and ‖|X̃|ᵀ|X̃|‖₂ ≤ ‖|X̃|‖_F² = ‖X̃‖_F²,
+  // so ‖fl(G) − G‖₂ ≤ γ_m·‖X̃‖_F² =: e_gram.
+  const Eigen::MatrixXd G = Eigen::Map<const Eigen::MatrixXd>(gram.data(), k, k);
   const double e_gram = Gamma(static_cast<double>(m)) * frobenius2 * (1 + 1e-10);
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(G, Eigen::EigenvaluesOnly);
   const double lambda = std::max(0.0, eig.eigenvalues().maxCoeff());
@@ -92,6 +112,12 @@ SpectralBound DataSpectralNormUpperBound(const double* X, int64_t m, int64_t d, 
 
 double LogitChangeQuarticNorm(const Architecture& arch, const std::vector<double>& v,
                               const double* X, int64_t m) {
+  return std::sqrt(LogitChangeQuarticSum(arch, v, X, m));
+}
+
+double LogitChangeQuarticSum(const Architecture& arch, const std::vector<double>& v,
+                             const double* X, int64_t m) {
+  if (m <= 0) return 0;
   const LayerShape& layer = arch.layers.at(0);
   const int64_t in = layer.in_width(), out = layer.out_width();
   const TensorInfo& weight = layer.tensors.at(0);
@@ -110,22 +136,37 @@ double LogitChangeQuarticNorm(const Architecture& arch, const std::vector<double
     const double s = U.row(i).squaredNorm();
     sum += s * s;
   }
-  return std::sqrt(sum);
+  return sum;
 }
 
 RemovalBound BoundRemoval(const Architecture& arch, const std::vector<double>& v, const double* X,
-                          int64_t m, double solve_residual) {
+                          int64_t m, double solve_residual,
+                          const SumOverProcesses& sum_over_processes) {
   const LayerShape& layer = arch.layers.at(0);
   const bool bias = layer.tensors.size() == 2;
+  const int64_t d = layer.in_width(), k = d + (bias ? 1 : 0);
   const double gamma = HessianLipschitz(arch.spec.loss);
+  // Every sum over the rows in one vector: G (k²), ‖X̃‖_F², m, Σ‖uᵢ‖⁴; summed over the
+  // processes at once when the rows are spread over several.
+  std::vector<double> sums(static_cast<size_t>(k * k + 3), 0.0);
+  std::vector<double> gram(static_cast<size_t>(k * k), 0.0);
+  double frobenius2 = 0;
+  GramSums(X, m, d, bias, gram, frobenius2);
+  std::copy(gram.begin(), gram.end(), sums.begin());
+  sums[k * k] = frobenius2;
+  sums[k * k + 1] = static_cast<double>(m);  // exact below 2⁵³
+  sums[k * k + 2] = gamma == 0 ? 0.0 : LogitChangeQuarticSum(arch, v, X, m);
+  if (sum_over_processes) sum_over_processes(sums.data(), static_cast<int64_t>(sums.size()));
+  std::copy_n(sums.begin(), k * k, gram.begin());
   RemovalBound r;
   r.solve_residual = solve_residual;
-  const SpectralBound s = DataSpectralNormUpperBound(X, m, layer.in_width(), bias);
+  const SpectralBound s =
+      SpectralNormUpperBoundOfGram(gram, k, static_cast<int64_t>(sums[k * k + 1]), sums[k * k]);
   r.x_norm_upper = s.upper;
   r.x_norm_estimate = s.estimate;
-  // uᵢ is computed with a relative error of a few k·u; 1e-9 covers it for any width here.
-  r.taylor = gamma == 0 ? 0.0
-                        : 0.5 * gamma * s.upper * LogitChangeQuarticNorm(arch, v, X, m) * (1 + 1e-9);
+  // uᵢ is computed with a relative error of a few k·u; 1e-9 covers it for any width here
+  // (and the few additions of the processes' partial sums).
+  r.taylor = gamma == 0 ? 0.0 : 0.5 * gamma * s.upper * std::sqrt(sums[k * k + 2]) * (1 + 1e-9);
   r.beta = r.solve_residual + r.taylor;
   return r;
 }

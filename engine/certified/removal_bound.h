@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,10 +49,25 @@ struct SpectralBound {
 };
 SpectralBound DataSpectralNormUpperBound(const double* X, int64_t m, int64_t d, bool ones_column);
 
+// The two halves of DataSpectralNormUpperBound, for rows spread over processes
+// (docs/distributed.md): GramSums adds the rows' G = X̃ᵀX̃ (k × k, row-major, symmetric,
+// k = d + 1 with the ones column) and ‖X̃‖_F² into `gram` and `frobenius2`; the sums of
+// every process's rows, in any order, satisfy the same rounding bound as one process's
+// (|fl(G) − G| ≤ γ_m|X̃|ᵀ|X̃| holds for any summation order of the m rows' products).
+// SpectralNormUpperBoundOfGram certifies the bound from the summed G over m rows.
+void GramSums(const double* X, int64_t m, int64_t d, bool ones_column, std::vector<double>& gram,
+              double& frobenius2);
+SpectralBound SpectralNormUpperBoundOfGram(const std::vector<double>& gram, int64_t k, int64_t m,
+                                           double frobenius2);
+
 // (Σᵢ ‖uᵢ‖⁴)^½ with uᵢ = V x̃ᵢ: the change of example i's logits along the step v (θ layout
 // of the single linear layer in `arch`).
 double LogitChangeQuarticNorm(const Architecture& arch, const std::vector<double>& v,
                               const double* X, int64_t m);
+// Σᵢ ‖uᵢ‖⁴ over the rows X (the square of LogitChangeQuarticNorm): a sum over rows, which
+// processes holding parts of the rows add.
+double LogitChangeQuarticSum(const Architecture& arch, const std::vector<double>& v,
+                             const double* X, int64_t m);
 
 struct RemovalBound {
   double solve_residual = 0;    // ‖Δ − Hv‖ (sum form), as computed
@@ -61,8 +77,15 @@ struct RemovalBound {
   double beta = 0;              // solve_residual + taylor: bounds ‖∇L_b(θ⁻; D∖S)‖
 };
 // The bound for a step v over the kept rows X (m × d), given ‖Δ − Hv‖ in sum form.
+// Under mpirun each process passes its own kept rows and `sum_over_processes` (an
+// allreduce-sum of doubles in a fixed order, the same bits on every process): the rows'
+// Gram matrix, ‖X̃‖_F², their count and Σ‖uᵢ‖⁴ are summed over all processes in one call
+// (k² + 3 values), and every process certifies the same bound from the same sums. Empty
+// (one process): the rows given are all of them.
+using SumOverProcesses = std::function<void(double* values, int64_t count)>;
 RemovalBound BoundRemoval(const Architecture& arch, const std::vector<double>& v, const double* X,
-                          int64_t m, double solve_residual);
+                          int64_t m, double solve_residual,
+                          const SumOverProcesses& sum_over_processes = {});
 
 // c = √(2 ln(1.5/δ)) (Guo et al., Theorem 3: b ~ N(0, (cβ/ε)²I) makes a removal with
 // gradient residual ≤ β (ε, δ)-certified, δ = 1.5·e^{−c²/2}).

@@ -33,12 +33,25 @@ MinibatchCurvatureOperator<T>::MinibatchCurvatureOperator(Objective<T>& objectiv
                                                           uint64_t seed)
     : objective_(objective), theta_(theta), curvature_(curvature), damping_(damping) {
   // Fisher-Yates with the raw 64-bit draws: the same order on every platform
-  // (std::shuffle's use of the generator is implementation-defined).
-  const int64_t n = objective.num_examples();
-  std::vector<int64_t> order(n);
-  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  // (std::shuffle's use of the generator is implementation-defined). Distributed, the
+  // permutation is of the N global rows, drawn identically on every rank, so the shuffled
+  // sequence (and every minibatch, a window of it) is one process's; each rank keeps the
+  // positions of the shuffled sequence that hold rows of its block, in increasing order.
+  const int64_t N = objective.global_examples(), n = objective.num_examples();
+  const int64_t offset = objective.row_offset();
+  std::vector<int64_t> order(N);
+  for (int64_t i = 0; i < N; ++i) order[i] = i;
   std::mt19937_64 rng(seed);
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+  for (int64_t i = N - 1; i > 0; --i) std::swap(order[i], order[rng() % (i + 1)]);
+  std::vector<int64_t> local;  // this rank's rows, in shuffled order
+  local.reserve(n);
+  positions_.reserve(n);
+  for (int64_t q = 0; q < N; ++q)
+    if (order[q] >= offset && order[q] < offset + n) {
+      positions_.push_back(q);
+      local.push_back(order[q] - offset);
+    }
+  LETHE_CHECK(static_cast<int64_t>(local.size()) == n);
   kernels::Backend<T>& be = objective.backend();
   const DeviceData<T>& data = objective.data();
   if (data.streamed())
@@ -47,13 +60,20 @@ MinibatchCurvatureOperator<T>::MinibatchCurvatureOperator(Objective<T>& objectiv
   DeviceData<T> shuffled;
   shuffled.X = be.Allocate(n, data.X.cols());
   shuffled.Y = be.Allocate(n, data.Y.cols());
-  be.GatherRows(data.X, order.data(), shuffled.X);
-  be.GatherRows(data.Y, order.data(), shuffled.Y);
+  be.GatherRows(data.X, local.data(), shuffled.X);
+  be.GatherRows(data.Y, local.data(), shuffled.Y);
   shuffled_ = std::make_unique<Objective<T>>(be, objective.arch(), shuffled, objective.options());
+  // Collective, as every rank builds its operator at the same point of the same solve.
+  if (objective.distributed()) shuffled_->Distribute(*objective.communicator());
 }
 
 template <typename T>
 MinibatchCurvatureOperator<T>::~MinibatchCurvatureOperator() = default;
+
+template <typename T>
+int64_t MinibatchCurvatureOperator<T>::num_examples() const {
+  return objective_.global_examples();
+}
 
 template <typename T>
 void MinibatchCurvatureOperator<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
@@ -64,13 +84,22 @@ void MinibatchCurvatureOperator<T>::Apply(const kernels::Matrix<T>& V, kernels::
 template <typename T>
 void MinibatchCurvatureOperator<T>::ApplyBatch(const kernels::Matrix<T>& V, kernels::Matrix<T> out,
                                                int64_t begin, int64_t count) {
-  // Distributed (docs/distributed.md), the full batch is every rank's rows: the summed
-  // product. (Minibatches of a rank's own rows are refused under mpirun.)
-  if (objective_.distributed() && begin == 0 && count == objective_.num_examples()) {
+  // The full batch: the whole objective (summed over every rank's rows when distributed).
+  if (begin == 0 && count == num_examples() && objective_.distributed()) {
     Apply(V, out);
     return;
   }
-  shuffled_->CurvatureProductRows(curvature_, theta_, V, out, begin, count);
+  if (!objective_.distributed()) {
+    shuffled_->CurvatureProductRows(curvature_, theta_, V, out, begin, count);
+  } else {
+    // Positions [begin, begin + count) of the global shuffled sequence: this rank's share
+    // is the contiguous run of its positions inside them (maybe none); the shares' sums,
+    // each weighted by 1/count, are added by one allreduce (docs/distributed.md).
+    const auto lo = std::lower_bound(positions_.begin(), positions_.end(), begin);
+    const auto hi = std::lower_bound(lo, positions_.end(), begin + count);
+    shuffled_->SharedBatchCurvatureProduct(curvature_, theta_, V, out, lo - positions_.begin(),
+                                           hi - lo, count);
+  }
   if (damping_ != 0) objective_.backend().Axpby(T(damping_), V, T(1), out);
 }
 

@@ -34,6 +34,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "common/progress.h"
 #include "engine/objective.h"
@@ -58,7 +59,10 @@ class StochasticOperator : public LinearOperator<T> {
 // (C + damping · I), C the Hessian or Gauss-Newton matrix of `objective` at θ, as a
 // StochasticOperator: the minibatch curvature is that of (1/count) Σ lᵢ + (l2/2)‖θ‖²
 // over a copy of the training data shuffled once by `seed` (Backend::GatherRows), so
-// contiguous ranges are random minibatches even when the file is sorted by class.
+// contiguous ranges are random minibatches even when the file is sorted by class. A
+// distributed objective's minibatches are one process's (the permutation of the global
+// rows), each rank's rows of a window summed and the ranks' sums reduced: the same
+// operator as one process's up to the reduction's rounding.
 template <typename T>
 class MinibatchCurvatureOperator final : public StochasticOperator<T> {
  public:
@@ -66,7 +70,9 @@ class MinibatchCurvatureOperator final : public StochasticOperator<T> {
                              double damping, uint64_t seed);
   ~MinibatchCurvatureOperator() override;
   int64_t size() const override { return objective_.num_params(); }
-  int64_t num_examples() const override { return objective_.num_examples(); }
+  // N: every rank's rows when the objective is distributed (minibatches are windows of the
+  // global shuffled sequence, each rank contributing the rows it holds).
+  int64_t num_examples() const override;
   kernels::Backend<T>& backend() const override { return objective_.backend(); }
   void Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) override;
   void ApplyBatch(const kernels::Matrix<T>& V, kernels::Matrix<T> out, int64_t begin,
@@ -74,7 +80,8 @@ class MinibatchCurvatureOperator final : public StochasticOperator<T> {
 
  private:
   Objective<T>& objective_;
-  std::unique_ptr<Objective<T>> shuffled_;
+  std::unique_ptr<Objective<T>> shuffled_;  // this rank's rows in shuffled order
+  std::vector<int64_t> positions_;  // their positions in the global shuffled sequence
   kernels::Matrix<T> theta_;
   Curvature curvature_;
   double damping_;

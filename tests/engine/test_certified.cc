@@ -68,6 +68,47 @@ TEST(CertifiedSpectralBound, AlwaysAboveTheExactNormAndTight) {
   EXPECT_EQ(certified::DataSpectralNormUpperBound(zero.data(), 4, 3, false).upper, 0.0);
 }
 
+// Under mpirun each process adds its block's Gram matrix and ‖X̃‖_F², and the bound is
+// certified from the sums added in process order (docs/distributed.md): still above the
+// exact norm and tight, and equal to the one-piece bound up to the regrouped sums' rounding.
+TEST(CertifiedSpectralBound, FromGramSumsOfBlocks) {
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> normal;
+  std::uniform_real_distribution<double> uniform(0, 1);
+  const int64_t m = 301, d = 17;
+  for (int kind = 0; kind < 2; ++kind)
+    for (bool ones : {false, true}) {
+      std::vector<double> X(m * d);
+      for (double& x : X) x = kind == 0 ? normal(rng) : uniform(rng);
+      const int64_t k = d + (ones ? 1 : 0);
+      for (int P : {1, 2, 3, 7}) {
+        SCOPED_TRACE("kind " + std::to_string(kind) + (ones ? " +1" : "") + ", " +
+                     std::to_string(P) + " blocks");
+        std::vector<double> gram(k * k, 0.0);
+        double frobenius2 = 0;
+        for (int r = 0; r < P; ++r) {  // rows [⌊m·r/P⌋, ⌊m·(r+1)/P⌋), partial sums added in order
+          const int64_t begin = m * r / P, end = m * (r + 1) / P;
+          std::vector<double> part(k * k, 0.0);
+          double part_f = 0;
+          certified::GramSums(X.data() + begin * d, end - begin, d, ones, part, part_f);
+          for (int64_t i = 0; i < k * k; ++i) gram[i] += part[i];
+          frobenius2 += part_f;
+        }
+        const certified::SpectralBound split =
+            certified::SpectralNormUpperBoundOfGram(gram, k, m, frobenius2);
+        const certified::SpectralBound whole =
+            certified::DataSpectralNormUpperBound(X.data(), m, d, ones);
+        const double exact = ExactSpectralNorm(X, m, d, ones);
+        EXPECT_GE(split.upper, exact);
+        EXPECT_LE(split.upper, exact * (1 + 1e-5));
+        EXPECT_NEAR(split.upper, whole.upper, 1e-13 * whole.upper);
+        if (P == 1) {  // the same sums, the same bits
+          EXPECT_EQ(split.upper, whole.upper);
+        }
+      }
+    }
+}
+
 // ‖A(z) − A(z′)‖₂ ≤ γ‖z − z′‖₂ for the softmax Hessian A(z) = diag(p) − ppᵀ, on random and
 // adversarial pairs; and the logistic |σ′(a) − σ′(b)| ≤ γ|a − b|.
 TEST(CertifiedLipschitz, CrossEntropyAndLogisticConstantsHold) {

@@ -293,13 +293,6 @@ class Distributed(unittest.TestCase):
                 self.assertEqual(many["mean_batch"], one["mean_batch"])
                 self.assertEqual(many["clipped_fraction"], one["clipped_fraction"])
 
-    def test_refusals_are_one_line_on_every_rank(self):
-        p = run(2, "train", "--certified", "--sigma", "10", "--spec", SPEC, "--data", self.train,
-                "--out", self.path("certified.safetensors"), check=False)
-        self.assertEqual(p.returncode, 1)
-        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
-        self.assertIn("does not run under mpirun", p.stderr)
-
 
 if __name__ == "__main__":
     sys.exit(run_tests(__name__))

@@ -1,6 +1,8 @@
 #include "tools/lethe/certified_train.h"
 
+#include <cstring>
 #include <filesystem>
+#include <sys/stat.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -10,6 +12,7 @@
 #include "engine/objective.h"
 #include "io/atomic_file.h"
 #include "io/npy.h"
+#include "tools/lethe/distributed_cli.h"
 
 namespace lethe::cli {
 
@@ -44,15 +47,67 @@ std::string PerturbationPathFor(const std::string& model_path) {
 }
 
 void WritePerturbation(const std::string& path, const std::vector<double>& b) {
-  io::WriteNpy(path, io::Array::FromDouble(b, {static_cast<int64_t>(b.size())}, io::DType::kF64));
+  {
+    // The temporary file that io::WriteNpy renames into place is created owner-only, so b
+    // is never readable by others, not even between the rename and the chmod below.
+    struct UmaskGuard {
+      mode_t old = ::umask(077);
+      ~UmaskGuard() { ::umask(old); }
+    } owner_only;
+    io::WriteNpy(path, io::Array::FromDouble(b, {static_cast<int64_t>(b.size())}, io::DType::kF64));
+  }
   std::error_code ec;  // a secret: owner only (best effort where the file system has no modes)
   std::filesystem::permissions(path,
                                std::filesystem::perms::owner_read | std::filesystem::perms::owner_write,
                                std::filesystem::perm_options::replace, ec);
 }
 
+namespace {
+
+// p doubles as bytes for Communicator::Broadcast, and back.
+std::string DoublesToBytes(const std::vector<double>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double));
+}
+
+std::vector<double> BytesToDoubles(const std::string& bytes) {
+  std::vector<double> v(bytes.size() / sizeof(double));
+  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(double));
+  return v;
+}
+
+// One process's b on every rank: `make` runs on rank 0 alone (an error there is every
+// rank's, AgreedError), and its values are broadcast bit for bit.
+template <typename F>
+std::vector<double> OnRootThenBroadcast(F&& make) {
+  if (!Distributed()) return make();
+  std::vector<double> b;
+  Collectively([&] {
+    if (Comm().rank() == 0) b = make();
+  });
+  std::string bytes = Comm().rank() == 0 ? DoublesToBytes(b) : std::string();
+  Comm().Broadcast(&bytes, 0);
+  return BytesToDoubles(bytes);
+}
+
+}  // namespace
+
+std::vector<double> DrawPerturbationOnRoot(uint64_t seed, int64_t p, double sigma) {
+  return OnRootThenBroadcast([&] { return certified::DrawPerturbation(seed, p, sigma); });
+}
+
+void WritePerturbationOnRoot(const std::string& path, const std::vector<double>& b) {
+  Collectively([&] {
+    if (Comm().rank() == 0) WritePerturbation(path, b);
+  });
+}
+
 std::vector<double> ReadPerturbation(const std::string& path, const Model& model,
                                      const std::string& model_path) {
+  return OnRootThenBroadcast([&] { return ReadPerturbationHere(path, model, model_path); });
+}
+
+std::vector<double> ReadPerturbationHere(const std::string& path, const Model& model,
+                                         const std::string& model_path) {
   if (!model.certified) Fail(model_path, ": not trained with --certified; it has no perturbation b");
   const io::Array a = io::ReadNpy(path);
   if (a.dtype != io::DType::kF64 || a.shape.size() != 1 || a.shape[0] != model.arch.num_params)
@@ -79,9 +134,14 @@ TrainSummary FitCertified(Model& model, const io::Dataset& data, const std::vect
   auto backend = kernels::MakeBackend<double>(common.Backend());
   Objective<double> objective(*backend, model.arch, UploadData(*backend, data, rows),
                               ObjectiveOptions{common.batch_size});
+  // Under mpirun each rank holds its block of rows and every sum is reduced
+  // (docs/distributed.md); bᵀθ/N is added once, after the reduction, with N the global count
+  // (Objective::ValueAndGradientSums), so the objective is one process's.
+  Distribute(objective);
   objective.SetLinearTerm(b);
   auto theta = backend->Allocate(1, model.arch.num_params);
   backend->Upload(model.theta.data(), theta);
+  Comm().ResetCounters();  // --json's `communication`: the optimisation alone
   const TrainSummary s = lethe::Train(objective, theta, options);
   backend->Download(theta, model.theta.data());
   certified::CertifiedRecord r;
@@ -91,7 +151,7 @@ TrainSummary FitCertified(Model& model, const io::Dataset& data, const std::vect
   r.loss = Name(model.arch.spec.loss);
   r.gamma = certified::HessianLipschitz(model.arch.spec.loss);
   r.l2 = model.arch.spec.l2;
-  r.examples_trained = r.examples = objective.num_examples();
+  r.examples_trained = r.examples = objective.global_examples();
   r.train_grad_norm = s.grad_norm;
   model.certified = r;
   model.dp.reset();
@@ -105,11 +165,18 @@ int TrainCertified(Model model, const io::Dataset& data, const std::vector<int64
   const std::string b_path = flags.b_out.empty() ? PerturbationPathFor(out) : flags.b_out;
   if (b_path == out) Fail("--b-out and --out name the same file");
   io::CheckOutputCanBeWritten(b_path);
-  const std::vector<double> b = certified::DrawPerturbation(seed, model.arch.num_params, flags.sigma);
+  // Under mpirun rank 0 draws b (from the seed every rank shares) and sends it: every rank
+  // holds the same bits, and only rank 0 writes.
+  const std::vector<double> b = DrawPerturbationOnRoot(seed, model.arch.num_params, flags.sigma);
   const TrainSummary s = FitCertified(model, data, rows, options, b, flags.sigma, common);
-  // b first: a model whose b is lost can never be certified-patched again.
-  WritePerturbation(b_path, b);
-  SaveModel(out, model);
+  const distributed::Counters counters = Comm().counters();
+  // b first: a model whose b is lost can never be certified-patched again. A failure on
+  // rank 0 stops every rank with its line.
+  Collectively([&] {
+    if (Comm().rank() != 0) return;
+    WritePerturbation(b_path, b);
+    SaveModel(out, model);
+  });
   std::vector<std::string> warnings;
   if (!s.converged)
     warnings.push_back("NOT converged: ‖∇L‖ = " + Sci(s.grad_norm) + " > tolerance " +
@@ -130,6 +197,11 @@ int TrainCertified(Model model, const io::Dataset& data, const std::vector<int64
     j["objective"] = s.objective;
     j["grad_norm"] = s.grad_norm;
     j["seconds"] = s.seconds;
+    if (Distributed())  // what the reductions cost (docs/distributed.md)
+      j["communication"] = {{"processes", Comm().size()}, {"allreduces", counters.allreduces},
+                            {"allreduce_values", counters.allreduce_values},
+                            {"bytes_sent", counters.bytes_sent},
+                            {"bytes_received", counters.bytes_received}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }

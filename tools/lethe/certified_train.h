@@ -30,20 +30,31 @@ std::string PerturbationPathFor(const std::string& model_path);
 void WritePerturbation(const std::string& path, const std::vector<double>& b);
 // Reads b for `model` (trained --certified): a float64 vector of its p values whose
 // SHA-256 is the model's b_sha256; else one line naming the file and the problem.
+std::vector<double> ReadPerturbationHere(const std::string& path, const Model& model,
+                                         const std::string& model_path);
+
+// The same under mpirun (docs/distributed.md; serially the functions above): rank 0 reads
+// or draws b and broadcasts it (an error there is every rank's one line), rank 0 alone
+// writes it. Collective.
 std::vector<double> ReadPerturbation(const std::string& path, const Model& model,
                                      const std::string& model_path);
+std::vector<double> DrawPerturbationOnRoot(uint64_t seed, int64_t p, double sigma);
+void WritePerturbationOnRoot(const std::string& path, const std::vector<double>& b);
 
 // Refuses (one line) a model the certificate does not cover, or f32.
 void CheckCertifiable(const Model& model, const CommonOptions& common, const std::string& what);
 
 // Trains `model` from its θ on `rows` of `data` (all when empty) with b, in f64; fills
-// model.theta and a fresh model.certified record (no removals yet).
+// model.theta and a fresh model.certified record (no removals yet). Under mpirun `data` is
+// this rank's block, the objective is distributed (collective) and the record counts every
+// rank's rows.
 TrainSummary FitCertified(Model& model, const io::Dataset& data, const std::vector<int64_t>& rows,
                           const TrainOptions& options, const std::vector<double>& b, double sigma,
                           const CommonOptions& common);
 
 // lethe train --certified: draws b from `seed`, trains, writes b then the model, prints the
-// summary. Returns the exit code.
+// summary. Returns the exit code. Under mpirun every rank runs it with its block of rows;
+// rank 0 writes.
 int TrainCertified(Model model, const io::Dataset& data, const std::vector<int64_t>& rows,
                    const TrainOptions& options, const CertifiedTrainFlags& flags, uint64_t seed,
                    const CommonOptions& common, const std::string& out);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -14,7 +15,9 @@
 #include "engine/unlearn.h"
 #include "io/atomic_file.h"
 #include "io/sha256.h"
+#include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/certified_train.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/stream.h"
@@ -45,21 +48,31 @@ struct CertifiedStep {
   double kept_grad_before = 0;  // ‖Δ‖ (sum form)
   double step_norm = 0;       // ‖v‖
   UnlearnSummary summary;
+  int64_t kept = 0;  // m, over every rank's rows
+  distributed::Counters communication;  // the step's and the bound's reductions
 };
 
 // The Newton step on the perturbed kept objective and the bound on its gradient residual.
+// Under mpirun (docs/distributed.md) every rank runs it with its block's kept and forget
+// rows: the kept and forget objectives are distributed (every gradient and Hessian product
+// sums all ranks' rows, bᵀθ/m added once with the global m), so Δ, v, ‖Δ − Hv‖ and the
+// measured residual are one process's up to the reductions' rounding, on every rank alike;
+// the bound's sums over the kept rows (XᵀX, ‖X‖_F², Σ‖uᵢ‖⁴) are reduced in one call.
 CertifiedStep NewtonRemoval(const Model& model, const io::Dataset& train,
                             const std::vector<int64_t>& kept_rows,
                             const std::vector<int64_t>& forget_rows, const std::vector<double>& b,
                             const CertifiedInputs& in, const CommonOptions& common) {
   Session<double> session(model, train, common, kept_rows);
   Objective<double>& kept = *session.train;
+  Distribute(kept);
   kept.SetLinearTerm(b);
   // The forget objective without b: ((m/n)·b/m) from the kept one is b/n, the whole
-  // objective's term, in UnlearnSummary::input_grad_norm.
+  // objective's term, in UnlearnSummary::input_grad_norm. (UploadRows: a rank may hold
+  // none of the forget rows.)
   Objective<double> forget(*session.backend, model.arch,
-                           UploadData(*session.backend, train, forget_rows),
+                           UploadRows(*session.backend, train, forget_rows),
                            ObjectiveOptions{common.batch_size});
+  Distribute(forget);
   UnlearnOptions options;
   options.method = UnlearnMethod::kNewton;
   options.steps = 1;
@@ -71,12 +84,14 @@ CertifiedStep NewtonRemoval(const Model& model, const io::Dataset& train,
   options.Validate();
   auto theta = session.Upload(model.theta);
   CertifiedStep step;
+  Comm().ResetCounters();
   step.summary = lethe::Unlearn(kept, forget, theta, options);
   if (!step.summary.ok) Fail("unlearning failed, nothing written: ", step.summary.message);
   step.theta = session.Download(theta);
 
   // v = θ − θ⁻ and ‖Δ − Hv‖ in sum form: m·(∇L₋ₛ(θ) − H₋ₛ v) of the mean-form objective.
-  const double m = static_cast<double>(kept_rows.size());
+  step.kept = kept.global_examples();
+  const double m = static_cast<double>(step.kept);
   const int64_t p = model.arch.num_params;
   std::vector<double> v(p);
   for (int64_t j = 0; j < p; ++j) v[j] = model.theta[j] - step.theta[j];
@@ -104,8 +119,13 @@ CertifiedStep NewtonRemoval(const Model& model, const io::Dataset& train,
   std::vector<double> X(kept_rows.size() * static_cast<size_t>(train.d));
   for (size_t r = 0; r < kept_rows.size(); ++r)
     std::copy_n(train.X.data() + kept_rows[r] * train.d, train.d, X.data() + r * train.d);
+  certified::SumOverProcesses sum_over_processes;  // none serially: the rows are all here
+  if (Distributed())
+    sum_over_processes = [](double* values, int64_t count) { Comm().AllreduceSum(values, count); };
   step.bound = certified::BoundRemoval(model.arch, v, X.data(),
-                                       static_cast<int64_t>(kept_rows.size()), m * std::sqrt(solve));
+                                       static_cast<int64_t>(kept_rows.size()), m * std::sqrt(solve),
+                                       sum_over_processes);
+  step.communication = Comm().counters();
   return step;
 }
 
@@ -194,14 +214,21 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
     Fail(in.model_path, ": its certified record (loss ", record.loss, ", l2 ", Shortest(record.l2),
          ") does not match its spec (loss ", Name(model.arch.spec.loss), ", l2 ",
          Shortest(model.arch.spec.l2), ")");
+  // Under mpirun (docs/distributed.md): rank 0 reads b and sends it; every rank reads its
+  // block of the training rows; rank 0 alone writes (model, b, ledger line, record).
+  const bool root = Comm().rank() == 0;
   const std::vector<double> b = ReadPerturbation(in.b_path, model, in.model_path);
   const std::string model_sha256 = io::Sha256File(in.model_path);
-  if (!in.stream.ledger.empty()) io::CheckLedgerHead(in.stream.ledger, in.model_path, model_sha256);
-  const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
-  CheckDataMatchesModel(model.arch, train);
-  if (train.n != record.examples)
-    Fail(in.train_path, ": ", train.n, " examples (without the ids the model has forgotten), but ",
+  if (!in.stream.ledger.empty())
+    Collectively([&] {
+      if (root) io::CheckLedgerHead(in.stream.ledger, in.model_path, model_sha256);
+    });
+  const io::Dataset train = ExcludeForgottenRows(
+      model.forgotten, LoadRows(in.train_path, common.Data()), "unlearn", in.model_path);
+  Collectively([&] { CheckDataMatchesModel(model.arch, train); });
+  const int64_t n_total = SumOverRanks(train.n);
+  if (n_total != record.examples)
+    Fail(in.train_path, ": ", n_total, " examples (without the ids the model has forgotten), but ",
          in.model_path, " stands for ", record.examples, ": not the data it was trained on");
   const std::string what = in.forget_file.empty() ? "--forget-ids" : in.forget_file;
   std::vector<int64_t> new_ids, already;
@@ -211,15 +238,21 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   if (!already.empty())
     Warn("unlearn", std::to_string(already.size()) + " id(s) of " + what +
                         " were already forgotten by " + in.model_path + ": skipped");
-  const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, what);
-  if (static_cast<int64_t>(forget_rows.size()) >= train.n)
+  // This rank's rows of the forget set; an id in no rank's rows is the one-process error.
+  const std::vector<int64_t> forget_rows = LocalRowsOf(train, new_ids, what);
+  if (SumOverRanks(static_cast<int64_t>(forget_rows.size())) >= n_total)
     Fail(what, ": forgets every example; nothing would be left");
+  Collectively([&] {
+    if (static_cast<int64_t>(forget_rows.size()) == train.n)
+      Fail(what, ": forgets every row of process ", Comm().rank(),
+           "'s block; run with fewer processes (mpirun -np)");
+  });
   std::unordered_set<int64_t> forget_set(forget_rows.begin(), forget_rows.end());
   std::vector<int64_t> kept_rows;
   for (int64_t i = 0; i < train.n; ++i)
     if (!forget_set.count(i)) kept_rows.push_back(i);
-  std::vector<int64_t> removed;
-  for (int64_t r : forget_rows) removed.push_back(train.ids[r]);
+  // The ids removed, sorted: each found once, in some rank's rows.
+  std::vector<int64_t> removed = new_ids;
   std::sort(removed.begin(), removed.end());
 
   const auto start = std::chrono::steady_clock::now();
@@ -227,9 +260,10 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   const double beta = record.beta + step.bound.beta;
   const double epsilon = certified::CertifiedEpsilon(beta, record.sigma, in.delta);
   const bool over = epsilon > in.budget;
+  // (ε to 7 digits: the same line under mpirun, whose sums differ in the last digits.)
   if (over && in.on_budget == "refuse")
     Fail("certified removal refused, nothing written: this removal's bound ",
-         Sci(step.bound.beta), " brings β to ", Sci(beta), ", ε = c·β/σ = ", Shortest(epsilon),
+         Sci(step.bound.beta), " brings β to ", Sci(beta), ", ε = c·β/σ = ", Sci(epsilon, 6),
          " at δ = ", Shortest(in.delta), " > --epsilon-budget ", Shortest(in.budget),
          " (", record.removals, " removal(s) so far); retrain (lethe train --certified) or "
          "give --on-budget retrain");
@@ -241,7 +275,7 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
     action = "certified-newton";
     result.theta = step.theta;
     certified::CertifiedRecord& r = *result.certified;
-    r.examples = static_cast<int64_t>(kept_rows.size());
+    r.examples = step.kept;
     r.removals += 1;
     r.removed += static_cast<int64_t>(removed.size());
     r.beta = beta;
@@ -256,31 +290,47 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
     if (!in.seed_given) {
       std::random_device device;
       seed = (uint64_t{device()} << 32) ^ device();
+      if (Distributed()) {  // one run: rank 0's seed on every rank
+        std::string bytes(reinterpret_cast<const char*>(&seed), sizeof seed);
+        Comm().Broadcast(&bytes, 0);
+        std::memcpy(&seed, bytes.data(), sizeof seed);
+      }
     }
     result = InitializeModel(model.arch.spec, train, seed, io::DType::kF64);
+    // The spec's widths come from the model file, but where it leaves the output width to
+    // the data, a rank's block alone decides it: it must be the model's on every rank.
+    Collectively([&] {
+      if (result.arch.num_params != model.arch.num_params)
+        Fail(in.train_path, ": retraining ", in.model_path, "'s spec on these rows gives ",
+             result.arch.num_params, " parameters, not its ", model.arch.num_params,
+             "; give the spec's last layer its \"out\" width");
+    });
     result.dtype = model.dtype;
     result.forgotten = model.forgotten;
-    const std::vector<double> fresh =
-        certified::DrawPerturbation(seed, model.arch.num_params, record.sigma);
+    const std::vector<double> fresh = DrawPerturbationOnRoot(seed, model.arch.num_params, record.sigma);
     TrainOptions options;
     options.seed = seed;
     options.Validate();
     retrain_summary = FitCertified(result, train, kept_rows, options, fresh, record.sigma, common);
-    WritePerturbation(in.b_out, fresh);
+    WritePerturbationOnRoot(in.b_out, fresh);
   }
   result.forgotten.Add(removed, {action, model_sha256, IdsSha256(removed),
                                  static_cast<int64_t>(removed.size()), UtcNow()});
-  SaveModel(in.out, result);
-  if (!in.stream.ledger.empty()) {
-    // The ledger line carries the certificate state after this request (io/ledger.h).
-    std::optional<io::CertificateState> certificate;
-    if (result.certified)
-      certificate = io::CertificateState{result.certified->beta, result.certified->epsilon,
-                                         result.certified->epsilon_budget, result.certified->delta,
-                                         result.certified->sigma};
-    FinishStream(in.stream, StreamState{}, in.model_path, model_sha256, in.out, removed, action,
-                 "certified", result.forgotten.requests.back().utc, certificate, {});
-  }
+  // Rank 0 writes (every rank holds the same θ); a failure there stops every rank.
+  Collectively([&] {
+    if (!root) return;
+    SaveModel(in.out, result);
+    if (!in.stream.ledger.empty()) {
+      // The ledger line carries the certificate state after this request (io/ledger.h).
+      std::optional<io::CertificateState> certificate;
+      if (result.certified)
+        certificate = io::CertificateState{result.certified->beta, result.certified->epsilon,
+                                           result.certified->epsilon_budget,
+                                           result.certified->delta, result.certified->sigma};
+      FinishStream(in.stream, StreamState{}, in.model_path, model_sha256, in.out, removed, action,
+                   "certified", result.forgotten.requests.back().utc, certificate, {});
+    }
+  });
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -290,7 +340,7 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
   j["k"] = static_cast<int64_t>(removed.size());
   j["forget_ids"] = removed;
   j["already_forgotten"] = already;
-  j["examples_kept"] = static_cast<int64_t>(kept_rows.size());
+  j["examples_kept"] = step.kept;
   j["step"] = {{"beta", step.bound.beta},
                {"solve_residual", step.bound.solve_residual},
                {"taylor", step.bound.taylor},
@@ -312,9 +362,19 @@ int RunUnlearnCertified(const std::vector<std::string>& args) {
                     {"grad_norm", retrain_summary.grad_norm}};
   j["certified"] = nlohmann::json::parse(result.certified->ToJson());
   j["input_model"] = {{"path", in.model_path}, {"sha256", model_sha256}};
-  j["patched_model"] = {{"path", in.out}, {"sha256", io::Sha256File(in.out)}};
+  // The file is rank 0's (the other ranks print nothing: only rank 0 reads it back).
+  j["patched_model"] = {{"path", in.out}, {"sha256", root ? io::Sha256File(in.out) : ""}};
   j["seconds"] = seconds;
-  if (!in.report.empty()) io::WriteFileAtomically(in.report, j.dump(2) + "\n");
+  if (Distributed())  // what the step's and the bound's reductions cost (docs/distributed.md)
+    j["communication"] = {{"processes", Comm().size()},
+                          {"allreduces", step.communication.allreduces},
+                          {"allreduce_values", step.communication.allreduce_values},
+                          {"bytes_sent", step.communication.bytes_sent},
+                          {"bytes_received", step.communication.bytes_received}};
+  if (!in.report.empty())
+    Collectively([&] {
+      if (root) io::WriteFileAtomically(in.report, j.dump(2) + "\n");
+    });
   if (common.json) {
     std::cout << j.dump(2) << "\n";
     return 0;

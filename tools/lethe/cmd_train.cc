@@ -159,10 +159,6 @@ int RunTrain(const std::vector<std::string>& args) {
     }
   }
   options.optimizer = ParseOptimizer(optimizer);
-  // Certified training's secret b has no distributed version yet: refused on every rank
-  // before anything is read. (Adam's minibatches and DP-SGD's Poisson samples are
-  // distributed: engine/trainer.cc, engine/privacy/dp_sgd.cc.)
-  RefuseUnderMpi(certified.enabled, "--certified");
   options.polish = !vm.count("no-polish");
   options.seed = seed;
   options.Validate();

@@ -290,12 +290,11 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 }  // namespace
 
 int RunUnlearn(const std::vector<std::string>& args) {
-  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc).
-  // Neither --certified nor --requests has a distributed version yet (docs/distributed.md);
-  // a SISA ensemble does (tools/lethe/sisa_patch.cc).
+  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc; it
+  // runs under mpirun), and so does a SISA ensemble (tools/lethe/sisa_patch.cc). --requests
+  // has no distributed version yet (docs/distributed.md).
   const bool certified = WantsCertifiedUnlearn(args), ensemble = ArgsNameEnsemble(args),
              serve = WantsServeRequests(args);
-  RefuseUnderMpi(certified, "lethe unlearn --certified");
   RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
   if (certified) return RunUnlearnCertified(args);
   for (const std::string& a : args)  // the paths below do not stream their data
@@ -452,10 +451,6 @@ int RunUnlearn(const std::vector<std::string>& args) {
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   options.Validate();
-  RefuseUnderMpi(options.method == UnlearnMethod::kNewton &&
-                     options.inverse.solver == SolverKind::kLissa &&
-                     options.inverse.lissa.batch_size != 0,
-                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
   PrepareStream(in.stream, in.model_path, in.model_sha256, in.train_path, &options, &in.stream_state);
   return f32 ? Unlearn<float>(model, train, test ? &*test : nullptr, forget_rows, options, verify,
                              common, in, &pending)

@@ -159,8 +159,6 @@ int Influence(const InfluenceJob& job) {
   }
 
   InverseHvpOptions options = job.flags.Resolve(p);
-  RefuseUnderMpi(options.solver == SolverKind::kLissa && options.lissa.batch_size != 0,
-                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
   progress.Announce("lethe influence: " + std::to_string(m) + " test × " + std::to_string(N) +
                     " training examples, " + std::to_string(p) + " parameters, solver " +
                     Name(options.solver) + ", " + be.Describe() + ", " +
@@ -288,8 +286,6 @@ int Self(const InfluenceJob& job) {
   kernels::Backend<T>& be = *session.backend;
   const int64_t p = model.arch.num_params, N = session.train->global_examples(), n = train.n;
   InverseHvpOptions options = job.flags.Resolve(p);
-  RefuseUnderMpi(options.solver == SolverKind::kLissa && options.lissa.batch_size != 0,
-                 "--solver lissa with --lissa-batch > 0 (minibatches of one rank's rows)");
   progress.Announce("lethe self-influence: " + std::to_string(N) + " training examples, " +
                     std::to_string(p) + " parameters, solver " + Name(options.solver) + ", " +
                     be.Describe() + ", " + std::to_string(comm.size()) + " processes");
