@@ -150,8 +150,10 @@ def main():
     model = args.model or os.path.join(tmp, "model.safetensors")
     if not args.model:
         run(L + ["train", "--spec", spec, "--data", train, "--out", model] + common)
-    ids = np.random.default_rng(3).choice(args.n, 2 * args.requests if args.warm else args.requests,
-                                          replace=False)
+    ids = np.random.default_rng(3).choice(args.n, args.requests, replace=False)
+    if args.warm:  # the warm stream's ids: as many more, none of the cold stream's
+        rest = np.setdiff1d(np.arange(args.n), ids)
+        ids = np.concatenate([ids, np.random.default_rng(4).choice(rest, args.requests, replace=False)])
     print(f"digits784 n = {args.n}, softmax 784 → 10, {args.threads} threads; "
           f"{args.requests} single-id requests", flush=True)
     if args.warm:
