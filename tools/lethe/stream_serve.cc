@@ -125,8 +125,9 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
   // What the next request reuses (dense_cache.h): the kept gradient at the current θ (from
   // the previous request's line search, or the input model's cache), and the factor files
   // behind the store's preconditioners. The carried gradient is at the θ the model file
-  // holds only when the file holds θ exactly (f64, or compute in f32).
-  const bool exact_theta = model.dtype == io::DType::kF64 || sizeof(T) == sizeof(float);
+  // holds only when the file holds θ exactly (f64, or f32 with compute in f32).
+  const bool exact_theta = model.dtype == io::DType::kF64 ||
+                           (model.dtype == io::DType::kF32 && sizeof(T) == sizeof(float));
   KeptGradient carried;
   bool have_carried = false;
   std::vector<DenseFactorRef> factors;  // of the store's current preconditioners
