@@ -54,7 +54,25 @@ DensePreconditioner<T>::DensePreconditioner(Objective<T>& objective, const kerne
 }
 
 template <typename T>
+DensePreconditioner<T>::DensePreconditioner(kernels::Backend<T>& backend, const std::vector<T>& factor,
+                                            int64_t num_params, Curvature curvature, double damping,
+                                            double l2)
+    : backend_(&backend), num_params_(num_params), curvature_(curvature), damping_(damping), l2_(l2) {
+  LETHE_CHECK(static_cast<int64_t>(factor.size()) == num_params * num_params);
+  kernels::Matrix<T> m = backend.Allocate(num_params, num_params);
+  backend.Upload(factor.data(), m);
+  factor_.Adopt(backend, m);
+}
+
+template <typename T>
 DensePreconditioner<T>::~DensePreconditioner() = default;
+
+template <typename T>
+std::vector<T> DensePreconditioner<T>::Factor() const {
+  std::vector<T> host(static_cast<size_t>(num_params_ * num_params_));
+  backend_->Download(factor_.factor(), host.data());
+  return host;
+}
 
 template <typename T>
 void DensePreconditioner<T>::Apply(const kernels::Matrix<T>& V, kernels::Matrix<T> out) {
@@ -96,6 +114,22 @@ DensePreconditioner<T>* DensePreconditionerStore::Get(Objective<T>& objective,
   return slot->get();
 }
 
+template <typename T>
+DensePreconditioner<T>* DensePreconditionerStore::Current() const {
+  if constexpr (sizeof(T) == sizeof(float))
+    return f32_.get();
+  else
+    return f64_.get();
+}
+
+template <typename T>
+void DensePreconditionerStore::Adopt(std::unique_ptr<DensePreconditioner<T>> preconditioner) {
+  if constexpr (sizeof(T) == sizeof(float))
+    f32_ = std::move(preconditioner);
+  else
+    f64_ = std::move(preconditioner);
+}
+
 template class DensePreconditioner<float>;
 template class DensePreconditioner<double>;
 template DensePreconditioner<float>* DensePreconditionerStore::Get<float>(
@@ -105,4 +139,11 @@ template DensePreconditioner<double>* DensePreconditionerStore::Get<double>(
     Objective<double>&, const kernels::Matrix<double>&, Curvature, double,
     const DensePreconditionerOptions&, bool*);
 
+}  // namespace lethe
+
+namespace lethe {
+template DensePreconditioner<float>* DensePreconditionerStore::Current<float>() const;
+template DensePreconditioner<double>* DensePreconditionerStore::Current<double>() const;
+template void DensePreconditionerStore::Adopt<float>(std::unique_ptr<DensePreconditioner<float>>);
+template void DensePreconditionerStore::Adopt<double>(std::unique_ptr<DensePreconditioner<double>>);
 }  // namespace lethe

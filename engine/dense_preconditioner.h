@@ -25,6 +25,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include "engine/objective.h"
 #include "engine/solvers/direct.h"
@@ -50,6 +51,12 @@ class DensePreconditioner final : public LinearOperator<T> {
   // definite (the message names its smallest eigenvalue and the damping that would fix it).
   DensePreconditioner(Objective<T>& objective, const kernels::Matrix<T>& theta,
                       Curvature curvature, double damping, const DensePreconditionerOptions& options);
+  // One whose factor was built earlier, at a θ of the same objective (kept on disk by
+  // tools/lethe/dense_cache.h): `factor` (p × p, row-major, as factor() returns it) is
+  // uploaded to `backend`. The caller checks that it was built for this curvature, damping
+  // and l2; a stale one only costs CG iterations (see above).
+  DensePreconditioner(kernels::Backend<T>& backend, const std::vector<T>& factor, int64_t num_params,
+                      Curvature curvature, double damping, double l2);
   ~DensePreconditioner() override;
 
   int64_t size() const override { return factor_.size(); }
@@ -60,6 +67,11 @@ class DensePreconditioner final : public LinearOperator<T> {
   // What it was built for: a later objective may use it when these match (Fits).
   bool Fits(const Objective<T>& objective, Curvature curvature, double damping) const;
   double setup_seconds() const { return setup_seconds_; }
+  Curvature curvature() const { return curvature_; }
+  double damping() const { return damping_; }
+  double l2() const { return l2_; }
+  // The factor's p² values (row-major; its lower triangle is L), downloaded.
+  std::vector<T> Factor() const;
 
  private:
   kernels::Backend<T>* backend_;
@@ -87,6 +99,12 @@ class DensePreconditionerStore {
   // has drifted too far from the current curvature (its solves take many iterations).
   void Reset();
   int64_t builds() const { return builds_; }
+  // The stored one of type T (null when none), and one loaded from elsewhere made the
+  // stored one (it is not a build).
+  template <typename T>
+  DensePreconditioner<T>* Current() const;
+  template <typename T>
+  void Adopt(std::unique_ptr<DensePreconditioner<T>> preconditioner);
 
  private:
   std::unique_ptr<DensePreconditioner<float>> f32_;

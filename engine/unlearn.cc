@@ -203,15 +203,28 @@ UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix
   kernels::Matrix<T> d = be.Allocate(1, p), trial = be.Allocate(1, p);
   be.Copy(theta, original);
   Point at;
-  at.objective = kept.ValueAndGradient(theta, grad);
+  // (Counts over every rank's rows when the objectives are distributed.)
+  const double n_kept = static_cast<double>(kept.global_examples());
+  const double n_all = n_kept + static_cast<double>(forget.global_examples());
+  const double f_forget = forget.ValueAndGradient(theta, d);
+  const KeptGradient* c = options.carried;
+  if (options.method == UnlearnMethod::kNewton && c &&
+      c->examples == kept.global_examples() + forget.global_examples() &&
+      static_cast<int64_t>(c->gradient.size()) == p && n_kept > 0) {
+    // ∇L₋ₛ = (n·∇L − k·∇L_S)/(n − k) from the carried ∇L over all n rows (unlearn.h).
+    const std::vector<T> g(c->gradient.begin(), c->gradient.end());
+    be.Upload(g.data(), grad);
+    const double k = n_all - n_kept;
+    be.Axpby(T(-k / n_kept), d, T(n_all / n_kept), grad);
+    at.objective = (n_all * c->objective - k * f_forget) / n_kept;
+    s.gradient_carried = true;
+  } else {
+    at.objective = kept.ValueAndGradient(theta, grad);
+  }
   at.grad_norm = s.kept_grad_norm_before = static_cast<double>(kernels::Norm(be, grad));
   {
     // ∇L = ((n−k)/n)·∇L₋ₛ + (k/n)·∇L_S: the l2 terms are the same in both and their
     // weights sum to one.
-    forget.ValueAndGradient(theta, d);
-    // (Counts over every rank's rows when the objectives are distributed.)
-    const double n_kept = static_cast<double>(kept.global_examples());
-    const double n_all = n_kept + static_cast<double>(forget.global_examples());
     be.Copy(grad, trial);
     be.Axpby(T(1 - n_kept / n_all), d, T(n_kept / n_all), trial);
     s.input_grad_norm = static_cast<double>(kernels::Norm(be, trial));
@@ -238,6 +251,15 @@ UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix
       }
     }
     s.kept_grad_norm_after = at.grad_norm;
+    if (options.export_gradient) {
+      // ∇L₋ₛ at the final θ: the last accepted line-search trial's (or the start's).
+      KeptGradient& e = *options.export_gradient;
+      std::vector<T> g(static_cast<size_t>(p));
+      be.Download(grad, g.data());
+      e.gradient.assign(g.begin(), g.end());
+      e.objective = at.objective;
+      e.examples = kept.global_examples();
+    }
   } else {
     // θ ← θ + η ∇ℓ_S − η·w·∇L₋ₛ
     kernels::Matrix<T> gf = be.Allocate(1, p);

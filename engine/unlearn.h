@@ -36,6 +36,22 @@ enum class SolvePrecision { kAuto, kF32, kF64 };  // kF64: the compute precision
 const char* Name(SolvePrecision p);
 SolvePrecision ParseSolvePrecision(const std::string& name);  // throws lethe::Error
 
+// The kept objective and its gradient at a θ, over `examples` kept rows (host, in f64):
+// what a Newton request's line search computed at the θ it accepted, carried to the next
+// request at that θ (lethe unlearn --requests). The next request removes k more rows S, and
+// both objectives are means plus the same (l2/2)‖θ‖², so over its n − k kept rows
+//
+//   L₋ₛ = (n·L − k·L_S) / (n − k),   ∇L₋ₛ = (n·∇L − k·∇L_S) / (n − k)
+//
+// (the l2 terms cancel: n·R − k·R = (n − k)·R): one pass over the k removed rows instead of
+// one over the n − k kept ones. The result differs from a fresh pass only by rounding
+// (relative ~1e-16 of the per-example terms' sum), far below the solve's tolerance η ≥ 1e-12.
+struct KeptGradient {
+  std::vector<double> gradient;  // p values
+  double objective = 0;
+  int64_t examples = 0;
+};
+
 struct UnlearnOptions {
   UnlearnMethod method = UnlearnMethod::kNewton;
   int steps = 1;              // newton steps, or gradient-ascent steps
@@ -58,6 +74,10 @@ struct UnlearnOptions {
   double f32_min_tolerance = 1e-4;
   double learning_rate = 0.01;  // gradient-ascent: η
   double kept_weight = 0.0;     // gradient-ascent: weight of the descent on kept data
+  // newton: when set and carried->examples = kept + forget rows, the starting gradient is
+  // carried (KeptGradient) instead of computed; when set, the final θ's is exported.
+  const KeptGradient* carried = nullptr;
+  KeptGradient* export_gradient = nullptr;
   void Validate() const;
 };
 
@@ -79,6 +99,7 @@ struct UnlearnSummary {
   // ((n−k)/n)·∇L₋ₛ + (k/n)·∇L_S from the two objectives (both carry (l2/2)‖θ‖²).
   double input_grad_norm = 0;
   double delta_norm = 0;  // ‖θ' − θ‖
+  bool gradient_carried = false;  // the starting ∇L₋ₛ from UnlearnOptions::carried
   double seconds = 0;
   bool ok = true;  // false: a solve failed and nothing should be written
   std::string message;

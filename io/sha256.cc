@@ -36,6 +36,12 @@ class Digest {
 
 }  // namespace
 
+std::string Sha256Hex(const void* data, size_t size) {
+  Digest d;
+  d.Update(data, size);
+  return d.Hex();
+}
+
 std::string Sha256Hex(const std::string& bytes) {
   Digest d;
   d.Update(bytes.data(), bytes.size());

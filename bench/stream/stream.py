@@ -56,20 +56,68 @@ def stream(L, model, train, ids, tmp, name, extra, common):
     return parent, ledger, np.array(times), np.array(cpu), np.array(setup), iterations, cached
 
 
-def serve(L, model, train, ids, tmp, common):
+def serve(L, model, train, ids, tmp, common, extra=(), first=1, name="s"):
     """All the requests in one `lethe unlearn --requests` process: its whole wall and CPU time,
-    and the per-request records (JSON lines)."""
-    requests = os.path.join(tmp, "requests.txt")
+    and the per-request records (JSON lines). Outputs s{first}, s{first + 1}, …"""
+    requests = os.path.join(tmp, f"requests{first}.txt")
     with open(requests, "w") as f:
-        f.write("".join(f"{i} {os.path.join(tmp, f's{j + 1}.safetensors')}\n" for j, i in enumerate(ids)))
-    ledger = os.path.join(tmp, "s.jsonl")
+        f.write("".join(f"{i} {os.path.join(tmp, f'{name}{j + first}.safetensors')}\n" for j, i in enumerate(ids)))
+    ledger = os.path.join(tmp, f"{name}.jsonl")
     c0 = cpu_children()
     t, out = run(L + ["unlearn", "--model", model, "--train", train, "--requests", requests,
-                      "--ledger", ledger, "--json"] + common)
+                      "--ledger", ledger, "--json"] + list(extra) + common)
     cpu = cpu_children() - c0
     records = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert len(records) == len(ids), (len(records), len(ids))
-    return os.path.join(tmp, f"s{len(ids)}.safetensors"), ledger, t, cpu, records
+    return os.path.join(tmp, f"{name}{first + len(ids) - 1}.safetensors"), ledger, t, cpu, records
+
+
+def summary(label, recs, t, cpu):
+    its = [sum(s["solve"]["iterations"] for s in r["steps"]) for r in recs]
+    setup = sum(s["solve"].get("setup_seconds", 0) for r in recs for s in r["steps"])
+    pre = sorted({s["solve"].get("preconditioner", "none") for r in recs for s in r["steps"]})
+    carried = sum(r.get("kept_gradient") == "carried" for r in recs)
+    later = [r["seconds"] for r in recs[1:]]
+    k = len(recs)
+    print(f"{label} ({k}): {t:.2f} s wall, CPU {cpu:.2f} s: mean {t / k:.3f} s wall, {cpu / k:.3f} s CPU "
+          f"per request; first request {recs[0]['seconds']:.2f} s, later ones {np.mean(later):.3f} s mean "
+          f"(CPU {np.mean([r['cpu_seconds'] for r in recs[1:]]):.3f} s); CG iterations mean "
+          f"{np.mean(its):.2f} (max {max(its)}); preconditioner {', '.join(pre)}, setup "
+          f"{setup:.2f} s in all; kept gradient carried {carried} of {k}", flush=True)
+
+
+def retrain(L, spec, train, ids, tmp, common, name):
+    forget = os.path.join(tmp, f"forget_{name}.txt")
+    with open(forget, "w") as f:
+        f.write("".join(f"{i}\n" for i in ids))
+    retrained = os.path.join(tmp, f"retrained_{name}.safetensors")
+    c0 = cpu_children()
+    t, _ = run(L + ["train", "--spec", spec, "--data", train, "--forget", forget, "--out", retrained] + common)
+    return retrained, t, cpu_children() - c0
+
+
+def cold_and_warm(L, model, spec, train, ids, tmp, common, n):
+    """--warm: a cold stream (ids[:n], --cache: the dense factor built by its first request and
+    written next to it), then a warm one (ids[n:2n], from the cold one's last model: the factor
+    and the kept gradient read from its cache), each against retraining without every id
+    forgotten so far, in the same run."""
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    last_c, ledger, t_c, c_c, recs_c = serve(L, model, train, ids[:n], tmp, common, ["--cache"])
+    summary("cold stream, one process, --cache", recs_c, t_c, c_c)
+    re_c, t_rc, c_rc = retrain(L, spec, train, ids[:n], tmp, common, "cold")
+    last_w, _, t_w, c_w, recs_w = serve(L, last_c, train, ids[n:2 * n], tmp, common, ["--cache"], first=n + 1)
+    summary("warm stream, one process, --cache (the cold stream's factor)", recs_w, t_w, c_w)
+    re_w, t_rw, c_rw = retrain(L, spec, train, ids[:2 * n], tmp, common, "warm")
+    for label, last, re, t_re, c_re, t, c, k in (("cold", last_c, re_c, t_rc, c_rc, t_c, c_c, n),
+                                                 ("warm", last_w, re_w, t_rw, c_rw, t_w, c_w, n)):
+        tr = theta_of(re)
+        err = np.linalg.norm(theta_of(last) - tr) / np.linalg.norm(tr)
+        print(f"{label}: retraining without the {n if label == 'cold' else 2 * n} ids {t_re:.2f} s "
+              f"(CPU {c_re:.2f} s); ratio retraining / mean request: wall {t_re / (t / k):.1f}×, "
+              f"CPU {c_re / (c / k):.1f}×; ‖θ − θ_retrained‖/‖θ_retrained‖ = {err:.2e}", flush=True)
+    t_v, _ = run(L + ["ledger", "verify", ledger, "--models", tmp])
+    print(f"ledger of {2 * n} requests verified in {t_v:.2f} s; load average at end: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main():
@@ -85,6 +133,9 @@ def main():
     ap.add_argument("--per-process", type=int, default=None,
                     help="requests of the per-process stream with --cache (default: --requests; 0: none)")
     ap.add_argument("--model", help="softmax model trained before on the same data (--n)")
+    ap.add_argument("--warm", action="store_true",
+                    help="only a cold and a warm one-process stream with --cache (--requests each), "
+                         "each against retraining")
     args = ap.parse_args()
     L = [os.path.abspath(args.lethe)]
     common = ["--threads", str(args.threads), "--quiet"]
@@ -100,8 +151,14 @@ def main():
     if not args.model:
         run(L + ["train", "--spec", spec, "--data", train, "--out", model] + common)
     ids = np.random.default_rng(3).choice(args.n, args.requests, replace=False)
+    if args.warm:  # the warm stream's ids: as many more, none of the cold stream's
+        rest = np.setdiff1d(np.arange(args.n), ids)
+        ids = np.concatenate([ids, np.random.default_rng(4).choice(rest, args.requests, replace=False)])
     print(f"digits784 n = {args.n}, softmax 784 → 10, {args.threads} threads; "
           f"{args.requests} single-id requests", flush=True)
+    if args.warm:
+        cold_and_warm(L, model, spec, train, ids, tmp, common, args.requests)
+        return
     n_serve = args.requests if args.process_requests is None else args.process_requests
     n_cache = args.requests if args.per_process is None else args.per_process
     results = {}

@@ -90,6 +90,18 @@ int64_t DirectFactorization<T>::size() const {
   return impl_->factor.rows();
 }
 template <typename T>
+const kernels::Matrix<T>& DirectFactorization<T>::factor() const {
+  return impl_->factor;
+}
+template <typename T>
+void DirectFactorization<T>::Adopt(kernels::Backend<T>& backend, kernels::Matrix<T> factor) {
+  LETHE_CHECK(factor.rows() == factor.cols());
+  *impl_ = Impl();
+  impl_->backend = &backend;
+  impl_->factor = factor;
+  impl_->ok = true;
+}
+template <typename T>
 double DirectFactorization<T>::smallest_eigenvalue() const {
   return impl_->smallest;
 }

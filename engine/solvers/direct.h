@@ -62,6 +62,11 @@ class DirectFactorization {
   double smallest_eigenvalue() const;
   // X (m × p) = A⁻¹ B for the rows of B (m × p), on the backend A lived on. X may alias B.
   void Solve(const kernels::Matrix<T>& B, kernels::Matrix<T> X) const;
+  // The factor L (p × p on the backend; its lower triangle is L) after a successful
+  // Factorize, and the reverse: a factor an earlier Factorize produced (kept on disk by a
+  // caller) adopted as this one's, on `backend`.
+  const kernels::Matrix<T>& factor() const;
+  void Adopt(kernels::Backend<T>& backend, kernels::Matrix<T> factor);
 
  private:
   struct Impl;

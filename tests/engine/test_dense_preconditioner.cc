@@ -3,6 +3,8 @@
 // solve; reused at a nearby point (an example removed, θ moved) it still converges in a
 // few iterations to the same answer as the direct solve there; InverseHvp's store builds it
 // once and reuses it; and the refusals (memory bound, indefinite curvature) name the problem.
+// Also what a stream keeps on disk: a factor downloaded and adopted applies bit for bit as
+// the original, and the carried kept gradient (engine/unlearn.h) is the fresh one to rounding.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +17,7 @@
 #include "engine/inverse_hvp.h"
 #include "engine/solvers/cg.h"
 #include "engine/solvers/direct.h"
+#include "engine/unlearn.h"
 #include "tests/engine/test_problems.h"
 
 namespace lethe {
@@ -215,6 +218,78 @@ TEST(DensePreconditioner, RefusesAnIndefiniteCurvature) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("positive definite"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+}  // namespace lethe
+
+namespace lethe {
+namespace {
+
+// A factor downloaded (what tools/lethe/dense_cache.cc writes) and adopted by a new
+// preconditioner applies bit for bit as the original.
+TEST(DensePreconditioner, FactorRoundTripAppliesTheSame) {
+  Problem pr;
+  Objective<double> objective(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data));
+  DensePreconditioner<double> M(objective, pr.Theta(), Curvature::kHessian, 0.0, {});
+  DensePreconditioner<double> copy(*pr.be, M.Factor(), objective.num_params(), Curvature::kHessian,
+                                   0.0, objective.l2());
+  EXPECT_TRUE(copy.Fits(objective, Curvature::kHessian, 0.0));
+  const kernels::Matrix<double> B = pr.Rhs(2);
+  kernels::Matrix<double> a = pr.be->Allocate(2, B.cols()), b = pr.be->Allocate(2, B.cols());
+  M.Apply(B, a);
+  copy.Apply(B, b);
+  EXPECT_EQ(Read(*pr.be, a), Read(*pr.be, b));
+}
+
+// The carried gradient (engine/unlearn.h, KeptGradient): a request that removes one more
+// row, started from the previous request's exported gradient, starts from the gradient a
+// fresh pass computes, to rounding, and lands on the same θ; a carried gradient over another
+// row count is not used.
+TEST(DensePreconditioner, CarriedGradientIsTheFreshOne) {
+  Problem pr;
+  auto rows = [&](int64_t from) {
+    std::vector<int64_t> r(pr.data.n - from);
+    std::iota(r.begin(), r.end(), from);
+    return r;
+  };
+  const int64_t p = pr.model.arch.num_params;
+  UnlearnOptions o;
+  o.steps = 2;
+  o.inverse.solver = SolverKind::kCg;
+  KeptGradient exported;
+  o.export_gradient = &exported;
+  // Request 1: remove row 0 from θ0.
+  Objective<double> kept1(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data, rows(1)));
+  Objective<double> forget1(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data, {0}));
+  kernels::Matrix<double> theta = pr.Theta();
+  ASSERT_TRUE(Unlearn(kept1, forget1, theta, o).ok);
+  ASSERT_EQ(exported.examples, pr.data.n - 1);
+  // Request 2: remove rows 1 and 2, fresh and carried.
+  Objective<double> kept2(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data, rows(3)));
+  Objective<double> forget2(*pr.be, pr.model.arch, UploadData(*pr.be, pr.data, {1, 2}));
+  kernels::Matrix<double> fresh = pr.be->Allocate(1, p), carried = pr.be->Allocate(1, p);
+  pr.be->Copy(theta, fresh);
+  pr.be->Copy(theta, carried);
+  UnlearnOptions plain = o;
+  plain.export_gradient = nullptr;
+  const UnlearnSummary a = Unlearn(kept2, forget2, fresh, plain);
+  UnlearnOptions with = plain;
+  with.carried = &exported;
+  const UnlearnSummary b = Unlearn(kept2, forget2, carried, with);
+  EXPECT_FALSE(a.gradient_carried);
+  EXPECT_TRUE(b.gradient_carried);
+  EXPECT_GT(a.kept_grad_norm_before, 1e-6);  // a real step, not a point already optimal
+  EXPECT_NEAR(b.kept_grad_norm_before, a.kept_grad_norm_before, 1e-12 * a.kept_grad_norm_before);
+  EXPECT_NEAR(b.steps[0].kept_objective_before, a.steps[0].kept_objective_before,
+              1e-13 * std::abs(a.steps[0].kept_objective_before));
+  EXPECT_LE(RelativeDistance(Read(*pr.be, carried), Read(*pr.be, fresh)), 1e-12);
+  // Carried over the wrong count (as if request 1 had removed two rows): computed afresh.
+  KeptGradient wrong = exported;
+  wrong.examples -= 1;
+  with.carried = &wrong;
+  pr.be->Copy(theta, carried);
+  EXPECT_FALSE(Unlearn(kept2, forget2, carried, with).gradient_carried);
 }
 
 }  // namespace

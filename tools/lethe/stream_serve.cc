@@ -17,6 +17,7 @@
 #include "io/ledger.h"
 #include "io/sha256.h"
 #include "tools/lethe/commands.h"
+#include "tools/lethe/dense_cache.h"
 #include "tools/lethe/erasure_record.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
@@ -37,6 +38,9 @@ struct ServeInputs {
   // A reused dense preconditioner whose solve took more iterations than this has drifted
   // from the current curvature: it is rebuilt at the next request.
   int refresh_iterations = 10;
+  // ... and one that has served this many requests (tools/lethe/dense_cache.h).
+  int64_t max_age = 1000;
+  bool cache = false;  // --cache: read and write MODEL.lethe-dense (dense_cache.h)
 };
 
 struct Request {
@@ -117,6 +121,65 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
   Progress progress(common.quiet);
 
   std::string current_path = in.model_path, current_sha256 = io::Sha256File(in.model_path);
+
+  // What the next request reuses (dense_cache.h): the kept gradient at the current θ (from
+  // the previous request's line search, or the input model's cache), and the factor files
+  // behind the store's preconditioners. The carried gradient is at the θ the model file
+  // holds only when the file holds θ exactly (f64, or f32 with compute in f32).
+  const bool exact_theta = model.dtype == io::DType::kF64 ||
+                           (model.dtype == io::DType::kF32 && sizeof(T) == sizeof(float));
+  KeptGradient carried;
+  bool have_carried = false;
+  std::vector<DenseFactorRef> factors;  // of the store's current preconditioners
+  const DenseCacheFit fit{model.arch.num_params, model.arch.spec.l2, options.inverse.damping,
+                          options.inverse.curvature};
+  std::string data_sha256;
+  auto note = [&](const std::string& text) {
+    if (!text.empty()) std::cerr << "lethe unlearn: note: " << text << "\n";
+  };
+  if (in.cache) {
+    data_sha256 = io::Sha256File(in.train_path);
+    std::string why;
+    std::vector<DenseFactorRef> refs;
+    if (LoadDenseCacheKey(in.model_path, current_sha256, data_sha256, fit, &carried, &refs, &why)) {
+      have_carried = exact_theta && !carried.gradient.empty();
+      std::string reused;
+      for (const DenseFactorRef& ref : refs) {
+        if (ResolvePreconditioner(options.inverse.preconditioner, model.arch) != PreconditionerKind::kDense)
+          continue;
+        if (ref.age >= in.max_age) {
+          note(ref.path + ": has served " + std::to_string(ref.age) + " requests (--dense-max-age " +
+               std::to_string(in.max_age) + "): the dense preconditioner is rebuilt");
+          continue;
+        }
+        if (ref.dtype == "f32") {
+          kernels::Backend<float>* bf = nullptr;
+          if constexpr (sizeof(T) == sizeof(float)) bf = backend.get(); else bf = backend_f32.get();
+          if (!bf) continue;
+          auto pre = LoadDenseFactor<float>(ref, *bf, fit, &why);
+          note(why);
+          if (!pre) continue;
+          store.Adopt<float>(std::move(pre));
+        } else {
+          if constexpr (sizeof(T) == sizeof(float)) continue; else {
+            auto pre = LoadDenseFactor<double>(ref, *backend, fit, &why);
+            note(why);
+            if (!pre) continue;
+            store.Adopt<double>(std::move(pre));
+          }
+        }
+        factors.push_back(ref);
+        reused += (reused.empty() ? "" : ", ") + ref.dtype + " (" + std::to_string(ref.age) +
+                  " request(s) old)";
+      }
+      note(DenseCacheKeyPath(in.model_path) + ": " +
+           (reused.empty() ? std::string("no dense preconditioner reused")
+                           : "dense preconditioner reused: " + reused) +
+           (have_carried ? "; kept gradient carried" : ""));
+    } else {
+      note(why);
+    }
+  }
   std::vector<char> gone(static_cast<size_t>(train.n), 0);  // rows this run has removed
   std::vector<std::string> chain = {in.model_path};          // the models of this run
   std::vector<std::string> inputs = {in.train_path, in.ledger, in.requests_path};
@@ -176,6 +239,12 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       }
       UnlearnOptions run = options;
       run.inverse.progress = &progress;
+      KeptGradient next;
+      run.carried = have_carried ? &carried : nullptr;
+      run.export_gradient = &next;
+      // The store's preconditioners before the request: one that differs after it was built by it.
+      const void* before_f32 = store.Current<float>();
+      const void* before_f64 = store.Current<double>();
       const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run, kept_f32.get());
       if (!(s.input_grad_norm <= kStationarityTolerance))
         warnings.Add("the model is not at a stationary point of its objective on " +
@@ -203,6 +272,52 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
                    solver, patched.forgotten.requests.back().utc, std::nullopt, s.steps);
       const std::string child_sha256 = io::Sha256File(r.out);
 
+      // The state the next request starts from. A factor this request built is written once
+      // (OUT.lethe-dense-f32); one it reused is a request older. Then, unless it has drifted
+      // (too many CG iterations) or served --dense-max-age requests, it stays in the store
+      // and the key names it.
+      bool drifted = false;
+      for (const UnlearnStep& st : s.steps)
+        drifted = drifted || (st.solve.preconditioner == "dense (reused)" &&
+                              st.solve.iterations > in.refresh_iterations);
+      std::vector<DenseFactorRef> now;
+      auto track = [&](const char* dtype, const void* before, const void* after, auto* pre) {
+        if (!after) return;
+        if (after != before) {
+          DenseFactorRef ref{dtype, DenseFactorPath(r.out, dtype), "", 0, 1};
+          if (in.cache) {
+            try {
+              ref = SaveDenseFactor(ref.path, pre->Factor());
+            } catch (const Error& e) {
+              warnings.Add(std::string("the dense factor could not be cached (") + e.what() + ")");
+              return;
+            }
+          }
+          now.push_back(ref);
+          return;
+        }
+        for (DenseFactorRef ref : factors)
+          if (ref.dtype == dtype) {
+            ++ref.age;
+            now.push_back(ref);
+          }
+      };
+      track("f32", before_f32, store.Current<float>(), store.Current<float>());
+      track("f64", before_f64, store.Current<double>(), store.Current<double>());
+      factors = now;
+      int64_t age = 0;
+      for (const DenseFactorRef& ref : factors) age = std::max(age, ref.age);
+      const bool expired = age >= in.max_age;
+      if (drifted || expired) factors.clear();
+      if (in.cache) {
+        try {
+          SaveDenseCacheKey(r.out, child_sha256, data_sha256, fit, exact_theta ? &next : nullptr,
+                            factors);
+        } catch (const Error& e) {
+          warnings.Add(std::string("the stream cache could not be written (") + e.what() + ")");
+        }
+      }
+
       ++served;
       const double seconds = Since(start);
       record["request"] = served;
@@ -219,6 +334,7 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       record["forget_ids"] = removed;
       AddPatchFields(options, s, record);
       record["input_grad_norm"] = s.input_grad_norm;
+      record["kept_gradient"] = s.gradient_carried ? "carried" : "computed";
       record["seconds"] = seconds;
       record["cpu_seconds"] = CpuSeconds() - cpu_start;
       record["dtype"] = common.dtype;
@@ -230,6 +346,8 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       current_path = r.out;
       current_sha256 = child_sha256;
       chain.push_back(r.out);
+      carried = std::move(next);
+      have_carried = exact_theta && !carried.gradient.empty();
       // A reused dense factor that needed many iterations has drifted: rebuild it next time.
       for (const UnlearnStep& st : s.steps)
         if (st.solve.preconditioner == "dense (reused)" &&
@@ -242,6 +360,12 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
           record["warnings"] = warnings.all();
           break;
         }
+      if (expired && !drifted) {
+        store.Reset();
+        warnings.Add(where + ": the dense preconditioner has served " + std::to_string(age) +
+                     " requests (--dense-max-age): rebuilt at the next request");
+        record["warnings"] = warnings.all();
+      }
     } catch (const Error& e) {
       const std::string m = e.what();
       if (m.rfind(where, 0) == 0) throw;
@@ -296,6 +420,12 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
      "--dtype is f64 and its tolerance is >= 1e-4)")
     ("dense-refresh-iterations", po::value(&in.refresh_iterations)->default_value(10),
      "dense: rebuild the preconditioner after a request whose solve took more CG iterations")
+    ("dense-max-age", po::value(&in.max_age)->default_value(1000),
+     "dense: rebuild the preconditioner once it has served this many requests")
+    ("cache", po::bool_switch(&in.cache),
+     "keep the dense preconditioner's factor and the kept gradient next to each patched model "
+     "(OUT.lethe-dense), and start from the input model's when its hashes match the model and "
+     "the data (docs/unlearning.md)")
     ("spec", po::value(&in.spec_path), "sidecar spec JSON");
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
@@ -307,6 +437,7 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
              "ledger.jsonl"))
     return 0;
   for (const char* name : {"model", "train", "requests", "ledger"}) Require(vm, name);
+  if (in.max_age < 1) Fail("--dense-max-age ", in.max_age, ": must be >= 1");
   if (in.refresh_iterations < 1)
     Fail("--dense-refresh-iterations ", in.refresh_iterations, ": must be >= 1");
   options.method = UnlearnMethod::kNewton;

@@ -3,11 +3,14 @@
 //
 // FILE holds one request per line, `IDS OUT`: the ids to forget (comma-separated) and the
 // path of the patched model to write. Request 1 is applied to --model, request j to request
-// j − 1's OUT. The data are loaded (and, once, hashed by nothing: no cache is needed) once,
-// and what a request computes that the next can use stays in memory: the backends and, with
-// the dense preconditioner (engine/dense_preconditioner.h, chosen by --preconditioner auto
-// for a model with one linear layer), the Cholesky factor of the curvature at the first
-// request's θ, which makes every later solve 2–3 CG iterations.
+// j − 1's OUT. The data are loaded once, and what a request computes that the next can use
+// stays in memory: the backends; with the dense preconditioner (engine/dense_preconditioner.h,
+// chosen by --preconditioner auto for a model with one linear layer), the Cholesky factor of
+// the curvature at the first request's θ, which makes every later solve 2–3 CG iterations;
+// and the kept gradient at the θ each request accepted (engine/unlearn.h, KeptGradient),
+// which saves the next request a pass over the kept rows. With --cache both are also kept
+// next to each patched model (tools/lethe/dense_cache.h; the data hashed once), so that a
+// later process continues the stream as this one would have, byte for byte.
 //
 // Each request is served exactly as one `lethe unlearn --ledger L` process would serve it
 // (same kept data in the same order, same Newton step, its solve's summary checked, a
