@@ -294,7 +294,7 @@ def influence(args, tmp):
           f"tolerance {args.tol:g} on both sides; lethe train: {t_train:.1f} s")
     out = os.path.join(tmp, "scores.npy")
     results = {}
-    for pre in ("none", "kfac"):
+    for pre in args.preconditioners.split(","):
         c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t, _ = run(L + ["influence", "--model", model_path, "--train", train, "--test", test,
                         "--test-ids", ",".join(map(str, test_ids)), "--out", out, "--solver",
@@ -361,6 +361,8 @@ def main():
     ap.add_argument("--tol", type=float, default=1e-6)
     ap.add_argument("--model", help="part 2: the digits CNN trained before (skips lethe train)")
     ap.add_argument("--no-products", action="store_true", help="skip part 1")
+    ap.add_argument("--preconditioners", default="none,kfac",
+                    help="part 2: lethe's CG runs, by --preconditioner")
     ap.add_argument("--reuse-bench", action="store_true",
                     help="part 1: the Google Benchmark results of the last run (same --n) "
                          "instead of running them again")
