@@ -237,6 +237,30 @@ class Honesty(unittest.TestCase):
         r = run("eval", "--model", m, "--data", TRAIN)
         self.assertIn("not at a stationary point", r.stderr)
 
+    def test_patch_short_of_the_optimum_is_flagged(self):
+        # 400 of 1437 rows at once: one Newton step leaves ‖∇L₋ₛ‖ ~1e-3 (its own record says
+        # so); three reach ~1e-8. The first patch says, on the same screen and in its record,
+        # that it is not at the kept objective's optimum; the second says nothing of the kind.
+        ids = write_ids(self.path("ids.txt"), np.load(TRAIN)["ids"][:400])
+        notes = {}
+        for steps in (1, 3):
+            r = run("unlearn", "--model", self.model, "--train", TRAIN, "--forget", ids, "--out",
+                    self.path(f"p{steps}.safetensors"), "--steps", str(steps), "--json")
+            record = json.loads(r.stdout)
+            after = record["kept_grad_norm_after"]
+            flagged = [w for w in record["warnings"] if "not at the optimum of the kept" in w]
+            notes[steps] = (after, flagged, r.stderr)
+        after, flagged, stderr = notes[1]
+        self.assertGreater(after, 1e-5)
+        self.assertEqual(len(flagged), 1, flagged)
+        self.assertIn(f"{after:.3e}", flagged[0])
+        self.assertIn("--steps 3", flagged[0])
+        self.assertIn("not at the optimum of the kept objective", stderr)
+        after, flagged, stderr = notes[3]
+        self.assertLess(after, 1e-5)
+        self.assertEqual(flagged, [])
+        self.assertNotIn("optimum", stderr)
+
     def test_influence_json_settings_at_optimum(self):
         r = run("influence", "--model", self.model, "--train", TRAIN, "--test", TEST, "--test-ids",
                 "100015", "--solver", "cg", "--out", self.path("s.csv"), "--json")

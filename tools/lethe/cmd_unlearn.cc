@@ -125,6 +125,10 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
                  "): the patch also finishes its training, so its distance to retraining mixes "
                  "both; `lethe train --init " + in.model_path + " --data " + in.train_path +
                  " --out FINISHED.safetensors` finishes training first (docs/formats.md)");
+  if (s.ok) {
+    const std::string off = PatchOffOptimumWarning(s.kept_grad_norm_after, s.steps.size(), s.method);
+    if (!off.empty()) warnings.Add(off);
+  }
   // The steps are results (stdout), unless --json carries them.
   if (!common.json)
     for (size_t k = 0; k < s.steps.size(); ++k)

@@ -73,6 +73,15 @@ std::string StationarityWarning(double norm, const std::string& train_path,
          " --out FINISHED.safetensors` finishes its training (docs/formats.md)";
 }
 
+std::string PatchOffOptimumWarning(double norm, size_t steps, const std::string& method) {
+  if (norm <= kStationarityTolerance) return "";
+  return "the patched model is not at the optimum of the kept objective (‖∇L₋ₛ‖ = " + Sci(norm) +
+         " > " + Sci(kStationarityTolerance, 0) + " after " + std::to_string(steps) + " " +
+         method + " step(s)): it approximates retraining, short of its optimum" +
+         (method == "newton" ? "; --steps " + std::to_string(steps + 2) + " takes more Newton steps"
+                             : std::string());
+}
+
 // Whether results may be written after solve `s`: yes when it converged; with
 // --allow-inexact also when it merely stopped short of its tolerance (the results are then
 // marked inexact on stderr and in --json). Never after negative curvature or divergence:

@@ -75,6 +75,11 @@ constexpr double kStationarityTolerance = 1e-5;
 std::string StationarityWarning(double norm, const std::string& train_path,
                                 const std::string& model_path, const std::string& consequence);
 
+// The warning for a patch after which the kept objective's gradient ‖∇L₋ₛ(θ')‖ = norm is
+// still above kStationarityTolerance (its `steps` steps of `method` stopped short of the
+// optimum retraining would reach); empty when it is not.
+std::string PatchOffOptimumWarning(double norm, size_t steps, const std::string& method);
+
 // ‖∇L(θ)‖ of the session's training objective (one pass over the data). Above
 // kStationarityTolerance, a warning says so, with the number and `consequence` (what it
 // means for this command's results), and how to finish training.

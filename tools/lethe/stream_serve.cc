@@ -252,6 +252,10 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
                      " (‖∇L‖ = " + Sci(s.input_grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
                      "): the patch also finishes its training");
       if (!s.ok) Fail("unlearning failed, nothing written: ", s.message);
+      if (const std::string off =
+              PatchOffOptimumWarning(s.kept_grad_norm_after, s.steps.size(), s.method);
+          !off.empty())
+        warnings.Add(where + ": " + off);
 
       // Commit: the patched model (atomically), then its ledger line (fsync'ed; on failure
       // the model is removed), exactly as a process of its own would.
