@@ -16,7 +16,6 @@
   the factor is, identical to rebuilding it, and within 1e-9 of no cache at all).
 Plain unittest; ends with a line "N passed, N failed, N skipped".
 """
-import hashlib
 import json
 import os
 import shutil
@@ -30,8 +29,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from export_torch import read_safetensors  # noqa: E402
+from stream_tools import save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -46,13 +44,6 @@ def run(*args, cwd=None):
     return r
 
 
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
-
-
-def theta(path):
-    tensors, _ = read_safetensors(path)
-    return np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in tensors.values()])
 
 
 class DenseCache(unittest.TestCase):
@@ -64,14 +55,12 @@ class DenseCache(unittest.TestCase):
             return
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = d = cls.tmp.name
-        data = np.load(os.path.join(DIGITS, "train.npz"))
-        np.savez(os.path.join(d, "train.npz"), X=data["X"][:600], y=data["y"][:600], ids=data["ids"][:600])
+        save_digits600(os.path.join(d, "train.npz"))
         # The same rows in a file of another SHA-256.
-        np.savez_compressed(os.path.join(d, "same_rows.npz"), X=data["X"][:600], y=data["y"][:600],
-                            ids=data["ids"][:600])
+        save_digits600(os.path.join(d, "same_rows.npz"), np.savez_compressed)
         run("train", "--spec", os.path.join(DIGITS, "softmax.json"), "--data", "train.npz",
             "--out", "m0.safetensors", "--quiet", cwd=d)
-        ids = np.random.default_rng(5).choice(data["ids"][:600], N, replace=False)
+        ids = np.random.default_rng(5).choice(np.load(os.path.join(d, "train.npz"))["ids"], N, replace=False)
         cls.lines = [f"{i} m{j + 1}.safetensors\n" for j, i in enumerate(ids)]
         # The reference: one process, all N requests, with the cache.
         cls.one = cls.work()

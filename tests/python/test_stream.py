@@ -26,8 +26,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from export_torch import read_safetensors  # noqa: E402
+from stream_tools import save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -41,10 +40,6 @@ def run(*args, check=True, cwd=None):
     return r
 
 
-def theta(path):
-    tensors, _ = read_safetensors(path)
-    return np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in tensors.values()])
-
 
 class Stream(unittest.TestCase):
     """One stream of 100 requests, built once; each test reads it or a copy."""
@@ -57,12 +52,10 @@ class Stream(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = d = cls.tmp.name
         # A small problem (n = 600 digits, p = 650) keeps 100 commands to seconds.
-        data = np.load(os.path.join(DIGITS, "train.npz"))
-        cls.train = os.path.join(d, "train.npz")
-        np.savez(cls.train, X=data["X"][:600], y=data["y"][:600], ids=data["ids"][:600])
+        cls.train = save_digits600(os.path.join(d, "train.npz"))
         run("train", "--spec", os.path.join(DIGITS, "softmax.json"), "--data", cls.train,
             "--out", os.path.join(d, "m0.safetensors"), "--quiet", cwd=d)
-        cls.ids = [int(i) for i in np.random.default_rng(5).choice(data["ids"][:600], REQUESTS, replace=False)]
+        cls.ids = [int(i) for i in np.random.default_rng(5).choice(np.load(cls.train)["ids"], REQUESTS, replace=False)]
         cls.records = []
         for j, i in enumerate(cls.ids):
             r = run("unlearn", "--model", f"m{j}.safetensors", "--train", "train.npz",
@@ -138,7 +131,7 @@ class Stream(unittest.TestCase):
             prev = e["hash"]
             for side, name in (("parent", f"m{j}.safetensors"), ("child", f"m{j + 1}.safetensors")):
                 self.assertEqual(e[side]["path"], name)
-                self.assertEqual(e[side]["sha256"], hashlib.sha256(open(self.p(name), "rb").read()).hexdigest())
+                self.assertEqual(e[side]["sha256"], sha(self.p(name)))
         # inspect --ledger: the model's history from the ledger.
         r = run("inspect", self.p("m3.safetensors"), "--ledger", self.p("ledger.jsonl"), "--json")
         history = json.loads(r.stdout)["ledger"]["history"]

@@ -15,7 +15,6 @@
   before it intact (the ledger verifies, its head is the last model written).
 Plain unittest; ends with a line "N passed, N failed, N skipped".
 """
-import hashlib
 import json
 import os
 import subprocess
@@ -28,8 +27,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-from export_torch import read_safetensors  # noqa: E402
+from stream_tools import save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -44,13 +42,6 @@ def run(*args, check=True, cwd=None):
     return r
 
 
-def theta(path):
-    tensors, _ = read_safetensors(path)
-    return np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in tensors.values()])
-
-
-def sha(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
 class Serve(unittest.TestCase):
@@ -63,12 +54,10 @@ class Serve(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.dir = d = cls.tmp.name
         # n = 600 digits, p = 650: 100 requests in seconds.
-        data = np.load(os.path.join(DIGITS, "train.npz"))
-        cls.train = os.path.join(d, "train.npz")
-        np.savez(cls.train, X=data["X"][:600], y=data["y"][:600], ids=data["ids"][:600])
+        cls.train = save_digits600(os.path.join(d, "train.npz"))
         run("train", "--spec", os.path.join(DIGITS, "softmax.json"), "--data", "train.npz",
             "--out", "m0.safetensors", "--quiet", cwd=d)
-        cls.ids = [int(i) for i in np.random.default_rng(7).choice(data["ids"][:600], REQUESTS, replace=False)]
+        cls.ids = [int(i) for i in np.random.default_rng(7).choice(np.load(cls.train)["ids"], REQUESTS, replace=False)]
 
     @classmethod
     def tearDownClass(cls):
