@@ -2,6 +2,7 @@
 the small problem they serve requests on, file hashes, and a model's θ as one vector."""
 import hashlib
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -28,3 +29,11 @@ def sha(path):
 def theta(path):
     tensors, _ = read_safetensors(path)
     return np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in tensors.values()])
+
+
+def run_lethe(lethe, args, check=True, cwd=None, env=None):
+    """lethe ARGS; with check, a failure raises with its stderr."""
+    r = subprocess.run([lethe, *args], capture_output=True, text=True, cwd=cwd, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"lethe {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+    return r

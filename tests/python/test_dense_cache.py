@@ -19,7 +19,6 @@ Plain unittest; ends with a line "N passed, N failed, N skipped".
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -29,7 +28,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from stream_tools import save_digits600, sha, theta  # noqa: E402
+from stream_tools import run_lethe, save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -37,13 +36,8 @@ ENV = dict(os.environ, SOURCE_DATE_EPOCH="1764460800")
 N = 9  # requests
 
 
-def run(*args, cwd=None):
-    r = subprocess.run([LETHE, *args], capture_output=True, text=True, cwd=cwd, env=ENV)
-    if r.returncode != 0:
-        raise AssertionError(f"lethe {' '.join(args)} failed ({r.returncode}): {r.stderr}")
-    return r
-
-
+def run(*args, check=True, cwd=None):
+    return run_lethe(LETHE, args, check=check, cwd=cwd, env=ENV)
 
 
 class DenseCache(unittest.TestCase):

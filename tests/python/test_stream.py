@@ -16,7 +16,6 @@ Plain unittest; ends with a line "N passed, N failed, N skipped".
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -26,7 +25,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from stream_tools import save_digits600, sha, theta  # noqa: E402
+from stream_tools import run_lethe, save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -34,11 +33,7 @@ REQUESTS = 100
 
 
 def run(*args, check=True, cwd=None):
-    r = subprocess.run([LETHE, *args], capture_output=True, text=True, cwd=cwd)
-    if check and r.returncode != 0:
-        raise AssertionError(f"lethe {' '.join(args)} failed ({r.returncode}): {r.stderr}")
-    return r
-
+    return run_lethe(LETHE, args, check=check, cwd=cwd, env=None)
 
 
 class Stream(unittest.TestCase):

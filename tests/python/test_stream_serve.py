@@ -27,7 +27,7 @@ from lethe_test_main import run_tests
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from stream_tools import save_digits600, sha, theta  # noqa: E402
+from stream_tools import run_lethe, save_digits600, sha, theta  # noqa: E402
 
 LETHE = None
 DIGITS = os.path.join(ROOT, "examples", "digits")
@@ -36,12 +36,7 @@ ENV = dict(os.environ, SOURCE_DATE_EPOCH="1764460800")
 
 
 def run(*args, check=True, cwd=None):
-    r = subprocess.run([LETHE, *args], capture_output=True, text=True, cwd=cwd, env=ENV)
-    if check and r.returncode != 0:
-        raise AssertionError(f"lethe {' '.join(args)} failed ({r.returncode}): {r.stderr}")
-    return r
-
-
+    return run_lethe(LETHE, args, check=check, cwd=cwd, env=ENV)
 
 
 class Serve(unittest.TestCase):
