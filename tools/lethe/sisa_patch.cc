@@ -259,6 +259,8 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
                    "stationary point of its shard's objective (‖∇L‖ = " +
                    Sci(res.input_grad_norm) + "), so the patch also finishes its "
                    "training (an adam ensemble); lethe sisa unlearn retrains it exactly");
+    const std::string off = PatchOffOptimumWarning(res.kept_grad_norm_after, res.n_steps, "newton");
+    if (!off.empty()) warnings.Add("shard " + std::to_string(job.shard) + ": " + off);
   });
   if (Comm().rank() != 0) return 0;  // rank 0 alone writes, commits and reports
 
