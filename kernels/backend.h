@@ -74,6 +74,11 @@ class Backend {
   virtual void Fill(Matrix<T> dst, T value) = 0;
   // dst row i = src row rows[i]; `rows` lives on the host.
   virtual void GatherRows(const Matrix<T>& src, const int64_t* rows, Matrix<T> dst) = 0;
+  // Takes rows[0..count) (strictly increasing, on the host) out of m in place: the other
+  // rows move up, keeping their order, into rows [0, m.rows() − count); the last count rows
+  // are left unspecified. A stream of deletion requests removes each request's rows from the
+  // data it holds this way instead of uploading the data again (engine/kept_data.h).
+  virtual void EraseRows(Matrix<T> m, const int64_t* rows, int64_t count) = 0;
 
   // --- linear algebra -------------------------------------------------------------------
   // C = alpha · op(A) · op(B) + beta · C
@@ -309,6 +314,16 @@ GemmShape CheckGemmShape(Op op_a, Op op_b, const Matrix<T>& A, const Matrix<T>& 
   LETHE_CHECK(k == kb && C.rows() == m && C.cols() == n, "gemm ", m, "x", k, " * ", kb, "x", n,
               " -> ", C.rows(), "x", C.cols());
   return {ta, tb, m, n, k};
+}
+
+// Checks EraseRows' arguments: rows[0..count) strictly increasing within m (every backend's
+// EraseRows starts here).
+template <typename T>
+void CheckEraseRows(const Matrix<T>& m, const int64_t* rows, int64_t count) {
+  LETHE_CHECK(count >= 0 && count <= m.rows(), "erase ", count, " of ", m.rows(), " rows");
+  for (int64_t j = 0; j < count; ++j)
+    LETHE_CHECK(rows[j] >= 0 && rows[j] < m.rows() && (j == 0 || rows[j] > rows[j - 1]),
+                "erase row ", rows[j], " (", j, " of ", count, ") of ", m.rows());
 }
 
 // The number of examples of an Im2Col / Col2Im pair X (count × C·H·W) and cols

@@ -129,6 +129,26 @@ class CpuBackend final : public Backend<T> {
     }
   }
 
+  void EraseRows(Matrix<T> m, const int64_t* rows, int64_t count) override {
+    CheckEraseRows(m, rows, count);
+    // The run of rows between two erased ones moves up by the number erased so far: one
+    // memmove per run (the runs overlap their destinations) when the rows are contiguous.
+    int64_t to = count ? rows[0] : 0;
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t begin = rows[j] + 1, end = j + 1 < count ? rows[j + 1] : m.rows();
+      if (begin == end) continue;
+      if (m.ld() == m.cols()) {
+        std::memmove(m.data() + to * m.ld(), m.data() + begin * m.ld(),
+                     sizeof(T) * m.cols() * (end - begin));
+      } else {
+        for (int64_t i = begin; i < end; ++i)
+          std::memmove(m.data() + (to + i - begin) * m.ld(), m.data() + i * m.ld(),
+                       sizeof(T) * m.cols());
+      }
+      to += end - begin;
+    }
+  }
+
   void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
             Matrix<T> C) override {
     const auto [ta, tb, m, n, k] = CheckGemmShape(op_a, op_b, A, B, C);

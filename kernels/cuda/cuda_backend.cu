@@ -402,6 +402,28 @@ class CudaBackend final : public Backend<T> {
     context_->Synchronize();
   }
 
+  void EraseRows(Matrix<T> m, const int64_t* rows, int64_t count) override {
+    CheckEraseRows(m, rows, count);
+    if (count == 0 || m.cols() == 0) return;
+    // The rows after the first erased one that stay, gathered into a scratch matrix and
+    // copied back (a kernel moving rows within m would race with itself).
+    const int64_t first = rows[0], n = m.rows();
+    std::vector<int64_t> kept;
+    kept.reserve(static_cast<size_t>(n - first - count));
+    for (int64_t i = first, j = 0; i < n; ++i) {
+      if (j < count && rows[j] == i) {
+        ++j;
+        continue;
+      }
+      kept.push_back(i);
+    }
+    if (kept.empty()) return;
+    Matrix<T> scratch = Allocate(static_cast<int64_t>(kept.size()), m.cols());
+    GatherRows(m, kept.data(), scratch);
+    Copy(scratch, m.Rows(first, scratch.rows()));
+    context_->Synchronize();  // scratch is freed on return
+  }
+
   // --- linear algebra -----------------------------------------------------------------------
   void Gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& A, const Matrix<T>& B, T beta,
             Matrix<T> C) override {

@@ -85,6 +85,41 @@ TEST_P(Conformance, GatherRows) {
   });
 }
 
+TEST_P(Conformance, EraseRows) {
+  ForCandidate(GetParam(), [](auto& h) {
+    // A contiguous matrix (one move per run of kept rows: the first row, a pair of
+    // neighbours and the last row erased) and a strided view (a move per row), then nothing.
+    struct Case {
+      int64_t rows, cols, first_col, view_cols;
+      std::vector<int64_t> erase;
+    };
+    for (const Case& c : {Case{40, 13, 0, 13, {0, 5, 6, 20, 39}}, Case{30, 13, 1, 11, {3, 4, 29}},
+                          Case{9, 5, 0, 5, {}}}) {
+      auto whole = h.Random(c.rows, c.cols, 8);
+      auto m = whole.Cols(c.first_col, c.view_cols);
+      const std::vector<double> before = h.Host(m);
+      const std::vector<double> outside = c.first_col ? h.Host(whole.Cols(0, c.first_col))
+                                                      : std::vector<double>{};
+      h.test().EraseRows(m.test, c.erase.data(), static_cast<int64_t>(c.erase.size()));
+      h.ref().EraseRows(m.ref, c.erase.data(), static_cast<int64_t>(c.erase.size()));
+      const int64_t left = c.rows - static_cast<int64_t>(c.erase.size());
+      // The reference against the rows written out by hand, then the candidate against it.
+      std::vector<double> expected;
+      for (int64_t i = 0; i < c.rows; ++i)
+        if (std::find(c.erase.begin(), c.erase.end(), i) == c.erase.end())
+          expected.insert(expected.end(), before.begin() + i * c.view_cols,
+                          before.begin() + (i + 1) * c.view_cols);
+      EXPECT_EQ(h.Host(m.Rows(0, left)), expected);
+      h.Expect(m.Rows(0, left), kExactTolerance, "EraseRows");
+      // Columns outside the view are untouched.
+      if (c.first_col > 0) {
+        EXPECT_EQ(h.Host(whole.Cols(0, c.first_col)), outside);
+        h.Expect(whole.Cols(0, c.first_col), kExactTolerance, "EraseRows outside the view");
+      }
+    }
+  });
+}
+
 TEST_P(Conformance, Gemm) {
   ForCandidate(GetParam(), [](auto& h) {
     LETHE_HARNESS_TYPES(h);

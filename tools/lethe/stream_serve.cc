@@ -12,6 +12,7 @@
 #include "common/quote.h"
 #include "engine/dense_curvature.h"
 #include "engine/dense_preconditioner.h"
+#include "engine/kept_data.h"
 #include "engine/unlearn.h"
 #include "io/atomic_file.h"
 #include "io/ledger.h"
@@ -99,6 +100,24 @@ nlohmann::json FileRef(const std::string& path, const std::string& sha256) {
   return {{"path", path}, {"sha256", sha256}};
 }
 
+// The kept rows of a request on `backend`: the rows not `gone` before it, uploaded into
+// `data` at the first request, less this request's `forget_rows` (kept_rows: what remains).
+template <typename U>
+DeviceData<U> KeptRows(std::unique_ptr<KeptData<U>>& data, kernels::Backend<U>& backend,
+                       const io::Dataset& train, const std::vector<char>& gone,
+                       const std::vector<int64_t>& forget_rows,
+                       const std::vector<int64_t>& kept_rows) {
+  if (!data) {
+    std::vector<int64_t> rows;
+    for (int64_t i = 0; i < train.n; ++i)
+      if (!gone[i]) rows.push_back(i);
+    data = std::make_unique<KeptData<U>>(backend, train, std::move(rows));
+  }
+  data->Erase(forget_rows);
+  LETHE_CHECK(data->rows() == kept_rows);
+  return data->View();
+}
+
 template <typename T>
 int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
           const CommonOptions& common, UnlearnOptions options, std::istream& requests) {
@@ -181,6 +200,10 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
     }
   }
   std::vector<char> gone(static_cast<size_t>(train.n), 0);  // rows this run has removed
+  // The kept rows on the backends, uploaded at the first request and then compacted in place
+  // by each request (engine/kept_data.h): the same bits as an upload of kept_rows.
+  std::unique_ptr<KeptData<T>> kept_data;
+  std::unique_ptr<KeptData<float>> kept_data_f32;
   std::vector<std::string> chain = {in.model_path};          // the models of this run
   std::vector<std::string> inputs = {in.train_path, in.ledger, in.requests_path};
   if (!in.spec_path.empty()) inputs.push_back(in.spec_path);
@@ -226,12 +249,14 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
         warnings.Add("forgetting more than half of the data; a Newton patch is a local "
                      "approximation, consider retraining");
 
-      Objective<T> kept(*backend, model.arch, UploadData(*backend, train, kept_rows), oo);
+      Objective<T> kept(*backend, model.arch,
+                        KeptRows(kept_data, *backend, train, gone, forget_rows, kept_rows), oo);
       Objective<T> forget(*backend, model.arch, UploadData(*backend, train, forget_rows), oo);
       std::unique_ptr<Objective<float>> kept_f32;
       if (backend_f32)
         kept_f32 = std::make_unique<Objective<float>>(
-            *backend_f32, model.arch, UploadData(*backend_f32, train, kept_rows), oo);
+            *backend_f32, model.arch,
+            KeptRows(kept_data_f32, *backend_f32, train, gone, forget_rows, kept_rows), oo);
       kernels::Matrix<T> theta = backend->Allocate(1, model.arch.num_params);
       {
         const std::vector<T> host(model.theta.begin(), model.theta.end());
@@ -247,7 +272,7 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       const void* before_f64 = store.Current<double>();
       const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run, kept_f32.get());
       if (!(s.input_grad_norm <= kStationarityTolerance))
-        warnings.Add("the model is not at a stationary point of its objective on " +
+        warnings.Add(where + ": the model is not at a stationary point of its objective on " +
                      in.train_path + (model.forgotten.ids.empty() ? "" : " without the ids it had forgotten") +
                      " (‖∇L‖ = " + Sci(s.input_grad_norm) + " > " + Sci(kStationarityTolerance, 0) +
                      "): the patch also finishes its training");
