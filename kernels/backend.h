@@ -123,7 +123,7 @@ class Backend {
   virtual void LossGradient(LossKind loss, T scale, const Matrix<T>& F, const Matrix<T>& Y,
                             Matrix<T> G) = 0;
   // out_i = scale · ∇²_f l(f_i, y_i) · v_i   (the loss Hessian is independent of y for all
-  // three losses, but Y is passed for symmetry with the others)
+  // three losses, but Y is passed for symmetry with the others); out overlaps neither F nor V
   virtual void LossHessianProduct(LossKind loss, T scale, const Matrix<T>& F,
                                   const Matrix<T>& V, Matrix<T> out) = 0;
   // out (n × 1): 1 where the prediction is right (argmax f = y; logistic: f > 0 ⇔ y = 1)

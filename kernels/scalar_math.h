@@ -15,6 +15,11 @@
 
 namespace lethe::kernels {
 
+// eˣ in T's own precision on either device (an unqualified exp of a float is the double
+// one on the host).
+LETHE_HD inline float Exp(float x) { return expf(x); }
+LETHE_HD inline double Exp(double x) { return exp(x); }
+
 // log(1 + eᶻ) without overflow: max(z, 0) + log1p(e^−|z|).
 template <typename T>
 LETHE_HD inline T Softplus(T z) {
@@ -130,17 +135,22 @@ LETHE_HD inline void LossHessianRow(LossKind loss, T scale, const T* f, long wid
                                     T* out) {
   switch (loss) {
     case LossKind::kCrossEntropy: {
+      // p = softmax(f) = e^{f−m} / Σ e^{f−m}, one exponential per class, kept in `out` (which
+      // is neither f nor v): curvature products call this n times per pass, and three
+      // exponentials per class (p recomputed in each loop) were most of their elementwise time.
       T m = f[0];
       for (long j = 1; j < width; ++j) m = f[j] > m ? f[j] : m;
       T s = T(0);
-      for (long j = 0; j < width; ++j) s += exp(f[j] - m);
-      T lse = m + log(s);
-      T pv = T(0);
-      for (long j = 0; j < width; ++j) pv += exp(f[j] - lse) * v[j];
       for (long j = 0; j < width; ++j) {
-        T p = exp(f[j] - lse);
-        out[j] = scale * p * (v[j] - pv);
+        out[j] = Exp(f[j] - m);
+        s += out[j];
       }
+      T pv = T(0);
+      for (long j = 0; j < width; ++j) {
+        out[j] /= s;
+        pv += out[j] * v[j];
+      }
+      for (long j = 0; j < width; ++j) out[j] = scale * out[j] * (v[j] - pv);
       return;
     }
     case LossKind::kLogistic: {
