@@ -16,7 +16,11 @@ slices, L-BFGS), against the plain run:
   there: measured 4e-16 between two plain runs);
 - rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
   ensemble plus leftovers, and the next unlearn ends as one process's;
-- bad input — a NaN in the data, an unknown id, a changed training row, self-influence on a
+- each rank holds X of its jobs' shards' rows only (`rows_held_per_rank` of --json against
+  the shard sizes): from a numpy.savez file (read by offset), a savez_compressed one
+  (inflated block by block) and a CSV (parsed row by row), the one-process files and cell
+  hashes;
+- bad input — NaNs in the data (the file's first bad row named, whichever rank holds it), an unknown id, a changed training row, self-influence on a
   DIR — gives the one-process line once, exit 1, and leaves DIR (or no DIR) as it was.
 Skipped, saying why, without MPI or mpirun; the ctest sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 """

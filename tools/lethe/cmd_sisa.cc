@@ -332,8 +332,9 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     return 0;
   Require(vm, "model");
   const auto forget = ForgetIds(vm);
-  // Under mpirun every rank reads DIR and the data file, the affected shards are retrained
-  // on the ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
+  // Under mpirun every rank reads DIR and of the data file every id and label and the rows
+  // of its jobs' shards (tools/lethe/sisa_rows.h), the affected shards are retrained on the
+  // ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
   // (docs/distributed.md, "SISA ensembles").
   OnRoot([&] {
     if (!report_path.empty()) {
