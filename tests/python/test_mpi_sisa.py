@@ -296,9 +296,12 @@ class DistributedSisa(unittest.TestCase):
             for solver in ("cg", "direct"):
                 out = self.path(f"influence_{solver}_{tag}.csv")
                 extra = ["--cg-tolerance", "1e-12"] if solver == "cg" else []
-                run(np_, "influence", "--model", self.mean, "--train", self.train, "--test", TEST,
-                    "--test-ids", "100000,100003", "--solver", solver, *extra, "--out", out,
-                    "--quiet")
+                p = run(np_, "influence", "--model", self.mean, "--train", self.train, "--test",
+                        TEST, "--test-ids", "100000,100003", "--solver", solver, *extra, "--out",
+                        out, "--quiet", "--json")
+                if np_ > 1:  # constituent s's shard's rows on rank s mod P, no more
+                    self.assert_rows_held(json.loads(p.stdout)["rows_held_per_rank"],
+                                          [0, 1, 2, 3], np_)
                 got["influence " + solver] = np.loadtxt(out, delimiter=",", skiprows=1)
                 with open(out) as f:
                     got["influence " + solver + " text"] = f.read()

@@ -5,10 +5,12 @@
 
 #include "common/error.h"
 #include "engine/model.h"
+#include "engine/forgotten.h"
 #include "engine/sisa/partition.h"
 #include "io/dataset_rows.h"
 #include "io/sha256.h"
 #include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
 
@@ -56,6 +58,29 @@ void CheckShardDataMatchesModel(const Architecture& arch, const ShardData& data)
 std::vector<int64_t> RowsHeldPerRank(const ShardData& data) {
   return Comm().AllgatherInt64(static_cast<int64_t>(data.rows().X.size()) /
                                std::max<int64_t>(data.rows().d, 1));
+}
+
+void ExcludeForgottenShards(const ForgetHistory& forgotten, ShardData& data,
+                            const std::string& command, const std::string& model_path) {
+  if (!data.split) {
+    data.all = ExcludeForgotten(forgotten, std::move(data.all), command, model_path);
+    return;
+  }
+  const auto kept = RowsKeptNoted(forgotten, data.all, command, model_path);
+  if (!kept) return;
+  // `all` has no X: its kept ids and targets by hand.
+  io::Dataset& all = data.all;
+  std::vector<double> y;
+  std::vector<int64_t> ids;
+  for (int64_t i : *kept) {
+    y.insert(y.end(), all.y.begin() + i * all.target_width,
+             all.y.begin() + (i + 1) * all.target_width);
+    ids.push_back(all.ids[i]);
+  }
+  all.y = std::move(y);
+  all.ids = std::move(ids);
+  all.n = static_cast<int64_t>(kept->size());
+  data.mine = SelectRows(data.mine, RowsNotForgotten(data.mine, forgotten));
 }
 
 ShardData LoadEnsembleShards(const sisa::Manifest& m, const std::string& dir,

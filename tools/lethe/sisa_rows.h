@@ -49,6 +49,10 @@ void CheckShardDataMatchesModel(const Architecture& arch, const ShardData& data)
 // rank read the whole file). Collective.
 std::vector<int64_t> RowsHeldPerRank(const ShardData& data);
 
+// ExcludeForgotten (forgotten_data.h) of both: the note (rank 0 prints it) counts every row.
+void ExcludeForgottenShards(const ForgetHistory& forgotten, ShardData& data,
+                            const std::string& command, const std::string& model_path);
+
 // LoadEnsembleData (sisa_dir.h) for sisa unlearn: under mpirun this rank's `shards` only when
 // the file is byte for byte the recorded one and the manifest records every cell's row hash
 // (lethe-sisa/2); otherwise (a file from which rows were deleted, whose every cell must be
