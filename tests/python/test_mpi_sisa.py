@@ -17,7 +17,7 @@ slices, L-BFGS), against the plain run:
 - rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
   ensemble plus leftovers, and the next unlearn ends as one process's;
 - each rank holds X of its jobs' shards' rows only (`rows_held_per_rank` of --json against
-  the shard sizes): from a numpy.savez file (read by offset), a savez_compressed one
+  the shard sizes; sisa train, sisa unlearn, influence --model DIR): from a numpy.savez file (read by offset), a savez_compressed one
   (inflated block by block) and a CSV (parsed row by row), the one-process files and cell
   hashes;
 - bad input — NaNs in the data (the file's first bad row named, whichever rank holds it), an unknown id, a changed training row, self-influence on a
