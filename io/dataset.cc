@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <unordered_map>
 
 #include "common/checked_alloc.h"
@@ -115,8 +116,12 @@ size_t ColumnIndex(const std::vector<std::string>& header, const std::string& na
 }
 
 // Rows are converted as the reader hands them out, so memory is the file's text plus X:
-// no table of strings is ever built.
-Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
+// no table of strings is ever built. With `keep` (LoadCsvRows), every row is parsed and
+// checked alike but only the features of the rows keep(id) selects are kept, into
+// *kept_X, their file rows into *kept_rows; ds.X stays empty (ids and y hold every row).
+Dataset LoadCsv(const std::string& path, const DatasetOptions& options,
+                const std::function<bool(int64_t)>* keep = nullptr,
+                HostVector<double>* kept_X = nullptr, std::vector<int64_t>* kept_rows = nullptr) {
   CsvReader reader(path);
   const std::vector<std::string>& header = reader.header();
   const size_t label = ColumnIndex(header, options.label_column, path, "--label-column");
@@ -134,9 +139,10 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
   // Every value takes at least two bytes of text (a digit and a separator), which bounds
   // the reservation by the file, whatever its line count claims.
   const uint64_t max_rows = std::min<uint64_t>(reader.MaxRows(), reader.file_size() / 2 + 1);
-  ReserveChecked(ds.X, std::min<uint64_t>(max_rows * static_cast<uint64_t>(ds.d),
-                                          reader.file_size() / 2 + 1),
-                 path + ": X");
+  if (!keep)
+    ReserveChecked(ds.X, std::min<uint64_t>(max_rows * static_cast<uint64_t>(ds.d),
+                                            reader.file_size() / 2 + 1),
+                   path + ": X");
   ReserveChecked(ds.y, max_rows, path + ": y");
   ReserveChecked(ds.ids, max_rows, path + ": ids");
   std::vector<std::string> fields;
@@ -148,12 +154,16 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
            Quote(fields[column]));
     return v;
   };
+  // Whether the first feature column counts 0, 1, ..., n-1 (pandas' index; the hint below).
+  bool counts = true;
+  std::vector<double> row(static_cast<size_t>(ds.d));
   for (int64_t r = 0; reader.Next(&fields, &line); ++r) {
-    for (size_t c : features) {
-      ds.X.push_back(number(c));
-      if (!std::isfinite(ds.X.back()))
+    for (size_t k = 0; k < features.size(); ++k) {
+      row[k] = number(features[k]);
+      if (!std::isfinite(row[k]))
         Fail(path, ": X contains NaN or Inf at row ", r, " (line ", line, ")");
     }
+    counts = counts && row[0] == static_cast<double>(r);
     ds.y.push_back(number(label));
     if (!std::isfinite(ds.y.back()))
       Fail(path, ": y contains NaN or Inf at row ", r, " (line ", line, ")");
@@ -166,6 +176,11 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
     } else {
       ds.ids.push_back(r);
     }
+    HostVector<double>& X = keep ? *kept_X : ds.X;
+    if (!keep || (*keep)(ds.ids.back())) {
+      X.insert(X.end(), row.begin(), row.end());
+      if (keep) kept_rows->push_back(r);
+    }
     ++ds.n;
   }
   if (ds.n == 0) Fail(path, ": no data rows");
@@ -176,11 +191,8 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
   // pandas writes its index as a first column named "" (or "Unnamed: 0" once read and
   // written again) unless told index=False; remember it for the feature-count hint.
   const std::string& first = header[features[0]];
-  if (features[0] == 0 && (first.empty() || first == "Unnamed: 0")) {
-    bool counts = true;
-    for (int64_t r = 0; r < ds.n && counts; ++r) counts = ds.X[r * ds.d] == static_cast<double>(r);
-    if (counts) ds.index_like_column = first;
-  }
+  if (features[0] == 0 && (first.empty() || first == "Unnamed: 0") && counts)
+    ds.index_like_column = first;
   return ds;
 }
 
@@ -189,6 +201,12 @@ Dataset LoadCsv(const std::string& path, const DatasetOptions& options) {
 Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
                           int64_t first_row) {
   return NpzArraysToDataset(path, std::move(arrays), first_row);
+}
+
+Dataset LoadCsvRows(const std::string& path, const DatasetOptions& options,
+                    const std::function<bool(int64_t)>& keep, HostVector<double>* X,
+                    std::vector<int64_t>* rows) {
+  return LoadCsv(path, options, &keep, X, rows);
 }
 
 Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays) {

@@ -1,8 +1,11 @@
 // Internal to lethe_io: the checks and conversions that turn an .npz's arrays (X, y,
-// optional ids) into a Dataset, shared by LoadDataset (the whole file) and
-// LoadDatasetBlock (one rank's rows, io/dataset_block.h).
+// optional ids) into a Dataset, shared by LoadDataset (the whole file), LoadDatasetBlock
+// (one rank's rows, io/dataset_block.h) and LoadDatasetRows (rows picked by id,
+// io/dataset_rows.h).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -18,5 +21,12 @@ Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> 
 // The same checks and fields but X's values: X gives its dtype and shape only (its bytes
 // may be empty) and the Dataset's X stays empty (io/dataset_stream.h reads it by rows).
 Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays);
+
+// LoadDataset of a CSV file whose X keeps only the rows keep(id) selects (io/dataset_rows.h):
+// every row is parsed and checked as LoadDataset does; the Dataset returned holds every
+// row's ids and y and an empty X; the kept rows' features go to *X, their file rows to *rows.
+Dataset LoadCsvRows(const std::string& path, const DatasetOptions& options,
+                    const std::function<bool(int64_t)>& keep, HostVector<double>* X,
+                    std::vector<int64_t>* rows);
 
 }  // namespace lethe::io

@@ -16,7 +16,11 @@ slices, L-BFGS), against the plain run:
   there: measured 4e-16 between two plain runs);
 - rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
   ensemble plus leftovers, and the next unlearn ends as one process's;
-- bad input — a NaN in the data, an unknown id, a changed training row, self-influence on a
+- each rank holds X of its jobs' shards' rows only (`rows_held_per_rank` of --json against
+  the shard sizes; sisa train, sisa unlearn, influence --model DIR): from a numpy.savez file (read by offset), a savez_compressed one
+  (inflated block by block) and a CSV (parsed row by row), the one-process files and cell
+  hashes;
+- bad input — NaNs in the data (the file's first bad row named, whichever rank holds it), an unknown id, a changed training row, self-influence on a
   DIR — gives the one-process line once, exit 1, and leaves DIR (or no DIR) as it was.
 Skipped, saying why, without MPI or mpirun; the ctest sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 """
@@ -119,20 +123,36 @@ class DistributedSisa(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
+    def assert_rows_held(self, held, job_shards, np_):
+        """Each rank held X of its jobs' shards' rows only (job j on rank j mod P), counted
+        from the one-process manifest: never the whole file (1437 rows)."""
+        sizes = [sum(len(c["ids"]) for c in s["slices"]) for s in manifest(self.one)["shards"]]
+        expect = [sum(sizes[s] for j, s in enumerate(job_shards) if j % np_ == r)
+                  for r in range(np_)]
+        self.assertEqual(held, expect)
+        self.assertLess(max(held), len(self.ids))
+
     def test_train_and_unlearn_are_the_one_process_files(self):
         ids = "3,700,5"  # three shards, from slice 0 and slice 1
         one = self.sisa_train(1, "u1")
         report_one = json.loads(run(1, "sisa", "unlearn", "--model", one, "--forget-ids", ids,
                                     "--quiet", "--json").stdout)
         self.assertEqual(len(report_one["retrained"]), 3)
+        self.assertNotIn("rows_held_per_rank", report_one)
+        retrained = [x["shard"] for x in report_one["retrained"]]
         for np_ in (2, 3):
             with self.subTest(np=np_):
-                d = self.sisa_train(np_, f"u{np_}")
+                d = self.path(f"u{np_}")
+                held = json.loads(run(np_, "sisa", "train", "--spec", SPEC, "--data", self.train,
+                                      "--shards", "4", "--slices", "2", "--out", d, "--quiet",
+                                      "--json").stdout)["rows_held_per_rank"]
+                self.assert_rows_held(held, [0, 1, 2, 3], np_)
                 self.assertEqual(checkpoints(d), checkpoints(self.one))
                 self.assertEqual(manifest(d), manifest(self.one))
                 self.assertFalse([n for n in os.listdir(self.dir) if ".tmp-" in n])
                 r = json.loads(run(np_, "sisa", "unlearn", "--model", d, "--forget-ids", ids,
                                    "--quiet", "--json").stdout)
+                self.assert_rows_held(r["rows_held_per_rank"], retrained, np_)
                 self.assertEqual(checkpoints(d), checkpoints(one))
                 self.assertEqual(manifest(d), manifest(one))
                 for key in ("k", "ids_sha256", "untouched_shards", "made_exact", "constituents",
@@ -140,6 +160,33 @@ class DistributedSisa(unittest.TestCase):
                     self.assertEqual(r[key], report_one[key], key)
                 self.assertEqual([(x["shard"], x["from_slice"], x["checkpoints"]) for x in r["retrained"]],
                                  [(x["shard"], x["from_slice"], x["checkpoints"]) for x in report_one["retrained"]])
+
+    def test_rows_are_read_by_shard_from_deflated_and_csv_files(self):
+        # numpy.savez_compressed (inflated block by block, the rows of the rank's shards
+        # kept) and CSV (parsed row by row, likewise) on 2 ranks: the one-process files, each
+        # rank holding its shards' rows only.
+        packed = self.path("packed.npz")
+        np.savez_compressed(packed, X=self.X, y=self.y, ids=self.ids)
+        table = self.path("table.csv")
+        with open(table, "w") as f:
+            f.write("id,label," + ",".join(f"x{j}" for j in range(self.X.shape[1])) + "\n")
+            for i in range(len(self.ids)):
+                f.write(f"{self.ids[i]},{self.y[i]}," + ",".join(repr(float(v)) for v in self.X[i]) + "\n")
+        for name, data, extra in (("packed", packed, []), ("table", table, ["--id-column", "id"])):
+            with self.subTest(data=name):
+                dirs = {}
+                for np_ in (1, 2):
+                    dirs[np_] = self.path(f"{name}{np_}")
+                    j = json.loads(run(np_, "sisa", "train", "--spec", SPEC, "--data", data, *extra,
+                                       "--shards", "4", "--slices", "2", "--out", dirs[np_],
+                                       "--quiet", "--json").stdout)
+                self.assert_rows_held(j["rows_held_per_rank"], [0, 1, 2, 3], 2)
+                self.assertEqual(checkpoints(dirs[2]), checkpoints(self.one))
+                self.assertEqual(manifest(dirs[2]), manifest(dirs[1]))
+                # The cells' row hashes (what a later unlearn checks a file against) are the
+                # ones one process computes from the whole file.
+                self.assertEqual([c["rows_sha256"] for s in manifest(dirs[2])["shards"] for c in s["slices"]],
+                                 [c["rows_sha256"] for s in manifest(self.one)["shards"] for c in s["slices"]])
 
     def test_newton_patches_then_exact_are_the_one_process_files(self):
         # lethe unlearn --model DIR: patch j on rank j mod P, rank 0 writes; then sisa unlearn
@@ -249,9 +296,12 @@ class DistributedSisa(unittest.TestCase):
             for solver in ("cg", "direct"):
                 out = self.path(f"influence_{solver}_{tag}.csv")
                 extra = ["--cg-tolerance", "1e-12"] if solver == "cg" else []
-                run(np_, "influence", "--model", self.mean, "--train", self.train, "--test", TEST,
-                    "--test-ids", "100000,100003", "--solver", solver, *extra, "--out", out,
-                    "--quiet")
+                p = run(np_, "influence", "--model", self.mean, "--train", self.train, "--test",
+                        TEST, "--test-ids", "100000,100003", "--solver", solver, *extra, "--out",
+                        out, "--quiet", "--json")
+                if np_ > 1:  # constituent s's shard's rows on rank s mod P, no more
+                    self.assert_rows_held(json.loads(p.stdout)["rows_held_per_rank"],
+                                          [0, 1, 2, 3], np_)
                 got["influence " + solver] = np.loadtxt(out, delimiter=",", skiprows=1)
                 with open(out) as f:
                     got["influence " + solver + " text"] = f.read()
@@ -289,14 +339,22 @@ class DistributedSisa(unittest.TestCase):
             self.assertIn(expect, lines.pop())
 
     def test_bad_input_is_one_line_on_every_rank(self):
-        # A NaN in the data: no DIR, no temporary directory.
+        # NaNs in the data: no DIR, no temporary directory. Each rank reads its shards' rows
+        # only; rows a < b are put on ranks rank(b) < rank(a) of 3, so that the line names
+        # row a (one process's) only if the ranks agree on the file's first bad row, not on
+        # the lowest failing rank.
+        shard_of = {i: s for s, shard in enumerate(manifest(self.one)["shards"])
+                    for c in shard["slices"] for i in c["ids"]}
+        rank = [shard_of[int(i)] % 3 for i in self.ids]
+        a, b = next((a, b) for a in range(1000, 1400) for b in range(a + 1, 1437)
+                    if rank[b] < rank[a])
         X = self.X.astype(np.float64).copy()
-        X[1400, 3] = np.nan
+        X[a, 3] = X[b, 1] = np.nan
         bad = self.path("nan.npz")
         np.savez(bad, X=X, y=self.y, ids=self.ids)
         out = self.path("never")
         self.assert_same_failure(["sisa", "train", "--spec", SPEC, "--data", bad, "--shards", "4",
-                                  "--out", out, "--quiet"], expect="nan.npz")
+                                  "--out", out, "--quiet"], expect=f"nan.npz: X contains NaN or Inf at row {a}")
         self.assertFalse(os.path.exists(out))
         self.assertFalse([n for n in os.listdir(self.dir) if n.startswith("never")])
         # An unknown id; a changed training row; DIR unchanged each time.

@@ -29,6 +29,7 @@
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
+#include "tools/lethe/sisa_rows.h"
 
 namespace lethe::cli {
 namespace {
@@ -56,12 +57,14 @@ struct Job {
 // slice's θ (raw doubles), training time, row count and convergence to rank 0, which alone
 // writes the checkpoint files — rebuilt from the job's start model, whose architecture
 // training does not change, so each file is byte for byte the one-process file — and
-// fills `m`.
+// fills `m`. Each rank holds only its jobs' shards' rows (tools/lethe/sisa_rows.h), so
+// there the job also hashes the cells it trained (rows_sha256) and rank 0 records them.
 template <typename T>
-double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
+double RunJobs(const std::string& dir, sisa::Manifest& m, const ShardData& shard_data,
                const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
                const CommonOptions& common, Progress& progress) {
   auto backend = kernels::MakeBackend<T>(common.Backend());
+  const io::Dataset& data = shard_data.rows();
   const auto row_of_id = RowOfId(data);
   double total = 0;
   bool first = true;
@@ -78,6 +81,9 @@ double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& dat
                                             {"converged", d.summary.converged},
                                             {"grad_norm", Sci(d.summary.grad_norm)},
                                             {"message", d.summary.message}});
+                          if (shard_data.split)
+                            slices.back()["rows_sha256"] = sisa::CellRowsSha256(
+                                data, row_of_id, partition[job.shard][d.slice]);
                           thetas.insert(thetas.end(), d.model.theta.begin(), d.model.theta.end());
                           t = Clock::now();
                         });
@@ -103,6 +109,7 @@ double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& dat
       c.seconds = seconds;
       c.trained_on = d["rows"].get<int64_t>();
       c.generation = generation;
+      if (d.contains("rows_sha256")) c.rows_sha256 = d["rows_sha256"].get<std::string>();
       const std::string path = dir + "/" + c.file;
       SaveModel(path, model);
       c.sha256 = io::Sha256File(path);
@@ -121,7 +128,7 @@ double RunJobs(const std::string& dir, sisa::Manifest& m, const io::Dataset& dat
   return total;
 }
 
-double Run(const std::string& dir, sisa::Manifest& m, const io::Dataset& data,
+double Run(const std::string& dir, sisa::Manifest& m, const ShardData& data,
            const sisa::Partition& partition, std::vector<Job>& jobs, int generation,
            const CommonOptions& common, Progress& progress) {
   return m.dtype == "f32"
@@ -206,8 +213,9 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   m.device = common.device;
   common.Backend();
   // Under mpirun only rank 0 writes (the directory, the manifest); every rank reads the
-  // spec and the whole data file (a shard's rows are scattered over the file by the keyed
-  // hash, not a block of it) and trains its shards (docs/distributed.md, "SISA ensembles").
+  // spec, every id and label of the data file, and the rows of the shards it trains (a
+  // shard's rows are scattered over the file by the keyed hash: tools/lethe/sisa_rows.h),
+  // and trains its shards (docs/distributed.md, "SISA ensembles").
   const fs::path parent = fs::absolute(out).parent_path();
   OnRoot([&] {
     if (fs::exists(fs::symlink_status(out)))
@@ -220,7 +228,11 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   if (spec.loss == LossKind::kMse)
     Fail(spec_path, ": loss mse: SISA ensembles aggregate classifiers only (cross_entropy, logistic)");
   m.spec_json = spec.ToJson();
-  const io::Dataset data = Collectively([&] { return io::LoadDataset(data_path, common.Data()); });
+  std::vector<int> all_shards;  // shard j is job j
+  for (int s = 0; s < partition.shards; ++s) all_shards.push_back(s);
+  const ShardData shard_data =
+      LoadShardRows(data_path, common.Data(), partition, ShardsOfThisRank(all_shards));
+  const io::Dataset& data = shard_data.all;  // every id and label (and X with one process)
   m.data_path = fs::absolute(data_path).lexically_normal().string();
   OnRoot([&] { m.data_sha256 = io::Sha256File(data_path); });
   m.data_n = data.n;
@@ -233,7 +245,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
   std::vector<Job> jobs;
   for (int s = 0; s < partition.shards; ++s) {
     Model init = InitialModel(m, data, s);
-    CheckDataMatchesModel(init.arch, data);
+    CheckShardDataMatchesModel(init.arch, shard_data);
     jobs.push_back({s, 0, std::move(init)});
   }
   // Everything is written into a fresh directory beside DIR, renamed into place at the end:
@@ -258,9 +270,10 @@ int RunSisaTrain(const std::vector<std::string>& args) {
                     std::to_string(partition.shards) + " shards × " +
                     std::to_string(partition.slices) + " slices, " + optimizer);
   const auto start = Clock::now();
-  const double trained = Run(temp, m, data, p, jobs, 0, common, progress);
+  const double trained = Run(temp, m, shard_data, p, jobs, 0, common, progress);
   OnRoot([&] {
-    sisa::FillCellHashes(m, data, RowOfId(data));
+    // Under mpirun the jobs sent every cell's hash (each shard is a job).
+    if (!shard_data.split) sisa::FillCellHashes(m, data, RowOfId(data));
     io::WriteFileAtomically(temp + "/manifest.json", m.ToJson());
     SyncDirectory(temp);
     if (::rename(temp.c_str(), out.c_str()) != 0)
@@ -269,6 +282,7 @@ int RunSisaTrain(const std::vector<std::string>& args) {
     SyncDirectory(parent.string());
   });
   const double seconds = Since(start);
+  const std::vector<int64_t> held = RowsHeldPerRank(shard_data);
 
   int64_t lo = INT64_MAX, hi = 0;
   for (const auto& shard : p)
@@ -284,6 +298,8 @@ int RunSisaTrain(const std::vector<std::string>& args) {
     j["cell_size_max"] = hi;
     j["training_seconds"] = trained;
     j["seconds"] = seconds;
+    // Under mpirun: the rows of X each rank held (its shards'), in rank order.
+    if (Distributed()) j["rows_held_per_rank"] = held;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "trained " << out << ": " << partition.shards << " shards × " << partition.slices
@@ -316,8 +332,9 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     return 0;
   Require(vm, "model");
   const auto forget = ForgetIds(vm);
-  // Under mpirun every rank reads DIR and the data file, the affected shards are retrained
-  // on the ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
+  // Under mpirun every rank reads DIR and of the data file every id and label and the rows
+  // of its jobs' shards (tools/lethe/sisa_rows.h), the affected shards are retrained on the
+  // ranks (ForEachConstituent), and rank 0 alone locks, writes and commits DIR
   // (docs/distributed.md, "SISA ensembles").
   OnRoot([&] {
     if (!report_path.empty()) {
@@ -347,9 +364,6 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     for (const std::string& name : Unreferenced(dir, old)) fs::remove(dir + "/" + name);
   });
 
-  std::string data_sha256;
-  const io::Dataset data =
-      Collectively([&] { return LoadEnsembleData(old, dir, data_path, common, &data_sha256); });
   const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
   std::vector<int64_t> ids;
   int64_t already = 0;
@@ -357,9 +371,36 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     if (old.forgotten.Contains(id)) ++already;  // its row may have been deleted from the data
     else ids.push_back(id);
   }
-  data.RowsOf(ids, what);  // every id not yet forgotten must be in the data
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::vector<int64_t> unique_ids = ids;
+  std::sort(unique_ids.begin(), unique_ids.end());
+  unique_ids.erase(std::unique(unique_ids.begin(), unique_ids.end()), unique_ids.end());
+  // The shards to retrain (from the ids and the patches alone), so that under mpirun each
+  // rank reads only its jobs' shards' rows (tools/lethe/sisa_rows.h).
+  std::map<int, int> earliest;  // shard → earliest slice touched
+  const auto touch = [&](int64_t id) {
+    const sisa::Cell c = sisa::Assign(id, old.partition);
+    auto it = earliest.find(c.shard);
+    if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
+  };
+  for (int64_t id : unique_ids) touch(id);
+  // A Newton-patched shard's checkpoints were trained on the ids its patch removed:
+  // retraining it from the checkpoint before the earliest slice of those ids makes it what
+  // sisa train on the kept data gives, like any other deletion.
+  std::vector<int> made_exact;
+  for (int s = 0; s < old.partition.shards; ++s) {
+    if (!old.shards[s].patch) continue;
+    made_exact.push_back(s);
+    for (int64_t id : old.shards[s].patch->ids) touch(id);
+  }
+  std::vector<int> job_shards;  // job j retrains shard job_shards[j]
+  for (const auto& [s, from] : earliest) job_shards.push_back(s);
+
+  std::string data_sha256;
+  const ShardData shard_data =
+      LoadEnsembleShards(old, dir, data_path, common, &data_sha256, ShardsOfThisRank(job_shards));
+  const io::Dataset& data = shard_data.all;  // every id and label (and X with one process)
+  Collectively([&] { data.RowsOf(ids, what); });  // every id not yet forgotten must be in the data
+  ids = unique_ids;
   if (already > 0)
     Warn("sisa unlearn", std::to_string(already) + " id(s) of " + what + " were forgotten by an "
          "earlier request; nothing to do for them");
@@ -378,26 +419,7 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   for (int64_t id : data.ids)
     if (!m.forgotten.Contains(id)) kept.push_back(id);
   const sisa::Partition p = sisa::PartitionIds(kept, m.partition);
-  std::map<int, int> earliest;  // shard → earliest slice touched
-  for (int64_t id : ids) {
-    const sisa::Cell c = sisa::Assign(id, m.partition);
-    auto it = earliest.find(c.shard);
-    if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
-  }
-  // A Newton-patched shard's checkpoints were trained on the ids its patch removed:
-  // retraining it from the checkpoint before the earliest slice of those ids makes it what
-  // sisa train on the kept data gives, like any other deletion.
-  std::vector<int> made_exact;
-  for (int s = 0; s < m.partition.shards; ++s) {
-    if (!old.shards[s].patch) continue;
-    made_exact.push_back(s);
-    for (int64_t id : old.shards[s].patch->ids) {
-      const sisa::Cell c = sisa::Assign(id, m.partition);
-      auto it = earliest.find(c.shard);
-      if (it == earliest.end() || c.slice < it->second) earliest[c.shard] = c.slice;
-    }
-    m.shards[s].patch.reset();
-  }
+  for (int s : made_exact) m.shards[s].patch.reset();
   for (int s = 0; s < m.partition.shards; ++s)
     for (int r = 0; r < m.partition.slices; ++r) {
       std::vector<int64_t> expect;
@@ -419,10 +441,12 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
   Progress progress(common.quiet);
   progress.Announce("lethe sisa unlearn: " + std::to_string(ids.size()) + " id(s) in " +
                     std::to_string(jobs.size()) + " shard(s)");
-  const double retrain_seconds = Run(dir, m, data, p, jobs, m.generation, common, progress);
+  const double retrain_seconds = Run(dir, m, shard_data, p, jobs, m.generation, common, progress);
   std::string new_sha;
   OnRoot([&] {
-    sisa::FillCellHashes(m, data, RowOfId(data));
+    // Split under mpirun: the retrained cells' hashes came with their jobs; every other
+    // cell keeps its ids and (the recorded file) its rows, so its recorded hash.
+    if (!shard_data.split) sisa::FillCellHashes(m, data, RowOfId(data));
     // The commit point: the manifest is replaced by a rename. Before it, DIR is the old
     // ensemble plus unreferenced files; after it, the new one plus unreferenced files.
     {
@@ -438,6 +462,7 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     new_sha = io::Sha256File(manifest_path);
   });
   const double seconds = Since(start);
+  const std::vector<int64_t> held = RowsHeldPerRank(shard_data);
 
   double full = 0;  // every cell's recorded training time: what retraining all would take
   for (const sisa::Shard& s : old.shards)
@@ -495,7 +520,10 @@ int RunSisaUnlearn(const std::vector<std::string>& args) {
     if (!report_path.empty()) io::WriteFileAtomically(report_path, r.dump(2) + "\n");
   });
   if (common.json) {
-    std::cout << r.dump(2) << "\n";
+    nlohmann::json printed = r;
+    // Under mpirun: the rows of X each rank held (its jobs' shards'), in rank order.
+    if (Distributed()) printed["rows_held_per_rank"] = held;
+    std::cout << printed.dump(2) << "\n";
   } else {
     if (ids.empty())
       std::cout << "made the Newton-patched constituents of " << dir << " exact (SISA): ";

@@ -5,10 +5,12 @@
 
 namespace lethe::cli {
 
-io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
-                             const std::string& command, const std::string& model_path) {
-  if (forgotten.ids.empty()) return data;
-  const std::vector<int64_t> rows = RowsNotForgotten(data, forgotten);
+std::optional<std::vector<int64_t>> RowsKeptNoted(const ForgetHistory& forgotten,
+                                                  const io::Dataset& data,
+                                                  const std::string& command,
+                                                  const std::string& model_path) {
+  if (forgotten.ids.empty()) return std::nullopt;
+  std::vector<int64_t> rows = RowsNotForgotten(data, forgotten);
   const int64_t left_out = data.n - static_cast<int64_t>(rows.size());
   const size_t requests = forgotten.requests.size();
   std::cerr << "lethe " << command << ": note: " << model_path << " has forgotten "
@@ -16,11 +18,17 @@ io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
             << (requests == 1 ? "" : "s") << "; ";
   if (left_out == 0) {
     std::cerr << "none of them is in " << data.path << "\n";
-    return data;
+    return std::nullopt;
   }
   std::cerr << left_out << " of them are in " << data.path << " and are left out of it ("
             << rows.size() << " examples remain; lethe inspect lists them)\n";
-  return SelectRows(data, rows);
+  return rows;
+}
+
+io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
+                             const std::string& command, const std::string& model_path) {
+  const auto rows = RowsKeptNoted(forgotten, data, command, model_path);
+  return rows ? SelectRows(data, *rows) : data;
 }
 
 ForgetHistory UnionOfForgotten(const std::vector<const ForgetHistory*>& histories) {

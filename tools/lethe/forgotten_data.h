@@ -2,6 +2,7 @@
 // (engine/forgotten.h): the file's rows without the forgotten ids.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,13 @@ namespace lethe::cli {
 // `command` is the subcommand's name, `model_path` the model the record came from.
 io::Dataset ExcludeForgotten(const ForgetHistory& forgotten, io::Dataset data,
                              const std::string& command, const std::string& model_path);
+
+// The rows ExcludeForgotten keeps, saying on stderr what it says; nullopt when it keeps all.
+// Reads only data's ids, n and path (a Dataset without X: SISA under mpirun, sisa_rows.h).
+std::optional<std::vector<int64_t>> RowsKeptNoted(const ForgetHistory& forgotten,
+                                                  const io::Dataset& data,
+                                                  const std::string& command,
+                                                  const std::string& model_path);
 
 // The union of several models' forgotten ids (compare).
 ForgetHistory UnionOfForgotten(const std::vector<const ForgetHistory*>& histories);

@@ -31,6 +31,7 @@
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
+#include "tools/lethe/sisa_rows.h"
 
 namespace lethe::cli {
 namespace {
@@ -44,19 +45,26 @@ struct ConstituentResult {
 };
 
 template <typename T>
-int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& train,
+int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_data,
         const io::Dataset& test, const std::vector<int64_t>& test_rows, const SolverFlags& flags,
         const CommonOptions& common, const std::string& train_path, const std::string& out,
         int64_t top_k) {
   Warnings warnings("influence");
   Progress progress(common.quiet);
+  // `train`: every kept row's id (what rank 0 places the scores by); `mine`: the rows this
+  // rank computes on (under mpirun its constituents' shards' only: sisa_rows.h).
+  const io::Dataset& train = train_data.all;
+  const io::Dataset& mine = train_data.rows();
   const auto row_of_id = RowOfId(train);
+  const auto my_row_of_id = RowOfId(mine);
+  const std::vector<int64_t> held = RowsHeldPerRank(train_data);
   const int S = m.partition.shards;
   const int64_t mt = static_cast<int64_t>(test_rows.size()), n = train.n;
-  auto shard_rows = [&](int s) {  // the shard's kept rows, in sisa train's order
+  // The shard's kept rows of `data`, in sisa train's order.
+  auto shard_rows = [&](int s, const std::unordered_map<int64_t, int64_t>& of_id) {
     std::vector<int64_t> rows;
     for (const sisa::Checkpoint& c : m.shards[s].slices)
-      for (int64_t id : c.ids) rows.push_back(row_of_id.at(id));
+      for (int64_t id : c.ids) rows.push_back(of_id.at(id));
     return rows;
   };
   auto backend = kernels::MakeBackend<T>(common.Backend());
@@ -66,7 +74,7 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
   // scores (mt × n_s)]: rank 0 assembles exactly what one process computes.
   auto work = [&](int s) {
     const Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
-    CheckDataMatchesModel(model.arch, train);
+    CheckDataMatchesModel(model.arch, mine);
     CheckDataMatchesModel(model.arch, test);
     const LossKind loss = model.arch.spec.loss;
     const int64_t width = model.arch.output_dim, k = sisa::NumLabels(loss, width);
@@ -88,8 +96,8 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
         values[1 + j] = p[static_cast<int64_t>(test.y[test_rows[j] * test.target_width])];
       }
     }
-    const std::vector<int64_t> rows = shard_rows(s);
-    Session<T> session(model, train, common, rows);
+    const std::vector<int64_t> rows = shard_rows(s, my_row_of_id);
+    Session<T> session(model, mine, common, rows);
     Objective<T> tests(*session.backend, model.arch, UploadData(*session.backend, test, test_rows),
                        ObjectiveOptions{common.batch_size});
     InverseHvpOptions options = flags.Resolve(model.arch.num_params);
@@ -157,7 +165,7 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
     for (const auto& w : header["warnings"]) warnings.Add(w.get<std::string>());
     exact = exact && header["exact"].get<bool>();
     p_label[s].assign(values.begin() + 1, values.begin() + 1 + mt);
-    const std::vector<int64_t> rows = shard_rows(s);
+    const std::vector<int64_t> rows = shard_rows(s, row_of_id);
     LETHE_CHECK(static_cast<int64_t>(values.size()) == 1 + mt + mt * cr.n);
     const double* sc = values.data() + 1 + mt;
     for (int64_t j = 0; j < mt; ++j)
@@ -174,7 +182,7 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
       for (int s = 0; s < S; ++s) w[s][j] = p_label[s][j] / (S * mean);
     }
   for (int s = 0; s < S; ++s) {
-    const std::vector<int64_t> rows = shard_rows(s);
+    const std::vector<int64_t> rows = shard_rows(s, row_of_id);
     for (int64_t j = 0; j < mt; ++j)
       for (int64_t row : rows) scores[j * n + row] = w[s][j] * scores[j * n + row];
   }
@@ -218,6 +226,8 @@ int Run(const std::string& dir, const sisa::Manifest& m, const io::Dataset& trai
       j["constituents"].push_back({{"shard", c.shard}, {"n", c.n}, {"grad_norm", c.grad_norm},
                                    {"solver", c.solver}});
     j["forgotten_excluded"] = static_cast<int64_t>(m.forgotten.ids.size());
+    // Under mpirun: the training rows each rank held (its constituents' shards').
+    if (Distributed()) j["rows_held_per_rank"] = held;
     j["warnings"] = warnings.all();
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -246,16 +256,18 @@ int InfluenceEnsemble(const std::string& dir, const std::string& train_path,
                       const std::string& test_path, const std::vector<int64_t>& test_ids,
                       const SolverFlags& flags, const CommonOptions& common,
                       const std::string& out, int64_t top_k) {
-  // Under mpirun every rank reads DIR, the whole training file and the test file; the
-  // constituents are spread over the ranks (Run, above).
+  // Under mpirun every rank reads DIR, the test file, and of the training file every id and
+  // label and the rows of its constituents' shards (sisa_rows.h; the whole file when it is
+  // not the recorded one); the constituents are spread over the ranks (Run, above).
   const sisa::Manifest m = Collectively([&] { return ReadEnsemble(dir); });
   std::string path = train_path;
   // The training data: the recorded file or it less forgotten rows (cell hashes), then
   // without the forgotten ids.
-  const io::Dataset train = Collectively([&] {
-    return ExcludeForgotten(m.forgotten, LoadEnsembleData(m, dir, path, common, nullptr),
-                            "influence", dir);
-  });
+  std::vector<int> all_shards;  // constituent s is job s
+  for (int s = 0; s < m.partition.shards; ++s) all_shards.push_back(s);
+  ShardData train =
+      LoadEnsembleShards(m, dir, path, common, nullptr, ShardsOfThisRank(all_shards));
+  Collectively([&] { ExcludeForgottenShards(m.forgotten, train, "influence", dir); });
   const io::Dataset test = Collectively([&] { return io::LoadDataset(test_path, common.Data()); });
   std::vector<int64_t> rows;
   if (!test_ids.empty()) {

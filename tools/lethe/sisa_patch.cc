@@ -32,6 +32,7 @@
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
+#include "tools/lethe/sisa_rows.h"
 
 namespace lethe::cli {
 namespace {
@@ -131,8 +132,9 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
          "exactly with lethe sisa unlearn)");
   const auto forget = ForgetIds(vm);
   if (!forget) Fail("--forget FILE or --forget-ids LIST is required");
-  // Under mpirun every rank reads DIR and the whole data file; rank 0 alone locks, writes
-  // and commits (docs/distributed.md, "SISA ensembles").
+  // Under mpirun every rank reads DIR, every id and label of the data file and the rows of
+  // the shards it patches (tools/lethe/sisa_rows.h); rank 0 alone locks, writes and commits
+  // (docs/distributed.md, "SISA ensembles").
   OnRoot([&] {
     if (!report_path.empty()) {
       io::CheckOutputIsNotAnInput(report_path, {dir + "/manifest.json"});
@@ -149,11 +151,6 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     for (const std::string& name : Unreferenced(dir, old))
       std::filesystem::remove(dir + "/" + name);
   });
-  std::string data_sha256;
-  const io::Dataset data =
-      Collectively([&] { return LoadEnsembleData(old, dir, data_path, common, &data_sha256); });
-  const auto row_of_id = RowOfId(data);
-
   const std::string what = vm.count("forget") ? vm["forget"].as<std::string>() : "--forget-ids";
   std::vector<int64_t> ids;
   int64_t already = 0;
@@ -163,8 +160,20 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
   }
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  // The shards to patch follow from the ids alone (patch j: the j-th in shard order), so
+  // under mpirun each rank reads only its patches' shards' rows.
+  std::vector<int> job_shards;
+  for (int64_t id : ids) job_shards.push_back(sisa::Assign(id, old.partition).shard);
+  std::sort(job_shards.begin(), job_shards.end());
+  job_shards.erase(std::unique(job_shards.begin(), job_shards.end()), job_shards.end());
+  std::string data_sha256;
+  const ShardData shard_data =
+      LoadEnsembleShards(old, dir, data_path, common, &data_sha256, ShardsOfThisRank(job_shards));
+  const io::Dataset& data = shard_data.rows();  // the rows this rank patches on
+  const auto row_of_id = RowOfId(data);
+
   if (ids.empty()) Fail(what, ": every id was already forgotten by ", dir, "; nothing to do");
-  data.RowsOf(ids, what);  // every id must be in the data
+  Collectively([&] { shard_data.all.RowsOf(ids, what); });  // every id must be in the data
   Warnings warnings("unlearn");
   if (already > 0)
     warnings.Add(std::to_string(already) + " id(s) of " + what + " were already forgotten by " +
@@ -229,10 +238,18 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     std::vector<double> values{s.input_grad_norm, s.kept_grad_norm_before,
                                s.kept_grad_norm_after, s.delta_norm};
     values.insert(values.end(), job.model.theta.begin(), job.model.theta.end());
-    return Pack({{"steps", steps}, {"words", StepsInWords(s)},
-                 {"n_steps", static_cast<int>(s.steps.size())}, {"seconds", job.seconds},
-                 {"replaces", job.replaces_file}, {"replaces_sha256", job.replaces_sha256}},
-                values);
+    nlohmann::json header = {{"steps", steps}, {"words", StepsInWords(s)},
+                             {"n_steps", static_cast<int>(s.steps.size())},
+                             {"seconds", job.seconds}, {"replaces", job.replaces_file},
+                             {"replaces_sha256", job.replaces_sha256}};
+    // Split under mpirun: rank 0 has not the shard's rows, so the cells (less the ids) are
+    // hashed here.
+    if (shard_data.split) {
+      header["rows_sha256"] = nlohmann::json::array();
+      for (const sisa::Checkpoint& c : m.shards[job.shard].slices)
+        header["rows_sha256"].push_back(sisa::CellRowsSha256(data, row_of_id, c.ids));
+    }
+    return Pack(header, values);
   };
   ForEachConstituent(static_cast<int>(jobs.size()), work, [&](int j, const std::string& bytes) {
     ShardPatch& job = jobs[j];
@@ -250,6 +267,9 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     job.seconds = h["seconds"].get<double>();
     job.replaces_file = h["replaces"].get<std::string>();
     job.replaces_sha256 = h["replaces_sha256"].get<std::string>();
+    if (h.contains("rows_sha256"))
+      for (size_t r = 0; r < h["rows_sha256"].size(); ++r)
+        m.shards[job.shard].slices[r].rows_sha256 = h["rows_sha256"][r].get<std::string>();
     // The constituent file it replaces, with the patched θ (a patch changes θ only).
     job.model = LoadModel(dir + "/" + job.replaces_file);
     LETHE_CHECK(values.size() == 4 + job.model.theta.size());
@@ -292,7 +312,9 @@ int RunUnlearnEnsemble(const std::vector<std::string>& args) {
     if (first) CrashPointForTests("checkpoint");
     first = false;
   }
-  sisa::FillCellHashes(m, data, row_of_id);
+  // Split under mpirun: the patched shards' cells came with their results, every other
+  // cell is unchanged (its ids, and the recorded file's rows).
+  if (!shard_data.split) sisa::FillCellHashes(m, data, row_of_id);
   {
     io::AtomicFile file(manifest_path);
     file.Write(m.ToJson());
