@@ -59,15 +59,16 @@ DensePreconditioner<T>::DensePreconditioner(Objective<T>& objective, const kerne
 }
 
 // Under mpirun every rank formed the same reduced C + λI (DenseCurvature's one allreduce,
-// or p distributed products), but the Cholesky factorisation is each rank's own: Eigen's
-// blocked LLT runs its trailing updates through a threaded GEMM whose blocking, and so
-// whose rounding, follows the thread count (one process on 2 threads does not even repeat
-// itself bit for bit: docs/distributed.md). Every rank applies M⁻¹ to the same residual
-// inside CG, and the solves stay in lockstep only if each rank's M⁻¹r carries the same
-// bits; so rank 0's outcome is broadcast (p² values of T, once per build, against the p²
-// doubles the curvature's allreduce already moved) and every rank adopts it, the failure
-// (not positive definite) included. Returns the agreed failure message ("" when rank 0
-// factorised).
+// or p distributed products), but the factorisation is each rank's own computation, and
+// nothing promises the same bits on every rank: the CPU backend's tiled Cholesky splits its
+// triangular solves by the thread count, cuSOLVER's result is per device and library
+// version, and ranks need not share either (one process on 1 and on 2 threads writes
+// factor files of digits600 that differ, measured, though there the Gram sums differ too).
+// Every rank applies M⁻¹ to the same residual inside CG, and the solves stay in lockstep
+// only if each rank's M⁻¹r carries the same bits; so rank 0's outcome is broadcast (p²
+// values of T, once per build, against the p² doubles the curvature's allreduce already
+// moved) and every rank adopts it, the failure (not positive definite) included. Returns
+// the agreed failure message ("" when rank 0 factorised).
 template <typename T>
 std::string DensePreconditioner<T>::AdoptRootFactor(distributed::Communicator& comm,
                                                     const std::string& failure) {

@@ -125,6 +125,13 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
 
   std::string current_path = in.model_path;
   std::string current_sha256 = FromRoot([&] { return io::Sha256File(in.model_path); });
+  // Every rank loaded the model from its own filesystem: the same bytes as rank 0's, or one
+  // line (ranks starting from different θ would not even keep their reductions in step).
+  Collectively([&] {
+    if (Comm().rank() != 0 && io::Sha256File(in.model_path) != current_sha256)
+      Fail(in.model_path, ": process ", Comm().rank(), " reads other bytes under this path than "
+           "process 0 (every process must see the same model file)");
+  });
 
   // What the next request reuses (dense_cache.h): the kept gradient at the current θ (from
   // the previous request's line search, or the input model's cache), and the factor files
@@ -311,6 +318,7 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
         patched.theta.assign(host.begin(), host.end());
       }
       patched.dp.reset();
+      CheckSameOnEveryRank(patched.theta, "the patched θ");
       // The ids removed, sorted: the request's new ids, each found once in some rank's rows.
       std::vector<int64_t> removed = new_ids;
       std::sort(removed.begin(), removed.end());

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "io/sha256.h"
 #include "tools/lethe/distributed_cli.h"
 
 namespace lethe::cli {
@@ -31,6 +32,19 @@ bool TryOnRoot(const std::function<std::string()>& f, std::string* result) {
   Comm().Broadcast(&message, 0);
   *result = message.substr(1);
   return message[0] == '1';
+}
+
+void CheckSameOnEveryRank(const std::vector<double>& values, const std::string& what) {
+  if (!Distributed()) return;
+  const std::string mine = io::Sha256Hex(values.data(), values.size() * sizeof(double));
+  std::string root = mine;
+  Comm().Broadcast(&root, 0);
+  Collectively([&] {
+    if (mine != root)
+      Fail(what, ": process ", Comm().rank(), " holds other values than process 0: the "
+           "ranks diverged (do all processes read the same files, and run the same lethe "
+           "build and backend? docs/distributed.md); nothing written");
+  });
 }
 
 bool LoadDenseCacheKeyOnRoot(const std::string& model_path, const std::string& model_sha256,

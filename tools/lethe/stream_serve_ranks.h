@@ -27,6 +27,14 @@ std::string FromRoot(const std::function<std::string()>& f);
 // same on every rank, so that every rank's state follows the same outcome.
 bool TryOnRoot(const std::function<std::string()>& f, std::string* result);
 
+// Every rank holds rank 0's `values` bit for bit, or every rank stops with one line naming
+// `what` and the first process that differs: the ranks' solves run in lockstep on reduced
+// sums, and a rank whose local arithmetic rounded differently (another backend, thread
+// count or build on one node), or that read another file under the same path (no shared
+// filesystem), would otherwise drift silently from the model rank 0 writes.
+// One broadcast of a SHA-256 and one agreement. Nothing serially.
+void CheckSameOnEveryRank(const std::vector<double>& values, const std::string& what);
+
 // LoadDenseCacheKey (dense_cache.h) as rank 0 reads it: the outcome, the carried gradient
 // (p doubles, bit for bit), the factor references and the note, on every rank.
 bool LoadDenseCacheKeyOnRoot(const std::string& model_path, const std::string& model_sha256,
