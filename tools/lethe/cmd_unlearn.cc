@@ -343,8 +343,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("spec", po::value(&spec_path), "sidecar spec JSON")
     ("certified", "certified removal of a model trained --certified (see lethe unlearn "
      "--certified --help)")
-    ("requests", "serve a file of requests in one process, each committed to --ledger before "
-     "the next (see lethe unlearn --requests --help)");
+    ("requests", "serve a file of requests in one run (one process or mpirun -np P), each "
+     "committed to --ledger before the next (see lethe unlearn --requests --help)");
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);
