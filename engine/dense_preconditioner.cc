@@ -60,10 +60,11 @@ DensePreconditioner<T>::DensePreconditioner(Objective<T>& objective, const kerne
 
 // Under mpirun every rank formed the same reduced C + λI (DenseCurvature's one allreduce,
 // or p distributed products), but the factorisation is each rank's own computation, and
-// nothing promises the same bits on every rank: the CPU backend's tiled Cholesky splits its
-// triangular solves by the thread count, cuSOLVER's result is per device and library
-// version, and ranks need not share either (one process on 1 and on 2 threads writes
-// factor files of digits600 that differ, measured, though there the Gram sums differ too).
+// nothing promises the same bits on every rank: the CPU backend's tiled Cholesky gave the
+// same bits on 1 and on 2 threads (measured: a 2,410-parameter MLP's factor, its triangular
+// solves split over the threads, ranks started with OMP_NUM_THREADS 2 and 1 stayed in
+// step without this broadcast), but a rank on another node may run another build, BLAS or
+// backend (cuSOLVER's result is per device and library version).
 // Every rank applies M⁻¹ to the same residual inside CG, and the solves stay in lockstep
 // only if each rank's M⁻¹r carries the same bits; so rank 0's outcome is broadcast (p²
 // values of T, once per build, against the p² doubles the curvature's allreduce already
