@@ -12,7 +12,8 @@ spans ranks, one lies on the last rank alone) is served by `mpirun -np 2` and
   request's record the same counts, ids, CG iterations, preconditioner, step actions and
   warnings (PatchOffOptimumWarning included, from request 3);
 - every model's θ agrees with one process's within THETA_RTOL; with SOURCE_DATE_EPOCH
-  fixing the times, `mpirun -np 1` writes the same bytes as the plain run;
+  fixing the times, `mpirun -np 1` writes the same bytes as the plain run; `--requests -`
+  (standard input, which reaches rank 0 alone) serves the same stream on 3 ranks;
 - preconditioners: dense (auto's choice here: the Gram products reduced, rank 0's
   Cholesky factor on every rank), K-FAC (its factors reduced), none; --cache (rank 0
   writes OUT.lethe-dense*, every rank starts from rank 0's reading of them): a stream cut
@@ -203,6 +204,22 @@ class DistributedRequests(unittest.TestCase):
             self.assertEqual(sha(os.path.join(w, name)), sha(os.path.join(w1, name)), name)
         with open(os.path.join(w, "ledger.jsonl")) as a, open(os.path.join(w1, "ledger.jsonl")) as b:
             self.assertEqual(a.read(), b.read())
+
+    def test_standard_input(self):
+        # `--requests -`: mpirun sends standard input to rank 0 alone, which reads the lines
+        # and sends each request to every rank.
+        w1, _, _ = self.served(1)
+        w = self.work()
+        with open(os.path.join(w, "req.txt")) as f:
+            text = f.read()
+        p = subprocess.run(mpirun(3) + [LETHE, "unlearn", "--model", "m0.safetensors", "--train",
+                                        "train.npz", "--requests", "-", "--ledger", "ledger.jsonl",
+                                        "--quiet"], input=text, capture_output=True, text=True,
+                           cwd=w, env=ENV, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([shape(l) for l in ledger(w)], [shape(l) for l in ledger(w1)])
+        a, b = theta(os.path.join(w1, "m4.safetensors")), theta(os.path.join(w, "m4.safetensors"))
+        self.assertLessEqual(np.max(np.abs(a - b)) / np.max(np.abs(a)), THETA_RTOL["f32"])
 
     # -- --cache: rank 0 writes, every rank starts from rank 0's reading ------------------------
 
