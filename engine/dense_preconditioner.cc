@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "common/error.h"
 
@@ -46,11 +47,55 @@ DensePreconditioner<T>::DensePreconditioner(Objective<T>& objective, const kerne
   DirectOptions direct;
   direct.max_params = num_params_;  // the bound is max_bytes, checked above
   const SolveSummary s = factor_.Factorize(op, direct);
+  std::string failure;
   if (!factor_.factorized())
-    Fail("--preconditioner dense: ", s.message.empty() ? std::string("factorisation failed") : s.message,
+    failure = s.message.empty() ? std::string("factorisation failed") : s.message;
+  if (objective.distributed()) failure = AdoptRootFactor(*objective.communicator(), failure);
+  if (!failure.empty())
+    Fail("--preconditioner dense: ", failure,
          " (the dense preconditioner needs a positive definite curvature; use --preconditioner "
          "kfac or none)");
   setup_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Under mpirun every rank formed the same reduced C + λI (DenseCurvature's one allreduce,
+// or p distributed products), but the factorisation is each rank's own computation, and
+// nothing promises the same bits on every rank: the CPU backend's tiled Cholesky gave the
+// same bits on 1 and on 2 threads (measured: a 2,410-parameter MLP's factor, its triangular
+// solves split over the threads, ranks started with OMP_NUM_THREADS 2 and 1 stayed in
+// step without this broadcast), but a rank on another node may run another build, BLAS or
+// backend (cuSOLVER's result is per device and library version).
+// Every rank applies M⁻¹ to the same residual inside CG, and the solves stay in lockstep
+// only if each rank's M⁻¹r carries the same bits; so rank 0's outcome is broadcast (p²
+// values of T, once per build, against the p² doubles the curvature's allreduce already
+// moved) and every rank adopts it, the failure (not positive definite) included. Returns
+// the agreed failure message ("" when rank 0 factorised).
+template <typename T>
+std::string DensePreconditioner<T>::AdoptRootFactor(distributed::Communicator& comm,
+                                                    const std::string& failure) {
+  const size_t bytes = static_cast<size_t>(num_params_ * num_params_) * sizeof(T);
+  std::string payload;  // "1" + the factor's bytes, or "0" + rank 0's failure
+  if (comm.rank() == 0) {
+    if (failure.empty()) {
+      payload.resize(1 + bytes);
+      payload[0] = '1';
+      const std::vector<T> host = Factor();
+      std::memcpy(payload.data() + 1, host.data(), bytes);
+    } else {
+      payload = "0" + failure;
+    }
+  }
+  comm.Broadcast(&payload, 0);
+  if (payload.empty() || payload[0] != '1') return payload.empty() ? "factorisation failed" : payload.substr(1);
+  if (comm.rank() != 0) {
+    LETHE_CHECK(payload.size() == 1 + bytes);
+    std::vector<T> host(static_cast<size_t>(num_params_ * num_params_));
+    std::memcpy(host.data(), payload.data() + 1, bytes);
+    kernels::Matrix<T> m = backend_->Allocate(num_params_, num_params_);
+    backend_->Upload(host.data(), m);
+    factor_.Adopt(*backend_, m);
+  }
+  return "";
 }
 
 template <typename T>

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/objective.h"
@@ -74,6 +75,9 @@ class DensePreconditioner final : public LinearOperator<T> {
   std::vector<T> Factor() const;
 
  private:
+  // Distributed: every rank takes rank 0's factor, or its failure (dense_preconditioner.cc).
+  std::string AdoptRootFactor(distributed::Communicator& comm, const std::string& failure);
+
   kernels::Backend<T>* backend_;
   DirectFactorization<T> factor_;
   int64_t num_params_;

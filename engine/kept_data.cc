@@ -12,6 +12,7 @@ KeptData<T>::KeptData(kernels::Backend<T>& backend, const io::Dataset& data,
                       std::vector<int64_t> rows)
     : backend_(backend), rows_(std::move(rows)) {
   LETHE_CHECK(!data.streamed, "KeptData holds data in memory only");
+  LETHE_CHECK(!rows_.empty(), "KeptData of no rows");  // (UploadData reads {} as every row)
   LETHE_CHECK(std::is_sorted(rows_.begin(), rows_.end()) &&
               std::adjacent_find(rows_.begin(), rows_.end()) == rows_.end());
   held_ = UploadData(backend, data, rows_);

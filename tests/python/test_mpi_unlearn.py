@@ -8,7 +8,7 @@ reduced like the kept objective's, and every solve and line search runs on the s
 values: the patched θ agrees with one process up to the rounding of the regrouped sums.
 The erasure record's counts and ids, --verify's retraining and audit, the ledger line,
 compare's metrics and membership AUC, and the errors (an unknown id, a rank left with no
-kept rows, the refusals) are checked against one process too. Skipped, saying why, when
+kept rows) are checked against one process too. Skipped, saying why, when
 lethe was built without MPI or mpirun is missing; CI runs as root (the ctest sets
 OMPI_ALLOW_RUN_AS_ROOT=1 and OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1).
 """
@@ -234,12 +234,8 @@ class DistributedUnlearn(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
         self.assertIn("forgets every row of process 1's block", p.stderr)
-        # What has no distributed version: refused, one line. (--certified runs:
-        # test_mpi_certified.py.)
-        p = run(2, *base, "--requests", FORGET, check=False)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertEqual(len(p.stderr.splitlines()), 1, p.stderr)
-        self.assertIn("does not run under mpirun", p.stderr)
+        # (--certified and --requests run under mpirun too: test_mpi_certified.py,
+        # test_mpi_requests.py.)
         self.assertEqual(os.listdir(outdir), [])
 
 

@@ -294,12 +294,11 @@ int Unlearn(const Model& model, const io::Dataset& train, const io::Dataset* tes
 }  // namespace
 
 int RunUnlearn(const std::vector<std::string>& args) {
-  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc; it
-  // runs under mpirun), and so does a SISA ensemble (tools/lethe/sisa_patch.cc). --requests
-  // has no distributed version yet (docs/distributed.md).
+  // Certified removal has its own options and flow (tools/lethe/certified_unlearn.cc), and
+  // so do a SISA ensemble (tools/lethe/sisa_patch.cc) and a file of requests
+  // (tools/lethe/stream_serve.cc); all three run under mpirun (docs/distributed.md).
   const bool certified = WantsCertifiedUnlearn(args), ensemble = ArgsNameEnsemble(args),
              serve = WantsServeRequests(args);
-  RefuseUnderMpi(!certified && !ensemble && serve, "lethe unlearn --requests");
   if (certified) return RunUnlearnCertified(args);
   for (const std::string& a : args)  // the paths below do not stream their data
     if (a == "--max-memory" || a.starts_with("--max-memory=")) {
@@ -344,8 +343,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("spec", po::value(&spec_path), "sidecar spec JSON")
     ("certified", "certified removal of a model trained --certified (see lethe unlearn "
      "--certified --help)")
-    ("requests", "serve a file of requests in one process, each committed to --ledger before "
-     "the next (see lethe unlearn --requests --help)");
+    ("requests", "serve a file of requests in one run (one process or mpirun -np P), each "
+     "committed to --ledger before the next (see lethe unlearn --requests --help)");
   in.stream.Add(desc);
   flags.Add(desc, /*allow_inexact_option=*/false);
   common.Add(desc);

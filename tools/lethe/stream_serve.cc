@@ -17,12 +17,15 @@
 #include "io/atomic_file.h"
 #include "io/ledger.h"
 #include "io/sha256.h"
+#include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/commands.h"
 #include "tools/lethe/dense_cache.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/erasure_record.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/stream.h"
+#include "tools/lethe/stream_serve_ranks.h"
 
 namespace lethe::cli {
 
@@ -139,7 +142,15 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
   const ObjectiveOptions oo{common.batch_size};
   Progress progress(common.quiet);
 
-  std::string current_path = in.model_path, current_sha256 = io::Sha256File(in.model_path);
+  std::string current_path = in.model_path;
+  std::string current_sha256 = FromRoot([&] { return io::Sha256File(in.model_path); });
+  // Every rank loaded the model from its own filesystem: the same bytes as rank 0's, or one
+  // line (ranks starting from different θ would not even keep their reductions in step).
+  Collectively([&] {
+    if (Comm().rank() != 0 && io::Sha256File(in.model_path) != current_sha256)
+      Fail(in.model_path, ": process ", Comm().rank(), " reads other bytes under this path than "
+           "process 0 (every process must see the same model file)");
+  });
 
   // What the next request reuses (dense_cache.h): the kept gradient at the current θ (from
   // the previous request's line search, or the input model's cache), and the factor files
@@ -157,10 +168,13 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
     if (!text.empty()) std::cerr << "lethe unlearn: note: " << text << "\n";
   };
   if (in.cache) {
-    data_sha256 = io::Sha256File(in.train_path);
+    // Under mpirun rank 0 hashes the whole file and reads the cache; every rank receives
+    // the hash, the carried gradient and each factor's bits (stream_serve_ranks.h).
+    data_sha256 = FromRoot([&] { return io::Sha256File(in.train_path); });
     std::string why;
     std::vector<DenseFactorRef> refs;
-    if (LoadDenseCacheKey(in.model_path, current_sha256, data_sha256, fit, &carried, &refs, &why)) {
+    if (LoadDenseCacheKeyOnRoot(in.model_path, current_sha256, data_sha256, fit, &carried, &refs,
+                                &why)) {
       have_carried = exact_theta && !carried.gradient.empty();
       std::string reused;
       for (const DenseFactorRef& ref : refs) {
@@ -175,13 +189,13 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
           kernels::Backend<float>* bf = nullptr;
           if constexpr (sizeof(T) == sizeof(float)) bf = backend.get(); else bf = backend_f32.get();
           if (!bf) continue;
-          auto pre = LoadDenseFactor<float>(ref, *bf, fit, &why);
+          auto pre = LoadDenseFactorOnRoot<float>(ref, *bf, fit, &why);
           note(why);
           if (!pre) continue;
           store.Adopt<float>(std::move(pre));
         } else {
           if constexpr (sizeof(T) == sizeof(float)) continue; else {
-            auto pre = LoadDenseFactor<double>(ref, *backend, fit, &why);
+            auto pre = LoadDenseFactorOnRoot<double>(ref, *backend, fit, &why);
             note(why);
             if (!pre) continue;
             store.Adopt<double>(std::move(pre));
@@ -199,7 +213,8 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       note(why);
     }
   }
-  std::vector<char> gone(static_cast<size_t>(train.n), 0);  // rows this run has removed
+  // Rows of this rank's block this run has removed (all rows serially).
+  std::vector<char> gone(static_cast<size_t>(train.n), 0);
   // The kept rows on the backends, uploaded at the first request and then compacted in place
   // by each request (engine/kept_data.h): the same bits as an upload of kept_rows.
   std::unique_ptr<KeptData<T>> kept_data;
@@ -209,7 +224,22 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
   if (!in.spec_path.empty()) inputs.push_back(in.spec_path);
   int64_t served = 0, line_no = 0;
   Request r;
-  while (NextRequest(requests, in.requests_path, &line_no, &r)) {
+  // Rank 0 reads the next request (under mpirun standard input reaches rank 0 alone) and
+  // sends it to every rank; a malformed line stops every rank with its line.
+  auto next = [&]() {
+    const std::string got = FromRoot([&] {
+      if (!NextRequest(requests, in.requests_path, &line_no, &r)) return std::string();
+      return nlohmann::json{{"line", r.line}, {"ids", r.ids}, {"out", r.out}}.dump();
+    });
+    if (got.empty()) return false;
+    const nlohmann::json j = nlohmann::json::parse(got);
+    r.line = j["line"].get<int64_t>();
+    r.ids = j["ids"].get<std::vector<int64_t>>();
+    r.out = j["out"].get<std::string>();
+    return true;
+  };
+  const bool root = Comm().rank() == 0;
+  while (next()) {
     const auto start = std::chrono::steady_clock::now();
     const double cpu_start = CpuSeconds();
     const std::string where = in.requests_path + ":" + std::to_string(r.line);
@@ -217,11 +247,15 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
     try {
       // What one `lethe unlearn --ledger` process checks before any work; and no model of
       // this run's chain (the ledger records their hashes) is overwritten either.
+      // (Rank 0, which writes, checks.)
       std::vector<std::string> these_inputs = inputs;
       these_inputs.insert(these_inputs.end(), chain.begin(), chain.end());
-      io::CheckOutputIsNotAnInput(r.out, these_inputs);
-      io::CheckOutputCanBeWritten(r.out);
-      io::CheckLedgerHead(in.ledger, current_path, current_sha256);
+      Collectively([&] {
+        if (!root) return;
+        io::CheckOutputIsNotAnInput(r.out, these_inputs);
+        io::CheckOutputCanBeWritten(r.out);
+        io::CheckLedgerHead(in.ledger, current_path, current_sha256);
+      });
       Warnings warnings("unlearn");
       std::vector<int64_t> new_ids, already;
       for (int64_t id : r.ids) (model.forgotten.Contains(id) ? already : new_ids).push_back(id);
@@ -236,27 +270,43 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
         warnings.Add(where + ": " + std::to_string(already.size()) + " id(s) (" + list +
                      ") were already forgotten by " + current_path + ": skipped");
       }
-      const std::vector<int64_t> forget_rows = train.RowsOf(new_ids, where);
+      // This rank's rows of the request (all of them serially); an id in no rank's rows is
+      // the one-process error, on every rank.
+      const std::vector<int64_t> forget_rows = LocalRowsOf(train, new_ids, where);
       // The kept rows in data order, as ExcludeForgotten then the forget set leave them in
-      // a process of their own: the same objective, summed in the same order.
+      // a process of their own: the same objective, summed in the same order (under mpirun
+      // each rank's block of it, the blocks in rank order).
       std::vector<char> out_now = gone;
       for (int64_t row : forget_rows) out_now[row] = 1;
       std::vector<int64_t> kept_rows;
       for (int64_t i = 0; i < train.n; ++i)
         if (!out_now[i]) kept_rows.push_back(i);
-      if (kept_rows.empty()) Fail("forgets every example; nothing would be left");
-      if (forget_rows.size() > kept_rows.size())
+      const int64_t k_total = SumOverRanks(static_cast<int64_t>(forget_rows.size()));
+      const int64_t kept_total = SumOverRanks(static_cast<int64_t>(kept_rows.size()));
+      if (kept_total == 0) Fail("forgets every example; nothing would be left");
+      // A distributed objective needs a row on every rank (as one request's unlearn).
+      Collectively([&] {
+        if (kept_rows.empty())
+          Fail("forgets every remaining row of process ", Comm().rank(),
+               "'s block; run with fewer processes (mpirun -np)");
+      });
+      if (k_total > kept_total)
         warnings.Add("forgetting more than half of the data; a Newton patch is a local "
                      "approximation, consider retraining");
 
       Objective<T> kept(*backend, model.arch,
                         KeptRows(kept_data, *backend, train, gone, forget_rows, kept_rows), oo);
-      Objective<T> forget(*backend, model.arch, UploadData(*backend, train, forget_rows), oo);
+      Distribute(kept);
+      // (UploadRows: a rank may hold none of the request's rows.)
+      Objective<T> forget(*backend, model.arch, UploadRows(*backend, train, forget_rows), oo);
+      Distribute(forget);
       std::unique_ptr<Objective<float>> kept_f32;
-      if (backend_f32)
+      if (backend_f32) {
         kept_f32 = std::make_unique<Objective<float>>(
             *backend_f32, model.arch,
             KeptRows(kept_data_f32, *backend_f32, train, gone, forget_rows, kept_rows), oo);
+        Distribute(*kept_f32);
+      }
       kernels::Matrix<T> theta = backend->Allocate(1, model.arch.num_params);
       {
         const std::vector<T> host(model.theta.begin(), model.theta.end());
@@ -270,7 +320,9 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       // The store's preconditioners before the request: one that differs after it was built by it.
       const void* before_f32 = store.Current<float>();
       const void* before_f64 = store.Current<double>();
+      Comm().ResetCounters();
       const UnlearnSummary s = lethe::Unlearn(kept, forget, theta, run, kept_f32.get());
+      const distributed::Counters counters = Comm().counters();  // the patch's reductions
       if (!(s.input_grad_norm <= kStationarityTolerance))
         warnings.Add(where + ": the model is not at a stationary point of its objective on " +
                      in.train_path + (model.forgotten.ids.empty() ? "" : " without the ids it had forgotten") +
@@ -291,15 +343,20 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
         patched.theta.assign(host.begin(), host.end());
       }
       patched.dp.reset();
-      std::vector<int64_t> removed;
-      for (int64_t row : forget_rows) removed.push_back(train.ids[row]);
+      CheckSameOnEveryRank(patched.theta, "the patched θ");
+      // The ids removed, sorted: the request's new ids, each found once in some rank's rows.
+      std::vector<int64_t> removed = new_ids;
       std::sort(removed.begin(), removed.end());
       patched.forgotten.Add(removed, {s.method, current_sha256, IdsSha256(removed),
                                       static_cast<int64_t>(removed.size()), UtcNow()});
-      SaveModel(r.out, patched);
-      FinishStream(stream, StreamState{}, current_path, current_sha256, r.out, removed, s.method,
-                   solver, patched.forgotten.requests.back().utc, std::nullopt, s.steps);
-      const std::string child_sha256 = io::Sha256File(r.out);
+      // Rank 0 writes (every rank holds the same θ) and sends the model's hash; a failure
+      // there stops every rank with its line.
+      const std::string child_sha256 = FromRoot([&] {
+        SaveModel(r.out, patched);
+        FinishStream(stream, StreamState{}, current_path, current_sha256, r.out, removed, s.method,
+                     solver, patched.forgotten.requests.back().utc, std::nullopt, s.steps);
+        return io::Sha256File(r.out);
+      });
 
       // The state the next request starts from. A factor this request built is written once
       // (OUT.lethe-dense-f32); one it reused is a request older. Then, unless it has drifted
@@ -315,12 +372,21 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
         if (after != before) {
           DenseFactorRef ref{dtype, DenseFactorPath(r.out, dtype), "", 0, 1};
           if (in.cache) {
-            try {
+            // Rank 0 writes the factor (every rank holds its bits: dense_preconditioner.cc)
+            // and sends its SHA-256, or why it could not, so that every rank keeps the same
+            // list of factors (their ages decide when the factor is rebuilt).
+            std::string result;
+            const bool saved = TryOnRoot([&] {
               ref = SaveDenseFactor(ref.path, pre->Factor());
-            } catch (const Error& e) {
-              warnings.Add(std::string("the dense factor could not be cached (") + e.what() + ")");
+              return ref.sha256;
+            }, &result);
+            if (!saved) {
+              warnings.Add("the dense factor could not be cached (" + result + ")");
               return;
             }
+            ref.sha256 = result;
+            ref.bytes = static_cast<int64_t>(model.arch.num_params * model.arch.num_params) *
+                        (std::string(dtype) == "f32" ? 4 : 8);
           }
           now.push_back(ref);
           return;
@@ -339,12 +405,13 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       const bool expired = age >= in.max_age;
       if (drifted || expired) factors.clear();
       if (in.cache) {
-        try {
-          SaveDenseCacheKey(r.out, child_sha256, data_sha256, fit, exact_theta ? &next : nullptr,
-                            factors);
-        } catch (const Error& e) {
-          warnings.Add(std::string("the stream cache could not be written (") + e.what() + ")");
-        }
+        std::string error;
+        if (!TryOnRoot([&] {
+              SaveDenseCacheKey(r.out, child_sha256, data_sha256, fit,
+                                exact_theta ? &next : nullptr, factors);
+              return std::string();
+            }, &error))
+          warnings.Add("the stream cache could not be written (" + error + ")");
       }
 
       ++served;
@@ -358,8 +425,8 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       record["previously_forgotten"] = {{"ids", static_cast<int64_t>(model.forgotten.ids.size())},
                                         {"requests", static_cast<int64_t>(model.forgotten.requests.size())},
                                         {"in_this_request", already}};
-      record["n"] = static_cast<int64_t>(kept_rows.size() + forget_rows.size());
-      record["k"] = static_cast<int64_t>(forget_rows.size());
+      record["n"] = kept_total + k_total;
+      record["k"] = k_total;
       record["forget_ids"] = removed;
       AddPatchFields(options, s, record);
       record["input_grad_norm"] = s.input_grad_norm;
@@ -367,6 +434,12 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
       record["seconds"] = seconds;
       record["cpu_seconds"] = CpuSeconds() - cpu_start;
       record["dtype"] = common.dtype;
+      if (Distributed())  // what the patch's reductions cost (docs/distributed.md)
+        record["communication"] = {{"processes", Comm().size()},
+                                   {"allreduces", counters.allreduces},
+                                   {"allreduce_values", counters.allreduce_values},
+                                   {"bytes_sent", counters.bytes_sent},
+                                   {"bytes_received", counters.bytes_received}};
       record["warnings"] = warnings.all();
 
       // The next request starts from this one's model and data.
@@ -485,28 +558,33 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
   if (model.certified)
     Fail(in.model_path, ": trained with --certified: serve its requests with lethe unlearn "
          "--certified, one process each (--requests serves plain Newton removals)");
-  const io::Dataset train = ExcludeForgotten(
-      model.forgotten, io::LoadDataset(in.train_path, common.Data()), "unlearn", in.model_path);
-  CheckDataMatchesModel(model.arch, train);
+  // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
+  const io::Dataset train = ExcludeForgottenRows(
+      model.forgotten, LoadRows(in.train_path, common.Data()), "unlearn", in.model_path);
+  Collectively([&] { CheckDataMatchesModel(model.arch, train); });
   if (flags.solver == "auto") flags.solver = "cg";
   options.inverse = flags.Resolve(model.arch.num_params);
   options.adaptive_cg_tolerance = vm["cg-tolerance"].defaulted();
   // auto: the dense preconditioner where it pays and fits. It pays for a model with one
   // linear layer (its curvature is a few Gram products, and positive definite with l2 or
-  // damping > 0) whose requests are served by one process, as here; it fits when its factor
+  // damping > 0) whose requests are served by one run, as here; it fits when its factor
   // (p² values of the compute precision) is within --dense-max-gb. Elsewhere auto is K-FAC
-  // or none, as for a single request.
+  // or none, as for a single request. Under mpirun too: the Gram products are each rank's
+  // partial sums reduced in one allreduce (DenseCurvature), and every rank holds rank 0's
+  // Cholesky factor of them (engine/dense_preconditioner.cc), p² values on every rank.
   if (flags.preconditioner == "auto" && options.inverse.solver == SolverKind::kCg &&
       HasDenseCurvature(model.arch) && model.arch.spec.l2 + options.inverse.damping > 0 &&
       DensePreconditionerBytes(model.arch.num_params, f32 ? 4 : 8) <= options.inverse.dense.max_bytes)
     options.inverse.preconditioner = PreconditionerKind::kDense;
   options.Validate();
 
-  std::ifstream file;
-  if (in.requests_path != "-") {
-    file.open(in.requests_path);
-    if (!file) Fail(in.requests_path, ": cannot open");
-  }
+  std::ifstream file;  // rank 0's alone under mpirun: it reads the requests
+  if (in.requests_path != "-")
+    Collectively([&] {
+      if (Comm().rank() != 0) return;
+      file.open(in.requests_path);
+      if (!file) Fail(in.requests_path, ": cannot open");
+    });
   std::istream& requests = in.requests_path == "-" ? std::cin : file;
   return f32 ? Serve<float>(in, model, train, common, options, requests)
              : Serve<double>(in, model, train, common, options, requests);

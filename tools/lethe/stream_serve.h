@@ -1,5 +1,7 @@
 // `lethe unlearn --requests FILE --ledger L`: a stream of deletion requests served by one
-// process (docs/unlearning.md, "Serving a stream in one process").
+// run (docs/unlearning.md, "Serving a stream in one run"): one process, or `mpirun -np P`,
+// each rank holding its block of the rows and rank 0 reading FILE and writing
+// (docs/distributed.md, "unlearn --requests"; stream_serve_ranks.h).
 //
 // FILE holds one request per line, `IDS OUT`: the ids to forget (comma-separated) and the
 // path of the patched model to write. Request 1 is applied to --model, request j to request
