@@ -26,12 +26,11 @@
 // G is as large as keeps the block's patches and rows, (K + M)·G·P values, within
 // kBlockElements (in L2).
 //
-// Rounding. In the forward and input products every output element is the same dot
-// product over K in the same order as one example at a time (the GEMM's k loop does not
-// depend on where a column sits), so they are bit-identical to the per-example products.
-// The weight product sums over the block's G·P positions in one GEMM rather than example by
-// example: it differs from the per-example sum by round-off (tests/kernels/test_conv_ops.cc
-// holds it to the composition at 1e-13 relative in f64).
+// Rounding. Each product differs from one example at a time by round-off only: the weight
+// product sums over the block's G·P positions in one GEMM rather than example by example,
+// and Eigen's GEMM kernel sums a dot product in an order that depends on where its column
+// falls in the register panels (tests/kernels/test_conv_ops.cc holds blocks to one example
+// at a time and to the composition at 1e-13 relative in f64).
 //
 // Determinism: forward and input products write disjoint examples. The weight product is
 // summed per thread over a contiguous range of blocks (static schedule) and the threads'
@@ -66,8 +65,10 @@ constexpr int64_t kBlockElements = int64_t{1} << 15;
 
 // dst[0, n) = src[0, n): the runs copied here are short (a row of a small image, one
 // channel's P positions), where a call to memmove costs more than the copy.
-template <typename T>
+// kN: n when known at compile time (0: the argument).
+template <typename T, int kN = 0>
 inline void CopyRun(const T* src, int64_t n, T* dst) {
+  if (kN > 0) n = kN;
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
 }
@@ -84,12 +85,23 @@ struct PaddedPlanes {
 };
 
 // padded's interiors = x ([C, H, W]); its borders are left as they are (zero).
-template <typename T>
+// kW: g.width when known at compile time (0: g's).
+template <typename T, int kW = 0>
 void FillInterior(const WindowGeometry& g, const PaddedPlanes& pp, const T* x, T* padded) {
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t h = 0; h < g.height; ++h)
-      CopyRun(x + (c * g.height + h) * g.width, g.width,
-              padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w);
+      CopyRun<T, kW>(x + (c * g.height + h) * g.width, g.width,
+                     padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w);
+}
+
+// FillInterior with the width a constant when it is kOW (a "same" convolution's input is as
+// wide as its output).
+template <typename T, int kOW>
+void FillInteriorAt(const WindowGeometry& g, const PaddedPlanes& pp, const T* x, T* padded) {
+  if (kOW > 0 && g.width == kOW)
+    FillInterior<T, kOW>(g, pp, x, padded);
+  else
+    FillInterior<T>(g, pp, x, padded);
 }
 
 // ct (K × P, rows `ld` apart) = X̃ᵀ of one example x ([C, H, W]); `padded` is a per-thread
@@ -103,7 +115,7 @@ void PatchesTransposedAt(const WindowGeometry& g, const T* x, T* ct, int64_t ld,
   const PaddedPlanes pp(g);
   const T* src = x;
   if (pp.needed(g)) {
-    FillInterior(g, pp, x, padded);
+    FillInteriorAt<T, kOW>(g, pp, x, padded);
     src = padded;
   }
   const int64_t sh = g.stride_h * pp.width, sw = g.stride_w;
@@ -137,7 +149,7 @@ void AddPatchesTransposedAt(const WindowGeometry& g, const T* dct, int64_t ld, T
   T* dst = dx;
   if (pp.needed(g)) {
     std::fill(padded, padded + pp.size(g), T(0));
-    if (beta != T(0)) FillInterior(g, pp, dx, padded);
+    if (beta != T(0)) FillInteriorAt<T, kOW>(g, pp, dx, padded);
     dst = padded;
   } else if (beta == T(0)) {
     std::fill(dx, dx + g.in_size(), T(0));
@@ -169,7 +181,10 @@ void AddPatchesTransposedAt(const WindowGeometry& g, const T* dct, int64_t ld, T
     for (int64_t c = 0; c < g.channels; ++c)
       for (int64_t h = 0; h < g.height; ++h) {
         const T* r = padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w;
-        CopyRun(r, g.width, dx + (c * g.height + h) * g.width);
+        if (kOW > 0 && g.width == kOW)
+          CopyRun<T, kOW>(r, g.width, dx + (c * g.height + h) * g.width);
+        else
+          CopyRun(r, g.width, dx + (c * g.height + h) * g.width);
       }
 }
 
@@ -221,12 +236,19 @@ void ForEachBlock(const WindowGeometry& g, int64_t count, int64_t M, Body body) 
 }
 
 // rows (M × n·P) = [D_first … D_first+n−1] side by side, D_i example i's M × P block of D.
-template <typename T>
-void GatherRows(const Matrix<T>& D, int64_t first, int64_t n, int64_t M, int64_t P, T* rows) {
+template <typename T, int kP>
+void GatherRowsAt(const Matrix<T>& D, int64_t first, int64_t n, int64_t M, int64_t P, T* rows) {
   for (int64_t j = 0; j < n; ++j) {
     const T* d = D.data() + (first + j) * D.ld();
-    for (int64_t c = 0; c < M; ++c) CopyRun(d + c * P, P, rows + (c * n + j) * P);
+    for (int64_t c = 0; c < M; ++c) CopyRun<T, kP>(d + c * P, P, rows + (c * n + j) * P);
   }
+}
+
+template <typename T>
+void GatherRows(const Matrix<T>& D, int64_t first, int64_t n, int64_t M, int64_t P, T* rows) {
+  if (P == 16) return GatherRowsAt<T, 16>(D, first, n, M, P, rows);
+  if (P == 64) return GatherRowsAt<T, 64>(D, first, n, M, P, rows);
+  GatherRowsAt<T, 0>(D, first, n, M, P, rows);
 }
 
 // CheckWindowShapes' checks of g and of an image matrix (count × C·H·W), without a patch matrix.
