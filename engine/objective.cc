@@ -416,31 +416,32 @@ void Objective<T>::DirectionProduct(bool hessian, const Matrix& theta, const Mat
   const int L = static_cast<int>(ws.layers.size());
   const bool grouped = !r_first.empty();
   const layers::Pass<T> pass = MakePass(theta);
+  // R{x} and R{δ} at layer boundary l (its input's). Grouped, the first layer's R{y} and
+  // R{δ} are the caller's column blocks, read and written there by the layers and the loss
+  // around it (every op takes strided views) rather than copied in and out of r_acts and
+  // r_deltas: two batch × width copies per direction saved (~5% of a small CNN's product).
+  auto r_act = [&](int l) {
+    return grouped && l == ws.first + 1 ? r_first : ws.r_acts[l].Rows(0, count);
+  };
+  auto r_delta = [&](int l) {
+    return grouped && l == ws.first + 1 ? r_delta_first : ws.r_deltas[l].Rows(0, count);
+  };
   // Forward R pass. Before the first layer with parameters R{x} = 0 (the data do not
   // depend on θ).
   for (int l = ws.first; l < L; ++l) {
-    Matrix ry = ws.r_acts[l + 1].Rows(0, count);
-    if (l == ws.first && grouped) {
-      backend_.Copy(r_first, ry);
-      continue;
-    }
-    const Matrix rx = l == ws.first ? Matrix() : ws.r_acts[l].Rows(0, count);
-    ws.layers[l]->RForward(pass, ws.acts[l].Rows(0, count), rx, v, ry);
+    if (l == ws.first && grouped) continue;  // R{y₁}: taken for the group by the caller
+    const Matrix rx = l == ws.first ? Matrix() : r_act(l);
+    ws.layers[l]->RForward(pass, ws.acts[l].Rows(0, count), rx, v, r_act(l + 1));
   }
-  Matrix rdelta_out = ws.r_deltas[L].Rows(0, count);
-  backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), ws.acts[L].Rows(0, count),
-                              ws.r_acts[L].Rows(0, count), rdelta_out);
+  backend_.LossHessianProduct(arch_.spec.loss, T(1.0 / n), ws.acts[L].Rows(0, count), r_act(L),
+                              r_delta(L));
   // Backward R pass.
   for (int l = L - 1; l >= ws.first; --l) {
-    const Matrix rdelta = ws.r_deltas[l + 1].Rows(0, count);
-    if (l == ws.first && grouped) {
-      backend_.Copy(rdelta, r_delta_first);  // R{∇w₁}: grouped by the caller
-      continue;
-    }
-    const Matrix rx = l == ws.first ? Matrix() : ws.r_acts[l].Rows(0, count);
-    Matrix rdelta_in = l > ws.first ? ws.r_deltas[l].Rows(0, count) : Matrix();
+    if (l == ws.first && grouped) continue;  // R{∇w₁}: grouped by the caller
+    const Matrix rx = l == ws.first ? Matrix() : r_act(l);
+    Matrix rdelta_in = l > ws.first ? r_delta(l) : Matrix();
     ws.layers[l]->RBackward(pass, hessian, ws.acts[l].Rows(0, count), rx,
-                            ws.deltas[l + 1].Rows(0, count), rdelta, v, hv, rdelta_in);
+                            ws.deltas[l + 1].Rows(0, count), r_delta(l + 1), v, hv, rdelta_in);
   }
 }
 

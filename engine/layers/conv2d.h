@@ -40,8 +40,8 @@
 // double the layer's memory for a copy that costs less than its GEMM.
 // Forward, backward, the R passes and the grouped products go through the backend's
 // convolution products (Backend::ConvForward, ConvWeightGradient, ConvInputGradient), which
-// take and give δ and y channels-first as they are: on the CPU fused, one example's patches at
-// a time in cache (kernels/cpu/cpu_conv_ops.cc); elsewhere composed from Im2Col, one GEMM and
+// take and give δ and y channels-first as they are: on the CPU fused, a block of examples'
+// patches at a time in cache, one GEMM per block (kernels/cpu/cpu_conv_ops.cc); elsewhere composed from Im2Col, one GEMM and
 // TransposeRows through cols_ and d_ (kernels/conv_ops.cc). The per-example products and
 // K-FAC's factors use the patch matrix and the channels-last δ directly, as written above.
 #pragma once

@@ -493,7 +493,7 @@ class CpuBackend final : public Backend<T> {
   void TransposeRows(int64_t a, int64_t b, const Matrix<T>& src, Matrix<T> dst) override {
     cpu::TransposeRows(a, b, src, dst);
   }
-  // Fused, one example at a time (cpu_conv_ops.cc): the workspace is not needed.
+  // Fused, a block of examples at a time (cpu_conv_ops.cc): the workspace is not needed.
   void ConvForward(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& W,
                    const Matrix<T>& b, T beta, Matrix<T> Y, Matrix<T>, Matrix<T>) override {
     cpu::ConvForward(g, X, W, b, beta, Y);

@@ -1,22 +1,41 @@
-// Fused convolution products on the CPU, one example at a time (maths in kernels/backend.h).
+// Fused convolution products on the CPU, a block of examples at a time (maths in
+// kernels/backend.h).
 //
 // Why fused. Composed from the window ops (kernels/conv_ops.cc), a batch's products go
 // through its whole patch matrix, (count·P) × K, and two channels-last copies: for a
 // 28 × 28 input and a 5 × 5 kernel the patches of a batch of 2048 are 236 MB in f64, written
 // by Im2Col, read by the GEMM, and the products are transposed on the way in and out. All of
 // it is memory traffic around GEMMs of K = 25. Here each thread takes whole examples and
-// builds one example's patches transposed, X̃_iᵀ (K × P, 1.2 kB to a few hundred kB: in cache),
-// so that every product is a plain GEMM straight on the channels-first rows:
+// builds their patches transposed, X̃_iᵀ (K × P: in cache), so that every product is a plain
+// GEMM on channels-first rows:
 //   forward   Y_i (M × P) = W (M × K) · X̃_iᵀ (K × P)            (+ b per channel)
 //   weight    dW (M × K) += D_i (M × P) · (X̃_iᵀ)ᵀ
 //   input     dX̃_iᵀ (K × P) = Wᵀ D_i, then scattered back (Col2Im's adjoint loop)
 // Row (c, ki, kj) of X̃_iᵀ holds x_i[c, h, w] at t = (oh, ow): for each oh one contiguous run
 // of w = ow·stride − pad + kj·dilation, with the padding's zeros at its ends.
 //
+// Why blocks. One example's products are tiny on small images (8 × 8 digits: M = 6 or 12
+// rows, P = 64 or 16 columns), and a GEMM call that small spends as much in its fixed costs
+// (packing W again, partial register panels) as in its multiply-adds. A thread therefore
+// takes G examples at once and lays them side by side, G·P columns:
+//   forward   [Y_1 … Y_G] = W · [X̃_1ᵀ … X̃_Gᵀ]
+//   weight    dW += [D_1 … D_G] · [X̃_1ᵀ … X̃_Gᵀ]ᵀ           (= Σ_i D_i X̃_i)
+//   input     [dX̃_1ᵀ … dX̃_Gᵀ] = Wᵀ · [D_1 … D_G]
+// Y and D are stored example after example ([Y_1; Y_2; …]), so the side-by-side rows go
+// through a block buffer (M × G·P, a copy of the output's size: cheap next to the GEMM).
+// G is as large as keeps the block's patches and rows, (K + M)·G·P values, within
+// kBlockElements (in L2).
+//
+// Rounding. Each product differs from one example at a time by round-off only: the weight
+// product sums over the block's G·P positions in one GEMM rather than example by example,
+// and Eigen's GEMM kernel sums a dot product in an order that depends on where its column
+// falls in the register panels (tests/kernels/test_conv_ops.cc holds blocks to one example
+// at a time and to the composition at 1e-13 relative in f64).
+//
 // Determinism: forward and input products write disjoint examples. The weight product is
-// summed per thread over a contiguous block of examples (static schedule) and the threads'
-// sums added in thread order: the same result for the same thread count, like Eigen's GEMM.
-// Eigen runs single-threaded inside (the parallelism is over examples).
+// summed per thread over a contiguous range of blocks (static schedule) and the threads'
+// sums added in thread order: the same result for the same count and thread count, like
+// Eigen's GEMM. Eigen runs single-threaded inside (the parallelism is over examples).
 #include "kernels/cpu/cpu_conv_ops.h"
 
 #include <omp.h>
@@ -41,6 +60,19 @@ using StridedMap = Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>>;
 // barrier would cost more).
 constexpr int64_t kParallelThreshold = int64_t{1} << 20;
 
+// A block's patches and channels-first rows together, in values (256 kB in f64).
+constexpr int64_t kBlockElements = int64_t{1} << 15;
+
+// dst[0, n) = src[0, n): the runs copied here are short (a row of a small image, one
+// channel's P positions), where a call to memmove costs more than the copy.
+// kN: n when known at compile time (0: the argument).
+template <typename T, int kN = 0>
+inline void CopyRun(const T* src, int64_t n, T* dst) {
+  if (kN > 0) n = kN;
+#pragma omp simd
+  for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
+}
+
 // One example's channels zero-padded: C planes of (H + 2·pad_h) × (W + 2·pad_w), so that
 // every tap of every window is inside a plane and a row of X̃ᵀ is a plain strided copy (no
 // bounds per run: the runs are as short as the output is wide, 8 values on a small image).
@@ -53,30 +85,44 @@ struct PaddedPlanes {
 };
 
 // padded's interiors = x ([C, H, W]); its borders are left as they are (zero).
-template <typename T>
+// kW: g.width when known at compile time (0: g's).
+template <typename T, int kW = 0>
 void FillInterior(const WindowGeometry& g, const PaddedPlanes& pp, const T* x, T* padded) {
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t h = 0; h < g.height; ++h)
-      std::copy(x + (c * g.height + h) * g.width, x + (c * g.height + h + 1) * g.width,
-                padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w);
+      CopyRun<T, kW>(x + (c * g.height + h) * g.width, g.width,
+                     padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w);
 }
 
-// ct (K × P) = X̃ᵀ of one example x ([C, H, W]); `padded` is a per-thread buffer of
-// PaddedPlanes::size elements whose borders are zero.
-template <typename T>
-void PatchesTransposed(const WindowGeometry& g, const T* x, T* ct, T* padded) {
-  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+// FillInterior with the width a constant when it is kOW (a "same" convolution's input is as
+// wide as its output).
+template <typename T, int kOW>
+void FillInteriorAt(const WindowGeometry& g, const PaddedPlanes& pp, const T* x, T* padded) {
+  if (kOW > 0 && g.width == kOW)
+    FillInterior<T, kOW>(g, pp, x, padded);
+  else
+    FillInterior<T>(g, pp, x, padded);
+}
+
+// ct (K × P, rows `ld` apart) = X̃ᵀ of one example x ([C, H, W]); `padded` is a per-thread
+// buffer of PaddedPlanes::size elements whose borders are zero.
+// kOW: the output width when known at compile time (0: g's). The runs are as short as the
+// output is wide, 4 or 8 values on the digits CNN, where a generic vector loop spends more
+// in its prologue and epilogue than in the copy; with kOW the compiler emits the copy itself.
+template <typename T, int kOW>
+void PatchesTransposedAt(const WindowGeometry& g, const T* x, T* ct, int64_t ld, T* padded) {
+  const int64_t OH = g.out_h(), OW = kOW > 0 ? kOW : g.out_w();
   const PaddedPlanes pp(g);
   const T* src = x;
   if (pp.needed(g)) {
-    FillInterior(g, pp, x, padded);
+    FillInteriorAt<T, kOW>(g, pp, x, padded);
     src = padded;
   }
   const int64_t sh = g.stride_h * pp.width, sw = g.stride_w;
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t ki = 0; ki < g.kernel_h; ++ki)
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-        T* row = ct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * P;
+        T* row = ct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ld;
         const T* tap = src + c * pp.plane + ki * g.dilation_h * pp.width + kj * g.dilation_w;
         for (int64_t oh = 0; oh < OH; ++oh) {
           T* out = row + oh * OW;
@@ -91,17 +137,19 @@ void PatchesTransposed(const WindowGeometry& g, const T* x, T* ct, T* padded) {
       }
 }
 
-// dx ([C, H, W]) := beta·dx + the adjoint of PatchesTransposed applied to dct (K × P). Each
+// dx ([C, H, W]) := beta·dx + the adjoint of PatchesTransposed applied to dct (K × P, rows
+// `ld` apart). Each
 // element receives beta·dx first and then its taps in (c, ki, kj, oh, ow) order, whether or
 // not it goes through `padded` (PaddedPlanes::size elements, any contents).
-template <typename T>
-void AddPatchesTransposed(const WindowGeometry& g, const T* dct, T beta, T* dx, T* padded) {
-  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+template <typename T, int kOW>
+void AddPatchesTransposedAt(const WindowGeometry& g, const T* dct, int64_t ld, T beta, T* dx,
+                            T* padded) {
+  const int64_t OH = g.out_h(), OW = kOW > 0 ? kOW : g.out_w();
   const PaddedPlanes pp(g);
   T* dst = dx;
   if (pp.needed(g)) {
     std::fill(padded, padded + pp.size(g), T(0));
-    if (beta != T(0)) FillInterior(g, pp, dx, padded);
+    if (beta != T(0)) FillInteriorAt<T, kOW>(g, pp, dx, padded);
     dst = padded;
   } else if (beta == T(0)) {
     std::fill(dx, dx + g.in_size(), T(0));
@@ -116,7 +164,7 @@ void AddPatchesTransposed(const WindowGeometry& g, const T* dct, T beta, T* dx, 
   for (int64_t c = 0; c < g.channels; ++c)
     for (int64_t ki = 0; ki < g.kernel_h; ++ki)
       for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
-        const T* row = dct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * P;
+        const T* row = dct + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ld;
         T* tap = dst + c * pp.plane + ki * g.dilation_h * pp.width + kj * g.dilation_w;
         for (int64_t oh = 0; oh < OH; ++oh) {
           T* out = tap + oh * sh;
@@ -133,27 +181,74 @@ void AddPatchesTransposed(const WindowGeometry& g, const T* dct, T beta, T* dx, 
     for (int64_t c = 0; c < g.channels; ++c)
       for (int64_t h = 0; h < g.height; ++h) {
         const T* r = padded + c * pp.plane + (h + g.pad_h) * pp.width + g.pad_w;
-        std::copy(r, r + g.width, dx + (c * g.height + h) * g.width);
+        if (kOW > 0 && g.width == kOW)
+          CopyRun<T, kOW>(r, g.width, dx + (c * g.height + h) * g.width);
+        else
+          CopyRun(r, g.width, dx + (c * g.height + h) * g.width);
       }
 }
 
-// Runs body(i, ct, padded) for every example i, in parallel over examples when the work is
-// large, with a K × P buffer and a PaddedPlanes buffer (zero-filled) per thread; Eigen
-// single-threaded inside.
+// The same operations for every width; only the loop's trip count is a constant.
+template <typename T>
+void PatchesTransposed(const WindowGeometry& g, const T* x, T* ct, int64_t ld, T* padded) {
+  const int64_t OW = g.stride_w == 1 ? g.out_w() : 0;
+  if (OW == 4) return PatchesTransposedAt<T, 4>(g, x, ct, ld, padded);
+  if (OW == 8) return PatchesTransposedAt<T, 8>(g, x, ct, ld, padded);
+  PatchesTransposedAt<T, 0>(g, x, ct, ld, padded);
+}
+
+template <typename T>
+void AddPatchesTransposed(const WindowGeometry& g, const T* dct, int64_t ld, T beta, T* dx,
+                          T* padded) {
+  const int64_t OW = g.stride_w == 1 ? g.out_w() : 0;
+  if (OW == 4) return AddPatchesTransposedAt<T, 4>(g, dct, ld, beta, dx, padded);
+  if (OW == 8) return AddPatchesTransposedAt<T, 8>(g, dct, ld, beta, dx, padded);
+  AddPatchesTransposedAt<T, 0>(g, dct, ld, beta, dx, padded);
+}
+
+// Runs body(first, n, ct, rows, padded) for every block of n consecutive examples from
+// `first`, in parallel over blocks when the work is large, with per-thread buffers: ct for
+// the block's patches (K × n·P), rows for its channels-first rows side by side (M × n·P)
+// and a PaddedPlanes buffer (zero-filled); Eigen single-threaded inside. Blocks are at most
+// kBlockElements / ((K + M)·P) examples, and small enough that every thread gets one.
 template <typename T, typename Body>
-void ForEachExample(const WindowGeometry& g, int64_t count, int64_t M, Body body) {
-  const int64_t KP = g.patch_size() * g.positions();
-  const bool parallel = count > 1 && count * M * KP > kParallelThreshold;
+void ForEachBlock(const WindowGeometry& g, int64_t count, int64_t M, Body body) {
+  const int64_t K = g.patch_size(), P = g.positions();
+  const bool parallel = count > 1 && count * M * K * P > kParallelThreshold;
+  const int64_t threads = parallel ? omp_get_max_threads() : 1;
+  const int64_t G = std::max<int64_t>(
+      1, std::min(kBlockElements / ((K + M) * P), (count + threads - 1) / threads));
+  const int64_t blocks = (count + G - 1) / G;
   const int saved = Eigen::nbThreads();
   Eigen::setNbThreads(1);
 #pragma omp parallel if (parallel)
   {
-    std::vector<T> ct(static_cast<size_t>(KP));
+    std::vector<T> ct(static_cast<size_t>(K * G * P));
+    std::vector<T> rows(static_cast<size_t>(M * G * P));
     std::vector<T> padded(static_cast<size_t>(PaddedPlanes(g).size(g)), T(0));
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < count; ++i) body(i, ct.data(), padded.data());
+    for (int64_t k = 0; k < blocks; ++k) {
+      const int64_t first = k * G;
+      body(first, std::min(G, count - first), ct.data(), rows.data(), padded.data());
+    }
   }
   Eigen::setNbThreads(saved);
+}
+
+// rows (M × n·P) = [D_first … D_first+n−1] side by side, D_i example i's M × P block of D.
+template <typename T, int kP>
+void GatherRowsAt(const Matrix<T>& D, int64_t first, int64_t n, int64_t M, int64_t P, T* rows) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T* d = D.data() + (first + j) * D.ld();
+    for (int64_t c = 0; c < M; ++c) CopyRun<T, kP>(d + c * P, P, rows + (c * n + j) * P);
+  }
+}
+
+template <typename T>
+void GatherRows(const Matrix<T>& D, int64_t first, int64_t n, int64_t M, int64_t P, T* rows) {
+  if (P == 16) return GatherRowsAt<T, 16>(D, first, n, M, P, rows);
+  if (P == 64) return GatherRowsAt<T, 64>(D, first, n, M, P, rows);
+  GatherRowsAt<T, 0>(D, first, n, M, P, rows);
 }
 
 // CheckWindowShapes' checks of g and of an image matrix (count × C·H·W), without a patch matrix.
@@ -176,18 +271,33 @@ void ConvForward(const WindowGeometry& g, const Matrix<T>& X, const Matrix<T>& W
               "ConvForward: W ", W.rows(), "x", W.cols(), ", Y ", Y.rows(), "x", Y.cols());
   const StridedMap<T> w(W.data(), M, K, Eigen::OuterStride<>(W.ld()));
   const T* bias = b.empty() ? nullptr : b.data();
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
-    PatchesTransposed(g, X.data() + i * X.ld(), ct, padded);
-    Map<T> y(Y.data() + i * Y.ld(), M, P);
-    const ConstMap<T> patches(ct, K, P);
-    if (beta == T(0)) {
-      y.noalias() = w * patches;
-    } else {
-      if (beta != T(1)) y *= beta;
-      y.noalias() += w * patches;
+  ForEachBlock<T>(g, count, M, [&](int64_t first, int64_t n, T* ct, T* rows, T* padded) {
+    const int64_t N = n * P;
+    for (int64_t j = 0; j < n; ++j)
+      PatchesTransposed(g, X.data() + (first + j) * X.ld(), ct + j * P, N, padded);
+    Map<T>(rows, M, N).noalias() = w * ConstMap<T>(ct, K, N);
+    // Scattered back per example as the per-example product would have written it: y, or
+    // beta·y then + the product (Eigen's accumulating GEMM adds its sum last), then + b.
+    for (int64_t j = 0; j < n; ++j) {
+      T* y = Y.data() + (first + j) * Y.ld();
+      for (int64_t c = 0; c < M; ++c) {
+        T* yc = y + c * P;
+        const T* r = rows + (c * n + j) * P;
+        if (beta == T(0)) {
+          CopyRun(r, P, yc);
+        } else {
+          if (beta != T(1))
+            for (int64_t t = 0; t < P; ++t) yc[t] *= beta;
+#pragma omp simd
+          for (int64_t t = 0; t < P; ++t) yc[t] += r[t];
+        }
+        if (bias) {
+          const T bc = bias[c];
+#pragma omp simd
+          for (int64_t t = 0; t < P; ++t) yc[t] += bc;
+        }
+      }
     }
-    if (bias)
-      for (int64_t c = 0; c < M; ++c) y.row(c).array() += bias[c];
   });
 }
 
@@ -204,13 +314,18 @@ void ConvWeightGradient(const WindowGeometry& g, const Matrix<T>& X, const Matri
   const int threads = omp_get_max_threads();
   const int64_t block = M * K + M;
   std::vector<T> partial(static_cast<size_t>(threads * block), T(0));
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
+  ForEachBlock<T>(g, count, M, [&](int64_t first, int64_t n, T* ct, T* rows, T* padded) {
     T* acc = partial.data() + omp_get_thread_num() * block;
-    PatchesTransposed(g, X.data() + i * X.ld(), ct, padded);
-    const ConstMap<T> d(D.data() + i * D.ld(), M, P);
-    Map<T>(acc, M, K).noalias() += d * ConstMap<T>(ct, K, P).transpose();
+    const int64_t N = n * P;
+    for (int64_t j = 0; j < n; ++j)
+      PatchesTransposed(g, X.data() + (first + j) * X.ld(), ct + j * P, N, padded);
+    GatherRows(D, first, n, M, P, rows);
+    Map<T>(acc, M, K).noalias() += ConstMap<T>(rows, M, N) * ConstMap<T>(ct, K, N).transpose();
     if (!db.empty())
-      for (int64_t c = 0; c < M; ++c) acc[M * K + c] += d.row(c).sum();
+      for (int64_t j = 0; j < n; ++j) {
+        const ConstMap<T> d(D.data() + (first + j) * D.ld(), M, P);
+        for (int64_t c = 0; c < M; ++c) acc[M * K + c] += d.row(c).sum();
+      }
   });
   StridedMap<T> dw(dW.data(), M, K, Eigen::OuterStride<>(dW.ld()));
   if (beta == T(0))
@@ -234,9 +349,12 @@ void ConvInputGradient(const WindowGeometry& g, const Matrix<T>& D, const Matrix
   LETHE_CHECK(W.cols() == K && D.cols() == M * P && dX.rows() == count,
               "ConvInputGradient: D ", D.rows(), "x", D.cols(), ", W ", W.rows(), "x", W.cols());
   const StridedMap<T> w(W.data(), M, K, Eigen::OuterStride<>(W.ld()));
-  ForEachExample<T>(g, count, M, [&](int64_t i, T* ct, T* padded) {
-    Map<T>(ct, K, P).noalias() = w.transpose() * ConstMap<T>(D.data() + i * D.ld(), M, P);
-    AddPatchesTransposed(g, ct, beta, dX.data() + i * dX.ld(), padded);
+  ForEachBlock<T>(g, count, M, [&](int64_t first, int64_t n, T* ct, T* rows, T* padded) {
+    const int64_t N = n * P;
+    GatherRows(D, first, n, M, P, rows);
+    Map<T>(ct, K, N).noalias() = w.transpose() * ConstMap<T>(rows, M, N);
+    for (int64_t j = 0; j < n; ++j)
+      AddPatchesTransposed(g, ct + j * P, N, beta, dX.data() + (first + j) * dX.ld(), padded);
   });
 }
 

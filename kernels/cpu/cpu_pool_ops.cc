@@ -90,6 +90,30 @@ void AvgPool(const WindowGeometry& g, const Matrix<T>& X, Matrix<T> Y) {
   CheckPoolingCall(g, X, Y);
   const PoolShape s = MakePoolShape(g);
   const int64_t n = X.rows(), outputs = Y.cols();
+  if (s.pad_h == 0 && s.pad_w == 0) {
+    // Without padding every window lies inside its plane (out_h's definition), so all
+    // kh·kw taps are summed in AvgPoolAt's order (a, then b) without its per-output
+    // divisions and bounds: the same value, bit for bit, at a fraction of the cost (the
+    // digits CNN's 2 × 2 pooling was 6% of its Hessian-vector product).
+    const T taps = T(s.kernel_h * s.kernel_w);
+    const int64_t H = s.height, W = s.width, OH = s.out_h, OW = s.out_w;
+#pragma omp parallel for if (Parallel(Y.size(), s))
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < s.channels; ++c) {
+        const T* xc = X.data() + i * X.ld() + c * H * W;
+        T* yc = Y.data() + i * Y.ld() + c * OH * OW;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const T* x0 = xc + oh * s.stride_h * W + ow * s.stride_w;
+            T sum = T(0);
+            for (int64_t a = 0; a < s.kernel_h; ++a)
+              for (int64_t b = 0; b < s.kernel_w; ++b)
+                sum += x0[a * s.dilation_h * W + b * s.dilation_w];
+            yc[oh * OW + ow] = sum / taps;
+          }
+      }
+    return;
+  }
 #pragma omp parallel for collapse(2) if (Parallel(Y.size(), s))
   for (int64_t i = 0; i < n; ++i)
     for (int64_t o = 0; o < outputs; ++o)
@@ -124,6 +148,20 @@ AxisWindows WindowsOfAxis(int64_t in, int64_t out, int64_t kernel, int64_t strid
   return a;
 }
 
+bool AtMostOneWindow(const AxisWindows& a) {
+  for (size_t x = 0; x + 1 < a.begin.size(); ++x)
+    if (a.begin[x + 1] - a.begin[x] > 1) return false;
+  return true;
+}
+
+// Each position's one window (its output index), or −1 where none holds it.
+std::vector<int64_t> OnlyWindow(const AxisWindows& a) {
+  std::vector<int64_t> only(a.begin.size() - 1, -1);
+  for (size_t x = 0; x < only.size(); ++x)
+    if (a.begin[x + 1] > a.begin[x]) only[x] = a.at[static_cast<size_t>(a.begin[x])];
+  return only;
+}
+
 template <typename T>
 void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix<T> dX) {
   CheckPoolingCall(g, dX, dY);
@@ -134,6 +172,37 @@ void AvgPoolAdjoint(const WindowGeometry& g, const Matrix<T>& dY, T beta, Matrix
                                          s.dilation_w);
   const T taps = T(s.kernel_h * s.kernel_w);
   const int64_t n = dX.rows();
+  if (AtMostOneWindow(rows) && AtMostOneWindow(cols)) {
+    // Windows that do not overlap (stride ≥ kernel, as the usual 2 × 2 pooling): each input
+    // is in one window or none, and its sum is 0 + that one dy (or 0), as below, without
+    // the loops over window lists (AvgPoolAdjoint was 9% of the digits CNN's
+    // Hessian-vector product).
+    const std::vector<int64_t> rh = OnlyWindow(rows), cw = OnlyWindow(cols);
+#pragma omp parallel for if (Parallel(dX.size(), s))
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 0; c < s.channels; ++c) {
+        const T* dyc = dY.data() + i * dY.ld() + c * s.out_h * s.out_w;
+        T* xc = dX.data() + i * dX.ld() + c * s.height * s.width;
+        for (int64_t h = 0; h < s.height; ++h) {
+          T* xr = xc + h * s.width;
+          if (rh[h] < 0) {
+            for (int64_t w = 0; w < s.width; ++w) {
+              const T v = T(0) / taps;
+              xr[w] = beta == T(0) ? v : v + beta * xr[w];
+            }
+            continue;
+          }
+          const T* dyr = dyc + rh[h] * s.out_w;
+          for (int64_t w = 0; w < s.width; ++w) {
+            T sum = T(0);
+            if (cw[w] >= 0) sum += dyr[cw[w]];
+            const T v = sum / taps;
+            xr[w] = beta == T(0) ? v : v + beta * xr[w];
+          }
+        }
+      }
+    return;
+  }
   // Each input's sum runs over the same windows in the same order as AvgPoolAdjointAt's
   // (the CUDA backend's): the same value, bit for bit.
 #pragma omp parallel for if (Parallel(dX.size(), s))

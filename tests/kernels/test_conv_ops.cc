@@ -6,8 +6,12 @@
 //     in f64, the products on strided views.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "tests/kernels/conformance_harness.h"
 #include "tests/kernels/window_geometries.h"
@@ -19,13 +23,24 @@ namespace {
 constexpr Tolerance kConvTolerance{1e-13, 2e-6};
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-// The geometries of the window-op tests, and one large enough to run in parallel.
+// The geometries of the window-op tests, one large enough to run in parallel, and the
+// digits CNN's two (examples/digits/cnn.json: outputs 8 and 4 wide, the widths the CPU
+// copies with a constant trip count), over enough examples for several blocks of the CPU's
+// batched GEMMs and a ragged last one (kernels/cpu/cpu_conv_ops.cc), the second in parallel.
 std::vector<NamedGeometry> ConvGeometries() {
   std::vector<NamedGeometry> all = WindowGeometries();
   all.push_back({"5x5 on 3x16x16 (parallel)", Geometry(3, 16, 16, 5, 5)});
+  all.push_back({"digits conv1: 3x3 padding 1 on 1x8x8", Geometry(1, 8, 8, 3, 3, 1, 1, 1, 1)});
+  all.push_back(
+      {"digits conv2: 3x3 padding 1 on 6x4x4 (parallel)", Geometry(6, 4, 4, 3, 3, 1, 1, 1, 1)});
   return all;
 }
-int64_t CountFor(const WindowGeometry& g) { return g.height == 16 ? 64 : 3; }
+int64_t CountFor(const WindowGeometry& g) {
+  if (g.height == 16) return 64;
+  if (g.height == 8 && g.width == 8 && g.channels == 1) return 200;
+  if (g.height == 4 && g.width == 4 && g.channels == 6) return 301;
+  return 3;
+}
 
 // Runs every product on `h.test()` and `h.ref()` through `conv` (a callable taking a backend
 // and the op's arguments) and compares: forward with and without bias, weight gradient
@@ -131,6 +146,80 @@ TEST(ConvOps, CpuFusedEqualsComposed) {
     ComposedOps<double> ref_ops(h.ref());
     SCOPED_TRACE("threads " + std::to_string(threads));
     CompareProducts(h, test_ops, ref_ops);
+  }
+}
+
+// The CPU multiplies a block of examples in one GEMM (kernels/cpu/cpu_conv_ops.cc): every
+// product must equal the same op run one example at a time (blocks of one) within
+// round-off, 1e-13 of the largest value: a column of one example sent to another's place,
+// or a block's ragged end, would be off by O(1). Not bit for bit: Eigen's GEMM kernel sums
+// a dot product in an order that depends on where its column falls in the register panels.
+// On 1 and 2 threads.
+void ExpectClose(const std::vector<double>& got, const std::vector<double>& want,
+                 const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  double scale = 0, worst = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    scale = std::max(scale, std::abs(want[k]));
+    worst = std::max(worst, std::abs(got[k] - want[k]));
+    if (std::isnan(got[k]) != std::isnan(want[k])) worst = kNaN;
+  }
+  EXPECT_LE(worst, 1e-13 * scale) << what;
+}
+
+TEST(ConvOps, CpuBlocksEqualOneExampleAtATime) {
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    auto be = MakeBackend<double>({DeviceKind::kCpu, threads});
+    for (const auto& [name, g] : ConvGeometries()) {
+      SCOPED_TRACE(name);
+      const int64_t count = CountFor(g), M = 5, P = g.positions(), K = g.patch_size();
+      std::mt19937_64 rng(91);
+      std::uniform_real_distribution<double> uniform(-1, 1);
+      auto load = [&](int64_t rows, int64_t cols) {
+        std::vector<double> v(static_cast<size_t>(rows * cols));
+        for (double& x : v) x = uniform(rng);
+        Matrix<double> m = be->Allocate(rows, cols);
+        be->Upload(v.data(), m);
+        return m;
+      };
+      auto read = [&](const Matrix<double>& m) {
+        std::vector<double> v(static_cast<size_t>(m.size()));
+        be->Download(m, v.data());
+        return v;
+      };
+      const Matrix<double> X = load(count, g.in_size()), W = load(M, K), b = load(1, M),
+                           D = load(count, M * P);
+      Matrix<double> cols = be->Allocate(count * P, K), z = be->Allocate(count * P, M);
+      auto cols_for = [&](int64_t rows) { return cols.Block(0, rows * P, K); };
+      auto z_for = [&](int64_t rows) { return z.Block(0, rows * P, M); };
+      for (double beta : {0.0, -1.5}) {
+        const std::string b_is = " beta " + std::to_string(beta);
+        Matrix<double> all = load(count, M * P), one = be->Allocate(count, M * P);
+        be->Copy(all, one);
+        be->ConvForward(g, X, W, b, beta, all, cols_for(count), z_for(count));
+        for (int64_t i = 0; i < count; ++i)
+          be->ConvForward(g, X.Rows(i, 1), W, b, beta, one.Rows(i, 1), cols_for(1), z_for(1));
+        ExpectClose(read(all), read(one), "ConvForward" + b_is);
+
+        Matrix<double> dx_all = load(count, g.in_size()), dx_one = be->Allocate(count, g.in_size());
+        be->Copy(dx_all, dx_one);
+        be->ConvInputGradient(g, D, W, beta, dx_all, cols_for(count), z_for(count));
+        for (int64_t i = 0; i < count; ++i)
+          be->ConvInputGradient(g, D.Rows(i, 1), W, beta, dx_one.Rows(i, 1), cols_for(1),
+                                z_for(1));
+        ExpectClose(read(dx_all), read(dx_one), "ConvInputGradient" + b_is);
+      }
+      Matrix<double> dw_all = be->Allocate(M, K), db_all = be->Allocate(1, M);
+      Matrix<double> dw_one = be->Allocate(M, K), db_one = be->Allocate(1, M);
+      be->ConvWeightGradient(g, X, D, 0.0, dw_all, db_all, cols_for(count), z_for(count));
+      be->Fill(dw_one, 0.0), be->Fill(db_one, 0.0);
+      for (int64_t i = 0; i < count; ++i)
+        be->ConvWeightGradient(g, X.Rows(i, 1), D.Rows(i, 1), 1.0, dw_one, db_one, cols_for(1),
+                               z_for(1));
+      ExpectClose(read(dw_all), read(dw_one), "ConvWeightGradient dW");
+      ExpectClose(read(db_all), read(db_one), "ConvWeightGradient db");
+    }
   }
 }
 

@@ -99,6 +99,41 @@ TEST(PoolOps, MaxPoolAndAvgPoolAreTheirDefinitions) {
   }
 }
 
+// The CPU's average pooling and its adjoint are pool_math.h's per-element definitions (the
+// CUDA backend's) bit for bit, including their fast paths (no padding; windows that do not
+// overlap), with beta 0 and not: the geometries of the other tests, with and without
+// padding, and the digits CNN's 2 × 2 pooling.
+TEST(PoolOps, AvgPoolIsPoolMathBitForBit) {
+  Pool p;
+  std::vector<WindowGeometry> geometries = testing::PoolingGeometries();
+  geometries.push_back(
+      {.channels = 6, .height = 8, .width = 8, .kernel_h = 2, .kernel_w = 2, .stride_h = 2,
+       .stride_w = 2});
+  for (const WindowGeometry& g : geometries) {
+    const PoolShape s = MakePoolShape(g);
+    const int64_t n = 3, in = g.in_size(), out = s.out_size();
+    const std::vector<double> x = Uniform(n * in, 31), dy = Uniform(n * out, 32),
+                              dx0 = Uniform(n * in, 33);
+    Matrix<double> Y = p.cpu->Allocate(n, out);
+    p.cpu->AvgPool(g, p.Load(n, in, x), Y);
+    std::vector<double> want(static_cast<size_t>(n * out));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < out; ++o) want[i * out + o] = AvgPoolAt(s, x.data() + i * in, o);
+    EXPECT_EQ(p.Read(Y), want) << "AvgPool, " << in << " inputs";
+    for (double beta : {0.0, -1.5}) {
+      Matrix<double> dX = p.Load(n, in, dx0);
+      p.cpu->AvgPoolAdjoint(g, p.Load(n, out, dy), beta, dX);
+      std::vector<double> adj(static_cast<size_t>(n * in));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < in; ++k) {
+          const double v = AvgPoolAdjointAt(s, dy.data() + i * out, k);
+          adj[i * in + k] = beta == 0 ? v : v + beta * dx0[i * in + k];
+        }
+      EXPECT_EQ(p.Read(dX), adj) << "AvgPoolAdjoint beta " << beta << ", " << in << " inputs";
+    }
+  }
+}
+
 // x[c, h, w] = ⌊((7·(c·H·W + h·W + w)) mod 5) / 2⌋ ∈ {0, 1, 2}: ties in every window. The
 // expected values are what PyTorch 2 returned for this tensor as [1, 2, 5, 6] in f64.
 TEST(PoolOps, MatchesPyTorchOnTies) {
