@@ -347,7 +347,21 @@ class DistributedRequests(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertEqual(p.stderr.strip().splitlines(),
                          ["lethe unlearn: m0.safetensors: process 1 reads other bytes under this path "
-                          "than process 0 (every process must see the same model file)"])
+                          "than process 0 (every process must see the same file)"])
+        self.assertEqual(sorted(os.listdir(w)), ["m0.safetensors", "req.txt", "train.npz"])
+        # One request as its own process (lethe unlearn --forget-ids) checks the same (it fell
+        # out of step with an MPI error before).
+        with open(os.path.join(w, "req.txt")) as f:
+            first_ids = f.readline().split()[0]
+        args = ["unlearn", "--model", "m0.safetensors", "--train", "train.npz", "--forget-ids",
+                first_ids, "--out", "m1.safetensors", "--quiet"]
+        p = subprocess.run(["mpirun", "-q", "--oversubscribe", "-np", "1", LETHE, *args, ":",
+                            "-np", "1", incd, other, LETHE, *args], capture_output=True, text=True,
+                           cwd=w, env=ENV, timeout=120)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stderr.strip().splitlines(),
+                         ["lethe unlearn: m0.safetensors: process 1 reads other bytes under this path "
+                          "than process 0 (every process must see the same file)"])
         self.assertEqual(sorted(os.listdir(w)), ["m0.safetensors", "req.txt", "train.npz"])
 
 

@@ -396,6 +396,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
     Fail(in.model_path, ": trained with --certified, its objective holds the secret term bᵀθ: "
          "remove with lethe unlearn --certified --b FILE");
   in.model_sha256 = io::Sha256File(in.model_path);
+  CheckSameFileOnEveryRank(in.model_path, in.model_sha256);
   // Under mpirun: this rank's block of the rows (tools/lethe/distributed_cli.h).
   const io::Dataset train = ExcludeForgottenRows(
       model.forgotten, LoadTrainingRows(in.train_path, common, f32 ? 4 : 8), "unlearn",

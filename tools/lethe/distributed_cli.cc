@@ -138,9 +138,15 @@ std::vector<int64_t> LocalRowsOf(const io::Dataset& data, const std::vector<int6
   return rows;
 }
 
-void RefuseUnderMpi(bool refused, const std::string& what) {
-  if (refused && Distributed())
-    Fail(what, " does not run under mpirun yet (docs/distributed.md); run it as one process");
+void CheckSameFileOnEveryRank(const std::string& path, const std::string& sha256) {
+  if (!Distributed()) return;
+  std::string root = sha256;
+  Comm().Broadcast(&root, 0);
+  Collectively([&] {
+    if (sha256 != root)
+      Fail(path, ": process ", Comm().rank(), " reads other bytes under this path than "
+           "process 0 (every process must see the same file)");
+  });
 }
 
 void QuietOtherRanks() {

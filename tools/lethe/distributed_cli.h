@@ -75,8 +75,11 @@ void Distribute(Objective<T>& objective) {
   if (Distributed()) objective.Distribute(Comm());
 }
 
-// Refuses, on every rank, what has no distributed version yet.
-void RefuseUnderMpi(bool refused, const std::string& what);
+// Every rank read the same bytes under `path` as rank 0 (`sha256`: this rank's hash of its
+// file), or every rank stops with one line: ranks starting from different models would fall
+// out of step in their reductions (no shared filesystem, a file replaced during the launch).
+// Nothing serially.
+void CheckSameFileOnEveryRank(const std::string& path, const std::string& sha256);
 
 // main: after Initialize, ranks other than 0 print nothing (stdout and stderr go to
 // /dev/null; errors that end in an abort still reach the terminal, ErrorLine).

@@ -143,14 +143,8 @@ int Serve(const ServeInputs& in, Model model, const io::Dataset& train,
   Progress progress(common.quiet);
 
   std::string current_path = in.model_path;
-  std::string current_sha256 = FromRoot([&] { return io::Sha256File(in.model_path); });
-  // Every rank loaded the model from its own filesystem: the same bytes as rank 0's, or one
-  // line (ranks starting from different θ would not even keep their reductions in step).
-  Collectively([&] {
-    if (Comm().rank() != 0 && io::Sha256File(in.model_path) != current_sha256)
-      Fail(in.model_path, ": process ", Comm().rank(), " reads other bytes under this path than "
-           "process 0 (every process must see the same model file)");
-  });
+  std::string current_sha256 = io::Sha256File(in.model_path);
+  CheckSameFileOnEveryRank(in.model_path, current_sha256);
 
   // What the next request reuses (dense_cache.h): the kept gradient at the current θ (from
   // the previous request's line search, or the input model's cache), and the factor files
