@@ -38,6 +38,8 @@ SolvePrecision ParseSolvePrecision(const std::string& name) {
 
 void UnlearnOptions::Validate() const {
   if (steps < 1) Fail("--steps = ", steps, ": must be >= 1");
+  if (until_stationary && !(stationary_tolerance > 0))
+    Fail("stationary_tolerance = ", stationary_tolerance, ": must be > 0");
   if (!(learning_rate > 0)) Fail("--learning-rate = ", learning_rate, ": must be > 0");
   if (!(kept_weight >= 0)) Fail("--kept-weight = ", kept_weight, ": must be >= 0");
   if (max_damping_raises < 0) Fail("max_damping_raises must be >= 0");
@@ -249,6 +251,7 @@ UnlearnSummary Unlearn(Objective<T>& kept, Objective<T>& forget, kernels::Matrix
         }
         break;
       }
+      if (options.until_stationary && at.grad_norm <= options.stationary_tolerance) break;
     }
     s.kept_grad_norm_after = at.grad_norm;
     if (options.export_gradient) {

@@ -55,6 +55,11 @@ struct KeptGradient {
 struct UnlearnOptions {
   UnlearnMethod method = UnlearnMethod::kNewton;
   int steps = 1;              // newton steps, or gradient-ascent steps
+  // newton: stop after the first step that leaves ‖∇L₋ₛ‖ ≤ stationary_tolerance (`steps` is
+  // then the most taken): `--steps auto`, so that a patch ends at the kept objective's
+  // optimum when one step is not enough, and costs one step when it is.
+  bool until_stationary = false;
+  double stationary_tolerance = 1e-5;
   InverseHvpOptions inverse;  // newton: solver, curvature, damping λ (the starting damping)
   bool line_search = true;    // newton: backtrack on L₋ₛ (always on for non-convex safety)
   int max_damping_raises = 8;

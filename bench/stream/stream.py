@@ -83,7 +83,10 @@ def summary(label, recs, t, cpu):
           f"per request; first request {recs[0]['seconds']:.2f} s, later ones {np.mean(later):.3f} s mean "
           f"(CPU {np.mean([r['cpu_seconds'] for r in recs[1:]]):.3f} s); CG iterations mean "
           f"{np.mean(its):.2f} (max {max(its)}); preconditioner {', '.join(pre)}, setup "
-          f"{setup:.2f} s in all; kept gradient carried {carried} of {k}", flush=True)
+          f"{setup:.2f} s in all; kept gradient carried {carried} of {k}; Newton steps "
+          f"{sum(len(r['steps']) for r in recs)} (at most {max(len(r['steps']) for r in recs)} a "
+          f"request); largest ‖∇L₋ₛ‖ after a request {max(r['kept_grad_norm_after'] for r in recs):.2e}",
+          flush=True)
 
 
 def retrain(L, spec, train, ids, tmp, common, name):
@@ -96,16 +99,17 @@ def retrain(L, spec, train, ids, tmp, common, name):
     return retrained, t, cpu_children() - c0
 
 
-def cold_and_warm(L, model, spec, train, ids, tmp, common, n):
+def cold_and_warm(L, model, spec, train, ids, tmp, common, n, steps="1"):
     """--warm: a cold stream (ids[:n], --cache: the dense factor built by its first request and
     written next to it), then a warm one (ids[n:2n], from the cold one's last model: the factor
     and the kept gradient read from its cache), each against retraining without every id
     forgotten so far, in the same run."""
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    last_c, ledger, t_c, c_c, recs_c = serve(L, model, train, ids[:n], tmp, common, ["--cache"])
+    last_c, ledger, t_c, c_c, recs_c = serve(L, model, train, ids[:n], tmp, common, ["--cache", "--steps", steps])
     summary("cold stream, one process, --cache", recs_c, t_c, c_c)
     re_c, t_rc, c_rc = retrain(L, spec, train, ids[:n], tmp, common, "cold")
-    last_w, _, t_w, c_w, recs_w = serve(L, last_c, train, ids[n:2 * n], tmp, common, ["--cache"], first=n + 1)
+    last_w, _, t_w, c_w, recs_w = serve(L, last_c, train, ids[n:2 * n], tmp, common, ["--cache", "--steps", steps],
+                                      first=n + 1)
     summary("warm stream, one process, --cache (the cold stream's factor)", recs_w, t_w, c_w)
     re_w, t_rw, c_rw = retrain(L, spec, train, ids[:2 * n], tmp, common, "warm")
     for label, last, re, t_re, c_re, t, c, k in (("cold", last_c, re_c, t_rc, c_rc, t_c, c_c, n),
@@ -133,6 +137,8 @@ def main():
     ap.add_argument("--per-process", type=int, default=None,
                     help="requests of the per-process stream with --cache (default: --requests; 0: none)")
     ap.add_argument("--model", help="softmax model trained before on the same data (--n)")
+    ap.add_argument("--steps", default="1",
+                    help="--warm: each request's --steps (a count, or auto: until ‖∇L₋ₛ‖ ≤ 1e-5)")
     ap.add_argument("--warm", action="store_true",
                     help="only a cold and a warm one-process stream with --cache (--requests each), "
                          "each against retraining")
@@ -157,7 +163,7 @@ def main():
     print(f"digits784 n = {args.n}, softmax 784 → 10, {args.threads} threads; "
           f"{args.requests} single-id requests", flush=True)
     if args.warm:
-        cold_and_warm(L, model, spec, train, ids, tmp, common, args.requests)
+        cold_and_warm(L, model, spec, train, ids, tmp, common, args.requests, args.steps)
         return
     n_serve = args.requests if args.process_requests is None else args.process_requests
     n_cache = args.requests if args.per_process is None else args.per_process

@@ -315,7 +315,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   SolverFlags flags;
   UnlearnOptions options;
   Inputs in;
-  std::string method = "newton", spec_path, solve_dtype = "auto";
+  std::string method = "newton", spec_path, solve_dtype = "auto", steps = "1";
   bool verify = false;
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&in.model_path), "trained model (.safetensors)")
@@ -324,7 +324,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("forget-ids", po::value<std::string>(), "ids to forget (comma-separated)")
     ("out", po::value(&in.out), "patched model (.safetensors)")
     ("method", po::value(&method)->default_value("newton"), "newton or gradient-ascent")
-    ("steps", po::value(&options.steps)->default_value(1), "Newton (or gradient-ascent) steps")
+    ("steps", po::value(&steps)->default_value("1"),
+     "Newton (or gradient-ascent) steps; newton also `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most 8")
     ("learning-rate", po::value(&options.learning_rate)->default_value(0.01), "gradient-ascent step size")
     ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
      "newton: precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG "
@@ -364,6 +365,7 @@ int RunUnlearn(const std::vector<std::string>& args) {
   in.command_line.insert(in.command_line.end(), args.begin(), args.end());
   in.retrain.Validate();
   options.method = ParseUnlearnMethod(method);
+  ParseSteps(steps, options);
   options.solve_precision = ParseSolvePrecision(solve_dtype);
   const bool f32 = common.F32();
   if (f32 && options.solve_precision == SolvePrecision::kF64)

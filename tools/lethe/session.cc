@@ -3,6 +3,8 @@
 #include "tools/lethe/session.h"
 
 #include "common/error.h"
+#include "common/quote.h"
+#include "engine/unlearn.h"
 
 #include <cmath>
 
@@ -71,6 +73,27 @@ std::string StationarityWarning(double norm, const std::string& train_path,
          " (‖∇L‖ = " + Sci(norm) + " > " + Sci(kStationarityTolerance, 0) + "): " + consequence +
          "; `lethe train --init " + model_path + " --data " + train_path +
          " --out FINISHED.safetensors` finishes its training (docs/formats.md)";
+}
+
+void ParseSteps(const std::string& text, UnlearnOptions& options) {
+  if (text == "auto") {
+    if (options.method != UnlearnMethod::kNewton)
+      Fail("--steps auto: newton only (gradient ascent has no optimum to stop at)");
+    options.until_stationary = true;
+    options.stationary_tolerance = kStationarityTolerance;
+    options.steps = kAutoSteps;
+    return;
+  }
+  size_t used = 0;
+  int steps = 0;
+  try {
+    steps = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || steps < 1)
+    Fail("--steps ", Quote(text), ": expected a count >= 1 or auto");
+  options.steps = steps;
 }
 
 std::string PatchOffOptimumWarning(double norm, size_t steps, const std::string& method) {

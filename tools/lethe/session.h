@@ -15,6 +15,10 @@
 #include "tools/lethe/cli.h"
 #include "tools/lethe/memory_budget.h"
 
+namespace lethe {
+struct UnlearnOptions;  // engine/unlearn.h
+}  // namespace lethe
+
 namespace lethe::cli {
 
 // --solver, --damping, --curvature and each solver's knobs.
@@ -70,6 +74,11 @@ struct Session {
 // objective (BCELoss after a sigmoid, nn.MSELoss without ½, label smoothing, a different
 // weight decay) or an early stop left there misses it by orders of magnitude.
 constexpr double kStationarityTolerance = 1e-5;
+
+// --steps: a count of at least 1, or `auto` (newton only): steps until ‖∇L₋ₛ‖ ≤
+// kStationarityTolerance, at most kAutoSteps (UnlearnOptions::until_stationary).
+constexpr int kAutoSteps = 8;
+void ParseSteps(const std::string& text, UnlearnOptions& options);
 
 // The warning for a model whose ‖∇L(θ)‖ = norm is above kStationarityTolerance.
 std::string StationarityWarning(double norm, const std::string& train_path,

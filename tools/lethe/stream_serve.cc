@@ -502,7 +502,7 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
   SolverFlags flags;
   UnlearnOptions options;
   ServeInputs in;
-  std::string solve_dtype = "auto";
+  std::string solve_dtype = "auto", steps = "1";
   desc.add_options()("help,h", "show this help")
     ("model", po::value(&in.model_path), "the model the first request applies to (.safetensors)")
     ("train", po::value(&in.train_path), "the data it was trained on")
@@ -510,7 +510,8 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
      "FILE (or - for standard input): one request per line, `IDS OUT` (ids comma-separated, "
      "the patched model's path); each served and committed before the next line is read")
     ("ledger", po::value(&in.ledger), "the deletion ledger each request appends its line to (required)")
-    ("steps", po::value(&options.steps)->default_value(1), "Newton steps per request")
+    ("steps", po::value(&steps)->default_value("1"),
+     "Newton steps per request, or `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most 8")
     ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
      "precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG solve when "
      "--dtype is f64 and its tolerance is >= 1e-4)")
@@ -537,6 +538,7 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
   if (in.refresh_iterations < 1)
     Fail("--dense-refresh-iterations ", in.refresh_iterations, ": must be >= 1");
   options.method = UnlearnMethod::kNewton;
+  ParseSteps(steps, options);
   options.solve_precision = ParseSolvePrecision(solve_dtype);
   const bool f32 = common.F32();
   if (f32 && options.solve_precision == SolvePrecision::kF64)
