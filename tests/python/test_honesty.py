@@ -260,6 +260,31 @@ class Honesty(unittest.TestCase):
         self.assertLess(after, 1e-5)
         self.assertEqual(flagged, [])
         self.assertNotIn("optimum", stderr)
+        # --steps auto: Newton steps until ‖∇L₋ₛ‖ <= 1e-5, stopping at the first step that
+        # gets there (here 2 or 3: more than one, no more than --steps 3 needed).
+        r = run("unlearn", "--model", self.model, "--train", TRAIN, "--forget", ids, "--out",
+                self.path("pauto.safetensors"), "--steps", "auto", "--json")
+        record = json.loads(r.stdout)
+        norms = [s["kept_grad_norm_after"] for s in record["steps"]]
+        self.assertIn(len(norms), (2, 3), norms)
+        self.assertLessEqual(norms[-1], 1e-5)
+        self.assertTrue(all(x > 1e-5 for x in norms[:-1]), norms)
+        self.assertEqual(record["warnings"], [])
+        # A request one step serves takes one step.
+        one = write_ids(self.path("one.txt"), np.load(TRAIN)["ids"][:1])
+        r = run("unlearn", "--model", self.model, "--train", TRAIN, "--forget", one, "--out",
+                self.path("pone.safetensors"), "--steps", "auto", "--json")
+        record = json.loads(r.stdout)
+        self.assertEqual(len(record["steps"]), 1, record["steps"])
+        self.assertLessEqual(record["kept_grad_norm_after"], 1e-5)
+        for bad in ("0", "x", "2.5", ""):
+            r = subprocess.run([LETHE, "unlearn", "--model", self.model, "--train", TRAIN,
+                                "--forget", one, "--out", self.path("pbad.safetensors"),
+                                "--steps", bad], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 1, (bad, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("expected a count >= 1 or auto", r.stderr)
+            self.assertFalse(os.path.exists(self.path("pbad.safetensors")))
 
     def test_influence_json_settings_at_optimum(self):
         r = run("influence", "--model", self.model, "--train", TRAIN, "--test", TEST, "--test-ids",

@@ -152,6 +152,26 @@ class Serve(unittest.TestCase):
         info = json.loads(run("inspect", os.path.join(w, f"m{REQUESTS}.safetensors"), "--json").stdout)
         self.assertEqual(info["forgotten"]["ids"], sorted(self.ids))
 
+    def test_steps_auto_ends_each_request_at_the_optimum(self):
+        # --steps auto: each request takes Newton steps until its ‖∇L₋ₛ‖ <= 1e-5, and stops at
+        # the first step that gets there; requests of 8 ids need more than one step here.
+        w = self.work()
+        reqs = [self.ids[j:j + 8] for j in range(0, 32, 8)] + [[i] for i in self.ids[32:36]]
+        self.write(w, "req.txt", "".join(f"{','.join(map(str, ids))} m{j + 1}.safetensors\n"
+                                         for j, ids in enumerate(reqs)))
+        r = self.serve(w, "req.txt", "--steps", "auto", "--json")
+        records = [json.loads(l) for l in r.stdout.splitlines()]
+        self.assertEqual(len(records), len(reqs))
+        counts = []
+        for rec in records:
+            norms = [s["kept_grad_norm_after"] for s in rec["steps"]]
+            counts.append(len(norms))
+            self.assertLessEqual(norms[-1], 1e-5, norms)
+            self.assertTrue(all(x > 1e-5 for x in norms[:-1]), norms)
+            self.assertEqual(rec["warnings"], [])
+        self.assertGreater(max(counts), 1, counts)
+        self.assertNotIn("optimum", r.stderr)
+
     def test_drifted_preconditioner_is_rebuilt(self):
         w = self.work()
         self.write(w, "req.txt", "".join(f"{i} m{j + 1}.safetensors\n" for j, i in enumerate(self.ids[:40])))
