@@ -117,6 +117,9 @@ UnlearnStep NewtonStep(Objective<T>& kept, Objective<float>* kept_f32, kernels::
   InverseHvpOptions inv = options.inverse;
   if (options.adaptive_cg_tolerance && inv.solver == SolverKind::kCg)
     inv.cg.relative_tolerance = forcing;
+  // --steps auto judges each step by ‖∇L₋ₛ‖ after it, computed in the objective's precision
+  // by the line search: CG's own check of its residual (one more pass) adds nothing to that.
+  if (options.until_stationary) inv.cg.check_residual = false;
   const bool finer = sizeof(T) > sizeof(float);
   bool f32 = finer && kept_f32 &&
              (options.solve_precision == SolvePrecision::kF32 ||

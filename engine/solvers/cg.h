@@ -24,6 +24,11 @@ struct CgOptions {
   // Stop when ‖A x − b‖ ≤ relative_tolerance · ‖b‖ for every right-hand side.
   double relative_tolerance = 1e-8;
   int max_iterations = 1000;  // one operator application (for all m) per iteration
+  // Recompute ‖A x − b‖ explicitly at the end (one more application of A) and report it:
+  // the recursive residual drifts from the true one in finite precision. Off only where the
+  // caller checks the solution's effect itself (a Newton step under --steps auto, whose f64
+  // gradient after the step decides): the residual is then reported as not computed.
+  bool check_residual = true;
   // Reports phase "cg", done = iterations of max_iterations, once per iteration.
   ProgressSink* progress = nullptr;
   void Validate() const;  // throws lethe::Error naming the bad field

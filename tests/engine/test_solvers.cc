@@ -244,6 +244,28 @@ TEST(Cg, ConvergedRightHandSidesLeaveTheProducts) {
   EXPECT_LE(s.relative_residual, 10 * options.relative_tolerance);
 }
 
+// Without the final check (CgOptions::check_residual off): the same iterates and solution,
+// bit for bit, one application of A fewer per right-hand side, and no residual reported.
+TEST(Cg, WithoutTheResidualCheckSavesItsProductOnly) {
+  Problem pr = Logistic();
+  CurvatureOperator<double> H(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
+  const Eigen::MatrixXd b = RandomRows(2, pr.p, 9);
+  CgOptions options;
+  options.relative_tolerance = 1e-8;
+  CountingOperator checked(H), unchecked(H);
+  Matrix X1 = pr.backend->Zeros(2, pr.p), X2 = pr.backend->Zeros(2, pr.p);
+  const SolveSummary s1 = ConjugateGradient(checked, Upload(*pr.backend, b), X1, options);
+  options.check_residual = false;
+  const SolveSummary s2 = ConjugateGradient(unchecked, Upload(*pr.backend, b), X2, options);
+  ASSERT_TRUE(s1.converged() && s2.converged());
+  EXPECT_EQ(s1.iterations, s2.iterations);
+  EXPECT_EQ(checked.directions, unchecked.directions + 2);
+  EXPECT_TRUE(s1.residual_computed());
+  EXPECT_FALSE(s2.residual_computed());
+  EXPECT_TRUE(std::isnan(s2.relative_residual));
+  EXPECT_EQ(Download(*pr.backend, X1), Download(*pr.backend, X2));
+}
+
 TEST(Cg, ReportsNegativeCurvatureOnIndefiniteHessian) {
   Problem pr = Mlp();
   CurvatureOperator<double> A(*pr.objective, pr.theta, Curvature::kHessian, 0.0);
