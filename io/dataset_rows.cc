@@ -71,10 +71,7 @@ DatasetRows WholeThenSelect(const std::string& path, const DatasetOptions& optio
 DatasetRows LoadNpzRows(const std::string& path, const std::function<bool(int64_t)>& keep) {
   InputFile file(path);
   const std::vector<zip::Entry> entries = zip::ReadDirectory(file);
-  const zip::Entry* entry = nullptr;
-  for (const zip::Entry& e : entries)
-    if (e.name == "X.npy") entry = &e;
-  if (!entry) Fail(path, ": missing array 'X'");
+  const zip::Entry* entry = &XMember(entries, path);
   const std::string what = path + ": member " + Quote(entry->name);
   zip::MemberReader reader(file, *entry);
   uint64_t data_start = 0;

@@ -99,10 +99,7 @@ std::unique_ptr<StreamedX> StreamedX::Open(const std::string& path, Dataset* met
   x->path_ = path;
   InputFile file(path);
   const std::vector<zip::Entry> entries = zip::ReadDirectory(file);
-  const zip::Entry* entry = nullptr;
-  for (const zip::Entry& e : entries)
-    if (e.name == "X.npy") entry = &e;
-  if (!entry) Fail(path, ": missing array 'X'");
+  const zip::Entry* entry = &XMember(entries, path);
   const std::string what = path + ": member " + Quote(entry->name);
 
   zip::MemberReader reader(file, *entry);

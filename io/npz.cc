@@ -96,4 +96,12 @@ std::map<std::string, Array> ReadNpz(const std::string& path,
   return arrays;
 }
 
+const zip::Entry& XMember(const std::vector<zip::Entry>& entries, const std::string& path) {
+  const zip::Entry* entry = nullptr;
+  for (const zip::Entry& e : entries)
+    if (e.name == "X.npy") entry = &e;
+  if (!entry) Fail(path, ": missing array 'X'");
+  return *entry;
+}
+
 }  // namespace lethe::io

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "io/npy_format.h"
 #include "io/zip.h"
@@ -17,5 +18,9 @@ namespace lethe::io {
 // offset in the member. `what` names the member in errors.
 npy::Header ReadNpyMemberHeader(zip::MemberReader& reader, const zip::Entry& entry,
                                 const std::string& what, uint64_t* data_start);
+
+// The .npz's member X.npy in `entries` (the last of that name, as the readers always took it);
+// an error naming `path` when there is none.
+const zip::Entry& XMember(const std::vector<zip::Entry>& entries, const std::string& path);
 
 }  // namespace lethe::io

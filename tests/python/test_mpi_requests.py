@@ -339,30 +339,24 @@ class DistributedRequests(unittest.TestCase):
         with open(incd, "w") as f:
             f.write('#!/bin/sh\ncd "$1" && shift && exec "$@"\n')
         os.chmod(incd, 0o755)
-        args = ["unlearn", "--model", "m0.safetensors", "--train", "train.npz", "--requests",
-                "req.txt", "--ledger", "ledger.jsonl", "--quiet"]
-        p = subprocess.run(["mpirun", "-q", "--oversubscribe", "-np", "1", LETHE, *args, ":",
-                            "-np", "1", incd, other, LETHE, *args], capture_output=True, text=True,
-                           cwd=w, env=ENV, timeout=120)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertEqual(p.stderr.strip().splitlines(),
-                         ["lethe unlearn: m0.safetensors: process 1 reads other bytes under this path "
-                          "than process 0 (every process must see the same file)"])
-        self.assertEqual(sorted(os.listdir(w)), ["m0.safetensors", "req.txt", "train.npz"])
+        def refused(args):  # rank 0 in w, rank 1 in `other`
+            p = subprocess.run(["mpirun", "-q", "--oversubscribe", "-np", "1", LETHE, *args, ":",
+                                "-np", "1", incd, other, LETHE, *args], capture_output=True,
+                               text=True, cwd=w, env=ENV, timeout=120)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertEqual(p.stderr.strip().splitlines(),
+                             ["lethe unlearn: m0.safetensors: process 1 reads other bytes under "
+                              "this path than process 0 (every process must see the same file)"])
+            self.assertEqual(sorted(os.listdir(w)), ["m0.safetensors", "req.txt", "train.npz"])
+
+        refused(["unlearn", "--model", "m0.safetensors", "--train", "train.npz", "--requests",
+                 "req.txt", "--ledger", "ledger.jsonl", "--quiet"])
         # One request as its own process (lethe unlearn --forget-ids) checks the same (it fell
         # out of step with an MPI error before).
         with open(os.path.join(w, "req.txt")) as f:
             first_ids = f.readline().split()[0]
-        args = ["unlearn", "--model", "m0.safetensors", "--train", "train.npz", "--forget-ids",
-                first_ids, "--out", "m1.safetensors", "--quiet"]
-        p = subprocess.run(["mpirun", "-q", "--oversubscribe", "-np", "1", LETHE, *args, ":",
-                            "-np", "1", incd, other, LETHE, *args], capture_output=True, text=True,
-                           cwd=w, env=ENV, timeout=120)
-        self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertEqual(p.stderr.strip().splitlines(),
-                         ["lethe unlearn: m0.safetensors: process 1 reads other bytes under this path "
-                          "than process 0 (every process must see the same file)"])
-        self.assertEqual(sorted(os.listdir(w)), ["m0.safetensors", "req.txt", "train.npz"])
+        refused(["unlearn", "--model", "m0.safetensors", "--train", "train.npz", "--forget-ids",
+                 first_ids, "--out", "m1.safetensors", "--quiet"])
 
 
 if __name__ == "__main__":
