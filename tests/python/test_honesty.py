@@ -267,6 +267,7 @@ class Honesty(unittest.TestCase):
         record = json.loads(r.stdout)
         norms = [s["kept_grad_norm_after"] for s in record["steps"]]
         self.assertIn(len(norms), (2, 3), norms)
+        self.assertEqual(record["steps_requested"], "auto")
         self.assertLessEqual(norms[-1], 1e-5)
         self.assertTrue(all(x > 1e-5 for x in norms[:-1]), norms)
         self.assertEqual(record["warnings"], [])

@@ -20,7 +20,9 @@ void AddPatchFields(const UnlearnOptions& options, const UnlearnSummary& s, nloh
     record["kept_weight"] = options.kept_weight;
     record["approximate"] = true;
   }
-  record["steps_requested"] = options.steps;
+  // --steps auto: "auto" (steps until ‖∇L₋ₛ‖ <= 1e-5, at most options.steps).
+  record["steps_requested"] =
+      options.until_stationary ? nlohmann::json("auto") : nlohmann::json(options.steps);
   record["steps"] = nlohmann::json::array();
   for (const UnlearnStep& st : s.steps)
     record["steps"].push_back({{"solve", ToJson(st.solve)},
