@@ -101,7 +101,8 @@ std::string PatchOffOptimumWarning(double norm, size_t steps, const std::string&
   return "the patched model is not at the optimum of the kept objective (‖∇L₋ₛ‖ = " + Sci(norm) +
          " > " + Sci(kStationarityTolerance, 0) + " after " + std::to_string(steps) + " " +
          method + " step(s)): it approximates retraining, short of its optimum" +
-         (method == "newton" ? "; --steps " + std::to_string(steps + 2) + " takes more Newton steps"
+         (method == "newton" ? "; --steps " + std::to_string(steps + 2) +
+                                   " (or --steps auto: until ‖∇L₋ₛ‖ <= 1e-5) takes more Newton steps"
                              : std::string());
 }
 
