@@ -209,7 +209,12 @@ Dataset LoadCsvRows(const std::string& path, const DatasetOptions& options,
   return LoadCsv(path, options, &keep, X, rows);
 }
 
-Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays) {
+Dataset NpzDatasetMeta(const std::string& path, const npy::Header& x) {
+  std::map<std::string, Array> arrays = ReadNpz(path, std::set<std::string>{"y", "ids"});
+  Array shape_only;
+  shape_only.dtype = x.dtype;
+  shape_only.shape = x.shape;
+  arrays.emplace("X", std::move(shape_only));
   return NpzArraysToDataset(path, std::move(arrays), 0, false);
 }
 

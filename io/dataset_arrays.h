@@ -11,6 +11,7 @@
 
 #include "io/array.h"
 #include "io/dataset.h"
+#include "io/npy_format.h"
 
 namespace lethe::io {
 
@@ -18,9 +19,10 @@ namespace lethe::io {
 // file rows, and default ids (no "ids" array) are file row indices.
 Dataset DatasetFromArrays(const std::string& path, std::map<std::string, Array> arrays,
                           int64_t first_row);
-// The same checks and fields but X's values: X gives its dtype and shape only (its bytes
-// may be empty) and the Dataset's X stays empty (io/dataset_stream.h reads it by rows).
-Dataset DatasetMetaFromArrays(const std::string& path, std::map<std::string, Array> arrays);
+// The same checks and fields but X's values, for the .npz at `path` whose X member has
+// header `x`: y and ids read whole, X's dtype and shape from its header, the Dataset's X
+// left empty (io/dataset_stream.h and io/dataset_rows.h read X's rows themselves).
+Dataset NpzDatasetMeta(const std::string& path, const npy::Header& x);
 
 // LoadDataset of a CSV file whose X keeps only the rows keep(id) selects (io/dataset_rows.h):
 // every row is parsed and checked as LoadDataset does; the Dataset returned holds every

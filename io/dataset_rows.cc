@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <map>
-#include <set>
 
 #include "common/checked_alloc.h"
 #include "common/error.h"
@@ -81,14 +79,7 @@ DatasetRows LoadNpzRows(const std::string& path, const std::function<bool(int64_
   // Every row's y and ids, and every check LoadDataset makes of them and of X's dtype and
   // shape (as io/dataset_stream.cc does).
   DatasetRows out;
-  {
-    std::map<std::string, Array> arrays = ReadNpz(path, std::set<std::string>{"y", "ids"});
-    Array shape_only;
-    shape_only.dtype = header.dtype;
-    shape_only.shape = header.shape;
-    arrays.emplace("X", std::move(shape_only));
-    out.all = DatasetMetaFromArrays(path, std::move(arrays));
-  }
+  out.all = NpzDatasetMeta(path, header);
   const int64_t n = out.all.n, d = out.all.d;
   // The header's size was checked against the member's declared size; the rows' bytes must
   // be exactly that size before any offset is computed from them.

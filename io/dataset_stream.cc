@@ -9,8 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <map>
-#include <set>
 #include <vector>
 
 #include "common/error.h"
@@ -110,12 +108,7 @@ std::unique_ptr<StreamedX> StreamedX::Open(const std::string& path, Dataset* met
                "save it C-ordered (numpy.ascontiguousarray)");
 
   // y and ids whole, and every check LoadDataset makes of them and of X's shape and dtype.
-  std::map<std::string, Array> arrays = ReadNpz(path, std::set<std::string>{"y", "ids"});
-  Array shape_only;
-  shape_only.dtype = header.dtype;
-  shape_only.shape = header.shape;
-  arrays.emplace("X", std::move(shape_only));
-  *meta = DatasetMetaFromArrays(path, std::move(arrays));
+  *meta = NpzDatasetMeta(path, header);
   x->dtype_ = header.dtype;
   x->n_ = meta->n;
   x->d_ = meta->d;
