@@ -11,7 +11,8 @@ slices, L-BFGS), against the plain run:
   `unlearn --model DIR --method newton` (patch files, manifest, report) followed by the
   `sisa unlearn` that makes the patched constituents exact;
 - `eval` (vote and mean), `compare` of two ensembles and `influence` with CG: identical
-  output bytes (gathered, never summed); influence with the direct solver agrees to 1e-12
+  output bytes (gathered, never summed; influence's CSV, .npy, `--top-k` file and table,
+  each rank holding only its shards' scores); influence with the direct solver agrees to 1e-12
   relative to max|score| (one process on 2 threads does not repeat itself bit for bit
   there: measured 4e-16 between two plain runs);
 - rank 0 killed mid-unlearn (at its first checkpoint, before the commit): DIR is the old
@@ -25,6 +26,7 @@ slices, L-BFGS), against the plain run:
 Skipped, saying why, without MPI or mpirun; the ctest sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 """
 import hashlib
+import io
 import json
 import os
 import re
@@ -300,19 +302,45 @@ class DistributedSisa(unittest.TestCase):
                         TEST, "--test-ids", "100000,100003", "--solver", solver, *extra, "--out",
                         out, "--quiet", "--json")
                 if np_ > 1:  # constituent s's shard's rows on rank s mod P, no more
-                    self.assert_rows_held(json.loads(p.stdout)["rows_held_per_rank"],
-                                          [0, 1, 2, 3], np_)
+                    r = json.loads(p.stdout)
+                    self.assert_rows_held(r["rows_held_per_rank"], [0, 1, 2, 3], np_)
+                    # The scores stay where they were computed: 2 tests × the rank's rows,
+                    # never the 2 × 1437 table on rank 0.
+                    self.assertEqual(r["scores_held_per_rank"],
+                                     [2 * h for h in r["rows_held_per_rank"]])
                 got["influence " + solver] = np.loadtxt(out, delimiter=",", skiprows=1)
                 with open(out) as f:
                     got["influence " + solver + " text"] = f.read()
+            # The whole table as .npy (rank 0 writes it by blocks of columns gathered from the
+            # ranks) and the K largest |score| merged from each rank's K.
+            for name, extra in (("npy", []), ("top-k", ["--top-k", "7"])):
+                out = self.path(f"influence_{tag}." + ("npy" if name == "npy" else "csv"))
+                p = run(np_, "influence", "--model", self.mean, "--train", self.train, "--test",
+                        TEST, "--test-ids", "100000,100003", "--solver", "cg", "--cg-tolerance",
+                        "1e-12", *extra, "--out", out)
+                with open(out, "rb") as f:
+                    got["influence " + name] = f.read()
+                # The printed table (3 most helpful and harmful per test), timings aside.
+                got["influence table"] = [l for l in p.stdout.splitlines() if l.startswith("test id")]
             return got
 
         one = outputs(1)
         self.assertEqual(one["influence cg"].shape, (2 * 1437, 3))
+        self.assertEqual(len(one["influence table"]), 2)
+        # The .npy holds the CSV's scores (test-major, training rows in file order), and the
+        # top-k file each test's 7 largest |score| of them.
+        table = np.load(io.BytesIO(one["influence npy"]))
+        self.assertEqual(table.shape, (2, 1437))
+        self.assertTrue(np.allclose(table.ravel(), one["influence cg"][:, 2], rtol=1e-15, atol=0))
+        top = np.loadtxt(io.BytesIO(one["influence top-k"]), delimiter=",", skiprows=1)
+        for j in range(2):
+            want = np.sort(np.abs(table[j]))[::-1][:7]
+            self.assertTrue(np.array_equal(np.abs(top[7 * j:7 * (j + 1), 2]), want))
         for np_ in (2, 3):
             many = outputs(np_)
             with self.subTest(np=np_):
-                for key in ("eval vote", "eval mean", "compare", "influence cg text"):
+                for key in ("eval vote", "eval mean", "compare", "influence cg text",
+                            "influence npy", "influence top-k", "influence table"):
                     self.assertEqual(many[key], one[key], key)
                 a, b = one["influence direct"], many["influence direct"]
                 self.assertTrue(np.array_equal(a[:, :2], b[:, :2]))

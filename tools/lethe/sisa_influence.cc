@@ -17,7 +17,9 @@
 // removing i would raise the ensemble's test loss (it helped), as for a single model.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iostream>
+#include <memory>
 #include <numeric>
 
 #include "common/error.h"
@@ -27,6 +29,7 @@
 #include "io/csv.h"
 #include "io/npy.h"
 #include "tools/lethe/forgotten_data.h"
+#include "tools/lethe/held_scores.h"
 #include "tools/lethe/session.h"
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
@@ -144,15 +147,22 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
     values.insert(values.end(), r.scores.begin(), r.scores.end());
     return Pack(header, values);
   };
-  // Rank 0: each constituent's scores into the columns of its rows, unweighted until every
-  // constituent's p_{c,y} is known (mean); the weight is then one multiplication per score,
-  // the same as one process's.
-  std::vector<double> scores;
-  if (Comm().rank() == 0) scores.assign(mt * n, 0.0);
-  std::vector<std::vector<double>> p_label(S);
+  // Each rank keeps its constituents' scores (m × n_s each) where they were computed; rank 0
+  // receives the small rest — header, ‖∇L_s‖ and p_{s,y} — in shard order, and sends every
+  // rank the p_{s,y} the weights need (docs/distributed.md: no rank holds the m × n table).
+  std::vector<std::vector<double>> own_scores(S);
+  auto work_here = [&](int s) {
+    nlohmann::json header;
+    std::vector<double> values;
+    Unpack(work(s), header, values);
+    own_scores[s].assign(values.begin() + 1 + mt, values.end());
+    values.resize(1 + mt);
+    return Pack(header, values);
+  };
+  std::vector<double> p_label(static_cast<size_t>(S * mt));  // p_{s,y} at [s · mt + j]
   std::vector<ConstituentResult> results;
   bool exact = true;
-  ForEachConstituent(S, work, [&](int s, const std::string& bytes) {
+  ForEachConstituent(S, work_here, [&](int s, const std::string& bytes) {
     nlohmann::json header;
     std::vector<double> values;
     Unpack(bytes, header, values);
@@ -164,52 +174,87 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
     cr.solver = header["solver"];
     for (const auto& w : header["warnings"]) warnings.Add(w.get<std::string>());
     exact = exact && header["exact"].get<bool>();
-    p_label[s].assign(values.begin() + 1, values.begin() + 1 + mt);
-    const std::vector<int64_t> rows = shard_rows(s, row_of_id);
-    LETHE_CHECK(static_cast<int64_t>(values.size()) == 1 + mt + mt * cr.n);
-    const double* sc = values.data() + 1 + mt;
-    for (int64_t j = 0; j < mt; ++j)
-      for (int64_t i = 0; i < cr.n; ++i) scores[j * n + rows[i]] = sc[j * cr.n + i];
+    LETHE_CHECK(static_cast<int64_t>(values.size()) == 1 + mt);
+    std::copy(values.begin() + 1, values.end(), p_label.begin() + s * mt);
     results.push_back(cr);
   });
-  if (Comm().rank() != 0) return 0;  // rank 0 writes and prints (docs/distributed.md)
-  // w[c][j]: the aggregation's weight of constituent c for test example j (above).
+  if (Distributed()) {
+    std::string bytes(reinterpret_cast<const char*>(p_label.data()), p_label.size() * 8);
+    Comm().Broadcast(&bytes, 0);
+    std::memcpy(p_label.data(), bytes.data(), p_label.size() * 8);
+  }
+  // w[c][j]: the aggregation's weight of constituent c for test example j (above); every
+  // rank computes the same bits from the same p_{s,y}.
   std::vector<std::vector<double>> w(S, std::vector<double>(mt, 1.0 / S));
   if (m.aggregate == sisa::Aggregate::kMean)
     for (int64_t j = 0; j < mt; ++j) {
       double mean = 0;
-      for (int s = 0; s < S; ++s) mean += p_label[s][j] / S;
-      for (int s = 0; s < S; ++s) w[s][j] = p_label[s][j] / (S * mean);
+      for (int s = 0; s < S; ++s) mean += p_label[s * mt + j] / S;
+      for (int s = 0; s < S; ++s) w[s][j] = p_label[s * mt + j] / (S * mean);
     }
+  // The weighted scores, column i of the table being train's row i.
+  HeldScores scores(mt, n);
   for (int s = 0; s < S; ++s) {
+    if (own_scores[s].empty()) continue;  // computed on another rank
     const std::vector<int64_t> rows = shard_rows(s, row_of_id);
+    const int64_t ns = static_cast<int64_t>(rows.size());
+    LETHE_CHECK(static_cast<int64_t>(own_scores[s].size()) == mt * ns);
+    std::vector<double>& sc = own_scores[s];
     for (int64_t j = 0; j < mt; ++j)
-      for (int64_t row : rows) scores[j * n + row] = w[s][j] * scores[j * n + row];
+      for (int64_t i = 0; i < ns; ++i) sc[j * ns + i] = w[s][j] * sc[j * ns + i];
+    for (int64_t i = 0; i < ns; ++i) scores.Add(rows[i], sc.data() + i, ns);
+    std::vector<double>().swap(sc);
   }
+  const std::vector<int64_t> scores_held = Comm().AllgatherInt64(scores.held());
 
+  // The file, written by rank 0: the table by blocks of columns (.npy), or a CSV — a test's
+  // K largest |score| merged from every rank's K, or every score, read back test by test from
+  // a scratch copy of the table.
+  const bool root = Comm().rank() == 0;
   const bool npy = out.size() >= 4 && out.compare(out.size() - 4, 4, ".npy") == 0;
   if (npy) {
-    io::WriteNpy(out, io::Array::FromDouble(scores, {mt, n}, io::DType::kF64));
+    std::unique_ptr<ScoresNpy> file;
+    OnRoot([&] { file = std::make_unique<ScoresNpy>(out, mt, n, false); });
+    scores.WriteTo(file.get());
+    OnRoot([&] { file->Commit(); });
   } else {
-    io::AtomicFile file(out);
-    file.Write("test_id,train_id,score\n");
-    for (int64_t j = 0; j < mt; ++j) {
-      const double* row = scores.data() + j * n;
-      std::vector<int64_t> order;
-      if (top_k > 0) {
-        std::vector<double> mag(row, row + n);
-        for (double& x : mag) x = std::abs(x);
-        order = Extremes(mag.data(), n, top_k, true);
-      } else {
-        order.resize(n);
-        std::iota(order.begin(), order.end(), 0);
-      }
-      for (int64_t i : order)
-        file.Write(std::to_string(test.ids[test_rows[j]]) + "," + std::to_string(train.ids[i]) +
-                   "," + io::FormatDouble(row[i]) + "\n");
+    std::unique_ptr<ScoresNpy> scratch;
+    if (top_k <= 0) {
+      OnRoot([&] { scratch = std::make_unique<ScoresNpy>(out, mt, n, true); });
+      scores.WriteTo(scratch.get());
     }
-    file.Commit();
+    std::vector<std::vector<std::pair<int64_t, double>>> best(top_k > 0 ? mt : 0);
+    for (int64_t j = 0; j < static_cast<int64_t>(best.size()); ++j)
+      best[j] = scores.Best(j, top_k, true, true);
+    OnRoot([&] {
+      io::AtomicFile file(out);
+      file.Write("test_id,train_id,score\n");
+      std::vector<double> row(top_k > 0 ? 0 : n);
+      for (int64_t j = 0; j < mt; ++j) {
+        const std::string test_id = std::to_string(test.ids[test_rows[j]]) + ",";
+        if (top_k > 0) {
+          for (const auto& [i, score] : best[j])
+            file.Write(test_id + std::to_string(train.ids[i]) + "," + io::FormatDouble(score) +
+                       "\n");
+          continue;
+        }
+        scratch->ReadRow(j, row.data());
+        std::string lines;
+        for (int64_t i = 0; i < n; ++i)
+          lines += test_id + std::to_string(train.ids[i]) + "," + io::FormatDouble(row[i]) + "\n";
+        file.Write(lines);
+      }
+      file.Commit();
+    });
   }
+  // The table's first 10 tests: their 3 most helpful and most harmful rows.
+  const int64_t shown = common.json ? 0 : std::min<int64_t>(mt, 10);
+  std::vector<std::vector<std::pair<int64_t, double>>> helpful(shown), harmful(shown);
+  for (int64_t j = 0; j < shown; ++j) {
+    helpful[j] = scores.Best(j, 3, true, false);
+    harmful[j] = scores.Best(j, 3, false, false);
+  }
+  if (!root) return 0;  // rank 0 prints (docs/distributed.md)
   const char* weighting = m.aggregate == sisa::Aggregate::kMean
                               ? "p_c,y / (S p̄_y): the ensemble's log loss −log p̄_y"
                               : "1/S: the mean of the constituents' test losses (a vote has no "
@@ -226,8 +271,12 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
       j["constituents"].push_back({{"shard", c.shard}, {"n", c.n}, {"grad_norm", c.grad_norm},
                                    {"solver", c.solver}});
     j["forgotten_excluded"] = static_cast<int64_t>(m.forgotten.ids.size());
-    // Under mpirun: the training rows each rank held (its constituents' shards').
-    if (Distributed()) j["rows_held_per_rank"] = held;
+    // Under mpirun: the training rows each rank held (its constituents' shards'), and the
+    // scores (m per row of its shards: no rank holds the whole table).
+    if (Distributed()) {
+      j["rows_held_per_rank"] = held;
+      j["scores_held_per_rank"] = scores_held;
+    }
     j["warnings"] = warnings.all();
     std::cout << j.dump(2) << "\n";
     return 0;
@@ -236,14 +285,11 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
     std::cout << "constituent " << c.shard << " (" << c.n << " rows): " << c.describe
               << "; ‖∇L‖ " << Sci(c.grad_norm) << "\n";
   std::cout << "ensemble score = constituent score × " << weighting << "\n";
-  for (int64_t j = 0; j < std::min<int64_t>(mt, 10); ++j) {
-    const double* row = scores.data() + j * n;
+  for (int64_t j = 0; j < shown; ++j) {
     std::cout << "test id " << test.ids[test_rows[j]] << ": most helpful";
-    for (int64_t i : Extremes(row, n, 3, true))
-      std::cout << " " << train.ids[i] << " (" << Sci(row[i]) << ")";
+    for (const auto& [i, score] : helpful[j]) std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
     std::cout << "; most harmful";
-    for (int64_t i : Extremes(row, n, 3, false))
-      std::cout << " " << train.ids[i] << " (" << Sci(row[i]) << ")";
+    for (const auto& [i, score] : harmful[j]) std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
     std::cout << "\n";
   }
   std::cout << "wrote " << out << "\n";
