@@ -1,10 +1,9 @@
 // lethe compare: how close model A (e.g. a patch) is to model B (e.g. the retrained one).
 // Under mpirun (docs/distributed.md) each rank holds its block of the training rows; the
 // audit's sums are reduced and the forget set's losses gathered to rank 0, which holds the
-// test set and prints (tools/lethe/audit_distributed.h). With an ensemble among the compared,
-// the constituents are spread over the ranks instead (tools/lethe/sisa_distributed.h): every
-// rank reads the whole training and test files, and each constituent's outputs are computed
-// on one rank and gathered, so every number is one process's.
+// test set and prints (tools/lethe/audit_distributed.h). An ensemble is audited the same way,
+// each rank predicting its rows with every constituent, and rank 0 summing the rows' losses
+// in the one-process order (tools/lethe/sisa_compare.h): its numbers are one process's.
 #include <algorithm>
 #include <iostream>
 
@@ -63,11 +62,8 @@ int RunCompare(const std::vector<std::string>& args) {
   if (!original_path.empty()) models.push_back({"original", original_path});
   // A model file or an ensemble DIR each (tools/lethe/sisa_compare.h).
   std::vector<Compared> loaded;
-  bool ensemble = false;
-  for (const auto& [name, path] : models) ensemble = ensemble || IsEnsembleDir(path);
-  // Under mpirun: rows in blocks for models alone, constituents spread over the ranks when
-  // an ensemble is compared (then every rank holds every row, as one process).
-  const bool by_rows = Distributed() && !ensemble;
+  // Under mpirun: each rank its block of the rows.
+  const bool by_rows = Distributed();
   for (const auto& [name, path] : models)
     loaded.push_back(Collectively([&] { return LoadCompared(path); }));
   for (const Compared& c : loaded)
@@ -143,9 +139,12 @@ int RunCompare(const std::vector<std::string>& args) {
   for (size_t k = 0; k < models.size(); ++k) {
     ModelRow r{models[k].first, not_applicable.empty() ? loaded[k].Theta() : std::vector<double>{},
                {}, -1};
-    r.audit = by_rows ? AuditOverRanks(loaded[k].models.front(), train, forget_rows,
-                                             test ? &*test : nullptr, common)
-                            : AuditCompared(loaded[k], train, forget_rows, *test, common);
+    const io::Dataset* on_test = test ? &*test : nullptr;
+    r.audit = loaded[k].manifest
+                  ? AuditEnsemble(loaded[k], train, forget_rows, derived ? std::vector<int64_t>{}
+                                                                         : forget_ids,
+                                  on_test, common)
+                  : AuditOverRanks(loaded[k].models.front(), train, forget_rows, on_test, common);
     rows.push_back(std::move(r));
   }
   // Ensembles of one partition: each constituent's distance, model vs reference.

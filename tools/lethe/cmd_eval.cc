@@ -89,7 +89,7 @@ int RunEval(const std::vector<std::string>& args) {
   Require(vm, "data");
   if (IsEnsembleDir(model_path)) {  // lethe sisa
     if (!common.max_memory.empty()) Fail("--max-memory: not for a SISA ensemble DIR");
-    // Under mpirun: the constituents spread over the ranks (tools/lethe/sisa_distributed.h).
+    // Under mpirun: each rank its block of rows, predicted by every constituent.
     return EvalEnsemble(model_path, data_path, common);
   }
   const Model model =

@@ -1,11 +1,16 @@
 #include "tools/lethe/sisa_compare.h"
 
 #include <cmath>
+#include <numeric>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/error.h"
 #include "engine/objective.h"
 #include "engine/sisa/aggregate.h"
+#include "tools/lethe/audit_distributed.h"
+#include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/ensemble_rows.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
 
@@ -43,105 +48,73 @@ std::string DistanceNotApplicable(const Compared& a, const Compared& b) {
   return "";
 }
 
-namespace {
-
-template <typename T>
+// The one-process audit of an ensemble, also under mpirun: each rank predicts its block of
+// the training rows with every constituent (ensemble_rows.h) and sends rank 0 the kept rows'
+// losses in row order and the forget rows' (position in forget_order, loss, right), which
+// rank 0 sums in the one-process order: the same bits. The test set is on rank 0 alone.
 ModelAudit AuditEnsemble(const Compared& c, const io::Dataset& train,
-                         const std::vector<int64_t>& forget_rows, const io::Dataset& test,
+                         const std::vector<int64_t>& forget_rows,
+                         const std::vector<int64_t>& forget_order, const io::Dataset* test,
                          const CommonOptions& common) {
-  auto backend = kernels::MakeBackend<T>(common.Backend());
-  const sisa::Manifest& m = *c.manifest;
-  const LossKind loss = c.arch().spec.loss;
-  const int64_t width = c.arch().output_dim;
-  const int64_t k = sisa::NumLabels(loss, width);
-  const double S = static_cast<double>(c.models.size());
-  // Per-example loss and label of the ensemble on every row of `data`.
-  auto run = [&](const io::Dataset& data, std::vector<double>& losses, std::vector<int64_t>& labels) {
-    // Constituent s's outputs, computed on rank s mod P under mpirun and received by every
-    // rank in shard order (tools/lethe/sisa_distributed.h): the one-process bits.
-    const std::vector<std::string> results =
-        AllConstituentResults(static_cast<int>(c.models.size()), [&](int s) {
-          const Model& model = c.models[s];
-          Objective<T> objective(*backend, model.arch, UploadData(*backend, data),
-                                 ObjectiveOptions{common.batch_size});
-          std::vector<T> host(model.theta.begin(), model.theta.end());
-          auto theta = backend->Allocate(1, model.arch.num_params);
-          backend->Upload(host.data(), theta);
-          auto out = backend->Allocate(data.n, width);
-          objective.Outputs(theta, out);
-          std::vector<T> f(data.n * width);
-          backend->Download(out, f.data());
-          return Pack(nlohmann::json::object(), std::vector<double>(f.begin(), f.end()));
-        });
-    std::vector<std::vector<double>> outputs(results.size());
-    for (size_t s = 0; s < results.size(); ++s) {
-      nlohmann::json header;
-      Unpack(results[s], header, outputs[s]);
-    }
-    const sisa::EnsemblePrediction p = sisa::Predict(m.aggregate, loss, outputs, data.n, width);
-    labels = p.label;
-    losses.resize(data.n);
-    for (int64_t i = 0; i < data.n; ++i) {
-      const int64_t y = static_cast<int64_t>(data.y[i * data.target_width]);
-      if (m.aggregate == sisa::Aggregate::kMean) {
-        losses[i] = -std::log(p.probability[i * k + y]);
-      } else {
-        int64_t votes = 0;
-        for (const auto& f : outputs) votes += sisa::ConstituentLabel(loss, f.data() + i * width, width) == y;
-        losses[i] = 1 - static_cast<double>(votes) / S;
-      }
-    }
+  const sisa::Aggregate aggregate = c.manifest->aggregate;
+  const EnsembleRows on_train = PredictEnsembleRows(c.models, aggregate, train, common);
+  auto right = [&](const io::Dataset& data, const EnsembleRows& r, int64_t i) {
+    return r.label[i] == static_cast<int64_t>(data.y[i * data.target_width]);
   };
-  auto metrics = [&](const io::Dataset& data, const std::vector<double>& losses,
-                     const std::vector<int64_t>& labels, const std::vector<int64_t>& rows) {
+  std::unordered_set<int64_t> forget(forget_rows.begin(), forget_rows.end());
+  std::vector<double> kept_losses;
+  int64_t kept_right = 0;
+  for (int64_t i = 0; i < train.n; ++i)
+    if (!forget.count(i)) kept_losses.push_back(on_train.loss[i]), kept_right += right(train, on_train, i);
+  std::unordered_map<int64_t, int64_t> position;  // id → its place in forget_order
+  for (size_t t = 0; t < forget_order.size(); ++t) position.emplace(forget_order[t], t);
+  std::vector<double> forget_triples;  // (position, loss, right) per forget row
+  for (int64_t r : forget_rows) {
+    const auto at = position.find(train.ids[r]);
+    forget_triples.push_back(at == position.end() ? 0.0 : static_cast<double>(at->second));
+    forget_triples.push_back(on_train.loss[r]);
+    forget_triples.push_back(right(train, on_train, r) ? 1.0 : 0.0);
+  }
+  kept_losses = GatherDoublesToRoot(kept_losses);
+  kept_right = SumOverRanks(kept_right);
+  forget_triples = GatherDoublesToRoot(forget_triples);
+  ModelAudit a;
+  a.forget.accuracy = a.kept.accuracy = a.test.accuracy = std::nan("");
+  if (Comm().rank() != 0) return a;  // the audit is complete on rank 0 (audit_distributed.h)
+  // A set's mean loss and accuracy: losses summed in the given order.
+  auto metrics = [](const std::vector<double>& losses, int64_t right) {
     SetMetrics s;
-    s.n = static_cast<int64_t>(rows.size());
+    s.n = static_cast<int64_t>(losses.size());
     s.accuracy = std::nan("");
     if (s.n == 0) return s;
-    int64_t right = 0;
-    for (int64_t r : rows) {
-      s.loss += losses[r];
-      right += labels[r] == static_cast<int64_t>(data.y[r * data.target_width]);
-    }
+    for (double l : losses) s.loss += l;
     s.loss /= static_cast<double>(s.n);
     s.accuracy = static_cast<double>(right) / static_cast<double>(s.n);
     return s;
   };
-  ModelAudit a;
-  std::vector<double> train_losses, test_losses;
-  std::vector<int64_t> train_labels, test_labels;
-  run(train, train_losses, train_labels);
-  run(test, test_losses, test_labels);
-  std::unordered_set<int64_t> forget(forget_rows.begin(), forget_rows.end());
-  std::vector<int64_t> kept_rows, test_rows(test.n);
-  for (int64_t i = 0; i < train.n; ++i)
-    if (!forget.count(i)) kept_rows.push_back(i);
-  for (int64_t i = 0; i < test.n; ++i) test_rows[i] = i;
-  a.forget = metrics(train, train_losses, train_labels, forget_rows);
-  a.kept = metrics(train, train_losses, train_labels, kept_rows);
-  a.test = metrics(test, test_losses, test_labels, test_rows);
-  for (int64_t r : forget_rows) a.forget_losses.push_back(train_losses[r]);
-  a.test_losses = test_losses;
-  a.test_predictions.assign(test_labels.begin(), test_labels.end());
+  a.kept = metrics(kept_losses, kept_right);
+  std::vector<int64_t> order(forget_triples.size() / 3);
+  std::iota(order.begin(), order.end(), 0);
+  if (!forget_order.empty())  // rank order is row order; the given ids' order is one process's
+    std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+      return forget_triples[3 * x] < forget_triples[3 * y];
+    });
+  int64_t forget_right = 0;
+  for (int64_t t : order) {
+    a.forget_losses.push_back(forget_triples[3 * t + 1]);
+    forget_right += forget_triples[3 * t + 2] != 0;
+  }
+  a.forget = metrics(a.forget_losses, forget_right);
+  if (test) {
+    const EnsembleRows on_test = PredictEnsembleRows(c.models, aggregate, *test, common);
+    int64_t test_right = 0;
+    for (int64_t i = 0; i < test->n; ++i) test_right += right(*test, on_test, i);
+    a.test = metrics(on_test.loss, test_right);
+    a.test_losses = on_test.loss;
+    a.test_predictions.assign(on_test.label.begin(), on_test.label.end());
+  }
   a.membership_auc = MembershipAuc(a.forget_losses, a.test_losses);
   return a;
-}
-
-}  // namespace
-
-ModelAudit AuditCompared(const Compared& c, const io::Dataset& train,
-                         const std::vector<int64_t>& forget_rows, const io::Dataset& test,
-                         const CommonOptions& common) {
-  if (c.manifest)
-    return common.F32() ? AuditEnsemble<float>(c, train, forget_rows, test, common)
-                        : AuditEnsemble<double>(c, train, forget_rows, test, common);
-  const Model& model = c.models.front();
-  if (common.F32()) {
-    auto be = kernels::MakeBackend<float>(common.Backend());
-    return AuditModel<float>(*be, model.arch, model.theta, train, forget_rows, test, common.batch_size);
-  }
-  auto be = kernels::MakeBackend<double>(common.Backend());
-  return AuditModel<double>(*be, model.arch, model.theta, train, forget_rows, test, common.batch_size);
 }
 
 }  // namespace lethe::cli

@@ -43,9 +43,14 @@ Compared LoadCompared(const std::string& path);
 // Why a and b have no parameter distance ("" when they have one).
 std::string DistanceNotApplicable(const Compared& a, const Compared& b);
 
-// The audit of engine/audit.h, for a model (AuditModel) or an ensemble (above).
-ModelAudit AuditCompared(const Compared& c, const io::Dataset& train,
-                         const std::vector<int64_t>& forget_rows, const io::Dataset& test,
+// The audit of engine/audit.h for an ensemble (above). Under mpirun (collective) `train` is
+// this rank's block of rows and `forget_rows` rows of it; `forget_order` lists the forget
+// ids in the order one process takes them (the given list; empty: row order), so that rank
+// 0 sums as one process does; `test` is rank 0's (nullptr elsewhere). Complete on rank 0
+// (as tools/lethe/audit_distributed.h); serially the one-process audit.
+ModelAudit AuditEnsemble(const Compared& c, const io::Dataset& train,
+                         const std::vector<int64_t>& forget_rows,
+                         const std::vector<int64_t>& forget_order, const io::Dataset* test,
                          const CommonOptions& common);
 
 }  // namespace lethe::cli

@@ -24,7 +24,9 @@
 #include "io/csv.h"
 #include "io/sha256.h"
 #include "io/spec.h"
+#include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/distributed_cli.h"
+#include "tools/lethe/ensemble_rows.h"
 #include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
@@ -131,67 +133,38 @@ io::Dataset LoadEnsembleData(const sisa::Manifest& m, const std::string& dir,
 
 namespace {
 
-template <typename T>
-std::vector<double> Outputs(kernels::Backend<T>& backend, const Model& model,
-                            const io::Dataset& data, int64_t batch) {
-  Objective<T> objective(backend, model.arch, UploadData(backend, data),
-                         ObjectiveOptions{batch});
-  std::vector<T> host(model.theta.begin(), model.theta.end());
-  auto theta = backend.Allocate(1, model.arch.num_params);
-  backend.Upload(host.data(), theta);
-  const int64_t width = model.arch.output_dim;
-  auto out = backend.Allocate(data.n, width);
-  objective.Outputs(theta, out);
-  std::vector<T> f(data.n * width);
-  backend.Download(out, f.data());
-  return std::vector<double>(f.begin(), f.end());
-}
-
-template <typename T>
-int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& data,
-         const CommonOptions& common) {
-  auto backend = kernels::MakeBackend<T>(common.Backend());
-  // Each constituent's outputs on every row: under mpirun constituent s is computed on rank
-  // s mod P and every rank receives them all in shard order (gathered, not summed: the same
-  // bits as one process), so everything below is the one-process computation.
-  const std::vector<std::string> results =
-      AllConstituentResults(m.partition.shards, [&](int s) {
-        const Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
-        CheckDataMatchesModel(model.arch, data);
-        return Pack({{"width", model.arch.output_dim}},
-                    Outputs(*backend, model, data, common.batch_size));
-      });
-  const LossKind loss = io::ModelSpec::Parse(m.spec_json, dir + "/manifest.json").loss;
-  int64_t width = 0;
-  std::vector<std::vector<double>> outputs(m.partition.shards);
-  std::vector<double> constituent_accuracy;
-  for (int s = 0; s < m.partition.shards; ++s) {
-    nlohmann::json header;
-    Unpack(results[s], header, outputs[s]);
-    width = header["width"].get<int64_t>();
-    int64_t right = 0;
-    for (int64_t i = 0; i < data.n; ++i)
-      right += sisa::ConstituentLabel(loss, outputs[s].data() + i * width, width) ==
-               static_cast<int64_t>(data.y[i * data.target_width]);
-    constituent_accuracy.push_back(data.n ? right / static_cast<double>(data.n) : 0);
-  }
-  const sisa::EnsemblePrediction p = sisa::Predict(m.aggregate, loss, outputs, data.n, width);
-  const int64_t k = sisa::NumLabels(loss, width);
+// Under mpirun each rank holds a block of the rows and predicts them with every constituent
+// (tools/lethe/ensemble_rows.h); the counts are summed, and rank 0 sums the rows' log
+// losses in row order (each rank's, gathered in rank order), so the figures are one
+// process's bit for bit.
+int Eval(const std::string& dir, const sisa::Manifest& m, const std::vector<Model>& constituents,
+         const io::Dataset& data, const CommonOptions& common) {
+  const EnsembleRows r = PredictEnsembleRows(constituents, m.aggregate, data, common);
+  const int64_t n = SumOverRanks(data.n);
   int64_t right = 0;
+  for (int64_t i = 0; i < data.n; ++i)
+    right += r.label[i] == static_cast<int64_t>(data.y[i * data.target_width]);
+  right = SumOverRanks(right);
   double log_loss = 0;
-  for (int64_t i = 0; i < data.n; ++i) {
-    const int64_t y = static_cast<int64_t>(data.y[i * data.target_width]);
-    right += p.label[i] == y;
-    if (m.aggregate == sisa::Aggregate::kMean) log_loss -= std::log(p.probability[i * k + y]);
+  if (m.aggregate == sisa::Aggregate::kMean)
+    for (double loss : GatherDoublesToRoot(r.loss)) log_loss += loss;
+  std::vector<double> constituent_accuracy;
+  for (int64_t c : r.constituent_right) {
+    const int64_t all = SumOverRanks(c);
+    constituent_accuracy.push_back(n ? all / static_cast<double>(n) : 0);
   }
-  const double accuracy = data.n ? right / static_cast<double>(data.n) : 0;
-  log_loss /= static_cast<double>(std::max<int64_t>(data.n, 1));
+  int64_t forgotten_here = 0;
+  for (int64_t id : data.ids) forgotten_here += m.forgotten.Contains(id);
+  forgotten_here = SumOverRanks(forgotten_here);
+  if (Comm().rank() != 0) return 0;
+  const double accuracy = n ? right / static_cast<double>(n) : 0;
+  log_loss /= static_cast<double>(std::max<int64_t>(n, 1));
   double lo = 1, hi = 0, mean = 0;
   for (double a : constituent_accuracy) lo = std::min(lo, a), hi = std::max(hi, a), mean += a;
   mean /= static_cast<double>(constituent_accuracy.size());
   if (common.json) {
     nlohmann::json j;
-    j["n"] = data.n;
+    j["n"] = n;
     j["ensemble"] = {{"shards", m.partition.shards}, {"slices", m.partition.slices},
                      {"aggregate", sisa::Name(m.aggregate)}, {"generation", m.generation}};
     j["accuracy"] = accuracy;
@@ -204,8 +177,8 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& dat
   } else {
     std::cout << dir << " (SISA ensemble: " << m.partition.shards << " shards × "
               << m.partition.slices << " slices, " << sisa::Name(m.aggregate) << ") on "
-              << data.path << " (" << data.n << " examples, " << common.dtype << ", "
-              << backend->Describe() << ")\n";
+              << data.path << " (" << n << " examples, " << common.dtype << ", "
+              << r.device << ")\n";
     if (m.aggregate == sisa::Aggregate::kMean)
       std::cout << "  loss       " << io::FormatDouble(log_loss)
                 << "   (mean −log of the mean predicted probability of the label)\n";
@@ -213,8 +186,6 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& dat
               << "  constituents' accuracy  min " << Fixed(100 * lo, 2) << " %  mean "
               << Fixed(100 * mean, 2) << " %  max " << Fixed(100 * hi, 2) << " %\n";
   }
-  int64_t forgotten_here = 0;
-  for (int64_t id : data.ids) forgotten_here += m.forgotten.Contains(id);
   if (forgotten_here > 0)
     std::cerr << "lethe eval: note: " << data.path << " holds " << forgotten_here
               << " example(s) that " << dir
@@ -225,10 +196,17 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const io::Dataset& dat
 }  // namespace
 
 int EvalEnsemble(const std::string& dir, const std::string& data_path, const CommonOptions& common) {
-  // Under mpirun every rank reads DIR and the whole data file (tools/lethe/sisa_distributed.h).
+  // Under mpirun every rank reads DIR, every constituent and its block of the data's rows.
   const sisa::Manifest m = Collectively([&] { return ReadEnsemble(dir); });
-  const io::Dataset data = Collectively([&] { return io::LoadDataset(data_path, common.Data()); });
-  return common.F32() ? Eval<float>(dir, m, data, common) : Eval<double>(dir, m, data, common);
+  const io::Dataset data = LoadRows(data_path, common.Data());
+  std::vector<Model> constituents;
+  for (int s = 0; s < m.partition.shards; ++s)
+    constituents.push_back(Collectively([&] {
+      Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
+      CheckDataMatchesModel(model.arch, data);
+      return model;
+    }));
+  return Eval(dir, m, constituents, data, common);
 }
 
 int InspectEnsemble(const std::string& dir, bool json) {
