@@ -44,30 +44,46 @@ void FillCellHashes(Manifest& m, const io::Dataset& data,
     for (Checkpoint& c : s.slices) c.rows_sha256 = CellRowsSha256(data, row_of_id, c.ids);
 }
 
-void CheckCells(const Manifest& m, const io::Dataset& data,
-                const std::unordered_map<int64_t, int64_t>& row_of_id, const std::string& path) {
+std::optional<CellMismatch> FirstCellMismatch(
+    const Manifest& m, const io::Dataset& all, const std::unordered_map<int64_t, int64_t>& all_of,
+    const io::Dataset& rows, const std::unordered_map<int64_t, int64_t>& rows_of,
+    const std::string& path, const std::set<int>* hashed) {
   LETHE_CHECK(m.version >= 2);
+  const int64_t R = m.partition.slices;
   for (int s = 0; s < m.partition.shards; ++s)
-    for (int r = 0; r < m.partition.slices; ++r) {
+    for (int r = 0; r < R; ++r) {
       const Checkpoint& c = m.shards[s].slices[r];
+      const int64_t cell = s * R + r;
       for (int64_t id : c.ids)
-        if (!row_of_id.count(id))
-          Fail(path, ": cell (shard ", s, ", slice ", r, ") lacks id ", id,
-               ", which the ensemble still trains on (only forgotten rows may be deleted)");
-      if (CellRowsSha256(data, row_of_id, c.ids) != c.rows_sha256)
-        Fail(path, ": cell (shard ", s, ", slice ", r, ") rows differ from the ones the "
-             "ensemble was trained on (SHA-256 of the cell's rows)");
+        if (!all_of.count(id))
+          return CellMismatch{2 * cell, ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r,
+                                                ") lacks id ", id, ", which the ensemble still "
+                                                "trains on (only forgotten rows may be deleted)")};
+      if ((!hashed || hashed->count(s)) && CellRowsSha256(rows, rows_of, c.ids) != c.rows_sha256)
+        return CellMismatch{2 * cell + 1,
+                            ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r, ") rows differ from "
+                                    "the ones the ensemble was trained on (SHA-256 of the cell's "
+                                    "rows)")};
     }
   // Every id of the file is either listed (checked above) or forgotten: any other is new.
-  for (int64_t i = 0; i < data.n; ++i) {
-      const int64_t id = data.ids[i];
-      if (m.forgotten.Contains(id)) continue;
-      const Cell cell = Assign(id, m.partition);
-      const auto& ids = m.shards[cell.shard].slices[cell.slice].ids;
-      if (!std::binary_search(ids.begin(), ids.end(), id))
-        Fail(path, ": cell (shard ", cell.shard, ", slice ", cell.slice, ") gains id ", id,
-             ", which the ensemble was not trained on");
+  const int64_t after_cells = 2 * m.partition.shards * R;
+  for (int64_t i = 0; i < all.n; ++i) {
+    const int64_t id = all.ids[i];
+    if (m.forgotten.Contains(id)) continue;
+    const Cell cell = Assign(id, m.partition);
+    const auto& ids = m.shards[cell.shard].slices[cell.slice].ids;
+    if (!std::binary_search(ids.begin(), ids.end(), id))
+      return CellMismatch{after_cells + i,
+                          ::lethe::detail::Concat(path, ": cell (shard ", cell.shard, ", slice ", cell.slice,
+                                  ") gains id ", id, ", which the ensemble was not trained on")};
   }
+  return std::nullopt;
+}
+
+void CheckCells(const Manifest& m, const io::Dataset& data,
+                const std::unordered_map<int64_t, int64_t>& row_of_id, const std::string& path) {
+  if (const auto e = FirstCellMismatch(m, data, row_of_id, data, row_of_id, path, nullptr))
+    throw Error(e->message);
 }
 
 }  // namespace lethe::sisa

@@ -9,6 +9,9 @@
 // trained on", which is what exact retraining needs: a forgotten id's row is never read again.
 #pragma once
 
+#include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -33,5 +36,20 @@ void FillCellHashes(Manifest& m, const io::Dataset& data,
 // the first mismatch (cells in shard, then slice order). The manifest must be lethe-sisa/2.
 void CheckCells(const Manifest& m, const io::Dataset& data,
                 const std::unordered_map<int64_t, int64_t>& row_of_id, const std::string& path);
+
+// CheckCells' first mismatch, split for ranks that each hold some shards' rows (lethe
+// sisa under mpirun): `all` has every row's id (its X may be empty), `rows` X of the rows
+// of the shards in `hashed` (every shard when null), whose cells alone are hashed here; the
+// id checks read `all`. `key` orders the mismatches as CheckCells meets them (cell s·R + r:
+// 2·cell for a lacking id, 2·cell + 1 for its hash; then 2·S·R + row for a gained id), so
+// the smallest over ranks that together hash every shard is CheckCells' error.
+struct CellMismatch {
+  int64_t key = 0;
+  std::string message;
+};
+std::optional<CellMismatch> FirstCellMismatch(
+    const Manifest& m, const io::Dataset& all, const std::unordered_map<int64_t, int64_t>& all_of,
+    const io::Dataset& rows, const std::unordered_map<int64_t, int64_t>& rows_of,
+    const std::string& path, const std::set<int>* hashed);
 
 }  // namespace lethe::sisa

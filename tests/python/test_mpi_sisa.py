@@ -7,7 +7,9 @@ slices, L-BFGS), against the plain run:
 - `sisa train` on 2 and 3 ranks (and 3 ranks for 2 shards of an MLP trained by Adam in f32:
   one rank idle) writes checkpoint files of the same SHA-256 and the same manifest, timings
   and dates aside;
-- `sisa unlearn` likewise (three ids in three shards, the report's content too), and
+- `sisa unlearn` likewise (three ids in three shards, the report's content too), also given
+  a file with earlier forgotten rows deleted (every cell checked, each shard's on one rank;
+  a changed row named as one process names it), and
   `unlearn --model DIR --method newton` (patch files, manifest, report) followed by the
   `sisa unlearn` that makes the patched constituents exact;
 - `eval` (vote and mean), `compare` of two ensembles and `influence` with CG: identical
@@ -162,6 +164,36 @@ class DistributedSisa(unittest.TestCase):
                     self.assertEqual(r[key], report_one[key], key)
                 self.assertEqual([(x["shard"], x["from_slice"], x["checkpoints"]) for x in r["retrained"]],
                                  [(x["shard"], x["from_slice"], x["checkpoints"]) for x in report_one["retrained"]])
+
+    def test_a_file_with_forgotten_rows_deleted_is_checked_by_shard(self):
+        # Ids 3, 700, 5 forgotten, then deleted from the file: the next unlearn checks every
+        # cell's rows against its hash, each shard's on one rank, which alone reads its rows.
+        dirs = {}
+        for np_ in (1, 3):
+            dirs[np_] = self.sisa_train(1, f"gone{np_}")
+            run(1, "sisa", "unlearn", "--model", dirs[np_], "--forget-ids", "3,700,5", "--quiet")
+        keep = ~np.isin(self.ids, [3, 700, 5])
+        gone = self.path("gone.npz")
+        np.savez(gone, X=self.X[keep], y=self.y[keep], ids=self.ids[keep])
+        reports = {np_: json.loads(run(np_, "sisa", "unlearn", "--model", dirs[np_], "--forget-ids",
+                                       "10,11", "--data", gone, "--quiet", "--json").stdout)
+                   for np_ in (1, 3)}
+        self.assertEqual(checkpoints(dirs[3]), checkpoints(dirs[1]))
+        self.assertEqual(manifest(dirs[3]), manifest(dirs[1]))
+        self.assertEqual(reports[3]["data_sha256"], reports[1]["data_sha256"])
+        # Every row of the file on exactly one rank (its shard's hashing or training rank),
+        # none holding them all.
+        held = reports[3]["rows_held_per_rank"]
+        self.assertEqual(sum(held), int(keep.sum()), held)
+        self.assertLess(max(held), int(keep.sum()), held)
+        # A changed row in each of two shards: the line names the lower cell, as one process.
+        X = self.X[keep].copy()
+        X[100, 2] += 1
+        X[900, 2] += 1
+        changed = self.path("gone_changed.npz")
+        np.savez(changed, X=X, y=self.y[keep], ids=self.ids[keep])
+        self.assert_same_failure(["sisa", "unlearn", "--model", dirs[3], "--forget-ids", "12",
+                                  "--data", changed, "--quiet"], dirs[3], "rows differ")
 
     def test_rows_are_read_by_shard_from_deflated_and_csv_files(self):
         # numpy.savez_compressed (inflated block by block, the rows of the rank's shards

@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "engine/model.h"
 #include "engine/forgotten.h"
+#include "engine/sisa/cell_rows.h"
 #include "engine/sisa/partition.h"
 #include "io/dataset_rows.h"
 #include "io/sha256.h"
@@ -97,16 +98,40 @@ ShardData LoadEnsembleShards(const sisa::Manifest& m, const std::string& dir,
   OnRoot([&] { sha = io::Sha256File(data_path); });
   Comm().Broadcast(&sha, 0);
   if (sha256) *sha256 = sha;
-  if (sha != m.data_sha256 || m.version < 2) {
+  if (m.version < 2) {  // lethe-sisa/1: no cell hashes; every cell is hashed now, as one process
     ShardData data;
     data.all = Collectively([&] { return LoadEnsembleData(m, dir, data_path, common, nullptr); });
     return data;
   }
-  ShardData data = LoadShardRows(data_path, common.Data(), m.partition, shards);
-  Collectively([&] {
-    if (data.all.n != m.data_n)
-      Fail(data_path, ": ", data.all.n, " examples, the manifest says ", m.data_n);
-  });
+  if (sha == m.data_sha256) {
+    ShardData data = LoadShardRows(data_path, common.Data(), m.partition, shards);
+    Collectively([&] {
+      if (data.all.n != m.data_n)
+        Fail(data_path, ": ", data.all.n, " examples, the manifest says ", m.data_n);
+    });
+    return data;
+  }
+  // Not the recorded file (forgotten rows deleted): every cell is checked as one process
+  // does (sisa::CheckCells), each shard's cell hashes on one rank: a job's shard on the
+  // job's rank (it holds those rows anyway); the k-th shard of no job on rank (J + k) mod P,
+  // after the J jobs' ranks, which reads those rows too. The id checks read every id, on
+  // every rank. The lowest mismatch over the ranks is the one one process stops at.
+  const int S = m.partition.shards, P = Comm().size();
+  std::vector<double> taken(S, 0.0);
+  for (int s : shards) taken[s] = 1;
+  Comm().AllreduceSum(taken.data(), S);
+  std::set<int> hashed = shards;
+  int next = 0;
+  for (double t : taken) next += t > 0;
+  for (int s = 0; s < S; ++s)
+    if (taken[s] == 0 && next++ % P == Comm().rank()) hashed.insert(s);
+  ShardData data = LoadShardRows(data_path, common.Data(), m.partition, hashed);
+  const auto mismatch = sisa::FirstCellMismatch(m, data.all, RowOfId(data.all), data.mine,
+                                                RowOfId(data.mine), data_path, &hashed);
+  int64_t first = mismatch ? mismatch->key : INT64_MAX;
+  for (int64_t key : Comm().AllgatherInt64(first)) first = std::min(first, key);
+  if (first != INT64_MAX)
+    Agree(mismatch && mismatch->key == first ? std::optional(mismatch->message) : std::nullopt);
   return data;
 }
 

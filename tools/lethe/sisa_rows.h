@@ -53,11 +53,11 @@ std::vector<int64_t> RowsHeldPerRank(const ShardData& data);
 void ExcludeForgottenShards(const ForgetHistory& forgotten, ShardData& data,
                             const std::string& command, const std::string& model_path);
 
-// LoadEnsembleData (sisa_dir.h) for sisa unlearn: under mpirun this rank's `shards` only when
-// the file is byte for byte the recorded one and the manifest records every cell's row hash
-// (lethe-sisa/2); otherwise (a file from which rows were deleted, whose every cell must be
-// checked; a lethe-sisa/1 manifest, whose cells are all hashed) every rank loads the whole
-// file, as one process does.
+// LoadEnsembleData (sisa_dir.h) for sisa unlearn: under mpirun this rank's `shards`' rows
+// when the manifest records every cell's row hash (lethe-sisa/2). A file that is not byte
+// for byte the recorded one (rows deleted) has every cell checked, shard s's on rank s mod
+// P, which then also holds shard s's rows. A lethe-sisa/1 manifest, whose cells are all
+// hashed, has every rank load the whole file, as one process does.
 ShardData LoadEnsembleShards(const sisa::Manifest& m, const std::string& dir,
                              std::string& data_path, const CommonOptions& common,
                              std::string* sha256, const std::set<int>& shards);
