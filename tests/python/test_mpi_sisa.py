@@ -352,6 +352,8 @@ class DistributedSisa(unittest.TestCase):
                         "1e-12", *extra, "--out", out)
                 with open(out, "rb") as f:
                     got["influence " + name] = f.read()
+                # Written by blocks through a temporary file, yet with every output's mode.
+                got["influence " + name + " mode"] = os.stat(out).st_mode & 0o777
                 # The printed table (3 most helpful and harmful per test), timings aside.
                 got["influence table"] = [l for l in p.stdout.splitlines() if l.startswith("test id")]
             return got
@@ -359,6 +361,9 @@ class DistributedSisa(unittest.TestCase):
         one = outputs(1)
         self.assertEqual(one["influence cg"].shape, (2 * 1437, 3))
         self.assertEqual(len(one["influence table"]), 2)
+        mode = os.stat(self.path("influence_cg_np1.csv")).st_mode & 0o777
+        self.assertEqual(one["influence npy mode"], mode)
+        self.assertEqual(one["influence top-k mode"], mode)
         # The .npy holds the CSV's scores (test-major, training rows in file order), and the
         # top-k file each test's 7 largest |score| of them.
         table = np.load(io.BytesIO(one["influence npy"]))

@@ -1,6 +1,7 @@
 #include "tools/lethe/score_selection.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -64,6 +65,12 @@ ScoresNpy::ScoresNpy(std::string path, int64_t m, int64_t n, bool scratch)
   if (scratch) {  // nothing to leave behind, whatever happens
     ::unlink(temp_.c_str());
     temp_.clear();
+  } else {
+    // mkstemp creates the file 0600; an output gets what every other output gets (io/
+    // atomic_file.cc): 0666 less the umask.
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    if (::fchmod(fd_, 0666 & ~mask) != 0) Fail(path_, ": cannot write: ", std::strerror(errno));
   }
   const std::string header = io::SerializeNpyHeader(io::DType::kF64, {m, n});
   WriteAll(fd_, header.data(), header.size(), 0, path_);
