@@ -17,7 +17,6 @@
 
 #include "common/error.h"
 #include "engine/model.h"
-#include "engine/objective.h"
 #include "engine/sisa/aggregate.h"
 #include "engine/sisa/cell_rows.h"
 #include "io/atomic_file.h"
@@ -27,7 +26,6 @@
 #include "tools/lethe/audit_distributed.h"
 #include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/ensemble_rows.h"
-#include "tools/lethe/sisa_distributed.h"
 
 namespace lethe::cli {
 

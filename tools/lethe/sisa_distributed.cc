@@ -81,15 +81,6 @@ void ForEachConstituent(int count, const std::function<std::string(int)>& work,
   }
 }
 
-std::vector<std::string> AllConstituentResults(int count,
-                                               const std::function<std::string(int)>& work) {
-  std::vector<std::string> results(count);
-  ForEachConstituent(count, work, [&](int j, const std::string& bytes) { results[j] = bytes; });
-  if (Distributed())
-    for (std::string& r : results) Comm().Broadcast(&r, 0);
-  return results;
-}
-
 std::string Pack(const nlohmann::json& header, const std::vector<double>& values) {
   const std::string text = header.dump();
   const uint64_t length = text.size();

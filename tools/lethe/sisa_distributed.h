@@ -24,11 +24,6 @@ namespace lethe::cli {
 void ForEachConstituent(int count, const std::function<std::string(int)>& work,
                         const std::function<void(int, const std::string&)>& take);
 
-// Like ForEachConstituent, but every rank ends with every result, in j order (rank 0
-// broadcasts them): for what every rank then computes on (an ensemble's outputs). Collective.
-std::vector<std::string> AllConstituentResults(int count,
-                                               const std::function<std::string(int)>& work);
-
 // A result: a JSON header (small metadata, text) and doubles, which travel as raw bytes
 // (bit for bit).
 std::string Pack(const nlohmann::json& header, const std::vector<double>& values);
