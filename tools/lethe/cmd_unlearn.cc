@@ -325,7 +325,8 @@ int RunUnlearn(const std::vector<std::string>& args) {
     ("out", po::value(&in.out), "patched model (.safetensors)")
     ("method", po::value(&method)->default_value("newton"), "newton or gradient-ascent")
     ("steps", po::value(&steps)->default_value("1"),
-     "Newton (or gradient-ascent) steps; newton also `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most 8")
+     ("Newton (or gradient-ascent) steps; newton also `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most " +
+      std::to_string(kAutoSteps)).c_str())
     ("learning-rate", po::value(&options.learning_rate)->default_value(0.01), "gradient-ascent step size")
     ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
      "newton: precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG "

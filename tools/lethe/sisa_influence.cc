@@ -73,8 +73,11 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
   auto backend = kernels::MakeBackend<T>(common.Backend());
   // Constituent s, on rank s mod P under mpirun (tools/lethe/sisa_distributed.h): the
   // probability p_{s,y} of each test label (for the weights), ‖∇L_s‖, and its own influence
-  // on its shard's kept rows. Sent to rank 0 as raw doubles [grad_norm, p_{s,y} (mt),
-  // scores (mt × n_s)]: rank 0 assembles exactly what one process computes.
+  // on its shard's kept rows. The scores (mt × n_s) stay in own_scores[s] on the rank that
+  // computed them (docs/distributed.md: no rank holds the m × n table); the rest goes to rank
+  // 0 in shard order as raw doubles [grad_norm, p_{s,y} (mt)], and rank 0 sends every rank
+  // the p_{s,y} the weights need.
+  std::vector<std::vector<double>> own_scores(S);
   auto work = [&](int s) {
     const Model model = LoadModel(dir + "/" + m.ConstituentFile(s));
     CheckDataMatchesModel(model.arch, mine);
@@ -144,25 +147,13 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
     header["n"] = r.n;
     header["describe"] = Describe(r.summary);
     header["solver"] = ToJson(r.summary);
-    values.insert(values.end(), r.scores.begin(), r.scores.end());
-    return Pack(header, values);
-  };
-  // Each rank keeps its constituents' scores (m × n_s each) where they were computed; rank 0
-  // receives the small rest — header, ‖∇L_s‖ and p_{s,y} — in shard order, and sends every
-  // rank the p_{s,y} the weights need (docs/distributed.md: no rank holds the m × n table).
-  std::vector<std::vector<double>> own_scores(S);
-  auto work_here = [&](int s) {
-    nlohmann::json header;
-    std::vector<double> values;
-    Unpack(work(s), header, values);
-    own_scores[s].assign(values.begin() + 1 + mt, values.end());
-    values.resize(1 + mt);
+    own_scores[s].assign(r.scores.begin(), r.scores.end());
     return Pack(header, values);
   };
   std::vector<double> p_label(static_cast<size_t>(S * mt));  // p_{s,y} at [s · mt + j]
   std::vector<ConstituentResult> results;
   bool exact = true;
-  ForEachConstituent(S, work_here, [&](int s, const std::string& bytes) {
+  ForEachConstituent(S, work, [&](int s, const std::string& bytes) {
     nlohmann::json header;
     std::vector<double> values;
     Unpack(bytes, header, values);

@@ -511,7 +511,8 @@ int RunUnlearnServe(const std::vector<std::string>& args) {
      "the patched model's path); each served and committed before the next line is read")
     ("ledger", po::value(&in.ledger), "the deletion ledger each request appends its line to (required)")
     ("steps", po::value(&steps)->default_value("1"),
-     "Newton steps per request, or `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most 8")
+     ("Newton steps per request, or `auto`: steps until ‖∇L₋ₛ‖ <= 1e-5, at most " +
+      std::to_string(kAutoSteps)).c_str())
     ("solve-dtype", po::value(&solve_dtype)->default_value("auto"),
      "precision of each step's solve: f32, f64 (--dtype's), or auto (f32 for a CG solve when "
      "--dtype is f64 and its tolerance is >= 1e-4)")
