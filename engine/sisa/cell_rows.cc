@@ -44,10 +44,12 @@ void FillCellHashes(Manifest& m, const io::Dataset& data,
     for (Checkpoint& c : s.slices) c.rows_sha256 = CellRowsSha256(data, row_of_id, c.ids);
 }
 
-std::optional<CellMismatch> FirstCellMismatch(
-    const Manifest& m, const io::Dataset& all, const std::unordered_map<int64_t, int64_t>& all_of,
-    const io::Dataset& rows, const std::unordered_map<int64_t, int64_t>& rows_of,
-    const std::string& path, const std::set<int>* hashed) {
+std::optional<CellMismatch> FirstCellMismatch(const Manifest& m, const io::Dataset& all,
+                                              const std::unordered_map<int64_t, int64_t>& all_of,
+                                              const io::Dataset& rows,
+                                              const std::unordered_map<int64_t, int64_t>& rows_of,
+                                              const std::string& path,
+                                              const std::set<int>* hashed) {
   LETHE_CHECK(m.version >= 2);
   const int64_t R = m.partition.slices;
   for (int s = 0; s < m.partition.shards; ++s)
@@ -56,12 +58,16 @@ std::optional<CellMismatch> FirstCellMismatch(
       const int64_t cell = s * R + r;
       for (int64_t id : c.ids)
         if (!all_of.count(id))
-          return CellMismatch{2 * cell, ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r,
-                                                ") lacks id ", id, ", which the ensemble still "
-                                                "trains on (only forgotten rows may be deleted)")};
+          return CellMismatch{
+              2 * cell,
+              ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r, ") lacks id ", id,
+                                      ", which the ensemble still "
+                                      "trains on (only forgotten rows may be deleted)")};
       if ((!hashed || hashed->count(s)) && CellRowsSha256(rows, rows_of, c.ids) != c.rows_sha256)
-        return CellMismatch{2 * cell + 1,
-                            ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r, ") rows differ from "
+        return CellMismatch{
+            2 * cell + 1,
+            ::lethe::detail::Concat(path, ": cell (shard ", s, ", slice ", r,
+                                    ") rows differ from "
                                     "the ones the ensemble was trained on (SHA-256 of the cell's "
                                     "rows)")};
     }
@@ -73,8 +79,9 @@ std::optional<CellMismatch> FirstCellMismatch(
     const Cell cell = Assign(id, m.partition);
     const auto& ids = m.shards[cell.shard].slices[cell.slice].ids;
     if (!std::binary_search(ids.begin(), ids.end(), id))
-      return CellMismatch{after_cells + i,
-                          ::lethe::detail::Concat(path, ": cell (shard ", cell.shard, ", slice ", cell.slice,
+      return CellMismatch{
+          after_cells + i,
+          ::lethe::detail::Concat(path, ": cell (shard ", cell.shard, ", slice ", cell.slice,
                                   ") gains id ", id, ", which the ensemble was not trained on")};
   }
   return std::nullopt;

@@ -47,9 +47,10 @@ struct CellMismatch {
   int64_t key = 0;
   std::string message;
 };
-std::optional<CellMismatch> FirstCellMismatch(
-    const Manifest& m, const io::Dataset& all, const std::unordered_map<int64_t, int64_t>& all_of,
-    const io::Dataset& rows, const std::unordered_map<int64_t, int64_t>& rows_of,
-    const std::string& path, const std::set<int>* hashed);
+std::optional<CellMismatch> FirstCellMismatch(const Manifest& m, const io::Dataset& all,
+                                              const std::unordered_map<int64_t, int64_t>& all_of,
+                                              const io::Dataset& rows,
+                                              const std::unordered_map<int64_t, int64_t>& rows_of,
+                                              const std::string& path, const std::set<int>* hashed);
 
 }  // namespace lethe::sisa

@@ -169,7 +169,8 @@ SolveSummary ConjugateGradient(LinearOperator<T>& A, const kernels::Matrix<T>& B
 
   // The recursive residual drifts from the true one in finite precision: report the true one.
   if (!options.check_residual) {
-    summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    summary.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return summary;
   }
   A.Apply(X, AP);

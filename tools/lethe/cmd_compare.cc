@@ -141,9 +141,8 @@ int RunCompare(const std::vector<std::string>& args) {
                {}, -1};
     const io::Dataset* on_test = test ? &*test : nullptr;
     r.audit = loaded[k].manifest
-                  ? AuditEnsemble(loaded[k], train, forget_rows, derived ? std::vector<int64_t>{}
-                                                                         : forget_ids,
-                                  on_test, common)
+                  ? AuditEnsemble(loaded[k], train, forget_rows,
+                                  derived ? std::vector<int64_t>{} : forget_ids, on_test, common)
                   : AuditOverRanks(loaded[k].models.front(), train, forget_rows, on_test, common);
     rows.push_back(std::move(r));
   }

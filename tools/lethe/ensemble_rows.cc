@@ -63,9 +63,8 @@ EnsembleRows Predict(const std::vector<Model>& constituents, sisa::Aggregate agg
 
 }  // namespace
 
-EnsembleRows PredictEnsembleRows(const std::vector<Model>& constituents,
-                                 sisa::Aggregate aggregate, const io::Dataset& data,
-                                 const CommonOptions& common) {
+EnsembleRows PredictEnsembleRows(const std::vector<Model>& constituents, sisa::Aggregate aggregate,
+                                 const io::Dataset& data, const CommonOptions& common) {
   return common.F32() ? Predict<float>(constituents, aggregate, data, common)
                       : Predict<double>(constituents, aggregate, data, common);
 }

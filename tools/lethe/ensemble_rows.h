@@ -19,16 +19,15 @@
 namespace lethe::cli {
 
 struct EnsembleRows {
-  int64_t width = 0;                          // a constituent's output width
-  std::vector<int64_t> label;                 // the ensemble's label per row
-  std::vector<double> loss;                   // per row, as above
-  std::vector<int64_t> constituent_right;     // per constituent: rows it labels right
-  std::string device;                         // the backend that computed them (Describe())
+  int64_t width = 0;                       // a constituent's output width
+  std::vector<int64_t> label;              // the ensemble's label per row
+  std::vector<double> loss;                // per row, as above
+  std::vector<int64_t> constituent_right;  // per constituent: rows it labels right
+  std::string device;                      // the backend that computed them (Describe())
 };
 
 // constituents: the models in shard order (same architecture); every row of `data`.
-EnsembleRows PredictEnsembleRows(const std::vector<Model>& constituents,
-                                 sisa::Aggregate aggregate, const io::Dataset& data,
-                                 const CommonOptions& common);
+EnsembleRows PredictEnsembleRows(const std::vector<Model>& constituents, sisa::Aggregate aggregate,
+                                 const io::Dataset& data, const CommonOptions& common);
 
 }  // namespace lethe::cli

@@ -65,7 +65,8 @@ ModelAudit AuditEnsemble(const Compared& c, const io::Dataset& train,
   std::vector<double> kept_losses;
   int64_t kept_right = 0;
   for (int64_t i = 0; i < train.n; ++i)
-    if (!forget.count(i)) kept_losses.push_back(on_train.loss[i]), kept_right += right(train, on_train, i);
+    if (!forget.count(i))
+      kept_losses.push_back(on_train.loss[i]), kept_right += right(train, on_train, i);
   std::unordered_map<int64_t, int64_t> position;  // id → its place in forget_order
   for (size_t t = 0; t < forget_order.size(); ++t) position.emplace(forget_order[t], t);
   std::vector<double> forget_triples;  // (position, loss, right) per forget row

@@ -175,8 +175,8 @@ int Eval(const std::string& dir, const sisa::Manifest& m, const std::vector<Mode
   } else {
     std::cout << dir << " (SISA ensemble: " << m.partition.shards << " shards × "
               << m.partition.slices << " slices, " << sisa::Name(m.aggregate) << ") on "
-              << data.path << " (" << n << " examples, " << common.dtype << ", "
-              << r.device << ")\n";
+              << data.path << " (" << n << " examples, " << common.dtype << ", " << r.device
+              << ")\n";
     if (m.aggregate == sisa::Aggregate::kMean)
       std::cout << "  loss       " << io::FormatDouble(log_loss)
                 << "   (mean −log of the mean predicted probability of the label)\n";

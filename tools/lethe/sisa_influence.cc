@@ -28,10 +28,10 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/npy.h"
+#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/forgotten_data.h"
 #include "tools/lethe/held_scores.h"
 #include "tools/lethe/session.h"
-#include "tools/lethe/distributed_cli.h"
 #include "tools/lethe/sisa_dir.h"
 #include "tools/lethe/sisa_distributed.h"
 #include "tools/lethe/sisa_rows.h"
@@ -278,9 +278,11 @@ int Run(const std::string& dir, const sisa::Manifest& m, const ShardData& train_
   std::cout << "ensemble score = constituent score × " << weighting << "\n";
   for (int64_t j = 0; j < shown; ++j) {
     std::cout << "test id " << test.ids[test_rows[j]] << ": most helpful";
-    for (const auto& [i, score] : helpful[j]) std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
+    for (const auto& [i, score] : helpful[j])
+      std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
     std::cout << "; most harmful";
-    for (const auto& [i, score] : harmful[j]) std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
+    for (const auto& [i, score] : harmful[j])
+      std::cout << " " << train.ids[i] << " (" << Sci(score) << ")";
     std::cout << "\n";
   }
   std::cout << "wrote " << out << "\n";
